@@ -1,0 +1,80 @@
+"""The typer application object and the error boundary shared by every command.
+
+Commands live in sibling modules (``demo``, ``infer``, ``reproduce``, ...) and register themselves
+on :data:`app`. :func:`main` is the console-script entry point: it turns the library's input errors
+(``ValueError``, ``TypeError``, ``FileNotFoundError``, ``FileExistsError``, ``OSError``) into one
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="syngeo",
+    help=(
+        "Synaptic geometry: infer the geometry of plasticity from synaptic weights, train under "
+        "mirror descent, and reproduce the figures of the papers syngeo implements."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Exceptions that mean "bad input": reported in one line with exit code 2.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    PermissionError,
+    OSError,
+    KeyError,
+)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with code 2."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(2)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``syngeo``)."""
+    # Register the commands (import side effect) only when the CLI actually runs.
+    from syngeo.cli import _commands  # noqa: F401
+
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="syngeo")
+    except click.exceptions.Exit as exc:  # --help, typer.Exit
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show()
+        raise SystemExit(2) from None
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished work is kept; rerun the same command to resume")
+        raise SystemExit(130) from None
+    except INPUT_ERRORS as exc:
+        fail(_one_line(exc))
+    if isinstance(rv, int) and rv != 0:
+        raise SystemExit(rv)
+    sys.exit(0)

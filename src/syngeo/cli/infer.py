@@ -1,0 +1,1 @@
+"""``syngeo infer``."""

@@ -1,0 +1,145 @@
+"""Writing a command's results to an output folder, never overwriting without ``force``.
+
+Layout of ``OUT``: ``results.parquet`` and ``results.csv`` (the tidy table), ``summary.json``,
+one PNG and one PDF per figure, and ``report.md`` embedding the PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["atomic_write_text", "prepare_out_dir", "to_jsonable", "write_outputs"]
+
+_OUTPUT_NAMES = ("results.parquet", "results.csv", "summary.json", "report.md")
+
+
+def prepare_out_dir(
+    out: str | os.PathLike, *, force: bool = False, allow_resume: bool = False
+) -> Path:
+    """Create ``out`` (and parents) and return it.
+
+    An existing non-empty folder is an error unless ``force`` (its previous results are then
+    replaced file by file; nothing else in it is touched) or ``allow_resume`` (a sweep folder
+    that is continued).
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {path} exists and is not a folder; choose another path")
+    if path.is_dir() and any(path.iterdir()) and not (force or allow_resume):
+        raise FileExistsError(
+            f"--out {path} already holds results; pass --force to replace them or choose another folder"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert NumPy/pandas scalars and arrays, Paths and dataclass-likes to JSON values.
+
+    Non-finite floats become ``None`` (JSON has no NaN).
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    return obj
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (all or nothing)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_via(path: Path, writer) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(
+    out: str | os.PathLike,
+    *,
+    table: pd.DataFrame | None = None,
+    summary: Mapping[str, Any] | None = None,
+    figures: Mapping[str, Any] | None = None,
+    report: str | None = None,
+) -> dict[str, Path]:
+    """Write the standard outputs into the (already prepared) folder ``out``.
+
+    Returns the paths written, keyed by a short name. Figures are saved as ``<stem>.png`` (150 dpi)
+    and ``<stem>.pdf`` and closed afterwards.
+    """
+    out = Path(out)
+    written: dict[str, Path] = {}
+    if table is not None:
+        _atomic_via(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+        _atomic_via(out / "results.csv", lambda p: table.to_csv(p, index=False))
+        written["parquet"] = out / "results.parquet"
+        written["csv"] = out / "results.csv"
+    if summary is not None:
+        atomic_write_text(out / "summary.json", json.dumps(to_jsonable(summary), indent=2) + "\n")
+        written["summary"] = out / "summary.json"
+    if figures:
+        import matplotlib.pyplot as plt
+
+        for stem, fig in figures.items():
+            for ext in ("png", "pdf"):
+                target = out / f"{stem}.{ext}"
+                _atomic_via(
+                    target,
+                    lambda p, fig=fig, ext=ext: fig.savefig(
+                        p, format=ext, dpi=150, bbox_inches="tight"
+                    ),
+                )
+                written[f"{stem}.{ext}"] = target
+            plt.close(fig)
+    if report is not None:
+        atomic_write_text(out / "report.md", report)
+        written["report"] = out / "report.md"
+    return written
+
+
+def remove_tree_contents(path: Path, names: tuple[str, ...] = _OUTPUT_NAMES) -> None:
+    """Remove the standard output files (used by ``--force``); other files are left alone."""
+    for name in names:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

@@ -1,0 +1,353 @@
+r"""Potentials: the strictly convex functions that define a plasticity geometry.
+
+A *potential* :math:`\phi(w) = \sum_i \varphi(w_i)` (THEORY.md §1) defines
+
+* the **mirror map** :math:`\nabla\phi`, taking weights (primal space) to the dual space where
+  mirror descent is plain gradient descent, :math:`\nabla\phi(w_{t+1}) = \nabla\phi(w_t) - \eta g`;
+* its inverse :math:`(\nabla\phi)^{-1}`;
+* the **Hessian metric** :math:`\nabla^2\phi(w)` (diagonal, because every potential here is local);
+* the **Bregman divergence** :math:`D_\phi(w, w') = \phi(w) - \phi(w') - \langle\nabla\phi(w'), w - w'\rangle`.
+
+Every method works element-wise on ``torch.Tensor`` (any shape, dtype and device; the result keeps
+them) and on ``numpy.ndarray`` (the analysis layer works in NumPy float64).
+
+=====================  ============================  ================================  =====================
+potential              :math:`\varphi(w)`            :math:`\varphi'(w)` (mirror map)  :math:`\varphi''(w)`
+=====================  ============================  ================================  =====================
+``PNorm(p)``, p > 1    :math:`|w|^p / p`             :math:`\mathrm{sign}(w)|w|^{p-1}`  :math:`(p-1)|w|^{p-2}`
+``NegativeEntropy()``  :math:`|w|\log|w|`            :math:`\mathrm{sign}(w)(\log|w|+1)` :math:`1/|w|`
+=====================  ============================  ================================  =====================
+
+Conventions
+-----------
+* ``PNorm(2)`` is the Euclidean geometry: its mirror map is the identity and mirror descent is SGD.
+* Negative entropy (NE) is sign-preserving: its inverse mirror map needs the sign of the weight,
+  :math:`(\nabla\phi)^{-1}(u) = s\,\exp(s u - 1)` with :math:`s = \mathrm{sign}(w_0)`; call
+  ``grad_inverse(u, sign=torch.sign(w0))``. At exactly ``w = 0`` the NE mirror map has no limit; we
+  define it as 0 (and the inverse with ``sign = 0`` returns 0), which makes a zero weight a fixed
+  point of mirror descent, as ``0 * exp(.) = 0`` in the exponentiated-gradient rule.
+* The p-norm Hessian is infinite at ``w = 0`` for ``p < 2``, and the NE Hessian is infinite there;
+  both are returned as ``inf``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol, Union, runtime_checkable
+
+import numpy as np
+import scipy.special
+import torch
+
+__all__ = [
+    "NegativeEntropy",
+    "PNorm",
+    "Potential",
+    "PotentialLike",
+    "potential",
+]
+
+Array = Union[torch.Tensor, np.ndarray]
+
+
+def _is_torch(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _as_array(x: Any) -> Array:
+    """Return a tensor or an ndarray; Python scalars and lists become float64 ndarrays."""
+    if _is_torch(x) or isinstance(x, np.ndarray):
+        return x
+    return np.asarray(x, dtype=np.float64)
+
+
+def _sign(x: Array) -> Array:
+    return torch.sign(x) if _is_torch(x) else np.sign(x)
+
+
+def _exp(x: Array) -> Array:
+    return torch.exp(x) if _is_torch(x) else np.exp(x)
+
+
+def _log(x: Array) -> Array:
+    return torch.log(x) if _is_torch(x) else np.log(x)
+
+
+def _xlogx(x: Array) -> Array:
+    """x·log(x) with 0·log 0 = 0."""
+    return torch.special.xlogy(x, x) if _is_torch(x) else scipy.special.xlogy(x, x)
+
+
+def _where(cond: Array, a: Array, b: Array) -> Array:
+    return torch.where(cond, a, b) if _is_torch(cond) else np.where(cond, a, b)
+
+
+def _sum(x: Array) -> Array:
+    return x.sum() if _is_torch(x) else np.sum(x)
+
+
+@runtime_checkable
+class Potential(Protocol):
+    """What every potential provides (see the module docstring for conventions)."""
+
+    name: str
+
+    def value(self, w: Array) -> Array: ...
+
+    def grad(self, w: Array) -> Array: ...
+
+    def grad_inverse(self, u: Array, sign: Array | None = None) -> Array: ...
+
+    def hessian_diag(self, w: Array) -> Array: ...
+
+    def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array: ...
+
+
+class _LocalPotential:
+    """Shared derived operations of a local potential φ(w) = Σ φ_i(w_i)."""
+
+    name: str
+
+    # -- to be provided by subclasses -------------------------------------------------------------
+    def _value_elementwise(self, w: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def grad(self, w: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- derived ---------------------------------------------------------------------------------
+    def value(self, w: Array, *, elementwise: bool = False) -> Array:
+        """φ(w) = Σ_i φ(w_i); per entry if ``elementwise``."""
+        w = _as_array(w)
+        v = self._value_elementwise(w)
+        return v if elementwise else _sum(v)
+
+    def mirror_map(self, w: Array) -> Array:
+        """Alias of :meth:`grad`: the mirror map ∇φ from weights to the dual space."""
+        return self.grad(w)
+
+    def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array:
+        r"""Bregman divergence :math:`D_\phi(w, w_{ref}) = \phi(w) - \phi(w_{ref}) - \langle\nabla\phi(w_{ref}), w - w_{ref}\rangle`.
+
+        Non-negative, zero only at ``w == w_ref`` (for NE: when the signs agree; a sign change
+        gives a positive divergence through the |w| terms). Summed over all entries unless
+        ``elementwise``.
+        """
+        w, w_ref = _as_array(w), _as_array(w_ref)
+        d = (
+            self._value_elementwise(w)
+            - self._value_elementwise(w_ref)
+            - self.grad(w_ref) * (w - w_ref)
+        )
+        return d if elementwise else _sum(d)
+
+    def dual_distance_to(self, w: Array, w_ref: Array) -> Array:
+        """∇φ(w) − ∇φ(w_ref): the change of the dual weights (THEORY §2's Δ)."""
+        return self.grad(_as_array(w)) - self.grad(_as_array(w_ref))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, repr=False)
+class PNorm(_LocalPotential):
+    r"""The p-norm potential :math:`\phi(w) = \sum_i |w_i|^p / p` for real ``p > 1``.
+
+    Mirror map :math:`\mathrm{sign}(w)|w|^{p-1}`, inverse :math:`\mathrm{sign}(u)|u|^{1/(p-1)}`,
+    Hessian :math:`(p-1)|w|^{p-2}` (diagonal). ``p = 2`` is Euclidean (mirror descent = SGD).
+
+    Examples
+    --------
+    >>> import torch
+    >>> phi = PNorm(3)
+    >>> w = torch.tensor([-2.0, 0.5])
+    >>> phi.grad(w)
+    tensor([-4.0000,  0.2500])
+    >>> torch.allclose(phi.grad_inverse(phi.grad(w)), w)
+    True
+    """
+
+    p: float
+
+    def __post_init__(self) -> None:
+        p = self.p
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(
+                f"PNorm needs a real number p > 1, got {p!r} of type {type(p).__name__}"
+            )
+        if not math.isfinite(float(p)) or float(p) <= 1.0:
+            raise ValueError(
+                f"PNorm needs p > 1 (finite), got p={p!r}; p = 1 is not strictly convex — "
+                "use NegativeEntropy() for the p -> 1 end of the family"
+            )
+        object.__setattr__(self, "p", float(p))
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"{_fmt_p(self.p)}-norm"
+
+    @property
+    def is_euclidean(self) -> bool:
+        """True for p = 2, where the mirror map is the identity."""
+        return self.p == 2.0
+
+    preserves_sign = False
+
+    def _value_elementwise(self, w: Array) -> Array:
+        return abs(w) ** self.p / self.p
+
+    def grad(self, w: Array) -> Array:
+        """Mirror map sign(w)·|w|^(p−1)."""
+        w = _as_array(w)
+        if self.is_euclidean:
+            return w.clone() if _is_torch(w) else np.array(w, copy=True)
+        return _sign(w) * abs(w) ** (self.p - 1.0)
+
+    def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
+        """Inverse mirror map sign(u)·|u|^(1/(p−1)); ``sign`` is accepted and ignored."""
+        u = _as_array(u)
+        if self.is_euclidean:
+            return u.clone() if _is_torch(u) else np.array(u, copy=True)
+        return _sign(u) * abs(u) ** (1.0 / (self.p - 1.0))
+
+    def hessian_diag(self, w: Array) -> Array:
+        """Diagonal of ∇²φ: (p−1)·|w|^(p−2) (``inf`` at 0 when p < 2)."""
+        w = _as_array(w)
+        if self.is_euclidean:
+            return torch.ones_like(w) if _is_torch(w) else np.ones_like(w)
+        return (self.p - 1.0) * abs(w) ** (self.p - 2.0)
+
+    def __repr__(self) -> str:
+        return f"PNorm(p={_fmt_p(self.p)})"
+
+
+@dataclass(frozen=True, repr=False)
+class NegativeEntropy(_LocalPotential):
+    r"""Negative entropy :math:`\phi(w) = \sum_i |w_i| \log |w_i|` (exponentiated-gradient geometry).
+
+    Mirror map :math:`\mathrm{sign}(w)(\log|w| + 1)`; inverse
+    :math:`s\,\exp(s u - 1)` with the weight's sign :math:`s` (signs never change under NE);
+    Hessian :math:`1/|w|`. Mirror descent gives :math:`w_{t+1} = w_t \exp(-\eta\,\mathrm{sign}(w_t) g)`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ne = NegativeEntropy()
+    >>> w = torch.tensor([-2.0, 0.5], dtype=torch.float64)
+    >>> torch.allclose(ne.grad_inverse(ne.grad(w), sign=torch.sign(w)), w)
+    True
+    """
+
+    name = "NE"
+    is_euclidean = False
+    preserves_sign = True
+
+    def _value_elementwise(self, w: Array) -> Array:
+        return _xlogx(abs(w))
+
+    def grad(self, w: Array) -> Array:
+        """Mirror map sign(w)·(log|w| + 1), defined as 0 at w = 0 (see module notes)."""
+        w = _as_array(w)
+        a = abs(w)
+        zero = a == 0
+        safe = _where(zero, a + 1, a)  # avoid log(0) warnings; masked out below
+        return _where(zero, a * 0, _sign(w) * (_log(safe) + 1.0))
+
+    def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
+        """Inverse mirror map s·exp(s·u − 1); ``sign`` (the weights' signs) is required."""
+        if sign is None:
+            raise ValueError(
+                "negative entropy's inverse mirror map needs the sign of the weights: "
+                "call grad_inverse(u, sign=sign(w0)) (signs never change under NE)"
+            )
+        u = _as_array(u)
+        s = _as_array(sign)
+        if _is_torch(u) and not _is_torch(s):
+            s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
+        elif _is_torch(s) and not _is_torch(u):
+            u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
+        s = _sign(s)
+        return s * _exp(s * u - 1.0)
+
+    def hessian_diag(self, w: Array) -> Array:
+        """Diagonal of ∇²φ: 1/|w| (``inf`` at 0)."""
+        w = _as_array(w)
+        return 1.0 / abs(w)
+
+    def __repr__(self) -> str:
+        return "NegativeEntropy()"
+
+
+def _fmt_p(p: float) -> str:
+    """2.0 -> '2', 2.5 -> '2.5', 1.1000000000000001 -> '1.1'."""
+    return f"{round(p, 10):g}"
+
+
+PotentialLike = Union[Potential, str, float, int]
+
+_PNORM_PATTERNS = (
+    re.compile(r"^(?P<p>[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)[-_ ]?norm$"),
+    re.compile(r"^p\s*=?\s*(?P<p>[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)$"),
+    re.compile(r"^(?:pnorm|p-norm|l)\s*\(?\s*(?P<p>[0-9]*\.?[0-9]+)\s*\)?$"),
+)
+_NE_NAMES = {
+    "ne",
+    "negative_entropy",
+    "negative-entropy",
+    "negative entropy",
+    "negentropy",
+    "eg",
+    "exponentiated_gradient",
+    "exponentiated-gradient",
+    "entropy",
+}
+_EUCLIDEAN_NAMES = {"euclidean", "sgd", "gd", "l2"}
+
+
+def potential(spec: PotentialLike) -> Potential:
+    """Parse a potential specification.
+
+    Accepted forms: a :class:`Potential` (returned as is); a real number ``p > 1``
+    (``PNorm(p)``); strings ``"2-norm"``, ``"3-norm"``, ``"2.5-norm"``, ``"p=2.5"``, ``"p2.5"``,
+    ``"euclidean"`` (= ``"2-norm"``), ``"ne"``, ``"negative_entropy"``, ``"negative entropy"``,
+    ``"eg"``. Case and surrounding spaces are ignored.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or p ≤ 1.
+    TypeError
+        For anything that is neither a string, a number nor a potential.
+
+    Examples
+    --------
+    >>> potential("3-norm"), potential("p=2.5"), potential("ne")
+    (PNorm(p=3), PNorm(p=2.5), NegativeEntropy())
+    """
+    if isinstance(spec, (PNorm, NegativeEntropy)):
+        return spec
+    if isinstance(spec, bool):
+        raise TypeError(f"a potential must be a name, a number p > 1 or a Potential, got {spec!r}")
+    if isinstance(spec, (int, float, np.integer, np.floating)):
+        return PNorm(float(spec))
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s in _NE_NAMES:
+            return NegativeEntropy()
+        if s in _EUCLIDEAN_NAMES:
+            return PNorm(2.0)
+        for pattern in _PNORM_PATTERNS:
+            m = pattern.match(s)
+            if m:
+                return PNorm(float(m.group("p")))
+        raise ValueError(
+            f"unknown potential {spec!r}: use a p-norm such as '2-norm', '3-norm', '2.5-norm' or "
+            "'p=2.5' (p > 1), or negative entropy as 'ne' / 'negative_entropy'"
+        )
+    if isinstance(spec, Potential):
+        return spec
+    raise TypeError(
+        f"a potential must be a name, a number p > 1 or a Potential, got {type(spec).__name__}"
+    )
