@@ -68,11 +68,19 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _default_file_mode() -> int:
+    """0o666 minus the umask, the mode ``open()`` gives (``mkstemp`` would leave 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (all or nothing)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _default_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -85,6 +93,7 @@ def _atomic_via(path: Path, writer) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, _default_file_mode())
         writer(tmp)
         os.replace(tmp, path)
     except BaseException:
