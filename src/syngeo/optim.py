@@ -1,0 +1,716 @@
+r"""Mirror descent as a ``torch.optim.Optimizer`` (THEORY.md §1).
+
+Gradient descent in the dual space of a potential :math:`\phi`:
+
+.. math::
+    \nabla\phi(w_{t+1}) = \nabla\phi(w_t) - \eta\, d_t, \qquad
+    w_{t+1} = (\nabla\phi)^{-1}\big(\nabla\phi(w_t) - \eta\, d_t\big),
+
+where :math:`d_t` is the (momentum-averaged) gradient. The layout follows ``torch.optim.sgd``:
+the :class:`MirrorDescent` class validates hyperparameters and gathers each parameter group; the
+public functional :func:`mirror_descent` does the arithmetic, either in
+``_single_tensor_mirror_descent`` (a plain loop over the potential's own mirror maps: the
+reference) or in ``_foreach_mirror_descent`` (grouped by device and dtype, with closed forms:
+the fast path, which must match the reference). Recipes: :func:`exponentiated_gradient`,
+:func:`pnorm_sgd`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
+
+__all__ = [
+    "MirrorDescent",
+    "PlasticityNoise",
+    "exponentiated_gradient",
+    "mirror_descent",
+    "pnorm_sgd",
+]
+
+PlasticityNoise = Callable[[list[Tensor]], Sequence[Tensor]]
+"""``noise(params) -> perturbations``: one additive perturbation per parameter, same shapes."""
+
+NOISE_SPACES = ("dual", "primal")
+
+LearningRate = Union[float, Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _is_real_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_lr(lr: Any) -> None:
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError(
+                f"Tensor lr must be 1-element, got a tensor of shape {tuple(lr.shape)}"
+            )
+        value = float(lr.detach().reshape(()).cpu())
+    elif _is_real_number(lr):
+        value = float(lr)
+    else:
+        raise TypeError(f"Invalid learning rate: {lr!r}; use a float or a 1-element tensor")
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def _check_hyperparameters(group: dict[str, Any]) -> None:
+    """Raise ``ValueError``/``TypeError`` for any invalid hyperparameter of a parameter group."""
+    _check_lr(group["lr"])
+    for name in ("momentum", "dampening", "weight_decay"):
+        value = group[name]
+        if not _is_real_number(value) or not math.isfinite(value):
+            raise ValueError(f"Invalid {name} value: {value!r}; use a finite real number")
+    if group["momentum"] < 0.0:
+        raise ValueError(f"Invalid momentum value: {group['momentum']}")
+    if group["weight_decay"] < 0.0:
+        raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+    if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    for name in ("nesterov", "maximize"):
+        if not isinstance(group[name], bool):
+            raise TypeError(f"Invalid {name} value: {group[name]!r}; use True or False")
+    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
+        raise TypeError(f"Invalid foreach value: {group['foreach']!r}; use None, True or False")
+    noise = group["plasticity_noise"]
+    if noise is not None and not callable(noise):
+        raise TypeError(
+            f"plasticity_noise must be a callable noise(params) -> list of tensors or None, "
+            f"got {type(noise).__name__}"
+        )
+    if group["noise_space"] not in NOISE_SPACES:
+        raise ValueError(
+            f"Invalid noise_space value: {group['noise_space']!r}; use 'dual' or 'primal'"
+        )
+
+
+def _as_float(lr: LearningRate) -> float:
+    return float(lr.detach().reshape(())) if isinstance(lr, Tensor) else float(lr)
+
+
+def _is_euclidean(phi: Potential) -> bool:
+    return bool(getattr(phi, "is_euclidean", False))
+
+
+def _preserves_sign(phi: Potential) -> bool:
+    return bool(getattr(phi, "preserves_sign", False))
+
+
+# --------------------------------------------------------------------------------------------
+# state-dict hooks: potentials are stored by name where that is lossless, noise is not stored
+# --------------------------------------------------------------------------------------------
+
+
+def _potential_to_state(phi: Potential) -> Any:
+    """The potential's name if parsing it gives the same potential back, else the object."""
+    name = getattr(phi, "name", None)
+    if isinstance(name, str):
+        try:
+            if potential(name) == phi:
+                return name
+        except (TypeError, ValueError):
+            pass
+    return phi
+
+
+def _state_dict_post_hook(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    groups = []
+    for group in state_dict["param_groups"]:
+        group = dict(group)
+        group["potential"] = _potential_to_state(group["potential"])
+        # A noise callable is code, not state: the loading optimizer keeps its own.
+        group.pop("plasticity_noise", None)
+        groups.append(group)
+    state_dict["param_groups"] = groups
+    return state_dict
+
+
+def _load_state_dict_pre_hook(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    groups = []
+    current = optimizer.param_groups
+    for index, group in enumerate(state_dict["param_groups"]):
+        group = dict(group)
+        group["potential"] = potential(group.get("potential", "2-norm"))
+        if "plasticity_noise" not in group:
+            group["plasticity_noise"] = (
+                current[index].get("plasticity_noise") if index < len(current) else None
+            )
+        group.setdefault("noise_space", "dual")
+        groups.append(group)
+    state_dict["param_groups"] = groups
+    return state_dict
+
+
+# --------------------------------------------------------------------------------------------
+# the optimizer
+# --------------------------------------------------------------------------------------------
+
+
+class MirrorDescent(Optimizer):
+    r"""Mirror descent with momentum, weight decay and plasticity noise (torch's SGD conventions).
+
+    .. math::
+       \begin{aligned}
+       &\textbf{input: } \eta \text{ (lr)},\ w_0 \text{ (params)},\ \phi \text{ (potential)},\
+         \lambda \text{ (weight decay)},\ \mu \text{ (momentum)},\ \tau \text{ (dampening)},\
+         \textit{nesterov},\ \textit{maximize},\ \xi \text{ (plasticity noise)} \\
+       &\textbf{for } t = 1, 2, \ldots \\
+       &\quad g_t \leftarrow \pm\nabla f_t(w_{t-1}) \quad (- \text{ if maximize}) \\
+       &\quad \textbf{if } \lambda \ne 0:\ g_t \leftarrow g_t + \lambda\, r(w_{t-1}),\quad
+           r(w) = w \text{ (p-norms)},\ r(w) = \mathrm{sign}(w) \text{ (negative entropy)} \\
+       &\quad \textbf{if } \mu \ne 0:\ b_t \leftarrow \mu b_{t-1} + (1-\tau) g_t
+           \ (b_1 = g_1);\quad d_t \leftarrow g_t + \mu b_t \text{ if nesterov else } b_t \\
+       &\quad \textbf{else}:\ d_t \leftarrow g_t \\
+       &\quad u_t \leftarrow \nabla\phi(w_{t-1}) - \eta\, d_t
+           \ \ (+\, \xi_t \text{ if noise\_space = "dual"}) \\
+       &\quad w_t \leftarrow (\nabla\phi)^{-1}\big(u_t;\ \mathrm{sign}(w_{t-1})\big)
+           \ \ (+\, \xi_t \text{ if noise\_space = "primal"})
+       \end{aligned}
+
+    Conventions
+    -----------
+    * **Momentum lives in the dual space**: the buffer averages gradients, which are dual vectors,
+      exactly as in ``torch.optim.SGD`` (first step :math:`b_1 = g_1`, dampening from the second
+      step on). This is how the paper trains with momentum 0.9.
+    * For ``PNorm(2)`` the mirror maps are identities and the step is computed like
+      ``torch.optim.SGD`` (same operations in the same order, so the results are identical).
+    * **Negative entropy** (``"ne"``) gives the exponentiated-gradient rule
+      :math:`w_t = w_{t-1} \odot \exp(-\eta\,\mathrm{sign}(w_{t-1}) \odot d_t)`: signs never change
+      and a weight at exactly 0 stays 0. Its weight decay is :math:`\lambda\,\mathrm{sign}(w)`,
+      which shrinks magnitudes multiplicatively, :math:`|w| \leftarrow |w|\,e^{-\eta\lambda}`
+      (THEORY §1); for p-norms it is :math:`\lambda w` (the L2 penalty, as in SGD).
+    * **Plasticity noise** ``noise(params) -> list[Tensor]`` receives the group's parameters
+      that have a gradient (before the update) and returns one additive perturbation per
+      parameter, same shape; it is added as is (not multiplied by ``lr``) in the dual space
+      (``noise_space="dual"``, the default) or to the new weights (``"primal"``). Under a
+      sign-preserving potential (negative entropy) a primal perturbation that would flip a
+      weight's sign is **reflected** at zero, :math:`w \leftarrow \mathrm{sign}(w_{t-1})
+      \,|w + \xi|`, so the weight keeps its sign and its perturbed magnitude (clamping to 0
+      instead would freeze the synapse forever, since 0 is a fixed point of the rule).
+      Noise callables are configuration, not state: ``state_dict()`` omits them and
+      ``load_state_dict`` keeps the loading optimizer's.
+    * ``state_dict()`` stores each group's potential by name (``"3-norm"``, ``"NE"``) when the
+      name parses back to the same potential, so it loads with ``torch.load(weights_only=True)``.
+
+    Parameters
+    ----------
+    params
+        Iterable of parameters or of parameter-group dicts; every key below can be set per group.
+    lr
+        Learning rate :math:`\eta \ge 0` (float or 1-element tensor).
+    potential
+        Any specification accepted by :func:`syngeo.potentials.potential` (``"2-norm"``,
+        ``"3-norm"``, ``"p=2.5"``, ``2.5``, ``"ne"``, a :class:`~syngeo.potentials.Potential`).
+    momentum, dampening, weight_decay, nesterov, maximize
+        As in ``torch.optim.SGD``.
+    foreach
+        Use the grouped, closed-form implementation (default ``None`` means yes; ``False`` runs
+        the single-tensor reference loop).
+    plasticity_noise
+        Optional ``noise(params) -> list[Tensor]`` (see Conventions).
+    noise_space
+        ``"dual"`` or ``"primal"``: where the plasticity noise is added.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Linear(4, 1)
+    >>> opt = MirrorDescent(model.parameters(), lr=0.01, potential="3-norm", momentum=0.9)
+    >>> loss = model(torch.randn(8, 4)).pow(2).mean()
+    >>> loss.backward()
+    >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 1e-3,
+        *,
+        potential: PotentialLike = "2-norm",
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        plasticity_noise: PlasticityNoise | None = None,
+        noise_space: str = "dual",
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "potential": potential,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "plasticity_noise": plasticity_noise,
+            "noise_space": noise_space,
+        }
+        _check_hyperparameters(defaults)
+        defaults["potential"] = _parse_potential(potential)
+        super().__init__(params, defaults)
+        self.register_state_dict_post_hook(_state_dict_post_hook)
+        self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group, validating its hyperparameters and parsing its potential."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        merged = {**self.defaults, **param_group}
+        _check_hyperparameters(merged)
+        phi = _parse_potential(merged["potential"])
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group["potential"] = phi
+        if not _is_euclidean(phi):
+            for p in group["params"]:
+                if not (p.is_floating_point() and not p.is_complex()):
+                    self.param_groups.pop()
+                    raise TypeError(
+                        f"mirror descent with the {phi} potential needs real floating-point "
+                        f"parameters, got one of dtype {p.dtype}; use the 2-norm for others"
+                    )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("potential", PNorm(2.0))
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("plasticity_noise", None)
+            group.setdefault("noise_space", "dual")
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        momentum_buffer_list: list[Tensor | None],
+    ) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            params.append(p)
+            grads.append(p.grad)
+            if group["momentum"] != 0:
+                momentum_buffer_list.append(self.state[p].get("momentum_buffer"))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one mirror-descent step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            momentum_buffer_list: list[Tensor | None] = []
+            self._init_group(group, params, grads, momentum_buffer_list)
+
+            mirror_descent(
+                params,
+                grads,
+                momentum_buffer_list,
+                potential=group["potential"],
+                lr=group["lr"],
+                momentum=group["momentum"],
+                dampening=group["dampening"],
+                weight_decay=group["weight_decay"],
+                nesterov=group["nesterov"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                plasticity_noise=group["plasticity_noise"],
+                noise_space=group["noise_space"],
+            )
+
+            if group["momentum"] != 0:
+                for p, buf in zip(params, momentum_buffer_list, strict=True):
+                    self.state[p]["momentum_buffer"] = buf
+        return loss
+
+
+def _parse_potential(spec: Any) -> Potential:
+    if isinstance(spec, (PNorm, NegativeEntropy)):
+        return spec
+    return potential(spec)
+
+
+# --------------------------------------------------------------------------------------------
+# recipes
+# --------------------------------------------------------------------------------------------
+
+
+def exponentiated_gradient(
+    params: Iterable[Any], lr: LearningRate = 1e-3, **kwargs: Any
+) -> MirrorDescent:
+    r"""Exponentiated gradient: mirror descent under negative entropy.
+
+    :math:`w_{t+1} = w_t \odot \exp(-\eta\,\mathrm{sign}(w_t) \odot d_t)`; keyword arguments as in
+    :class:`MirrorDescent` (except ``potential``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([0.5, -2.0]))
+    >>> opt = exponentiated_gradient([w], lr=0.1)
+    >>> w.grad = torch.tensor([1.0, 1.0])
+    >>> opt.step()
+    >>> torch.allclose(w, torch.tensor([0.5 * math.exp(-0.1), -2.0 * math.exp(0.1)]))
+    True
+    """
+    if "potential" in kwargs:
+        raise TypeError("exponentiated_gradient fixes the potential; use MirrorDescent for others")
+    return MirrorDescent(params, lr, potential=NegativeEntropy(), **kwargs)
+
+
+def pnorm_sgd(
+    params: Iterable[Any], lr: LearningRate = 1e-3, p: float = 2.0, **kwargs: Any
+) -> MirrorDescent:
+    r"""p-norm mirror descent: :math:`\mathrm{sign}(w)|w|^{p-1}` is updated by gradient steps.
+
+    ``p = 2`` is SGD. Keyword arguments as in :class:`MirrorDescent` (except ``potential``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([2.0]))
+    >>> opt = pnorm_sgd([w], lr=1.0, p=3)
+    >>> w.grad = torch.tensor([3.0])
+    >>> opt.step()  # dual 2**2 = 4 -> 4 - 3 = 1 -> w = 1
+    >>> w
+    Parameter containing:
+    tensor([1.], requires_grad=True)
+    """
+    if "potential" in kwargs:
+        raise TypeError("pnorm_sgd fixes the potential through p; use MirrorDescent for others")
+    return MirrorDescent(params, lr, potential=PNorm(p), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# functional API
+# --------------------------------------------------------------------------------------------
+
+
+def mirror_descent(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffer_list: list[Tensor | None],
+    *,
+    potential: PotentialLike,
+    lr: LearningRate,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    plasticity_noise: PlasticityNoise | None = None,
+    noise_space: str = "dual",
+) -> None:
+    """Functional mirror-descent step, in place on ``params`` (see :class:`MirrorDescent`).
+
+    ``momentum_buffer_list`` holds one entry per parameter (``None`` before the first step) when
+    ``momentum != 0`` and is updated in place (new buffers are written into it). The noise
+    callable is evaluated once, here, so both implementations see the same perturbations.
+    """
+    phi = _parse_potential(potential)
+    if noise_space not in NOISE_SPACES:
+        raise ValueError(f"Invalid noise_space value: {noise_space!r}; use 'dual' or 'primal'")
+    if len(params) != len(grads):
+        raise ValueError(f"got {len(params)} parameters but {len(grads)} gradients")
+    if momentum != 0 and len(momentum_buffer_list) != len(params):
+        raise ValueError(
+            f"got {len(params)} parameters but {len(momentum_buffer_list)} momentum buffers; "
+            "pass one entry (None before the first step) per parameter"
+        )
+    if not params:
+        return
+    has_sparse_grad = any(g.is_sparse for g in grads)
+    if has_sparse_grad and not _is_euclidean(phi):
+        raise RuntimeError(
+            f"mirror descent with the {phi} potential does not support sparse gradients; "
+            "use dense gradients (e.g. nn.Embedding(sparse=False)) or the 2-norm"
+        )
+    noise = _draw_noise(plasticity_noise, params)
+
+    if foreach is None:
+        foreach = True
+    func = (
+        _foreach_mirror_descent
+        if foreach and not has_sparse_grad and not torch.jit.is_scripting()
+        else _single_tensor_mirror_descent
+    )
+    func(
+        params,
+        grads,
+        momentum_buffer_list,
+        noise,
+        potential=phi,
+        lr=_as_float(lr),
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+        noise_space=noise_space,
+    )
+
+
+def _draw_noise(noise: PlasticityNoise | None, params: list[Tensor]) -> list[Tensor] | None:
+    """Call the noise callable and check that it returned one same-shaped tensor per parameter."""
+    if noise is None:
+        return None
+    xi = noise(list(params))
+    if isinstance(xi, Tensor) or not isinstance(xi, Sequence) or len(xi) != len(params):
+        raise ValueError(
+            f"plasticity_noise must return a list of {len(params)} tensors (one per parameter "
+            f"with a gradient), got {type(xi).__name__}"
+            + (f" of length {len(xi)}" if isinstance(xi, Sequence) else "")
+        )
+    out = []
+    for i, (x, p) in enumerate(zip(xi, params, strict=True)):
+        if not isinstance(x, Tensor) or x.shape != p.shape:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"plasticity_noise returned {got} for parameter {i} of shape {tuple(p.shape)}; "
+                "return one tensor of the parameter's shape per parameter"
+            )
+        out.append(x.to(device=p.device, dtype=p.dtype))
+    return out
+
+
+def _single_tensor_mirror_descent(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffer_list: list[Tensor | None],
+    noise: list[Tensor] | None,
+    *,
+    potential: Potential,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    noise_space: str,
+) -> None:
+    """Reference implementation: the mirror maps of ``potential``, one tensor at a time."""
+    euclidean = _is_euclidean(potential)
+    keeps_sign = _preserves_sign(potential)
+    for i, w in enumerate(params):
+        g = grads[i] if not maximize else -grads[i]
+        if weight_decay != 0:
+            g = g.add(torch.sign(w) if keeps_sign else w, alpha=weight_decay)
+
+        if momentum != 0:
+            buf = momentum_buffer_list[i]
+            if buf is None:
+                buf = g.detach().clone()
+                momentum_buffer_list[i] = buf
+            else:
+                buf.mul_(momentum).add_(g, alpha=1 - dampening)
+            d = g.add(buf, alpha=momentum) if nesterov else buf
+        else:
+            d = g
+
+        xi = noise[i] if noise is not None else None
+        if euclidean:
+            w.add_(d, alpha=-lr)
+            if xi is not None:
+                w.add_(xi)
+            continue
+
+        u = torch.add(potential.grad(w), d, alpha=-lr)
+        if xi is not None and noise_space == "dual":
+            u.add_(xi)
+        sign = torch.sign(w) if keeps_sign else None
+        new = potential.grad_inverse(u, sign=sign)
+        if xi is not None and noise_space == "primal":
+            new = new + xi
+            if keeps_sign:
+                new = sign * new.abs()
+        w.copy_(new)
+
+
+def _copysign_(magnitudes: list[Tensor], signs: list[Tensor]) -> None:
+    for m, s in zip(magnitudes, signs, strict=True):
+        m.copysign_(s)
+
+
+def _foreach_mirror_descent(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffer_list: list[Tensor | None],
+    noise: list[Tensor] | None,
+    *,
+    potential: Potential,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    noise_space: str,
+) -> None:
+    """Fast path: ``torch._foreach_*`` ops per (device, dtype) group, closed forms per potential.
+
+    * 2-norm: exactly ``torch.optim.SGD``'s multi-tensor step.
+    * negative entropy: :math:`w \\leftarrow w \\odot \\exp(\\mathrm{sign}(w) \\odot (-\\eta d))`,
+      the mirror form with :math:`\\log` and :math:`\\exp` cancelled (no log needed).
+    * p-norm: :math:`u = \\mathrm{copysign}(|w|^{p-1}, w) - \\eta d`, then
+      :math:`w = \\mathrm{copysign}(|u|^{1/(p-1)}, u)` written straight into the parameter.
+    * any other potential: its own mirror maps, tensor by tensor.
+    """
+    euclidean = _is_euclidean(potential)
+    keeps_sign = _preserves_sign(potential)
+    noise_list: list[Tensor | None] = list(noise) if noise is not None else [None] * len(params)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, momentum_buffer_list, noise_list],  # type: ignore[list-item]
+        with_indices=True,
+    )
+    for (dev_params_, dev_grads_, dev_bufs, dev_noise_), indices in grouped.values():
+        dev_params: list[Tensor] = list(dev_params_)  # type: ignore[arg-type]
+        dev_grads: list[Tensor] = list(dev_grads_)  # type: ignore[arg-type]
+        dev_noise = None if noise is None else list(dev_noise_)  # type: ignore[arg-type]
+        signs: list[Tensor] | None = None
+
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        if weight_decay != 0:
+            if keeps_sign:
+                signs = torch._foreach_sign(dev_params)
+            decay = signs if keeps_sign else dev_params
+            if maximize:  # dev_grads is already a private copy
+                torch._foreach_add_(dev_grads, decay, alpha=weight_decay)
+            else:
+                dev_grads = torch._foreach_add(dev_grads, decay, alpha=weight_decay)
+
+        if momentum != 0:
+            bufs: list[Tensor] = []
+            if all(b is not None for b in dev_bufs):
+                bufs = list(dev_bufs)  # type: ignore[arg-type]
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, dev_grads, alpha=1 - dampening)
+            else:
+                for j, b in enumerate(dev_bufs):
+                    if b is None:
+                        b = dev_grads[j].detach().clone()
+                        dev_bufs[j] = b
+                        momentum_buffer_list[indices[j]] = b
+                    else:
+                        b.mul_(momentum).add_(dev_grads[j], alpha=1 - dampening)
+                    bufs.append(b)
+            if nesterov:
+                if maximize or weight_decay != 0:  # dev_grads is a private copy
+                    torch._foreach_add_(dev_grads, bufs, alpha=momentum)
+                else:  # never write into the caller's .grad tensors
+                    dev_grads = torch._foreach_add(dev_grads, bufs, alpha=momentum)
+                direction = dev_grads
+            else:
+                direction = bufs
+        else:
+            direction = dev_grads
+
+        if euclidean:
+            torch._foreach_add_(dev_params, direction, alpha=-lr)
+            if dev_noise is not None:
+                torch._foreach_add_(dev_params, dev_noise)
+        elif isinstance(potential, NegativeEntropy):
+            _negative_entropy_update(dev_params, direction, dev_noise, signs, lr, noise_space)
+        elif isinstance(potential, PNorm):
+            _pnorm_update(dev_params, direction, dev_noise, potential.p, lr, noise_space)
+        else:
+            _generic_update(dev_params, direction, dev_noise, potential, lr, noise_space)
+
+
+def _negative_entropy_update(
+    params: list[Tensor],
+    direction: list[Tensor],
+    noise: list[Tensor] | None,
+    signs: list[Tensor] | None,
+    lr: float,
+    noise_space: str,
+) -> None:
+    r"""In place :math:`w \leftarrow w \odot \exp(s \odot (-\eta d + \xi_{dual}))`, s = sign(w).
+
+    Derivation: with :math:`u = s(\log|w| + 1)`, :math:`s\exp(s(u - \eta d + \xi) - 1)
+    = s|w|\exp(s(-\eta d + \xi)) = w \exp(s(-\eta d + \xi))` (:math:`s^2 = 1`; at w = 0 both
+    sides are 0).
+    """
+    if signs is None:
+        signs = torch._foreach_sign(params)
+    step = torch._foreach_mul(direction, -lr)
+    if noise is not None and noise_space == "dual":
+        torch._foreach_add_(step, noise)
+    torch._foreach_mul_(step, signs)
+    torch._foreach_exp_(step)
+    torch._foreach_mul_(params, step)
+    if noise is not None and noise_space == "primal":
+        torch._foreach_add_(params, noise)
+        torch._foreach_abs_(params)
+        torch._foreach_mul_(params, signs)
+
+
+def _pnorm_update(
+    params: list[Tensor],
+    direction: list[Tensor],
+    noise: list[Tensor] | None,
+    p: float,
+    lr: float,
+    noise_space: str,
+) -> None:
+    r"""In place :math:`w \leftarrow \mathrm{copysign}(|u|^{1/(p-1)}, u)`, :math:`u = \mathrm{copysign}(|w|^{p-1}, w) - \eta d`."""
+    dual = torch._foreach_abs(params)
+    torch._foreach_pow_(dual, p - 1.0)
+    _copysign_(dual, params)
+    torch._foreach_add_(dual, direction, alpha=-lr)
+    if noise is not None and noise_space == "dual":
+        torch._foreach_add_(dual, noise)
+    for w, u in zip(params, dual, strict=True):
+        torch.abs(u, out=w)
+    torch._foreach_pow_(params, 1.0 / (p - 1.0))
+    _copysign_(params, dual)
+    if noise is not None and noise_space == "primal":
+        torch._foreach_add_(params, noise)
+
+
+def _generic_update(
+    params: list[Tensor],
+    direction: list[Tensor],
+    noise: list[Tensor] | None,
+    phi: Potential,
+    lr: float,
+    noise_space: str,
+) -> None:
+    """Any potential through its own ``grad`` / ``grad_inverse``, one tensor at a time."""
+    keeps_sign = _preserves_sign(phi)
+    for i, w in enumerate(params):
+        u = torch.add(phi.grad(w), direction[i], alpha=-lr)
+        xi = noise[i] if noise is not None else None
+        if xi is not None and noise_space == "dual":
+            u.add_(xi)
+        sign = torch.sign(w) if keeps_sign else None
+        new = phi.grad_inverse(u, sign=sign)
+        if xi is not None and noise_space == "primal":
+            new = new + xi
+            if keeps_sign:
+                new = sign * new.abs()
+        w.copy_(new)
