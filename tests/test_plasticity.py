@@ -1,0 +1,113 @@
+"""Tests of the three-component plasticity generator (syngeo.plasticity)."""
+
+import math
+
+import pytest
+import torch
+
+from syngeo.plasticity import (
+    PlasticityRates,
+    SynapticNoise,
+    ThreeComponentPlasticity,
+    random_unit_vector,
+)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_step_components_have_the_stated_norms():
+    rates = PlasticityRates(0.3, 0.7, 0.05, T=2.0)
+    n = 400
+    grad = torch.randn(n, generator=gen(1), dtype=torch.float64)
+    step = ThreeComponentPlasticity(rates, generator=gen(2)).step(grad)
+    assert math.isclose(step.task.norm().item(), 0.3, rel_tol=1e-12)
+    assert torch.allclose(step.task, -0.3 * grad / grad.norm())
+    assert math.isclose(step.irrelevant.norm().item(), 0.7, rel_tol=1e-12)
+    assert math.isclose(step.noise.norm().item(), 0.05 * math.sqrt(n / 2.0), rel_tol=1e-12)
+    assert torch.allclose(step.delta, 2.0 * step.velocity)
+    # over the interval: noise of norm γ3 sqrt(N T), i.e. about γ3 sqrt(T) per synapse
+    assert math.isclose((2.0 * step.noise).norm().item(), 0.05 * math.sqrt(n * 2.0), rel_tol=1e-12)
+
+
+def test_zero_gradient_gives_no_task_component():
+    step = ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen()).step(
+        torch.zeros(5, dtype=torch.float64)
+    )
+    assert torch.count_nonzero(step.task) == 0
+
+
+def test_unit_vectors_average_the_quadratic_form_to_trace_over_n():
+    # closed form <n^T H n> = Tr H / N for n uniform on the sphere; Monte Carlo with 4000 draws
+    n, draws = 50, 4000
+    A = torch.randn(n, n, generator=gen(3), dtype=torch.float64)
+    H = A @ A.T / n
+    g = gen(4)
+    vals = torch.stack(
+        [(lambda v: v @ H @ v)(random_unit_vector(n, generator=g)) for _ in range(draws)]
+    )
+    se = vals.std() / math.sqrt(draws)
+    assert abs(vals.mean() - torch.trace(H) / n) < 4 * se
+
+
+def test_ar1_task_irrelevant_direction_is_correlated_across_intervals():
+    n, rho = 20000, 0.8
+    plast = ThreeComponentPlasticity(PlasticityRates(0, 1, 0), generator=gen(5), correlation=rho)
+    grad = torch.ones(n, dtype=torch.float64)
+    dirs = [plast.step(grad).irrelevant for _ in range(30)]
+    overlaps = torch.tensor([a @ b for a, b in zip(dirs[:-1], dirs[1:])])
+    # consecutive unit directions overlap by rho (up to O(1/sqrt(N)) fluctuations)
+    assert abs(overlaps.mean().item() - rho) < 0.02
+    indep = ThreeComponentPlasticity(PlasticityRates(0, 1, 0), generator=gen(5))
+    a, b = indep.step(grad).irrelevant, indep.step(grad).irrelevant
+    assert abs((a @ b).item()) < 0.05
+
+
+def test_synaptic_noise_callable_shapes_norm_and_reproducibility():
+    params = [torch.zeros(30, 10), torch.zeros(10, dtype=torch.float32), torch.zeros(2, 3, 4)]
+    n = sum(p.numel() for p in params)
+    noise = SynapticNoise(0.0, 0.2, T=0.5, generator=gen(6))
+    out = noise(params)
+    assert [o.shape for o in out] == [p.shape for p in params]
+    assert all(o.dtype == p.dtype for o, p in zip(out, params))
+    flat = torch.cat([o.reshape(-1).double() for o in out])
+    assert math.isclose(flat.norm().item(), 0.2 * math.sqrt(n * 0.5), rel_tol=1e-5)
+    again = SynapticNoise(0.0, 0.2, T=0.5, generator=gen(6))(params)
+    assert all(torch.equal(a, b) for a, b in zip(out, again))
+    assert "gamma3=0.2" in repr(noise)
+
+
+def test_synaptic_noise_is_isotropic_per_synapse():
+    # per-synapse variance of the noise over one interval is gamma3^2 T (white noise)
+    noise = SynapticNoise(0.0, 0.1, T=4.0, generator=gen(7))
+    draws = torch.stack([noise([torch.zeros(500)])[0] for _ in range(200)])
+    var = draws.double().var(dim=0).mean().item()
+    assert abs(var - 0.1**2 * 4.0) < 0.05 * 0.04
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        (dict(gamma1=-1, gamma2=0, gamma3=0), ValueError),
+        (dict(gamma1=0, gamma2=float("nan"), gamma3=0), ValueError),
+        (dict(gamma1=0, gamma2=0, gamma3=0, T=0), ValueError),
+        (dict(gamma1="a", gamma2=0, gamma3=0), TypeError),
+    ],
+)
+def test_bad_rates_raise(kwargs, exc):
+    with pytest.raises(exc):
+        PlasticityRates(**kwargs)
+
+
+def test_bad_generator_and_correlation_raise():
+    with pytest.raises(TypeError, match="torch.Generator"):
+        ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=0)
+    with pytest.raises(ValueError, match="correlation"):
+        ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen(), correlation=1.0)
+    with pytest.raises(TypeError, match="list of tensors"):
+        SynapticNoise(0.1, 0.1, generator=gen())([1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen()).step(
+            torch.tensor([float("nan")])
+        )
