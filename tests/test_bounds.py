@@ -78,7 +78,9 @@ def test_hvp_matches_explicit_hessian(mlp_problem):
     flat = torch.cat([p.reshape(-1) for p in params])
 
     def f(theta):
-        parts = [c.reshape(p.shape) for c, p in zip(torch.split(theta, sizes), params)]
+        parts = [
+            c.reshape(p.shape) for c, p in zip(torch.split(theta, sizes), params, strict=False)
+        ]
         return loss(parts)
 
     H_ref = torch.autograd.functional.hessian(f, flat)
@@ -86,7 +88,7 @@ def test_hvp_matches_explicit_hessian(mlp_problem):
     v = torch.randn(flat.numel(), generator=gen(5), dtype=D)
     assert torch.allclose(hessian_vector_product(loss, params, v), H_ref @ v, atol=1e-10)
     # direction given in the parameters' structure
-    v_struct = [c.reshape(p.shape) for c, p in zip(torch.split(v, sizes), params)]
+    v_struct = [c.reshape(p.shape) for c, p in zip(torch.split(v, sizes), params, strict=False)]
     assert torch.allclose(hessian_vector_product(loss, params, v_struct), H_ref @ v, atol=1e-10)
     assert hessian_trace(loss, params, chunk=7) == pytest.approx(
         torch.trace(H_ref).item(), rel=1e-10
@@ -147,7 +149,10 @@ def test_prediction_matches_real_change_for_small_T_on_a_sigmoid_mlp(mlp_problem
     sizes = [p.numel() for p in params]
 
     def shift(T):
-        return [c.reshape(p.shape) for c, p in zip(torch.split(flat + T * wdot, sizes), params)]
+        return [
+            c.reshape(p.shape)
+            for c, p in zip(torch.split(flat + T * wdot, sizes), params, strict=False)
+        ]
 
     errors = []
     for T in (0.2, 0.1, 0.05):

@@ -1,5 +1,6 @@
 """Tests of the three-component plasticity generator (syngeo.plasticity)."""
 
+import itertools
 import math
 
 import pytest
@@ -56,7 +57,7 @@ def test_ar1_task_irrelevant_direction_is_correlated_across_intervals():
     plast = ThreeComponentPlasticity(PlasticityRates(0, 1, 0), generator=gen(5), correlation=rho)
     grad = torch.ones(n, dtype=torch.float64)
     dirs = [plast.step(grad).irrelevant for _ in range(30)]
-    overlaps = torch.tensor([a @ b for a, b in zip(dirs[:-1], dirs[1:])])
+    overlaps = torch.tensor([a @ b for a, b in itertools.pairwise(dirs)])
     # consecutive unit directions overlap by rho (up to O(1/sqrt(N)) fluctuations)
     assert abs(overlaps.mean().item() - rho) < 0.02
     indep = ThreeComponentPlasticity(PlasticityRates(0, 1, 0), generator=gen(5))
@@ -70,11 +71,11 @@ def test_synaptic_noise_callable_shapes_norm_and_reproducibility():
     noise = SynapticNoise(0.0, 0.2, T=0.5, generator=gen(6))
     out = noise(params)
     assert [o.shape for o in out] == [p.shape for p in params]
-    assert all(o.dtype == p.dtype for o, p in zip(out, params))
+    assert all(o.dtype == p.dtype for o, p in zip(out, params, strict=False))
     flat = torch.cat([o.reshape(-1).double() for o in out])
     assert math.isclose(flat.norm().item(), 0.2 * math.sqrt(n * 0.5), rel_tol=1e-5)
     again = SynapticNoise(0.0, 0.2, T=0.5, generator=gen(6))(params)
-    assert all(torch.equal(a, b) for a, b in zip(out, again))
+    assert all(torch.equal(a, b) for a, b in zip(out, again, strict=False))
     assert "gamma3=0.2" in repr(noise)
 
 
@@ -101,7 +102,7 @@ def test_bad_rates_raise(kwargs, exc):
 
 
 def test_bad_generator_and_correlation_raise():
-    with pytest.raises(TypeError, match="torch.Generator"):
+    with pytest.raises(TypeError, match=r"torch\.Generator"):
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=0)
     with pytest.raises(ValueError, match="correlation"):
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen(), correlation=1.0)

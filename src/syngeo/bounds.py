@@ -134,7 +134,7 @@ def _flat_problem(loss_fn: Callable, params: Params):
     is_tuple = isinstance(params, tuple)
 
     def rebuild(theta: torch.Tensor):
-        parts = [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes)]
+        parts = [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes, strict=False)]
         if single:
             return parts[0]
         return tuple(parts) if is_tuple else parts

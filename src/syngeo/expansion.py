@@ -46,6 +46,7 @@ unchanged.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -306,7 +307,7 @@ class SigmoidMLP:
         ws = tuple(self.weights)
         if not ws:
             raise ValueError("a SigmoidMLP needs at least one weight matrix")
-        for a, b in zip(ws[:-1], ws[1:]):
+        for a, b in itertools.pairwise(ws):
             if b.shape[1] != a.shape[0] + 1:
                 raise ValueError(
                     f"layer shapes {tuple(a.shape)} -> {tuple(b.shape)} do not chain: the next layer "
@@ -352,7 +353,7 @@ def init_sigmoid_mlp(
         raise ValueError(f"sizes needs an input and an output size, got {sizes!r}")
     g = _generator(rng)
     ws = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out in itertools.pairwise(sizes):
         fan_in = n_in + 1
         ws.append(
             torch.randn(n_out, fan_in, generator=g, dtype=torch.float64).to(dtype)
@@ -424,7 +425,7 @@ def expand_sigmoid(net: SigmoidMLP, hidden_sizes: Sequence[int]) -> SigmoidMLP:
         raise ValueError(
             f"the network has {len(old) - 2} hidden layers, got {len(hidden)} new sizes"
         )
-    for h_new, h_old in zip(hidden, old[1:-1]):
+    for h_new, h_old in zip(hidden, old[1:-1], strict=False):
         if h_new < h_old:
             raise ValueError(f"expansion cannot shrink a layer ({h_old} -> {h_new})")
     new_sizes = [old[0], *hidden, old[-1]]
