@@ -42,7 +42,6 @@ Flows descend: :math:`\dot x = -A^{-1}\partial f`.
 from __future__ import annotations
 
 import math
-from abc import ABC
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +157,7 @@ class UnitEllipse:
         }
 
 
-class Metric(ABC):
+class Metric:
     """A Riemannian metric on (an open subset of) R^dim in one coordinate chart.
 
     Subclasses implement exactly one primitive: :meth:`metric_matrix` or, when the metric is
@@ -230,7 +229,7 @@ class Metric(ABC):
                 f"{self.name}: metric_matrix returned shape {a.shape} for base points of "
                 f"dimension {n}; expected [..., {n}, {n}]"
             )
-        a = np.broadcast_to(a, x.shape[:-1] + (n, n))
+        a = np.broadcast_to(a, (*x.shape[:-1], n, n))
         return _check_spd_matrix(a, f"{self.name} at base_point")
 
     def _vector(self, v, x: np.ndarray, name: str) -> np.ndarray:
@@ -293,7 +292,7 @@ class Metric(ABC):
             return g / self._diagonal(x)
         a = self._matrix(x)
         shape = np.broadcast_shapes(a.shape[:-1], g.shape)
-        a = np.broadcast_to(a, shape + (shape[-1],))
+        a = np.broadcast_to(a, (*shape, shape[-1]))
         g = np.broadcast_to(g, shape)
         return np.linalg.solve(a, g[..., None])[..., 0]
 
@@ -388,7 +387,7 @@ class Euclidean(Metric):
 
     def metric_diagonal(self, base_point) -> np.ndarray:
         x = np.asarray(base_point, dtype=np.float64)
-        return np.ones(x.shape[:-1] + (self.dim,))
+        return np.ones((*x.shape[:-1], self.dim))
 
     def __repr__(self) -> str:
         return f"Euclidean(dim={self.dim})"
@@ -484,7 +483,7 @@ class PositionDependent(Metric):
         if self.vectorized:
             return np.asarray(self.fn(x), dtype=np.float64)
         n = x.shape[-1]
-        out = np.empty(x.shape[:-1] + (n, n))
+        out = np.empty((*x.shape[:-1], n, n))
         for idx in np.ndindex(x.shape[:-1]):
             out[idx] = self.fn(x[idx])
         return out
@@ -559,7 +558,9 @@ class Hessian(Metric):
         return f"Hessian({self.potential.name})"
 
     def metric_diagonal(self, base_point) -> np.ndarray:
-        return np.asarray(self.potential.hessian_diag(np.asarray(base_point, dtype=np.float64)))
+        # 1/|w| and |w|^(p-2) are inf at w = 0; the base class turns that into a clear error.
+        with np.errstate(divide="ignore"):
+            return np.asarray(self.potential.hessian_diag(np.asarray(base_point, dtype=np.float64)))
 
     def __repr__(self) -> str:
         return f"Hessian({self.potential!r})"
