@@ -1,0 +1,751 @@
+"""MirrorDescent: equivalences (p = 2 ≡ SGD, foreach ≡ loop, NE ≡ exponentiated gradient), the
+implicit bias (convergence to the Bregman projection, computed independently with scipy), and
+torch's optimizer conventions (state dicts, schedulers, GradScaler, tensor lr, errors, noise)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.optimize
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syngeo.optim import (
+    MirrorDescent,
+    exponentiated_gradient,
+    mirror_descent,
+    pnorm_sgd,
+)
+from syngeo.potentials import NegativeEntropy, PNorm
+
+F64 = torch.float64
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _model(seed: int = 0, dtype: torch.dtype = F64) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3), torch.nn.Tanh(),
+        torch.nn.Linear(3, 1),
+    ).to(dtype)  # fmt: skip
+
+
+def _data(seed: int = 1, dtype: torch.dtype = F64) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(16, 5, generator=g, dtype=dtype), torch.randn(
+        16, 1, generator=g, dtype=dtype
+    )
+
+
+def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int = 1):
+    """Run ``steps`` full-batch steps on a fixed regression problem; return the losses."""
+    x, y = _data(seed, next(model.parameters()).dtype)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _assert_params_equal(a, b, *, exact: bool = True, rtol: float = 1e-12, atol: float = 1e-14):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        if exact:
+            assert torch.equal(x, y), (x - y).abs().max()
+        else:
+            torch.testing.assert_close(x, y, rtol=rtol, atol=atol)
+
+
+def _random_param_list(seed: int, dtype=F64, shapes=((3,), (2, 4), (5, 1, 2), ())):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
+
+
+# --------------------------------------------------------------------------------------------
+# p = 2 is torch.optim.SGD
+# --------------------------------------------------------------------------------------------
+
+_SGD_OPTIONS = [
+    dict(momentum=m, dampening=d, nesterov=n, weight_decay=wd, maximize=mx, foreach=fe)
+    for m, d, n, wd, mx, fe in itertools.product(
+        (0.0, 0.9), (0.0, 0.3), (False, True), (0.0, 1e-2), (False, True), (False, True)
+    )
+    if not (n and (m == 0 or d != 0))
+]
+
+
+@pytest.mark.parametrize(
+    "options", _SGD_OPTIONS, ids=lambda o: "-".join(f"{v}" for v in o.values())
+)
+def test_pnorm2_is_bitwise_sgd_over_50_steps(options):
+    model_md, model_sgd = _model(), _model()
+    lr = 0.05 if not options["maximize"] else 1e-3  # maximising an MSE diverges; keep it short
+    md = MirrorDescent(model_md.parameters(), lr=lr, potential="2-norm", **options)
+    sgd = torch.optim.SGD(model_sgd.parameters(), lr=lr, **options)
+    losses_md = _train(model_md, md, 50)
+    losses_sgd = _train(model_sgd, sgd, 50)
+    assert losses_md == losses_sgd
+    _assert_params_equal(_params(model_md), _params(model_sgd))
+    if options["momentum"]:
+        for p_md, p_sgd in zip(model_md.parameters(), model_sgd.parameters(), strict=True):
+            assert torch.equal(
+                md.state[p_md]["momentum_buffer"], sgd.state[p_sgd]["momentum_buffer"]
+            )
+
+
+def test_pnorm2_foreach_matches_sgd_loop_and_learns():
+    """Across implementations too: our foreach path equals SGD's for-loop path, and loss drops."""
+    model_md, model_sgd = _model(), _model()
+    md = MirrorDescent(model_md.parameters(), lr=0.1, momentum=0.9, nesterov=True, foreach=True)
+    sgd = torch.optim.SGD(
+        model_sgd.parameters(), lr=0.1, momentum=0.9, nesterov=True, foreach=False
+    )
+    losses = _train(model_md, md, 50)
+    _train(model_sgd, sgd, 50)
+    _assert_params_equal(_params(model_md), _params(model_sgd))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_pnorm2_sparse_gradients_like_sgd():
+    torch.manual_seed(0)
+    emb_md = torch.nn.Embedding(10, 3, sparse=True).double()
+    emb_sgd = copy.deepcopy(emb_md)
+    md = MirrorDescent(emb_md.parameters(), lr=0.1, momentum=0.5)
+    sgd = torch.optim.SGD(emb_sgd.parameters(), lr=0.1, momentum=0.5)
+    idx = torch.tensor([1, 3, 3, 7])
+    for emb, opt in ((emb_md, md), (emb_sgd, sgd)):
+        for _ in range(3):
+            opt.zero_grad()
+            emb(idx).pow(2).sum().backward()
+            opt.step()
+    assert torch.equal(emb_md.weight, emb_sgd.weight)
+
+
+def test_sparse_gradients_rejected_outside_euclidean_geometry():
+    emb = torch.nn.Embedding(10, 3, sparse=True).double()
+    opt = MirrorDescent(emb.parameters(), lr=0.1, potential="3-norm")
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step()
+
+
+# --------------------------------------------------------------------------------------------
+# foreach path ≡ single-tensor reference (float64)
+# --------------------------------------------------------------------------------------------
+
+_MD_OPTIONS = [
+    dict(momentum=0.0),
+    dict(momentum=0.9),
+    dict(momentum=0.9, nesterov=True),
+    dict(momentum=0.8, dampening=0.2, weight_decay=1e-2),
+    dict(momentum=0.9, nesterov=True, weight_decay=1e-2, maximize=True),
+]
+
+
+@pytest.mark.parametrize("spec", ["1.5-norm", "3-norm", "p=2.5", "ne"])
+@pytest.mark.parametrize(
+    "options", _MD_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items())
+)
+def test_foreach_matches_single_tensor_in_float64(spec, options):
+    model_a, model_b = _model(3), _model(3)
+    lr = 2e-2 if not options.get("maximize") else 1e-3
+    opt_a = MirrorDescent(model_a.parameters(), lr=lr, potential=spec, foreach=True, **options)
+    opt_b = MirrorDescent(model_b.parameters(), lr=lr, potential=spec, foreach=False, **options)
+    losses_a = _train(model_a, opt_a, 30)
+    losses_b = _train(model_b, opt_b, 30)
+    np.testing.assert_allclose(losses_a, losses_b, rtol=1e-12)
+    _assert_params_equal(_params(model_a), _params(model_b), exact=False)
+    # the run really moved the weights (a test that cannot fail is a defect)
+    assert (
+        max(
+            abs(a - b).max().item()
+            for a, b in zip(_params(model_a), _params(_model(3)), strict=True)
+        )
+        > 1e-4
+    )
+
+
+def test_foreach_matches_single_tensor_with_mixed_dtypes_and_groups():
+    """Grouping by dtype: a float32 and a float64 parameter, two groups with two potentials."""
+
+    def make():
+        g = torch.Generator().manual_seed(5)
+        a = torch.nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float32))
+        b = torch.nn.Parameter(torch.randn(7, generator=g, dtype=F64))
+        c = torch.nn.Parameter(torch.randn(2, 2, generator=g, dtype=F64))
+        return [a, b, c]
+
+    results = []
+    for foreach in (True, False):
+        a, b, c = make()
+        opt = MirrorDescent(
+            [{"params": [a, b]}, {"params": [c], "potential": "ne", "lr": 0.05}],
+            lr=0.02, potential="3-norm", momentum=0.9, foreach=foreach,
+        )  # fmt: skip
+        for t in range(10):
+            for p in (a, b, c):
+                p.grad = torch.cos(p.detach() * (t + 1))
+            opt.step()
+        results.append([a.detach().clone(), b.detach().clone(), c.detach().clone()])
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-7)
+    _assert_params_equal(results[0][1:], results[1][1:], exact=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    p=st.floats(1.05, 4.0),
+    seed=st.integers(0, 2**16),
+    lr=st.floats(1e-4, 0.3),
+    momentum=st.sampled_from([0.0, 0.5, 0.9]),
+)
+def test_pnorm_foreach_matches_reference_property(p, seed, lr, momentum):
+    lists = []
+    for foreach in (True, False):
+        params = _random_param_list(seed)
+        grads = _random_param_list(seed + 1)
+        bufs: list = [None] * len(params) if momentum else []
+        for _ in range(3):
+            mirror_descent(
+                params, grads, bufs, potential=PNorm(p), lr=lr, momentum=momentum, foreach=foreach
+            )
+        lists.append(params)
+    for x, y in zip(*lists, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
+def test_custom_potential_takes_the_generic_path_and_agrees():
+    """A potential that is not PNorm/NegativeEntropy goes through its own mirror maps."""
+
+    class Wrapped:
+        name = "wrapped-3-norm"
+        is_euclidean = False
+        preserves_sign = False
+
+        def __init__(self):
+            self._inner = PNorm(3)
+
+        def value(self, w):
+            return self._inner.value(w)
+
+        def grad(self, w):
+            return self._inner.grad(w)
+
+        def grad_inverse(self, u, sign=None):
+            return self._inner.grad_inverse(u)
+
+        def hessian_diag(self, w):
+            return self._inner.hessian_diag(w)
+
+        def bregman(self, w, w_ref, *, elementwise=False):
+            return self._inner.bregman(w, w_ref, elementwise=elementwise)
+
+    finals = []
+    for spec, foreach in ((Wrapped(), True), (Wrapped(), False), (PNorm(3), True)):
+        model = _model(4)
+        _train(
+            model,
+            MirrorDescent(
+                model.parameters(), lr=0.05, potential=spec, momentum=0.9, foreach=foreach
+            ),
+            10,
+        )
+        finals.append(_params(model))
+    _assert_params_equal(finals[0], finals[1], exact=False)
+    _assert_params_equal(finals[0], finals[2], exact=False)
+
+
+def test_foreach_does_not_write_into_grads():
+    model = _model()
+    opt = MirrorDescent(model.parameters(), lr=0.1, potential="3-norm", momentum=0.9, nesterov=True)
+    x, y = _data()
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        opt.step()
+        _assert_params_equal([p.grad for p in model.parameters()], grads)
+
+
+# --------------------------------------------------------------------------------------------
+# negative entropy ≡ exponentiated gradient; signs never flip
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_ne_equals_exponentiated_gradient_formula(foreach):
+    w0 = torch.tensor([0.3, -1.2, 2.0, -0.05, 0.0, 1e-6], dtype=F64)
+    w = torch.nn.Parameter(w0.clone())
+    eta = 0.1
+    opt = MirrorDescent([w], lr=eta, potential="ne", foreach=foreach)
+    expected = w0.clone()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        grad = torch.randn(w.shape, generator=g, dtype=F64)
+        w.grad = grad.clone()
+        opt.step()
+        expected = expected * torch.exp(-eta * torch.sign(expected) * grad)  # Eq. 7
+        torch.testing.assert_close(w.detach(), expected, rtol=1e-13, atol=0)
+    assert w[4].item() == 0.0  # a zero weight stays 0
+    assert torch.equal(torch.sign(w.detach()), torch.sign(w0))
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_ne_weight_decay_is_multiplicative_shrinkage(foreach):
+    w0 = torch.tensor([0.5, -2.0, 3.0], dtype=F64)
+    w = torch.nn.Parameter(w0.clone())
+    eta, wd = 0.1, 0.3
+    opt = MirrorDescent([w], lr=eta, potential="ne", weight_decay=wd, foreach=foreach)
+    for _ in range(4):
+        w.grad = torch.zeros_like(w)
+        opt.step()
+    torch.testing.assert_close(w.detach(), w0 * math.exp(-4 * eta * wd), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_ne_never_flips_sign_under_huge_steps(foreach):
+    torch.manual_seed(0)
+    w0 = torch.randn(1000, dtype=F64)
+    w = torch.nn.Parameter(w0.clone())
+    opt = exponentiated_gradient([w], lr=0.5, momentum=0.9, foreach=foreach)
+    for _ in range(20):
+        w.grad = 3 * torch.randn_like(w)
+        opt.step()
+        nonzero = w.detach() != 0  # underflow to 0 is allowed, a flip is not
+        assert torch.equal(torch.sign(w.detach())[nonzero], torch.sign(w0)[nonzero])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    lr=st.floats(1e-4, 1.0),
+    scale=st.floats(1e-6, 1e2),
+)
+def test_ne_closed_form_matches_mirror_form_property(seed, lr, scale):
+    """The foreach closed form w·exp(−η s d) equals the reference (∇φ)⁻¹(∇φ(w) − η d)."""
+    out = []
+    for foreach in (True, False):
+        params = [t * scale for t in _random_param_list(seed)]
+        grads = _random_param_list(seed + 7)
+        mirror_descent(params, grads, [], potential="ne", lr=lr, foreach=foreach)
+        out.append(params)
+    for x, y in zip(*out, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# implicit bias: convergence to the Bregman projection (THEORY §2, Eq. 8 and 12–13)
+# --------------------------------------------------------------------------------------------
+
+
+def _projection_by_multipliers(X, y, w0, mirror, inverse):
+    """Solve X·inverse(mirror(w0) − Xᵀλ) = y for λ with scipy (independent of syngeo)."""
+    u0 = mirror(w0)
+
+    def residual(lam):
+        return X @ inverse(u0 - X.T @ lam) - y
+
+    sol = scipy.optimize.root(residual, np.zeros(X.shape[0]), method="hybr", tol=1e-13)
+    assert np.abs(residual(sol.x)).max() < 1e-11, sol.message
+    return inverse(u0 - X.T @ sol.x)
+
+
+def _least_squares_problem(seed: int, n: int = 15, dim: int = 60, positive_teacher_of=None):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dim)) / np.sqrt(dim)
+    w0 = rng.standard_normal(dim)
+    if positive_teacher_of is None:
+        teacher = rng.standard_normal(dim)
+    else:  # same signs as w0, so that a sign-preserving solution exists
+        teacher = w0 * np.exp(0.5 * rng.standard_normal(dim))
+    return X, X @ teacher, w0
+
+
+def _run_md_to_interpolation(X, y, w0, spec, lr, steps, momentum=0.9):
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    w = torch.nn.Parameter(torch.tensor(w0))
+    opt = MirrorDescent([w], lr=lr, potential=spec, momentum=momentum)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = 0.5 * (Xt @ w - yt).pow(2).sum()
+        loss.backward()
+        opt.step()
+        if loss.item() < 1e-26:
+            break
+    return w.detach().numpy()
+
+
+def _bregman_np(w, w_ref, value, mirror):
+    return np.sum(value(w) - value(w_ref) - mirror(w_ref) * (w - w_ref))
+
+
+def test_pnorm3_run_converges_to_the_bregman_projection():
+    X, y, w0 = _least_squares_problem(0)
+    mirror = lambda w: np.sign(w) * w**2  # noqa: E731  (p = 3, written out independently)
+    inverse = lambda u: np.sign(u) * np.sqrt(np.abs(u))  # noqa: E731
+    value = lambda w: np.abs(w) ** 3 / 3  # noqa: E731
+    w_star = _projection_by_multipliers(X, y, w0, mirror, inverse)
+    np.testing.assert_allclose(X @ w_star, y, atol=1e-10)
+
+    # independent check of optimality: feasible perturbations along null(X) do not decrease D_φ
+    null = scipy.linalg.null_space(X)
+    rng = np.random.default_rng(1)
+    d_star = _bregman_np(w_star, w0, value, mirror)
+    for _ in range(20):
+        v = null @ rng.standard_normal(null.shape[1])
+        assert _bregman_np(w_star + 1e-3 * v, w0, value, mirror) > d_star
+
+    w_md = _run_md_to_interpolation(X, y, w0, "3-norm", lr=0.05, steps=20000)
+    np.testing.assert_allclose(w_md, w_star, atol=1e-6)
+    # and the Euclidean projection (min-norm change) is a different point: the test can fail
+    w_l2 = w0 + np.linalg.lstsq(X, y - X @ w0, rcond=None)[0]
+    assert np.abs(w_l2 - w_star).max() > 1e-2
+
+
+def test_ne_run_converges_to_the_bregman_projection():
+    X, y, w0 = _least_squares_problem(2, positive_teacher_of="w0")
+    s = np.sign(w0)
+    mirror = lambda w: np.sign(w) * (np.log(np.abs(w)) + 1)  # noqa: E731
+    inverse = lambda u: s * np.exp(s * u - 1)  # noqa: E731
+    w_star = _projection_by_multipliers(X, y, w0, mirror, inverse)
+    np.testing.assert_allclose(X @ w_star, y, atol=1e-10)
+    assert np.array_equal(np.sign(w_star), s)
+    w_md = _run_md_to_interpolation(X, y, w0, "ne", lr=0.05, steps=20000)
+    np.testing.assert_allclose(w_md, w_star, atol=1e-6)
+
+
+def test_pnorm2_run_converges_to_the_min_norm_change():
+    X, y, w0 = _least_squares_problem(3)
+    w_star = w0 + np.linalg.lstsq(X, y - X @ w0, rcond=None)[0]  # pseudo-inverse solution
+    w_md = _run_md_to_interpolation(X, y, w0, "2-norm", lr=0.3, steps=20000)
+    np.testing.assert_allclose(w_md, w_star, atol=1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# torch conventions: state dict, schedulers, GradScaler, tensor lr
+# --------------------------------------------------------------------------------------------
+
+
+def _two_group_optimizer(model, **kw):
+    first, *rest = list(model.parameters())
+    return MirrorDescent(
+        [{"params": [first], "potential": "ne", "lr": 0.01}, {"params": rest}],
+        lr=0.05, potential="p=2.5", momentum=0.9, nesterov=True, weight_decay=1e-3, **kw,
+    )  # fmt: skip
+
+
+def test_state_dict_round_trip_continues_the_same_trajectory():
+    model_a = _model(6)
+    opt_a = _two_group_optimizer(model_a)
+    _train(model_a, opt_a, 5)
+
+    buffer = io.BytesIO()
+    torch.save({"model": model_a.state_dict(), "opt": opt_a.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)  # potentials are stored by name
+    assert [g["potential"] for g in saved["opt"]["param_groups"]] == ["NE", "2.5-norm"]
+
+    model_b = _model(99)
+    model_b.load_state_dict(saved["model"])
+    opt_b = MirrorDescent(model_b.parameters(), lr=1.0)  # different settings, overwritten by load
+    opt_b = _two_group_optimizer(model_b)
+    opt_b.load_state_dict(saved["opt"])
+    assert opt_b.param_groups[0]["potential"] == NegativeEntropy()
+    assert opt_b.param_groups[1]["potential"] == PNorm(2.5)
+
+    _train(model_a, opt_a, 5)
+    _train(model_b, opt_b, 5)
+    _assert_params_equal(_params(model_a), _params(model_b))
+
+
+def test_state_dict_keeps_unnamed_potentials_and_the_loading_optimizers_noise():
+    model = _model()
+    noise_calls = []
+
+    def noise(params):
+        noise_calls.append(len(params))
+        return [torch.zeros_like(p) for p in params]
+
+    phi = PNorm(1.2345678901234)  # its name rounds p, so it is stored as the object
+    opt = MirrorDescent(model.parameters(), lr=0.01, potential=phi, plasticity_noise=noise)
+    state = opt.state_dict()
+    assert state["param_groups"][0]["potential"] is phi
+    assert "plasticity_noise" not in state["param_groups"][0]
+    assert opt.param_groups[0]["plasticity_noise"] is noise  # the live group is untouched
+
+    other = MirrorDescent(model.parameters(), lr=0.5, plasticity_noise=noise)
+    other.load_state_dict(state)
+    assert other.param_groups[0]["potential"] == phi
+    assert other.param_groups[0]["lr"] == 0.01
+    _train(model, other, 1)
+    assert noise_calls == [len(list(model.parameters()))]
+
+
+def test_cosine_annealing_scheduler_drives_the_learning_rate():
+    w = torch.nn.Parameter(torch.tensor([0.5, -2.0], dtype=F64))
+    eta0, t_max = 0.2, 10
+    opt = MirrorDescent([w], lr=eta0, potential="ne")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max)
+    for k in range(t_max):
+        eta_k = eta0 * (1 + math.cos(math.pi * k / t_max)) / 2
+        assert opt.param_groups[0]["lr"] == pytest.approx(eta_k, rel=1e-12)
+        before = w.detach().clone()
+        w.grad = torch.ones_like(w)
+        opt.step()
+        sched.step()
+        torch.testing.assert_close(
+            w.detach(), before * torch.exp(-eta_k * torch.sign(before)), rtol=1e-14, atol=0
+        )
+
+
+@pytest.mark.parametrize("spec", ["2-norm", "3-norm", "ne"])
+def test_grad_scaler_unscales_and_skips_non_finite_steps(spec):
+    model_a, model_b = _model(7), _model(7)
+    opt_a = MirrorDescent(model_a.parameters(), lr=0.05, potential=spec, momentum=0.9)
+    opt_b = MirrorDescent(model_b.parameters(), lr=0.05, potential=spec, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    x, y = _data()
+    for _ in range(5):
+        opt_a.zero_grad()
+        scaler.scale(torch.nn.functional.mse_loss(model_a(x), y)).backward()
+        scaler.step(opt_a)
+        scaler.update()
+    _train(model_b, opt_b, 5)
+    # scaling by a power of two and back is exact
+    _assert_params_equal(_params(model_a), _params(model_b))
+
+    before = _params(model_a)
+    opt_a.zero_grad()
+    scaler.scale(torch.nn.functional.mse_loss(model_a(x), y) * float("inf")).backward()
+    scaler.step(opt_a)
+    scaler.update()
+    _assert_params_equal(_params(model_a), before)
+    assert scaler.get_scale() == 2.0**11
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("spec", ["2-norm", "3-norm", "ne"])
+def test_tensor_lr_equals_float_lr(spec, foreach):
+    model_a, model_b = _model(8), _model(8)
+    opt_a = MirrorDescent(
+        model_a.parameters(),
+        lr=torch.tensor([0.03], dtype=F64),
+        potential=spec,
+        momentum=0.9,
+        foreach=foreach,
+    )
+    opt_b = MirrorDescent(
+        model_b.parameters(), lr=0.03, potential=spec, momentum=0.9, foreach=foreach
+    )
+    _train(model_a, opt_a, 5)
+    _train(model_b, opt_b, 5)
+    _assert_params_equal(_params(model_a), _params(model_b))
+
+
+def test_closure_is_evaluated_with_grad_and_its_loss_returned():
+    model = _model()
+    opt = MirrorDescent(model.parameters(), lr=0.01, potential="3-norm")
+    x, y = _data()
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor) and loss.requires_grad
+
+
+def test_parameters_without_grad_are_left_alone():
+    a = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    b = torch.nn.Parameter(torch.tensor([3.0]))
+    opt = MirrorDescent([a, b], lr=0.1, potential="ne", momentum=0.9)
+    a.grad = torch.ones(2)
+    opt.step()
+    assert torch.equal(b.detach(), torch.tensor([3.0]))
+    assert "momentum_buffer" in opt.state[a] and b not in opt.state
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _p():
+    return [torch.nn.Parameter(torch.ones(2))]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(lr=-1.0), ValueError, "Invalid learning rate"),
+        (dict(lr=float("nan")), ValueError, "Invalid learning rate"),
+        (dict(lr="0.1"), TypeError, "Invalid learning rate"),
+        (dict(lr=torch.tensor([0.1, 0.2])), ValueError, "1-element"),
+        (dict(momentum=-0.1), ValueError, "Invalid momentum value"),
+        (dict(weight_decay=-1e-3), ValueError, "Invalid weight_decay value"),
+        (dict(dampening=float("inf")), ValueError, "Invalid dampening value"),
+        (dict(nesterov=True), ValueError, "Nesterov momentum requires"),
+        (
+            dict(nesterov=True, momentum=0.9, dampening=0.1),
+            ValueError,
+            "Nesterov momentum requires",
+        ),
+        (dict(maximize=1), TypeError, "Invalid maximize value"),
+        (dict(foreach="yes"), TypeError, "Invalid foreach value"),
+        (dict(noise_space="weights"), ValueError, "Invalid noise_space"),
+        (dict(plasticity_noise=0.1), TypeError, "plasticity_noise must be a callable"),
+        (dict(potential="banana"), ValueError, "unknown potential"),
+        (dict(potential=1.0), ValueError, "p > 1"),
+        (dict(potential=True), TypeError, "potential"),
+    ],
+)
+def test_invalid_hyperparameters_raise(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MirrorDescent(_p(), **{"lr": 0.1, **kwargs})
+
+
+def test_invalid_param_group_is_rejected_and_not_added():
+    opt = MirrorDescent(_p(), lr=0.1)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        opt.add_param_group({"params": _p(), "lr": -1})
+    with pytest.raises(ValueError, match="unknown potential"):
+        opt.add_param_group({"params": _p(), "potential": "4-norms"})
+    assert len(opt.param_groups) == 1
+
+
+def test_non_real_parameters_are_rejected_outside_euclidean_geometry():
+    with pytest.raises(TypeError, match="real floating-point"):
+        MirrorDescent([torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))], potential="ne")
+    opt = MirrorDescent([torch.nn.Parameter(torch.ones(2))], potential="2-norm")
+    with pytest.raises(TypeError, match="real floating-point"):
+        opt.add_param_group(
+            {
+                "params": [torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))],
+                "potential": "3-norm",
+            }
+        )
+    assert len(opt.param_groups) == 1
+
+
+def test_recipes():
+    eg = exponentiated_gradient(_p(), lr=0.1, momentum=0.9)
+    assert isinstance(eg, MirrorDescent) and eg.param_groups[0]["potential"] == NegativeEntropy()
+    pn = pnorm_sgd(_p(), lr=0.1, p=3)
+    assert pn.param_groups[0]["potential"] == PNorm(3)
+    with pytest.raises(TypeError, match="fixes the potential"):
+        exponentiated_gradient(_p(), potential="3-norm")
+    with pytest.raises(TypeError, match="fixes the potential"):
+        pnorm_sgd(_p(), p=3, potential="ne")
+    with pytest.raises(ValueError, match="p > 1"):
+        pnorm_sgd(_p(), p=0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# plasticity noise
+# --------------------------------------------------------------------------------------------
+
+
+def _constant_noise(value, seen=None):
+    def noise(params):
+        if seen is not None:
+            seen.append([p.detach().clone() for p in params])
+        return [torch.full_like(p, value) for p in params]
+
+    return noise
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize(
+    ("spec", "space", "closed_form"),
+    [
+        (
+            "3-norm",
+            "dual",
+            lambda w, xi: np.sign(w * np.abs(w) + xi) * np.sqrt(np.abs(w * np.abs(w) + xi)),
+        ),
+        ("3-norm", "primal", lambda w, xi: w + xi),
+        ("2-norm", "dual", lambda w, xi: w + xi),
+        ("ne", "dual", lambda w, xi: w * np.exp(np.sign(w) * xi)),
+        ("ne", "primal", lambda w, xi: np.sign(w) * np.abs(w + xi)),  # reflected at 0
+    ],
+)
+def test_noise_with_zero_gradient_gives_the_closed_form(spec, space, closed_form, foreach):
+    w0 = np.array([0.5, -0.2, 2.0, -3.0, 0.0])
+    xi = -0.7
+    w = torch.nn.Parameter(torch.tensor(w0))
+    seen = []
+    opt = MirrorDescent([w], lr=0.3, potential=spec, foreach=foreach,
+                        plasticity_noise=_constant_noise(xi, seen), noise_space=space)  # fmt: skip
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    np.testing.assert_allclose(w.detach().numpy(), closed_form(w0, xi), rtol=1e-13, atol=1e-15)
+    assert np.array_equal(seen[0][0].numpy(), w0)  # the callable saw the weights before the update
+    if spec == "ne":
+        assert w[-1].item() == 0.0
+        assert np.all(np.sign(w.detach().numpy()) == np.sign(w0))
+
+
+@pytest.mark.parametrize("space", ["dual", "primal"])
+@pytest.mark.parametrize("spec", ["1.5-norm", "3-norm", "ne"])
+def test_noise_foreach_matches_reference_with_momentum(spec, space):
+    finals = []
+    for foreach in (True, False):
+        model = _model(9)
+        gen = torch.Generator().manual_seed(3)
+
+        def noise(params, gen=gen):
+            return [1e-3 * torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+
+        opt = MirrorDescent(model.parameters(), lr=0.02, potential=spec, momentum=0.9,
+                            foreach=foreach, plasticity_noise=noise, noise_space=space)  # fmt: skip
+        _train(model, opt, 10)
+        finals.append(_params(model))
+    _assert_params_equal(finals[0], finals[1], exact=False)
+
+
+def test_noise_is_per_group():
+    a = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=F64))
+    b = torch.nn.Parameter(torch.tensor([3.0], dtype=F64))
+    opt = MirrorDescent(
+        [{"params": [a], "plasticity_noise": _constant_noise(0.25)}, {"params": [b]}], lr=0.1
+    )
+    a.grad, b.grad = torch.zeros_like(a), torch.zeros_like(b)
+    opt.step()
+    assert torch.equal(a.detach(), torch.tensor([1.25, 2.25], dtype=F64))
+    assert torch.equal(b.detach(), torch.tensor([3.0], dtype=F64))
+
+
+@pytest.mark.parametrize(
+    ("noise", "match"),
+    [
+        (lambda ps: [torch.zeros(3)], "list of 1 tensors|returned"),
+        (lambda ps: torch.zeros(2), "list of 1 tensors"),
+        (lambda ps: [np.zeros(2)], "returned ndarray"),
+        (lambda ps: [], "list of 1 tensors"),
+    ],
+)
+def test_bad_noise_output_raises(noise, match):
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = MirrorDescent([w], lr=0.1, plasticity_noise=noise)
+    w.grad = torch.zeros(2)
+    with pytest.raises(ValueError, match=match):
+        opt.step()
