@@ -1,0 +1,639 @@
+"""Resumable sweeps: an experiment's config expands to cells, each cell's rows are stored atomically.
+
+An experiment (see :mod:`syngeo.experiments` for the contract) turns its config into independent
+*cells* (JSON-serialisable dicts) and computes the tidy rows of one cell with
+``run_cell(config, cell)``. :func:`run_sweep` runs the cells that are not finished yet and stores
+each one as soon as it is done, so an interrupted sweep (Ctrl-C, a crash, ``kill -9``) loses at most
+the cells that were being computed, and rerunning the same command continues where it stopped.
+
+Folder layout
+-------------
+``OUT/manifest.json``
+    The experiment's name, its config (``dataclasses.asdict``), the syngeo version that created
+    the folder, the number of cells and the creation time. A folder whose manifest names another
+    experiment or config is an error unless ``force=True`` (which discards its cells).
+``OUT/cells/<key>.parquet``
+    The rows of one finished cell. ``key`` is :func:`cell_key`: the first 16 hex digits of the
+    SHA-256 of the cell's canonical JSON (sorted keys, no spaces), so it does not depend on the
+    order in which cells are listed or computed. Each file is written to a temporary name in the
+    same folder and moved into place with ``os.replace``, so a file either holds a whole cell or
+    does not exist; temporary files left by a killed process start with ``.`` and are removed on the
+    next run.
+
+Executors
+---------
+* in-process, one cell after another (``workers=1``, the default);
+* a local process pool (``workers=N``): ``concurrent.futures.ProcessPoolExecutor`` with the
+  ``forkserver`` start method where available (``spawn`` elsewhere): workers are forked from a
+  clean single-threaded server process, never from this one, which is safe with torch's thread
+  pools; the server imports syngeo once, so later pools start in well under a second. One
+  BLAS/torch thread per worker;
+* an existing Dask cluster (``scheduler="tcp://host:8786"``; needs the ``cluster`` extra,
+  ``pip install 'syngeo[cluster]'``), e.g. one started by ``dask-jobqueue`` on SLURM/PBS.
+
+In every case the results are written by the calling process, as the cells complete, and the final
+table is read back from the stored cells in the order of ``cells(config)``, so it does not depend on
+the executor, on the order of completion, or on how many times the sweep was interrupted.
+
+Example
+-------
+>>> from syngeo.experiments import _testing
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     result = run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp, quiet=True)
+...     again = run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp, quiet=True)
+>>> (result.n_computed, again.n_computed, again.n_reused)
+(3, 0, 3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pandas as pd
+
+from syngeo.outputs import atomic_write_text, to_jsonable
+
+__all__ = ["SweepResult", "cell_key", "run_sweep"]
+
+MANIFEST_NAME = "manifest.json"
+CELLS_DIR = "cells"
+CELL_SUFFIX = ".parquet"
+#: Environment variables that cap the threads of BLAS/OpenMP libraries in worker processes.
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@dataclass(frozen=True, repr=False)
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The tidy rows of every cell, in the order of ``cells(config)``.
+    n_cells : int
+        Number of cells of the config.
+    n_computed : int
+        Cells computed by this call.
+    n_reused : int
+        Cells found finished in ``out`` and read back (``n_cells == n_computed + n_reused``).
+    out : pathlib.Path
+        The sweep folder.
+    seconds : float
+        Wall-clock time of the call.
+    """
+
+    table: pd.DataFrame
+    n_cells: int
+    n_computed: int
+    n_reused: int
+    out: Path
+    seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"SweepResult(n_cells={self.n_cells}, n_computed={self.n_computed}, "
+            f"n_reused={self.n_reused}, rows={len(self.table)}, out={str(self.out)!r}, "
+            f"seconds={self.seconds:.3g})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (the table itself is left out; it has its own files)."""
+        return {
+            "n_cells": self.n_cells,
+            "n_computed": self.n_computed,
+            "n_reused": self.n_reused,
+            "n_rows": len(self.table),
+            "out": str(self.out),
+            "seconds": self.seconds,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Cells and keys
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(
+        to_jsonable(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+
+
+def cell_key(cell: Mapping[str, Any]) -> str:
+    """The stable key of a cell: 16 hex digits of the SHA-256 of its canonical JSON.
+
+    Canonical JSON sorts the keys and drops whitespace, so ``{"a": 1, "b": 2}`` and
+    ``{"b": 2, "a": 1}`` share a key; NumPy scalars hash like the Python numbers they equal.
+
+    >>> cell_key({"seed": 0, "width": 100}) == cell_key({"width": 100, "seed": 0})
+    True
+    """
+    if not isinstance(cell, Mapping):
+        raise TypeError(f"a cell must be a dict of JSON values, got {type(cell).__name__}")
+    try:
+        text = _canonical_json(cell)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"cell {cell!r} is not JSON-serialisable ({exc}); cells must hold numbers, strings, "
+            "booleans, None and lists/dicts of those"
+        ) from None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _resolve_experiment(experiment: str | ModuleType | SimpleNamespace | Any) -> SimpleNamespace:
+    """A namespace with ``name``, ``Config``, ``cells`` and ``run_cell`` for a name or object."""
+    if isinstance(experiment, str):
+        from syngeo import experiments
+
+        exp = experiments.get(experiment)
+        return SimpleNamespace(
+            name=experiment, Config=exp.Config, cells=exp.cells, run_cell=exp.run_cell
+        )
+    missing = [a for a in ("Config", "cells", "run_cell") if not hasattr(experiment, a)]
+    if missing:
+        raise TypeError(
+            f"an experiment needs Config, cells and run_cell (missing: {', '.join(missing)}); "
+            "pass a registered name such as 'fig3a' or a module/namespace following the contract "
+            "in syngeo.experiments"
+        )
+    spec = getattr(experiment, "spec", None)
+    name = getattr(spec, "name", None) or getattr(experiment, "name", None)
+    if not isinstance(name, str) and isinstance(experiment, ModuleType):
+        name = experiment.__name__
+    if not isinstance(name, str):
+        fn = experiment.run_cell
+        name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+    return SimpleNamespace(
+        name=name, Config=experiment.Config, cells=experiment.cells, run_cell=experiment.run_cell
+    )
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(
+            f"config must be an instance of the experiment's Config dataclass, got {config!r}"
+        )
+    return to_jsonable(dataclasses.asdict(config))
+
+
+def _expand_cells(exp: SimpleNamespace, config: Any) -> list[tuple[str, dict]]:
+    cells = list(exp.cells(config))
+    keyed: list[tuple[str, dict]] = []
+    seen: dict[str, dict] = {}
+    for cell in cells:
+        key = cell_key(cell)
+        if key in seen:
+            raise ValueError(
+                f"experiment {exp.name!r} lists the cell {cell!r} twice; cells must be distinct"
+            )
+        seen[key] = cell
+        keyed.append((key, dict(cell)))
+    return keyed
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+
+
+def _manifest(exp_name: str, config_dict: dict, n_cells: int) -> dict[str, Any]:
+    from syngeo import __version__
+
+    return {
+        "experiment": exp_name,
+        "config": config_dict,
+        "syngeo_version": __version__,
+        "n_cells": n_cells,
+        "cell_format": CELL_SUFFIX.lstrip("."),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _describe_difference(old: Mapping, new: Mapping) -> str:
+    if old.get("experiment") != new.get("experiment"):
+        return f"it holds experiment {old.get('experiment')!r}, not {new.get('experiment')!r}"
+    old_cfg, new_cfg = old.get("config") or {}, new.get("config") or {}
+    changed = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+    shown = ", ".join(f"{k}: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in changed[:3])
+    more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
+    return f"its config differs ({shown}{more})"
+
+
+def _prepare_store(out: Path, manifest: dict[str, Any], *, force: bool) -> Path:
+    """Create or validate the sweep folder; return its cells folder."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder; choose another path")
+    cells_dir = out / CELLS_DIR
+    manifest_path = out / MANIFEST_NAME
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            if not force:
+                raise ValueError(
+                    f"{manifest_path} is unreadable ({exc}); pass --force to start the sweep "
+                    "afresh or choose another --out"
+                ) from None
+            old = {}
+        same = old.get("experiment") == manifest["experiment"] and _canonical_json(
+            old.get("config")
+        ) == _canonical_json(manifest["config"])
+        if same:
+            return cells_dir  # resume: keep the original manifest (its creation time)
+        if not force:
+            raise FileExistsError(
+                f"--out {out} holds a different sweep: {_describe_difference(old, manifest)}; "
+                "pass --force to discard its results or choose another --out"
+            )
+        _discard_cells(cells_dir)
+    elif out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(
+            f"--out {out} is not empty and holds no sweep ({MANIFEST_NAME} missing); pass --force "
+            "to use it anyway or choose another folder"
+        )
+    elif force:
+        _discard_cells(cells_dir)
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return cells_dir
+
+
+def _discard_cells(cells_dir: Path) -> None:
+    if not cells_dir.is_dir():
+        return
+    for path in cells_dir.iterdir():
+        if path.is_file() and (path.suffix == CELL_SUFFIX or path.name.endswith(".tmp")):
+            path.unlink()
+
+
+def _remove_stale_temporaries(cells_dir: Path) -> None:
+    for path in cells_dir.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _cell_path(cells_dir: Path, key: str) -> Path:
+    return cells_dir / f"{key}{CELL_SUFFIX}"
+
+
+def _write_cell(cells_dir: Path, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store one cell's rows all-or-nothing: temp file in the same folder, then ``os.replace``."""
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, Mapping) for r in rows):
+        raise TypeError(
+            f"run_cell must return a list of dicts (one per row), got {type(rows).__name__}"
+        )
+    frame = pd.DataFrame([dict(r) for r in rows])
+    target = _cell_path(cells_dir, key)
+    fd, tmp = tempfile.mkstemp(dir=cells_dir, prefix=f".{key}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, _default_file_mode())
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _default_file_mode() -> int:
+    """0o666 minus the umask: what ``open()`` would give (``mkstemp`` gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _read_table(cells_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
+    frames = [pd.read_parquet(_cell_path(cells_dir, key)) for key in keys]
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------------
+
+
+def _limit_threads() -> int:
+    """Run in each worker: one BLAS/OpenMP/torch thread (the pool provides the parallelism)."""
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return os.getpid()
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Set the thread caps in the environment inherited by processes started inside."""
+    saved = {var: os.environ.get(var) for var in _THREAD_VARS}
+    os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _with_note(exc: BaseException, cell: Mapping) -> BaseException:
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"while computing cell {dict(cell)!r}")
+    return exc
+
+
+def _run_serial(
+    run_cell: Callable, config: Any, pending: list[tuple[str, dict]], store: Callable
+) -> None:
+    for key, cell in pending:
+        try:
+            rows = run_cell(config, cell)
+        except Exception as exc:
+            raise _with_note(exc, cell) from None
+        store(key, rows)
+
+
+def _worker_context():
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Import syngeo (and torch) once in the server instead of in every worker. This only takes
+    # effect when the server is not running yet, which is also when the thread caps set by
+    # ``_single_threaded_children`` are inherited by it.
+    context.set_forkserver_preload(["syngeo.sweep"])
+    return context
+
+
+def _run_pool(
+    run_cell: Callable,
+    config: Any,
+    pending: list[tuple[str, dict]],
+    store: Callable,
+    workers: int,
+) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = _worker_context()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads)
+    futures: dict[Any, tuple[str, dict]] = {}
+    error: BaseException | None = None
+    try:
+        # Workers are started by the first submits, so they inherit the single-thread caps.
+        with _single_threaded_children():
+            for key, cell in pending:
+                futures[pool.submit(run_cell, config, cell)] = (key, cell)
+        not_done = set(futures)
+        while not_done:
+            done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+            for fut in done:
+                key, cell = futures[fut]
+                if fut.cancelled():
+                    continue
+                exc = fut.exception()
+                if exc is not None:
+                    if error is None:
+                        error = _with_note(exc, cell)
+                        for other in not_done:
+                            other.cancel()  # let the running ones finish; they are kept
+                    continue
+                store(key, fut.result())
+    except BaseException:
+        # Interrupted (Ctrl-C) or a store failure: stop the workers; stored cells stay.
+        for fut in futures:
+            fut.cancel()
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+    if error is not None:
+        raise error
+
+
+def _run_dask(
+    run_cell: Callable,
+    config: Any,
+    pending: list[tuple[str, dict]],
+    store: Callable,
+    scheduler: str,
+) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ImportError(
+            "--scheduler needs dask.distributed: pip install 'syngeo[cluster]' "
+            "(or run without --scheduler)"
+        ) from None
+    try:
+        client = Client(scheduler, timeout="20s", set_as_default=False)
+    except OSError as exc:
+        raise ValueError(
+            f"could not reach the Dask scheduler at {scheduler!r} ({exc}); start one "
+            "(`dask scheduler`) or check the address"
+        ) from None
+    error: BaseException | None = None
+    futures = []
+    try:
+        # Cap the threads in worker processes; threads inside this process are left alone.
+        here = os.getpid()
+        pids = client.run(os.getpid)
+        remote = [addr for addr, pid in pids.items() if pid != here]
+        if remote:
+            client.run(_limit_threads, workers=remote)
+        by_key: dict[str, tuple[str, dict]] = {}
+        for key, cell in pending:
+            fut = client.submit(run_cell, config, cell, pure=False, key=f"syngeo-cell-{key}")
+            by_key[fut.key] = (key, cell)
+            futures.append(fut)
+        for fut in as_completed(futures, loop=client.loop):
+            key, cell = by_key[fut.key]
+            if fut.status == "error":
+                if error is None:
+                    error = _with_note(fut.exception(), cell)
+                    for other in futures:
+                        if not other.done():
+                            other.cancel()
+                continue
+            if fut.status == "cancelled":
+                continue
+            store(key, fut.result())
+    finally:
+        with contextlib.suppress(Exception):
+            client.cancel([f for f in futures if not f.done()])
+        client.close()
+    if error is not None:
+        raise error
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _progress(total: int, completed: int, label: str, quiet: bool) -> Iterator[Callable[[], None]]:
+    if quiet:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=total, completed=completed)
+        yield lambda: progress.advance(task)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------------------------
+
+
+def run_sweep(
+    experiment: str | ModuleType | SimpleNamespace | Any,
+    config: Any | None,
+    out: str | os.PathLike,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> SweepResult:
+    """Run the unfinished cells of ``experiment`` under ``config``, storing each in ``out``.
+
+    Parameters
+    ----------
+    experiment
+        A registered name (``"fig3a"``; see ``syngeo reproduce --list``) or a module/namespace
+        with ``Config``, ``cells`` and a module-level (picklable) ``run_cell``.
+    config
+        An instance of the experiment's ``Config`` (``None``: the paper's defaults).
+    out
+        The sweep folder (created if missing). A folder holding the same experiment and config
+        is resumed: finished cells are read back, not recomputed.
+    workers
+        Number of local worker processes (1: compute in this process).
+    scheduler
+        Address of an existing Dask scheduler (``"tcp://host:8786"``) to run the cells on,
+        instead of local workers (give one or the other).
+    force
+        Discard the stored cells of a different sweep in ``out`` (or of a non-sweep folder).
+    quiet
+        No progress bar.
+
+    Returns
+    -------
+    SweepResult
+        The table (rows of every cell in ``cells(config)`` order) and how many cells were
+        computed and reused.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` holds a different sweep, or other files, and ``force`` is false.
+    ValueError, TypeError
+        Bad ``workers``/``scheduler``/``config``, or cells that are not distinct JSON dicts.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or not scheduler.strip():
+            raise ValueError(
+                f"scheduler must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}"
+            )
+        if workers != 1:
+            raise ValueError(
+                "give either --workers (local processes) or --scheduler (a Dask cluster), not both"
+            )
+    start = time.perf_counter()
+    exp = _resolve_experiment(experiment)
+    if config is None:
+        config = exp.Config()
+    if not isinstance(config, exp.Config):
+        raise TypeError(
+            f"config must be a {exp.Config.__name__} of experiment {exp.name!r}, "
+            f"got {type(config).__name__}"
+        )
+    keyed = _expand_cells(exp, config)
+    out = Path(out)
+    cells_dir = _prepare_store(
+        out, _manifest(exp.name, _config_dict(config), len(keyed)), force=force
+    )
+    _remove_stale_temporaries(cells_dir)
+    pending = [(k, c) for k, c in keyed if not _cell_path(cells_dir, k).exists()]
+    n_reused = len(keyed) - len(pending)
+
+    n_computed = 0
+    with _progress(len(keyed), n_reused, exp.name, quiet) as advance:
+
+        def store(key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+            nonlocal n_computed
+            _write_cell(cells_dir, key, rows)
+            n_computed += 1
+            advance()
+
+        if pending:
+            if scheduler is not None:
+                _run_dask(exp.run_cell, config, pending, store, scheduler)
+            elif workers > 1 and len(pending) > 1:
+                _run_pool(exp.run_cell, config, pending, store, min(workers, len(pending)))
+            else:
+                _run_serial(exp.run_cell, config, pending, store)
+
+    table = _read_table(cells_dir, [k for k, _ in keyed])
+    return SweepResult(
+        table=table,
+        n_cells=len(keyed),
+        n_computed=n_computed,
+        n_reused=n_reused,
+        out=out,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,306 @@
+"""Resumable sweeps: keys, the store, resume after SIGINT/SIGKILL, and the three executors.
+
+The sweeps run ``syngeo.experiments._testing``: cells that sleep, log each computation to
+``<log_dir>/cell-<i>.log`` and return rows drawn from ``default_rng(seed + i)``, so a test can count
+recomputations and compare tables exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from syngeo.experiments import _testing
+from syngeo.sweep import SweepResult, cell_key, run_sweep
+
+N_CELLS = 10
+
+
+def _reference_table(n_cells: int = N_CELLS) -> pd.DataFrame:
+    """The rows an uninterrupted in-memory run produces (ground truth for every executor)."""
+    config = _testing.Config(n_cells=n_cells, delay=0.0)
+    rows = [row for cell in _testing.cells(config) for row in _testing.run_cell(config, cell)]
+    return pd.DataFrame(rows)
+
+
+def _log_counts(log_dir: Path) -> dict[int, int]:
+    counts = {}
+    for path in log_dir.glob("cell-*.log"):
+        counts[int(path.stem.split("-")[1])] = len(path.read_text().splitlines())
+    return counts
+
+
+def _stored(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.parquet")}
+
+
+# ------------------------------------------------------------------------------------------ keys
+
+
+def test_cell_key_ignores_key_order_and_distinguishes_values():
+    assert cell_key({"a": 1, "b": [1, 2]}) == cell_key({"b": [1, 2], "a": 1})
+    assert cell_key({"a": 1}) != cell_key({"a": 2})
+    assert cell_key({"a": 1}) != cell_key({"a": 1.5})
+    assert len(cell_key({"a": 1})) == 16
+
+
+def test_cell_key_rejects_non_json_cells():
+    with pytest.raises(TypeError, match="JSON"):
+        cell_key({"a": object()})
+    with pytest.raises(TypeError, match="dict"):
+        cell_key([1, 2])
+
+
+# ------------------------------------------------------------------------------- serial + resume
+
+
+def test_serial_sweep_matches_reference_and_resume_recomputes_nothing(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = _testing.Config(n_cells=4, delay=0.0, log_dir=str(logs))
+    first = run_sweep(_testing, config, tmp_path / "out", quiet=True)
+    assert isinstance(first, SweepResult)
+    assert (first.n_cells, first.n_computed, first.n_reused) == (4, 4, 0)
+    pd.testing.assert_frame_equal(first.table, _reference_table(4))
+    before = _stored(tmp_path / "out")
+
+    second = run_sweep(_testing, config, tmp_path / "out", quiet=True)
+    assert (second.n_computed, second.n_reused) == (0, 4)
+    assert _stored(tmp_path / "out") == before
+    assert _log_counts(logs) == {i: 1 for i in range(4)}
+    pd.testing.assert_frame_equal(second.table, first.table)
+    assert "n_reused=4" in repr(second)
+    assert second.to_dict()["n_rows"] == 8
+
+
+def test_manifest_records_experiment_config_version_and_cell_count(tmp_path):
+    config = _testing.Config(n_cells=3, delay=0.0)
+    run_sweep(_testing, config, tmp_path, quiet=True)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["experiment"] == "syngeo.experiments._testing"
+    assert manifest["config"]["n_cells"] == 3
+    assert manifest["n_cells"] == 3
+    assert manifest["syngeo_version"]
+    assert manifest["created"]
+
+
+def test_different_config_in_the_same_folder_is_an_error_unless_forced(tmp_path):
+    run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp_path, quiet=True)
+    with pytest.raises(FileExistsError, match=r"n_cells: 3 -> 4.*--force"):
+        run_sweep(_testing, _testing.Config(n_cells=4, delay=0.0), tmp_path, quiet=True)
+    forced = run_sweep(
+        _testing, _testing.Config(n_cells=4, seed=5, delay=0.0), tmp_path, force=True, quiet=True
+    )
+    assert (forced.n_computed, forced.n_reused) == (4, 0)  # old cells were discarded
+    assert len(list((tmp_path / "cells").glob("*.parquet"))) == 4
+
+
+def test_non_sweep_folder_is_not_taken_over_without_force(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds no sweep"):
+        run_sweep(_testing, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
+    run_sweep(_testing, _testing.Config(n_cells=2, delay=0.0), tmp_path, force=True, quiet=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_failing_cell_keeps_the_finished_ones(tmp_path):
+    config = _testing.Config(n_cells=4, delay=0.0, fail_on=(2,))
+    with pytest.raises(ValueError, match="fails on purpose") as info:
+        run_sweep(_testing, config, tmp_path, quiet=True)
+    assert any("'index': 2" in note for note in getattr(info.value, "__notes__", ["'index': 2"]))
+    assert len(_stored(tmp_path)) == 2  # cells 0 and 1 were stored before the failure
+
+
+def test_an_interrupted_write_leaves_no_file_and_stale_temporaries_are_removed(
+    tmp_path, monkeypatch
+):
+    config = _testing.Config(n_cells=2, delay=0.0)
+    original = pd.DataFrame.to_parquet
+
+    def broken(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_testing, config, tmp_path, quiet=True)
+    assert list((tmp_path / "cells").iterdir()) == []  # neither a cell nor a temporary
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", original)
+
+    stale = tmp_path / "cells" / ".0123456789abcdef.xyz.tmp"
+    stale.write_bytes(b"left by kill -9")
+    result = run_sweep(_testing, config, tmp_path, quiet=True)
+    assert result.n_computed == 2
+    assert not stale.exists()
+
+
+def test_bad_arguments_are_reported(tmp_path):
+    with pytest.raises(ValueError, match="workers"):
+        run_sweep(_testing, None, tmp_path, workers=0)
+    with pytest.raises(ValueError, match="not both"):
+        run_sweep(_testing, None, tmp_path, workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(TypeError, match="Config"):
+        run_sweep(_testing, {"n_cells": 2}, tmp_path)
+    with pytest.raises(TypeError, match="run_cell"):
+        run_sweep(object(), None, tmp_path)
+    with pytest.raises(ValueError, match="unknown experiment"):
+        run_sweep("no-such-figure", None, tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_duplicate_cells_are_rejected(tmp_path):
+    from types import SimpleNamespace
+
+    exp = SimpleNamespace(
+        Config=_testing.Config,
+        cells=lambda config: [{"index": 0}, {"index": 0}],
+        run_cell=_testing.run_cell,
+    )
+    with pytest.raises(ValueError, match="twice"):
+        run_sweep(exp, _testing.Config(), tmp_path, quiet=True)
+
+
+def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r"syngeo\[cluster\]"):
+        run_sweep(
+            _testing,
+            _testing.Config(n_cells=2, delay=0.0),
+            tmp_path,
+            scheduler="tcp://127.0.0.1:1",
+            quiet=True,
+        )
+
+
+# ------------------------------------------------------------------------------------ executors
+
+
+def test_process_pool_gives_the_serial_table(tmp_path):
+    config = _testing.Config(n_cells=6, delay=0.0)
+    pooled = run_sweep(_testing, config, tmp_path, workers=2, quiet=True)
+    assert pooled.n_computed == 6
+    pd.testing.assert_frame_equal(pooled.table, _reference_table(6))
+
+
+def test_process_pool_failure_keeps_other_cells_and_raises(tmp_path):
+    config = _testing.Config(n_cells=4, delay=0.0, fail_on=(0,))
+    with pytest.raises(ValueError, match="fails on purpose"):
+        run_sweep(_testing, config, tmp_path, workers=2, quiet=True)
+    assert 0 < len(_stored(tmp_path)) <= 3
+
+
+def test_dask_local_cluster_gives_the_serial_table(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        config = _testing.Config(n_cells=5, delay=0.0)
+        result = run_sweep(
+            _testing, config, tmp_path, scheduler=cluster.scheduler_address, quiet=True
+        )
+        assert result.n_computed == 5
+        pd.testing.assert_frame_equal(result.table, _reference_table(5))
+        again = run_sweep(
+            _testing, config, tmp_path, scheduler=cluster.scheduler_address, quiet=True
+        )
+        assert (again.n_computed, again.n_reused) == (0, 5)
+
+
+def test_dask_failing_cell_raises(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        with pytest.raises(ValueError, match="fails on purpose"):
+            run_sweep(
+                _testing,
+                _testing.Config(n_cells=3, delay=0.0, fail_on=(1,)),
+                tmp_path,
+                scheduler=cluster.scheduler_address,
+                quiet=True,
+            )
+
+
+# ---------------------------------------------------------------------------- kill and resume
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from syngeo.experiments import _testing
+    from syngeo.sweep import run_sweep
+
+    out, log_dir, workers, n_cells, delay = sys.argv[1:]
+    config = _testing.Config(n_cells=int(n_cells), delay=float(delay), log_dir=log_dir)
+    run_sweep(_testing, config, out, workers=int(workers), quiet=True)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "workers", "delay"),
+    [(signal.SIGINT, 1, 0.3), (signal.SIGKILL, 1, 0.3), (signal.SIGKILL, 2, 0.5)],
+    ids=["sigint-serial", "sigkill-serial", "sigkill-pool"],
+)
+def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(
+    tmp_path, sig, workers, delay
+):
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    logs.mkdir()
+    n_cells = 12
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _SCRIPT,
+            str(out),
+            str(logs),
+            str(workers),
+            str(n_cells),
+            str(delay),
+        ],
+        start_new_session=True,  # its own process group: the signal reaches pool workers too
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_stored(out)) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sweep did not store two cells in 120 s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    stored = _stored(out)
+    assert 2 <= len(stored) < n_cells, "the kill should land mid-sweep"
+    for name in stored:  # every stored cell is whole
+        assert len(pd.read_parquet(out / "cells" / name)) == 2
+    time.sleep(0.05)  # let any orphaned worker notice its parent is gone
+
+    config = _testing.Config(n_cells=n_cells, delay=delay, log_dir=str(logs))  # same command
+    resumed = run_sweep(_testing, config, out, quiet=True)
+    assert resumed.n_reused == len(stored)
+    assert resumed.n_computed == n_cells - len(stored)
+    after = _stored(out)
+    assert {name: after[name] for name in stored} == stored  # finished cells untouched
+    counts = _log_counts(logs)
+    keys = {cell_key({"index": i}): i for i in range(n_cells)}
+    finished_before = {keys[name.removesuffix(".parquet")] for name in stored}
+    assert all(counts[i] == 1 for i in finished_before), counts
+    assert all(1 <= counts.get(i, 0) <= 2 for i in range(n_cells)), counts  # in-flight: <= 2
+    pd.testing.assert_frame_equal(resumed.table, _reference_table(n_cells))
+    assert not list((out / "cells").glob(".*.tmp"))
