@@ -84,6 +84,10 @@ def _where(cond: Array, a: Array, b: Array) -> Array:
     return torch.where(cond, a, b) if _is_torch(cond) else np.where(cond, a, b)
 
 
+def _full_like(x: Array, value: float) -> Array:
+    return torch.full_like(x, value) if _is_torch(x) else np.full_like(x, value)
+
+
 def _sum(x: Array) -> Array:
     return x.sum() if _is_torch(x) else np.sum(x)
 
@@ -131,9 +135,13 @@ class _LocalPotential:
     def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array:
         r"""Bregman divergence :math:`D_\phi(w, w_{ref}) = \phi(w) - \phi(w_{ref}) - \langle\nabla\phi(w_{ref}), w - w_{ref}\rangle`.
 
-        Non-negative, zero only at ``w == w_ref`` (for NE: when the signs agree; a sign change
-        gives a positive divergence through the |w| terms). Summed over all entries unless
-        ``elementwise``.
+        Non-negative, zero only at ``w == w_ref``. Summed over all entries unless ``elementwise``.
+        For a sign-preserving potential (NE) the domain is the sign pattern of ``w_ref``: an entry
+        whose sign differs (``w * w_ref < 0``, or ``w_ref == 0 != w``) has divergence ``+inf``,
+        the convex-analysis convention for a point outside the domain. (Evaluating the formula
+        across zero would be wrong: ``|w| log |w|`` is not convex on the real line, and the
+        formula goes negative, e.g. ``w = -1, w_ref = 0.1``.) ``w == 0`` is on the boundary and
+        gets the finite limit ``|w_ref|``.
         """
         w, w_ref = _as_array(w), _as_array(w_ref)
         d = (
@@ -141,6 +149,9 @@ class _LocalPotential:
             - self._value_elementwise(w_ref)
             - self.grad(w_ref) * (w - w_ref)
         )
+        if getattr(self, "preserves_sign", False):
+            outside = (w * w_ref < 0) | ((w_ref == 0) & (w != 0))
+            d = _where(outside, _full_like(d, math.inf), d)
         return d if elementwise else _sum(d)
 
     def dual_distance_to(self, w: Array, w_ref: Array) -> Array:

@@ -1,0 +1,349 @@
+"""Property tests for potentials (THEORY.md §1).
+
+``PotentialTestCase`` holds the invariants every potential must satisfy; a new potential gets them
+by subclassing it with a ``phi`` fixture (see ``TestBuiltinPotentials``). Reference formulas used
+below are the textbook ones: ½‖w − w'‖² for the 2-norm Bregman divergence and the generalised
+Kullback–Leibler divergence Σ w log(w/w') − w + w' for negative entropy on positive weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from syngeo.potentials import NegativeEntropy, PNorm, Potential, potential
+
+P_VALUES = (1.05, 1.1, 1.5, 2.0, 2.5, 3.0, 4.0)
+BUILTIN = [PNorm(p) for p in P_VALUES] + [NegativeEntropy()]
+DTYPES = (torch.float32, torch.float64)
+SHAPES = ((), (3,), (2, 3, 4))
+# potentials are immutable, so sharing one fixture value across hypothesis examples is safe
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# |w| from 1e-8 to 1e2 with either sign: the range the library promises to handle
+log_magnitudes = st.floats(min_value=-8.0, max_value=2.0, allow_nan=False)
+signed_weights = st.lists(
+    st.tuples(log_magnitudes, st.sampled_from([-1.0, 1.0])), min_size=1, max_size=16
+).map(lambda pairs: np.array([s * 10.0**e for e, s in pairs]))
+
+
+def _sign_arg(phi, w):
+    """The ``sign`` argument of ``grad_inverse``: required by sign-preserving potentials."""
+    return torch.sign(w) if getattr(phi, "preserves_sign", False) else None
+
+
+def _nonzero_sample(shape, dtype, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=g, dtype=torch.float64)
+    w = torch.where(w.abs() < 1e-3, torch.full_like(w, 0.5), w)
+    return w.to(dtype=dtype, device=device)
+
+
+class PotentialTestCase:
+    """Invariants of a potential; subclasses provide a ``phi`` fixture."""
+
+    # -- inverse ∘ mirror = id ---------------------------------------------------------------
+    @settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
+    @given(w=signed_weights)
+    def test_inverse_of_mirror_is_identity_float64(self, phi, w):
+        wt = torch.from_numpy(w)
+        back = phi.grad_inverse(phi.grad(wt), sign=_sign_arg(phi, wt))
+        torch.testing.assert_close(back, wt, rtol=1e-12, atol=0)
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE_OK)
+    @given(w=signed_weights)
+    def test_inverse_of_mirror_is_identity_float32(self, phi, w):
+        wt = torch.from_numpy(w).float()
+        back = phi.grad_inverse(phi.grad(wt), sign=_sign_arg(phi, wt))
+        # error of |u|^(1/(p-1)) grows like eps/(p-1): 20 eps32 at p = 1.05
+        torch.testing.assert_close(back, wt, rtol=5e-6, atol=0)
+
+    def test_mirror_of_inverse_is_identity_on_dual_values(self, phi):
+        w = _nonzero_sample((50,), torch.float64, seed=1)
+        u = phi.grad(w)
+        back = phi.grad(phi.grad_inverse(u, sign=_sign_arg(phi, w)))
+        torch.testing.assert_close(back, u, rtol=1e-12, atol=1e-14)
+
+    # -- Bregman divergence ------------------------------------------------------------------
+    @settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
+    @given(w=signed_weights, w_ref=signed_weights)
+    def test_bregman_is_non_negative_and_zero_only_at_equality(self, phi, w, w_ref):
+        n = min(len(w), len(w_ref))
+        w, w_ref = torch.from_numpy(w[:n]), torch.from_numpy(w_ref[:n])
+        d = phi.bregman(w, w_ref, elementwise=True)
+        scale = phi.value(w, elementwise=True).abs() + phi.value(w_ref, elementwise=True).abs()
+        assert torch.all(d >= -1e-12 * (1 + scale))
+        # clearly different points (relative gap > 1e-3) have a clearly positive divergence
+        apart = (w - w_ref).abs() > 1e-3 * torch.maximum(w.abs(), w_ref.abs())
+        assert torch.all(d[apart] > 0)
+        assert torch.all(phi.bregman(w, w, elementwise=True) == 0)
+        assert phi.bregman(w, w_ref) == pytest.approx(d.sum().item(), rel=1e-12, abs=1e-300)
+
+    # -- Hessian = derivative of the mirror map; mirror map = derivative of the value -------
+    def test_hessian_diag_equals_autograd_derivative_of_mirror_map(self, phi):
+        w = _nonzero_sample((40,), torch.float64, seed=2).requires_grad_(True)
+        (jac_diag,) = torch.autograd.grad(phi.grad(w).sum(), w)  # the map is element-wise
+        torch.testing.assert_close(phi.hessian_diag(w.detach()), jac_diag, rtol=1e-12, atol=0)
+
+    def test_mirror_map_equals_autograd_gradient_of_value(self, phi):
+        w = _nonzero_sample((40,), torch.float64, seed=3).requires_grad_(True)
+        (grad,) = torch.autograd.grad(phi.value(w), w)
+        torch.testing.assert_close(phi.grad(w.detach()), grad, rtol=1e-12, atol=1e-15)
+
+    def test_mirror_map_is_increasing(self, phi):
+        """Strict convexity: the mirror map is strictly increasing on each sign's half-line."""
+        w = torch.logspace(-8, 2, 200, dtype=torch.float64)
+        for s in (1.0, -1.0):
+            u = phi.grad(s * w)
+            assert torch.all(torch.diff(u) * s > 0)
+
+    # -- dtype / device / shape --------------------------------------------------------------
+    @pytest.mark.parametrize("device", DEVICES)
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("shape", SHAPES)
+    def test_dtype_device_and_shape_are_preserved(self, phi, shape, dtype, device):
+        w = _nonzero_sample(shape, dtype, device)
+        w_ref = _nonzero_sample(shape, dtype, device, seed=9)
+        outputs = {
+            "grad": phi.grad(w),
+            "grad_inverse": phi.grad_inverse(phi.grad(w), sign=_sign_arg(phi, w)),
+            "hessian_diag": phi.hessian_diag(w),
+            "value(elementwise)": phi.value(w, elementwise=True),
+            "bregman(elementwise)": phi.bregman(w, w_ref, elementwise=True),
+        }
+        for name, out in outputs.items():
+            assert isinstance(out, torch.Tensor), name
+            assert (out.dtype, out.device, out.shape) == (w.dtype, w.device, w.shape), name
+        for name, out in {"value": phi.value(w), "bregman": phi.bregman(w, w_ref)}.items():
+            assert (out.dtype, out.device, out.shape) == (w.dtype, w.device, torch.Size()), name
+
+    def test_inputs_are_not_modified(self, phi):
+        w = _nonzero_sample((5,), torch.float64)
+        keep = w.clone()
+        phi.grad(w), phi.hessian_diag(w), phi.value(w), phi.bregman(w, keep)
+        phi.grad_inverse(w, sign=_sign_arg(phi, w))
+        assert torch.equal(w, keep)
+
+    # -- numpy input ---------------------------------------------------------------------------
+    def test_numpy_input_matches_torch(self, phi):
+        w = _nonzero_sample((2, 5), torch.float64, seed=4)
+        w_ref = _nonzero_sample((2, 5), torch.float64, seed=5)
+        wn, wrn = w.numpy(), w_ref.numpy()
+        sign_t = _sign_arg(phi, w)
+        sign_n = None if sign_t is None else sign_t.numpy()
+        pairs = [
+            (phi.grad(wn), phi.grad(w)),
+            (phi.grad_inverse(wn, sign=sign_n), phi.grad_inverse(w, sign=sign_t)),
+            (phi.hessian_diag(wn), phi.hessian_diag(w)),
+            (phi.value(wn, elementwise=True), phi.value(w, elementwise=True)),
+            (phi.bregman(wn, wrn, elementwise=True), phi.bregman(w, w_ref, elementwise=True)),
+        ]
+        for got, want in pairs:
+            assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == wn.shape
+            # same formulas, but numpy and torch may round differently (Bregman cancels terms)
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-13)
+        assert float(phi.value(wn)) == pytest.approx(phi.value(w).item(), rel=1e-13)
+        assert float(phi.value([0.5, 2.0])) == pytest.approx(
+            phi.value(torch.tensor([0.5, 2.0], dtype=torch.float64)).item(), rel=1e-13
+        )
+
+    # -- names ----------------------------------------------------------------------------------
+    def test_name_parses_back_to_the_same_potential(self, phi):
+        assert potential(phi.name) == phi
+        assert potential(phi) is phi
+        assert isinstance(phi, Potential)
+        assert str(phi) == phi.name
+
+
+@pytest.fixture(params=BUILTIN, ids=lambda phi: phi.name)
+def phi(request):
+    return request.param
+
+
+class TestBuiltinPotentials(PotentialTestCase):
+    """Every built-in potential: p-norms for p ∈ {1.05, …, 4} and negative entropy."""
+
+
+# --------------------------------------------------------------------------------------------
+# sanity across the whole promised range (continuous p)
+# --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(p=st.floats(1.05, 4.0), w=signed_weights)
+def test_pnorm_is_finite_and_accurate_for_p_in_range_and_weights_1e_8_to_1e2(p, w):
+    phi = PNorm(p)
+    wt = torch.from_numpy(w)
+    u, h = phi.grad(wt), phi.hessian_diag(wt)
+    assert torch.all(torch.isfinite(u)) and torch.all(torch.isfinite(h)) and torch.all(h > 0)
+    assert torch.all(torch.isfinite(phi.value(wt, elementwise=True)))
+    torch.testing.assert_close(phi.grad_inverse(u), wt, rtol=1e-12, atol=0)
+    # float32 stays finite and accurate on the same range (smallest |w|^(p-1) is 1e-24 ≫ 1e-38)
+    w32 = wt.float()
+    torch.testing.assert_close(phi.grad_inverse(phi.grad(w32)), w32, rtol=5e-6, atol=0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(w=signed_weights)
+def test_negative_entropy_is_finite_and_accurate_for_weights_1e_8_to_1e2(w):
+    phi = NegativeEntropy()
+    wt = torch.from_numpy(w)
+    u, h = phi.grad(wt), phi.hessian_diag(wt)
+    assert torch.all(torch.isfinite(u)) and torch.all(torch.isfinite(h)) and torch.all(h > 0)
+    torch.testing.assert_close(phi.grad_inverse(u, sign=torch.sign(wt)), wt, rtol=1e-13, atol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# closed forms and conventions
+# --------------------------------------------------------------------------------------------
+
+
+def test_pnorm_closed_forms():
+    w = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
+    phi = PNorm(3)
+    torch.testing.assert_close(
+        phi.value(w), torch.tensor((8 + 0.125 + 27) / 3, dtype=torch.float64)
+    )
+    torch.testing.assert_close(phi.grad(w), torch.tensor([-4.0, 0.25, 9.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        phi.hessian_diag(w), torch.tensor([4.0, 1.0, 6.0], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        phi.grad_inverse(torch.tensor([-4.0, 0.25, 9.0], dtype=torch.float64)), w
+    )
+
+
+def test_pnorm2_is_the_identity_geometry():
+    phi = PNorm(2)
+    assert phi.is_euclidean and not PNorm(2.0000001).is_euclidean
+    w = _nonzero_sample((4, 3), torch.float32)
+    for out in (phi.grad(w), phi.grad_inverse(w)):
+        assert torch.equal(out, w) and out.data_ptr() != w.data_ptr()  # a copy, not an alias
+    assert torch.equal(phi.hessian_diag(w), torch.ones_like(w))
+    w_ref = _nonzero_sample((4, 3), torch.float64, seed=8)
+    w64 = w.double()
+    torch.testing.assert_close(
+        phi.bregman(w64, w_ref), 0.5 * ((w64 - w_ref) ** 2).sum(), rtol=1e-13, atol=0
+    )
+
+
+def test_negative_entropy_bregman_is_generalised_kl_on_positive_weights():
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(20, generator=g, dtype=torch.float64) + 0.01
+    w_ref = torch.rand(20, generator=g, dtype=torch.float64) + 0.01
+    kl = (w * torch.log(w / w_ref) - w + w_ref).sum()
+    torch.testing.assert_close(NegativeEntropy().bregman(w, w_ref), kl, rtol=1e-12, atol=0)
+
+
+def test_negative_entropy_conventions_at_zero_and_for_signs():
+    phi = NegativeEntropy()
+    w = torch.tensor([0.0, -0.0, 1.0, -1.0], dtype=torch.float64)
+    u = phi.grad(w)
+    assert torch.equal(u, torch.tensor([0.0, 0.0, 1.0, -1.0], dtype=torch.float64))
+    assert torch.all(torch.isfinite(u))
+    back = phi.grad_inverse(u, sign=torch.sign(w))
+    assert torch.equal(back[:2].abs(), torch.zeros(2, dtype=torch.float64))  # sign 0 → weight 0
+    torch.testing.assert_close(back[2:], w[2:])
+    assert torch.all(torch.isinf(phi.hessian_diag(w[:2])))
+    assert phi.value(torch.zeros(3)).item() == 0.0  # 0·log 0 = 0
+    assert phi.preserves_sign and not phi.is_euclidean
+
+
+def test_negative_entropy_bregman_outside_the_sign_orthant_is_infinite():
+    """Regression: the plain formula gave D(-1, 0.1) = -1.20 < 0 (|w| log|w| is not convex on R)."""
+    phi = NegativeEntropy()
+    w = torch.tensor([-1.0, 0.5, 0.2, 0.0, 0.0], dtype=torch.float64)
+    w_ref = torch.tensor([0.1, -0.5, 0.0, 0.3, 0.0], dtype=torch.float64)
+    d = phi.bregman(w, w_ref, elementwise=True)
+    assert torch.all(torch.isinf(d[:3])) and torch.all(d[:3] > 0)
+    # w = 0 is the boundary: the limit of the generalised KL, |w_ref|; D(0, 0) = 0
+    torch.testing.assert_close(d[3:], torch.tensor([0.3, 0.0], dtype=torch.float64))
+    nd = phi.bregman(w.numpy(), w_ref.numpy(), elementwise=True)
+    np.testing.assert_array_equal(nd, d.numpy())
+
+
+def test_negative_entropy_inverse_needs_the_sign():
+    with pytest.raises(ValueError, match="needs the sign"):
+        NegativeEntropy().grad_inverse(torch.ones(3))
+
+
+def test_negative_entropy_inverse_mixes_numpy_and_torch():
+    phi = NegativeEntropy()
+    u = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    out = phi.grad_inverse(u, sign=np.array([1.0, -1.0]))
+    assert isinstance(out, torch.Tensor)
+    torch.testing.assert_close(out, torch.tensor([1.0, -math.exp(-3.0)], dtype=torch.float64))
+
+
+def test_pnorm_zero_weight_conventions():
+    zero = torch.zeros(2, dtype=torch.float64)
+    for p in P_VALUES:
+        phi = PNorm(p)
+        assert torch.equal(phi.grad(zero), zero)
+        assert torch.equal(phi.grad_inverse(zero), zero)
+    assert torch.all(torch.isinf(PNorm(1.5).hessian_diag(zero)))
+    assert torch.equal(PNorm(3).hessian_diag(zero), zero)
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("2-norm", PNorm(2)),
+        ("3-norm", PNorm(3)),
+        ("2.5-norm", PNorm(2.5)),
+        ("1.1-norm", PNorm(1.1)),
+        ("p=2.5", PNorm(2.5)),
+        ("p = 3", PNorm(3)),
+        ("  3-NORM ", PNorm(3)),
+        ("euclidean", PNorm(2)),
+        ("ne", NegativeEntropy()),
+        ("NE", NegativeEntropy()),
+        ("negative_entropy", NegativeEntropy()),
+        ("negative entropy", NegativeEntropy()),
+        (2.5, PNorm(2.5)),
+        (3, PNorm(3)),
+        (np.float64(1.5), PNorm(1.5)),
+    ],
+)
+def test_parser_accepts(spec, expected):
+    assert potential(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("banana", ValueError, "unknown potential 'banana'"),
+        ("", ValueError, "unknown potential"),
+        ("3-norms", ValueError, "unknown potential"),
+        ("1-norm", ValueError, "p > 1"),
+        ("p=0.5", ValueError, "p > 1"),
+        (1.0, ValueError, "p > 1"),
+        (0.5, ValueError, "p > 1"),
+        (-3, ValueError, "p > 1"),
+        (float("inf"), ValueError, "p > 1"),
+        (float("nan"), ValueError, "p > 1"),
+        (True, TypeError, "potential"),
+        (None, TypeError, "potential"),
+        ([2.0], TypeError, "potential"),
+    ],
+)
+def test_parser_rejects_with_a_clear_error(spec, error, match):
+    with pytest.raises(error, match=match):
+        potential(spec)
+
+
+@pytest.mark.parametrize(("p", "error"), [(True, TypeError), ("3", TypeError), (1.0, ValueError)])
+def test_pnorm_constructor_validates_p(p, error):
+    with pytest.raises(error, match="p > 1|PNorm needs"):
+        PNorm(p)
