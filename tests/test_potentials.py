@@ -345,5 +345,5 @@ def test_parser_rejects_with_a_clear_error(spec, error, match):
 
 @pytest.mark.parametrize(("p", "error"), [(True, TypeError), ("3", TypeError), (1.0, ValueError)])
 def test_pnorm_constructor_validates_p(p, error):
-    with pytest.raises(error, match="p > 1|PNorm needs"):
+    with pytest.raises(error, match=r"p > 1|PNorm needs"):
         PNorm(p)
