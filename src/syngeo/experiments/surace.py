@@ -533,8 +533,9 @@ def fig2_report(df: pd.DataFrame, config: Fig2Config) -> str:
         "‖θ̇‖_A (its square is the rate of decrease of f, a unit-free number); dashed: the target "
         "curve NPq = φ, grey: contour lines of f.",
         "",
-        "* **A** (η_q = 1 mV², the flow of Costa et al. Fig. 1D): both P and q move towards the "
-        "target curve, then along it towards P → 1 (there σ → 0 and f → −∞).",
+        "* **A** (η_q = 1 mV², the flow of Costa et al. Fig. 1D): the flow approaches the target "
+        "curve and then runs along it towards P → 1, q → φ/N (there σ → 0 and f → −∞); at large q and "
+        "small P it first lowers P, where shrinking the variance pays more than nearing the mean.",
         "* **B** (Fisher): the natural-gradient flow also converges onto the target curve and follows "
         f"it towards P → 1, but along other paths: its directions differ from A's by a median of "
         f"{num('median_angle_B_vs_A_deg', '.0f')}°, and on {num('fraction_P_direction_differs_B_vs_A', '.0%')} "
