@@ -411,3 +411,12 @@ def test_mirror_descent_optimizer_follows_the_hessian_flow_when_available():
         np.testing.assert_allclose(w.detach().numpy(), reference, rtol=1e-9, atol=1e-12)
         flow = integrate_flow(_quadratic_grad, Hessian(phi), _W0, (0.0, t_end)).final_point
         np.testing.assert_allclose(w.detach().numpy(), flow, atol=2e-3)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import syngeo.metrics
+
+    result = doctest.testmod(syngeo.metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -167,3 +167,12 @@ def test_bad_model_settings_are_rejected():
         BinomialRelease(target_mean=1.0, unit="1")
     with pytest.raises(ValueError, match="target_width"):
         BinomialRelease(target_mean=1.0).kl_divergence([0.5, 1.0], 0.0)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import syngeo.release
+
+    result = doctest.testmod(syngeo.release, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -138,3 +138,12 @@ def test_euclidean_flow_depends_on_the_unit_of_q(target, eta_q_in_mv2):
         MODEL_MV.cost_grad, Constant.from_conversion_factors([1.0, eta_q_in_mv2]), GRID_MV
     )
     np.testing.assert_allclose(mapped.vectors, explicit.vectors, rtol=1e-10, atol=0)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import syngeo.units
+
+    result = doctest.testmod(syngeo.units, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
