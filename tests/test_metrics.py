@@ -420,3 +420,16 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(syngeo.metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_zero_gradient_gives_a_zero_direction_and_result_objects_serialise():
+    metric = Constant([[2.0, 0.5], [0.5, 1.0]])
+    d = metric.steepest_descent_direction([[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(d[0], [0.0, 0.0])
+    assert metric.norm(d[1], [1.0, 1.0]) == pytest.approx(1.0)
+    ellipse = metric.unit_ellipse([0.0, 0.0])
+    assert set(ellipse.to_dict()) == {"center", "major", "minor", "angle_deg"}
+    field = flow_field(lambda x: x, metric, coordinate_grid([1.0, 2.0], [0.5]))
+    assert np.asarray(field.to_dict()["vectors"]).shape == (1, 2, 2)
+    traj = integrate_flow(lambda x: x, metric, [1.0, 1.0], (0.0, 0.1))
+    assert traj.to_dict()["success"] is True
