@@ -236,7 +236,7 @@ class UnitChange:
 
     @property
     def scale(self) -> np.ndarray:
-        return np.array([s.factor_to(t) for s, t in zip(self.source, self.target)])
+        return np.array([s.factor_to(t) for s, t in zip(self.source, self.target, strict=True)])
 
     @property
     def inverse(self) -> UnitChange:
