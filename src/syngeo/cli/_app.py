@@ -26,6 +26,25 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from syngeo import __version__
+
+        typer.echo(f"syngeo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Synaptic geometry: infer plasticity geometry from weights, train under mirror descent,
+    and reproduce the papers' figures. Run `syngeo COMMAND --help` for examples."""
+
+
 console = Console()
 err_console = Console(stderr=True)
 
