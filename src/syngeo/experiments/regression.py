@@ -1,0 +1,704 @@
+r"""Linear regression under mirror descent: Gaussianity and size of the dual change vs width.
+
+Reproduces Pogodin et al. (ICLR 2024) Fig. 3A and its appendix version Fig. 6 (§4.1, B.1;
+THEORY.md §4). The experiment contract is in :mod:`syngeo.experiments`; the registry names are
+``fig3a`` (prefix ``fig3a_``) and ``fig6`` (prefix ``fig6_``). Both share the cells and
+:func:`run_cell`; they differ in the default correlation powers and in the figure layout.
+
+Protocol (one cell = one (α, a, D, seed))
+-----------------------------------------
+* Inputs ``X`` (N × D): rows ``x = L z + u`` with the Toeplitz correlation
+  :math:`c_k = (-1)^k / (1 + |k/s|^a)`, scale ``s = 1``, power ``a``; ``z ~ N(0, I)``,
+  ``u ~ U(-1/2, 1/2)^D`` (:func:`syngeo.data.correlated.correlated_inputs`, FFT sampling).
+* Labels ``y ∈ {−1, +1}^N`` with equal probability, independent of ``X``.
+* Initial weights ``w0 ~ N(0, 1/D)``; ``N = ⌊D^α⌋``.
+* For each potential φ (2-norm, 3-norm, NE) on the *same* ``X, y, w0``: the final weights ``w``
+  of mirror descent on the MSE, i.e. the Bregman projection
+  :math:`w = \arg\min_{Xw=y} D_\phi(w, w_0)` (Eq. 8), computed exactly by
+  :func:`syngeo.solvers.bregman_projection` (``solver="exact"``, the default), or by the paper's
+  training protocol (``solver="train"``, below).
+* Measured, with the true potential: the dual change :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0)`
+  (for the exact solver, :math:`-X^\top\lambda`, free of cancellation), its Gaussianity distance
+  ``d`` = :func:`syngeo.gaussianity.cdf_distance` (uncentred, the paper's statistic) and the
+  centred variant ``d_centred``, and the change magnitude
+  :math:`\|\Delta\| / \|\nabla\phi(w_0)\|`.
+
+The random numbers of a cell come from ``numpy.random.SeedSequence((config.seed, seed, D,
+round(1e6 α), round(1e6 a)))`` spawned into three streams (``X``, ``y``, ``w0``), so every cell
+is reproducible on its own, and the three potentials see the same data. (The paper's script draws
+one large input matrix per seed and takes its top-left ``N × D`` block for every width; here the
+widths use independent draws. Both give inputs with the same distribution per cell.)
+
+Training protocol (``solver="train"``)
+--------------------------------------
+Full-batch :class:`syngeo.optim.MirrorDescent` on ``mean((Xw − y)²)`` from ``w0``, momentum
+0.9, no weight decay, learning rate cosine-annealed to 0 over the run
+(``torch.optim.lr_scheduler.CosineAnnealingLR``). The initial learning rate is chosen on the
+grid ``train_lrs`` (16 log-spaced values 1e−7…1e−1) by the lowest final MSE; the run has
+``train_epochs`` epochs (100), extended by ``train_epochs`` up to ``train_max_epochs`` (500) while
+the best final MSE is above ``train_target_mse`` (1e−3). The paper picks the rate on one seed and
+reuses it for the others; here each cell picks its own, so cells stay independent. Computation is
+float64 on CPU (the paper: float16 mixed precision on GPUs). Expect this to be orders of magnitude
+slower than the exact solver; it is there to check that both agree.
+
+Conventions
+-----------
+Widths are the paper's ``numpy.logspace(2, log10(2e4), 10, dtype=int)`` =
+100, 180, 324, 584, 1053, 1898, 3419, 6161, 11100, 20000. Figures show, per width, the median over
+seeds and a 5–95 % quantile band (as the paper's figures do).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "PAPER_WIDTHS",
+    "RegressionConfig",
+    "fig3a_Config",
+    "fig3a_cells",
+    "fig3a_plot",
+    "fig3a_report",
+    "fig3a_run_cell",
+    "fig3a_summary",
+    "fig6_Config",
+    "fig6_cells",
+    "fig6_plot",
+    "fig6_report",
+    "fig6_run_cell",
+    "fig6_summary",
+    "n_samples",
+    "regression_problem",
+    "solve_by_training",
+]
+
+#: The paper's widths: ``numpy.logspace(2, log10(2e4), 10, dtype=int)``.
+PAPER_WIDTHS: tuple[int, ...] = (100, 180, 324, 584, 1053, 1898, 3419, 6161, 11100, 20000)
+#: The paper's learning-rate grid: 16 log-spaced values from 1e-7 to 1e-1.
+PAPER_LRS: tuple[float, ...] = tuple(float(v) for v in np.logspace(-7, -1, 16))
+SOLVERS = ("exact", "train")
+
+
+def n_samples(width: int, alpha: float) -> int:
+    """``N = ⌊D^α⌋`` (at least 1), robust to round-off when ``D^α`` is an integer.
+
+    >>> n_samples(20000, 0.75), n_samples(100, 0.5)
+    (1681, 10)
+    """
+    value = float(width) ** float(alpha)
+    n = math.floor(value + 1e-9 * max(value, 1.0))
+    return max(int(n), 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """Settings of the linear-regression experiment (defaults: the paper's protocol, B.1).
+
+    Attributes
+    ----------
+    widths : tuple[int, ...]
+        Numbers of weights ``D``.
+    alphas : tuple[float, ...]
+        Dataset-size exponents: ``N = ⌊D^α⌋``.
+    powers : tuple[float, ...]
+        Correlation powers ``a`` of the inputs.
+    potentials : tuple[str, ...]
+        Potentials trained with (and measured with), as accepted by
+        :func:`syngeo.potentials.potential`.
+    n_seeds : int
+        Seeds per (α, a, D).
+    seed : int
+        Base seed mixed into every cell's random streams.
+    scale : float
+        Correlation length scale ``s``.
+    solver : str
+        ``"exact"`` (Bregman projection) or ``"train"`` (the paper's training protocol).
+    tol : float
+        Relative constraint residual of the exact solver.
+    momentum : float
+        Momentum of the training protocol.
+    train_lrs : tuple[float, ...]
+        Learning-rate grid of the training protocol.
+    train_epochs, train_max_epochs : int
+        Epochs of the first grid search, and the most epochs tried (in steps of ``train_epochs``).
+    train_target_mse : float
+        Training stops extending the epochs once the best final MSE is below this.
+    """
+
+    widths: tuple[int, ...] = PAPER_WIDTHS
+    alphas: tuple[float, ...] = (0.5, 0.75)
+    powers: tuple[float, ...] = (1.0, 2.0)
+    potentials: tuple[str, ...] = ("NE", "2-norm", "3-norm")
+    n_seeds: int = 30
+    seed: int = 0
+    scale: float = 1.0
+    solver: str = "exact"
+    tol: float = 1e-10
+    momentum: float = 0.9
+    train_lrs: tuple[float, ...] = PAPER_LRS
+    train_epochs: int = 100
+    train_max_epochs: int = 500
+    train_target_mse: float = 1e-3
+
+    def __post_init__(self) -> None:
+        from syngeo.potentials import potential
+
+        for name in ("widths", "alphas", "powers", "potentials", "train_lrs"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise TypeError(f"{name} must be a sequence, got {value!r}")
+            value = tuple(value)
+            if not value:
+                raise ValueError(f"{name} must not be empty")
+            object.__setattr__(self, name, value)
+        for d in self.widths:
+            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
+                raise ValueError(f"widths must be integers >= 2, got {d!r}")
+        object.__setattr__(self, "widths", tuple(int(d) for d in self.widths))
+        for a in self.alphas:
+            if not 0 < float(a) < 1:
+                raise ValueError(f"alphas must lie in (0, 1) so that N < D, got {a!r}")
+        for a in self.powers:
+            if not 0 < float(a) <= 2:
+                raise ValueError(
+                    f"powers must lie in (0, 2] (the correlation is positive definite there), got {a!r}"
+                )
+        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
+        object.__setattr__(self, "powers", tuple(float(a) for a in self.powers))
+        names = tuple(potential(p).name for p in self.potentials)
+        if len(set(names)) != len(names):
+            raise ValueError(f"potentials must be distinct, got {self.potentials!r}")
+        object.__setattr__(self, "potentials", names)
+        if isinstance(self.n_seeds, bool) or not isinstance(self.n_seeds, int) or self.n_seeds < 1:
+            raise ValueError(f"n_seeds must be an integer >= 1, got {self.n_seeds!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if not (0 < self.tol < 1):
+            raise ValueError(f"tol must lie in (0, 1), got {self.tol!r}")
+        if not (float(self.scale) > 0):
+            raise ValueError(f"scale must be > 0, got {self.scale!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        if any(not float(lr) > 0 for lr in self.train_lrs):
+            raise ValueError("train_lrs must be positive learning rates")
+        if not (1 <= self.train_epochs <= self.train_max_epochs):
+            raise ValueError(
+                "need 1 <= train_epochs <= train_max_epochs, got "
+                f"{self.train_epochs} and {self.train_max_epochs}"
+            )
+        if not self.train_target_mse > 0:
+            raise ValueError(f"train_target_mse must be > 0, got {self.train_target_mse!r}")
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.widths) * len(self.alphas) * len(self.powers) * self.n_seeds
+
+
+@dataclass(frozen=True)
+class fig3a_Config(RegressionConfig):
+    """Fig. 3A: one correlation power (a = 2), all three potentials, both α."""
+
+    powers: tuple[float, ...] = (2.0,)
+
+    @classmethod
+    def quick(cls) -> fig3a_Config:
+        """Five widths up to 2000 and 4 seeds (a few seconds on 2 cores)."""
+        return cls(widths=(100, 250, 600, 1000, 2000), n_seeds=4)
+
+
+@dataclass(frozen=True)
+class fig6_Config(RegressionConfig):
+    """Fig. 6: both correlation powers (a = 1, 2), all three potentials, both α."""
+
+    powers: tuple[float, ...] = (1.0, 2.0)
+
+    @classmethod
+    def quick(cls) -> fig6_Config:
+        """Five widths up to 2000 and 4 seeds (a few seconds on 2 cores)."""
+        return cls(widths=(100, 250, 600, 1000, 2000), n_seeds=4)
+
+
+# --------------------------------------------------------------------------------------------
+# Cells
+# --------------------------------------------------------------------------------------------
+
+
+def cells(config: RegressionConfig) -> list[dict]:
+    """One cell per (α, a, D, seed); the widest (most expensive) cells first.
+
+    Listing the expensive cells first lets a pool of workers finish together (longest job
+    first); the tables are sorted by the figures and reports, not by this order.
+    """
+    return [
+        {"alpha": alpha, "power": power, "width": width, "seed": seed}
+        for width in sorted(config.widths, reverse=True)
+        for alpha in sorted(config.alphas, reverse=True)
+        for power in config.powers
+        for seed in range(config.n_seeds)
+    ]
+
+
+def regression_problem(
+    width: int, alpha: float, power: float, seed: int, *, base_seed: int = 0, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inputs ``X`` (N × D), labels ``y`` (N,) and initial weights ``w0`` (D,) of a cell.
+
+    Deterministic in its arguments (see the module docstring for the seeding).
+    """
+    from syngeo.data.correlated import correlated_inputs
+
+    n = n_samples(width, alpha)
+    entropy = (
+        int(base_seed),
+        int(seed),
+        int(width),
+        round(1e6 * float(alpha)),
+        round(1e6 * float(power)),
+    )
+    gx, gy, gw = (np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(3))
+    X = correlated_inputs(n, int(width), float(power), float(scale), rng=gx, uniform_noise=True)
+    y = gy.choice(np.array([-1.0, 1.0]), size=n)
+    w0 = gw.normal(0.0, 1.0 / math.sqrt(width), size=int(width))
+    return X, y, w0
+
+
+@dataclass(frozen=True, repr=False)
+class TrainedSolution:
+    """Result of :func:`solve_by_training`.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray, shape (D,)
+        Final weights of the best run.
+    mse : float
+        Its final training MSE.
+    lr : float
+        Its initial learning rate.
+    epochs : int
+        Its number of epochs.
+    reached_target : bool
+        ``mse <= target_mse``.
+    """
+
+    weights: np.ndarray
+    mse: float
+    lr: float
+    epochs: int
+    reached_target: bool
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainedSolution(D={self.weights.shape[0]}, mse={self.mse:.3g}, lr={self.lr:.3g}, "
+            f"epochs={self.epochs}, reached_target={self.reached_target})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights,
+            "mse": self.mse,
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "reached_target": self.reached_target,
+        }
+
+
+def _train_once(X, y, w0, phi, lr: float, epochs: int, momentum: float):
+    import torch
+
+    from syngeo.optim import MirrorDescent
+
+    w = torch.nn.Parameter(w0.clone())
+    opt = MirrorDescent([w], lr=lr, potential=phi, momentum=momentum)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    for _ in range(epochs):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.mean((X @ w - y) ** 2)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        if not math.isfinite(float(loss)):
+            return w.detach(), math.inf
+    with torch.no_grad():
+        mse = float(torch.mean((X @ w - y) ** 2))
+    return w.detach(), (mse if math.isfinite(mse) else math.inf)
+
+
+def solve_by_training(
+    X: Any,
+    y: Any,
+    w0: Any,
+    potential: Any,
+    *,
+    lrs: tuple[float, ...] = PAPER_LRS,
+    epochs: int = 100,
+    max_epochs: int = 500,
+    target_mse: float = 1e-3,
+    momentum: float = 0.9,
+) -> TrainedSolution:
+    """The paper's training protocol (B.1): full-batch mirror descent with a learning-rate search.
+
+    For ``n_epochs = epochs, 2·epochs, …, max_epochs``: train from ``w0`` with every initial
+    learning rate in ``lrs`` (momentum ``momentum``, cosine annealing to 0 over ``n_epochs``) and
+    keep the run with the lowest final MSE; stop as soon as it is ``<= target_mse``. Float64, CPU.
+    """
+    import torch
+
+    from syngeo.potentials import potential as parse
+
+    phi = parse(potential)
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.float64))
+    wt = torch.as_tensor(np.asarray(w0, dtype=np.float64))
+    best = None
+    n_epochs = epochs
+    while True:
+        for lr in lrs:
+            w, mse = _train_once(Xt, yt, wt, phi, float(lr), n_epochs, momentum)
+            if best is None or mse < best[1]:
+                best = (w, mse, float(lr), n_epochs)
+        if best[1] <= target_mse or n_epochs + epochs > max_epochs:
+            break
+        n_epochs += epochs
+    w, mse, lr, n_epochs = best
+    return TrainedSolution(
+        weights=w.numpy().copy(),
+        mse=float(mse),
+        lr=lr,
+        epochs=n_epochs,
+        reached_target=bool(mse <= target_mse),
+    )
+
+
+def run_cell(config: RegressionConfig, cell: dict) -> list[dict]:
+    """Rows (one per potential) of one (α, a, D, seed) cell; see the module docstring."""
+    import torch
+
+    from syngeo.gaussianity import cdf_distance
+    from syngeo.potentials import potential
+    from syngeo.solvers import bregman_projection
+
+    alpha, power = float(cell["alpha"]), float(cell["power"])
+    width, seed = int(cell["width"]), int(cell["seed"])
+    X, y, w0 = regression_problem(
+        width, alpha, power, seed, base_seed=config.seed, scale=config.scale
+    )
+    n = X.shape[0]
+    Xt, yt, wt = (torch.from_numpy(a) for a in (X, y, w0))
+    rows = []
+    for name in config.potentials:
+        phi = potential(name)
+        start = time.perf_counter()
+        u0 = np.asarray(phi.grad(w0), dtype=np.float64)
+        extra: dict[str, Any]
+        if config.solver == "exact":
+            sol = bregman_projection(Xt, yt, wt, phi, tol=config.tol)
+            weights = sol.weights.numpy()
+            delta = sol.dual_change.numpy()
+            extra = {
+                "constraint_residual": float(sol.constraint_residual),
+                "n_iter": int(sol.n_iter),
+                "train_mse": math.nan,
+                "train_lr": math.nan,
+                "train_epochs": 0,
+            }
+        else:
+            sol = solve_by_training(
+                X,
+                y,
+                w0,
+                phi,
+                lrs=config.train_lrs,
+                epochs=config.train_epochs,
+                max_epochs=config.train_max_epochs,
+                target_mse=config.train_target_mse,
+                momentum=config.momentum,
+            )
+            weights = sol.weights
+            delta = np.asarray(phi.grad(weights), dtype=np.float64) - u0
+            extra = {
+                "constraint_residual": float(np.linalg.norm(X @ weights - y) / np.linalg.norm(y)),
+                "n_iter": 0,
+                "train_mse": sol.mse,
+                "train_lr": sol.lr,
+                "train_epochs": sol.epochs,
+            }
+        rows.append(
+            {
+                "potential": phi.name,
+                "alpha": alpha,
+                "power": power,
+                "width": width,
+                "n_samples": n,
+                "seed": seed,
+                "solver": config.solver,
+                "d": cdf_distance(delta),
+                "d_centred": cdf_distance(delta, centred=True),
+                "magnitude": float(np.linalg.norm(delta) / np.linalg.norm(u0)),
+                "sign_flip_fraction": float(np.mean(np.sign(weights) != np.sign(w0))),
+                **extra,
+                "solve_seconds": time.perf_counter() - start,
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation, figures, report, summary
+# --------------------------------------------------------------------------------------------
+
+_STAT_LABELS = {"d": "Gaussianity distance d", "magnitude": "change magnitude ‖Δ‖/‖∇φ(w0)‖"}
+_ALPHA_STYLES = {0.5: "-", 0.75: "--"}
+
+
+def _quantiles(df: pd.DataFrame, stat: str) -> pd.DataFrame:
+    """Median and 5/95 % quantiles over seeds per (potential, α, a, D)."""
+    keys = ["potential", "alpha", "power", "width"]
+    grouped = df.groupby(keys, sort=True)[stat]
+    out = pd.DataFrame(
+        {
+            "median": grouped.median(),
+            "q05": grouped.quantile(0.05),
+            "q95": grouped.quantile(0.95),
+            "mean": grouped.mean(),
+            "n": grouped.size(),
+        }
+    )
+    return out.reset_index()
+
+
+def _order_potentials(names) -> list[str]:
+    preferred = ["NE", "2-norm", "3-norm"]
+    names = list(dict.fromkeys(names))
+    return [p for p in preferred if p in names] + sorted(p for p in names if p not in preferred)
+
+
+def _alpha_style(alpha: float) -> str:
+    return _ALPHA_STYLES.get(round(alpha, 6), ":")
+
+
+def _draw(ax, q: pd.DataFrame, color: str, style: str, label: str) -> None:
+    q = q.sort_values("width")
+    ax.plot(q["width"], q["median"], style, color=color, label=label)
+    ax.fill_between(q["width"], q["q05"], q["q95"], color=color, alpha=0.2, linewidth=0)
+
+
+def _finish_axis(ax, stat: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("width D (number of weights)")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(_STAT_LABELS[stat])
+
+
+def fig3a_plot(df: pd.DataFrame, config: fig3a_Config) -> dict:
+    """Fig. 3A: d and magnitude against width; colour = potential, line style = α.
+
+    One row of two panels per correlation power (the default config has one, a = 2).
+    """
+    from syngeo.plotting import color_for, subplots
+
+    powers = sorted(df["power"].unique()) if len(df) else list(config.powers)
+    fig, axes = subplots(len(powers), 2, width=3.6, height=2.8, squeeze=False)
+    stats = {s: _quantiles(df, s) for s in ("d", "magnitude")} if len(df) else {}
+    for row, power in enumerate(powers):
+        for col, stat in enumerate(("d", "magnitude")):
+            ax = axes[row][col]
+            if stats:
+                q = stats[stat]
+                for i, name in enumerate(_order_potentials(q["potential"])):
+                    for alpha in sorted(q["alpha"].unique()):
+                        part = q[(q.potential == name) & (q.alpha == alpha) & (q.power == power)]
+                        if len(part):
+                            _draw(
+                                ax,
+                                part,
+                                color_for(name, i),
+                                _alpha_style(alpha),
+                                f"{name}, N = D^{alpha:g}",
+                            )
+            _finish_axis(ax, stat)
+            ax.set_title(f"correlation power a = {power:g}")
+    axes[0][0].legend(fontsize=7)
+    return {"fig3a": fig}
+
+
+def fig6_plot(df: pd.DataFrame, config: fig6_Config) -> dict:
+    """Fig. 6: rows = potentials; columns = (d, magnitude) for each correlation power; lines = α."""
+    from syngeo.plotting import subplots
+
+    names = _order_potentials(df["potential"]) if len(df) else list(config.potentials)
+    powers = sorted(df["power"].unique(), reverse=True) if len(df) else sorted(config.powers)
+    fig, axes = subplots(len(names), 2 * len(powers), width=3.0, height=2.3, squeeze=False)
+    stats = {s: _quantiles(df, s) for s in ("d", "magnitude")} if len(df) else {}
+    colors = {0.75: "#0072B2", 0.5: "#D55E00"}
+    for r, name in enumerate(names):
+        for c, power in enumerate(powers):
+            for k, stat in enumerate(("d", "magnitude")):
+                ax = axes[r][2 * c + k]
+                if stats:
+                    q = stats[stat]
+                    for alpha in sorted(q["alpha"].unique(), reverse=True):
+                        part = q[(q.potential == name) & (q.alpha == alpha) & (q.power == power)]
+                        if len(part):
+                            _draw(
+                                ax, part, colors.get(round(alpha, 6), "k"), "-", f"N = D^{alpha:g}"
+                            )
+                _finish_axis(ax, stat)
+                ax.set_title(f"{name}, a = {power:g}")
+    axes[0][0].legend(fontsize=7)
+    return {"fig6": fig}
+
+
+def _slope(part: pd.DataFrame) -> float:
+    """Least-squares slope of log(median) against log(D): the decay exponent."""
+    part = part.sort_values("width")
+    x, yv = np.log(part["width"].to_numpy(float)), part["median"].to_numpy(float)
+    if len(part) < 2 or np.any(yv <= 0):
+        return math.nan
+    return float(np.polyfit(x, np.log(yv), 1)[0])
+
+
+def _summary_rows(df: pd.DataFrame) -> list[dict]:
+    qd, qm = _quantiles(df, "d"), _quantiles(df, "magnitude")
+    rows = []
+    for (name, alpha, power), part in qd.groupby(["potential", "alpha", "power"], sort=True):
+        part = part.sort_values("width")
+        mpart = qm[(qm.potential == name) & (qm.alpha == alpha) & (qm.power == power)]
+        mpart = mpart.sort_values("width")
+        rows.append(
+            {
+                "potential": name,
+                "alpha": float(alpha),
+                "power": float(power),
+                "width_min": int(part["width"].iloc[0]),
+                "width_max": int(part["width"].iloc[-1]),
+                "d_median_at_min_width": float(part["median"].iloc[0]),
+                "d_median_at_max_width": float(part["median"].iloc[-1]),
+                "d_q95_max": float(part["q95"].max()),
+                "d_slope_loglog": _slope(part),
+                "magnitude_median_at_min_width": float(mpart["median"].iloc[0]),
+                "magnitude_median_at_max_width": float(mpart["median"].iloc[-1]),
+                "magnitude_slope_loglog": _slope(mpart),
+                "n_seeds": int(part["n"].min()),
+            }
+        )
+    return rows
+
+
+def _summary(df: pd.DataFrame, config: RegressionConfig) -> dict:
+    if not len(df):
+        return {"n_rows": 0}
+    rows = _summary_rows(df)
+    d_decreases = all(r["d_median_at_max_width"] < r["d_median_at_min_width"] for r in rows)
+    by_key = {(r["potential"], r["power"], r["alpha"]): r for r in rows}
+    alpha_pairs = []
+    for (name, power, alpha), r in by_key.items():
+        if alpha == 0.5 and (name, power, 0.75) in by_key:
+            alpha_pairs.append(
+                r["magnitude_median_at_max_width"]
+                < by_key[(name, power, 0.75)]["magnitude_median_at_max_width"]
+            )
+    return {
+        "n_rows": len(df),
+        "solver": config.solver,
+        "max_d_q95": float(max(r["d_q95_max"] for r in rows)),
+        "d_decreases_with_width_everywhere": bool(d_decreases),
+        "magnitude_smaller_for_alpha_0.5_everywhere": bool(all(alpha_pairs))
+        if alpha_pairs
+        else None,
+        "max_magnitude_median_at_max_width": float(
+            max(r["magnitude_median_at_max_width"] for r in rows)
+        ),
+        "max_constraint_residual": float(df["constraint_residual"].max()),
+        "by_setting": rows,
+    }
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+def _report(df: pd.DataFrame, config: RegressionConfig, figure: str, title: str) -> str:
+    summary = _summary(df, config)
+    lines = [f"# {title}", ""]
+    if not len(df):
+        return "\n".join([*lines, "No cells were run.", ""])
+    n_seeds = int(df.groupby(["potential", "alpha", "power", "width"]).size().min())
+    lines += [
+        f"![{figure}]({figure}.png)",
+        "",
+        "Protocol (THEORY §4, paper B.1): inputs with Toeplitz correlation "
+        "c_k = (−1)^k / (1 + |k|^a) plus U(−½, ½) noise, labels ±1, w0 ~ N(0, 1/D), N = ⌊D^α⌋; "
+        f"final weights by the {'exact Bregman projection (Eq. 8)' if config.solver == 'exact' else 'paper training protocol'}; "
+        f"widths {', '.join(str(w) for w in sorted(df['width'].unique()))}; {n_seeds} seeds per point; "
+        "curves are medians with 5–95 % bands.",
+        "",
+        "## The paper's claims next to the measurements",
+        "",
+        "| claim (Pogodin et al. §4.1) | measured here |",
+        "| --- | --- |",
+        f"| d is always relatively small | largest 95th percentile of d: {_fmt(summary['max_d_q95'])} |",
+        "| d converges towards zero as the width grows | median d decreases from the smallest to the "
+        f"largest width in every setting: {'yes' if summary['d_decreases_with_width_everywhere'] else 'no'} |",
+        "| the dual change is much smaller than 1 at large widths (lazy) | largest median magnitude "
+        f"at the largest width: {_fmt(summary['max_magnitude_median_at_max_width'])} |",
+        f"| the change is smaller for N = D^0.5 than for N = D^0.75 | {_yes_no(summary['magnitude_smaller_for_alpha_0.5_everywhere'])} |",
+        "",
+        "## Per setting (medians over seeds)",
+        "",
+        "| potential | a | α | d at D_min | d at D_max | slope of log d vs log D | magnitude at D_min | magnitude at D_max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary["by_setting"]:
+        lines.append(
+            f"| {r['potential']} | {r['power']:g} | {r['alpha']:g} | {_fmt(r['d_median_at_min_width'])} "
+            f"| {_fmt(r['d_median_at_max_width'])} | {_fmt(r['d_slope_loglog'])} "
+            f"| {_fmt(r['magnitude_median_at_min_width'])} | {_fmt(r['magnitude_median_at_max_width'])} |"
+        )
+    lines += [
+        "",
+        f"Largest relative constraint residual ‖Xw − y‖/‖y‖ over all solutions: "
+        f"{_fmt(summary['max_constraint_residual'])}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _yes_no(value) -> str:
+    return "n/a (needs both α)" if value is None else ("yes" if value else "no")
+
+
+def fig3a_report(df: pd.DataFrame, config: fig3a_Config) -> str:
+    return _report(
+        df, config, "fig3a", "Fig. 3A — linear regression: Gaussianity of the dual change vs width"
+    )
+
+
+def fig6_report(df: pd.DataFrame, config: fig6_Config) -> str:
+    return _report(
+        df, config, "fig6", "Fig. 6 — linear regression, all potentials and correlation powers"
+    )
+
+
+def fig3a_summary(df: pd.DataFrame, config: fig3a_Config) -> dict:
+    return _summary(df, config)
+
+
+def fig6_summary(df: pd.DataFrame, config: fig6_Config) -> dict:
+    return _summary(df, config)
+
+
+fig3a_cells = cells
+fig6_cells = cells
+fig3a_run_cell = run_cell
+fig6_run_cell = run_cell
