@@ -1395,6 +1395,14 @@ def _predicted_density(potential: str, var: float, x: np.ndarray) -> np.ndarray:
     return np.exp(-((x - 1.0) ** 2) / (2 * var)) / (sd * math.sqrt(2 * math.pi))
 
 
+def _predicted_log_density(potential: str, var: float, y: np.ndarray) -> np.ndarray:
+    """Density of log|w| for the sign-aligned weight of :func:`_predicted_density`."""
+    if potential == "NE":
+        return np.exp(-(y**2) / (2 * var)) / math.sqrt(2 * math.pi * var)
+    m = np.exp(y)
+    return (_predicted_density(potential, var, m) + _predicted_density(potential, var, -m)) * m
+
+
 def geometry_plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
     from syngeo.plotting import color_for, subplots
 
@@ -1402,7 +1410,6 @@ def geometry_plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
     weights = df[df.kind == "weight"]
     summ = df[df.kind == "summary"]
     noise_only = weights[weights.gamma1 == 0]
-    with_task = weights[weights.gamma1 > 0]
     ax = axes[0]
     bins = np.linspace(-3, 8, 90)
     for j, (pot, g) in enumerate(noise_only.groupby("potential")):
@@ -1422,28 +1429,29 @@ def geometry_plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
         ax.plot(x, _predicted_density(pot, var, x), color=c, lw=1.2, label=f"{pot}: predicted")
     ax.set_xlabel("weight × sign(w0)  (start: 1)")
     ax.set_ylabel("density")
-    ax.set_title("noise only (γ1 = 0): dual-space diffusion")
+    ax.set_title("noise only (γ1 = 0): weights")
     ax.legend(fontsize=6)
     ax = axes[1]
     bins = np.linspace(-4, 3, 70)
-    if len(with_task):
-        t = with_task[(with_task.potential == with_task.potential.iloc[0])]
+    y = np.linspace(-4, 3, 600)
+    for j, (pot, g) in enumerate(noise_only.groupby("potential")):
+        c = color_for(pot, j)
+        mags = np.abs(g.aligned_weight.to_numpy())
         ax.hist(
-            np.log(t.aligned_teacher),
+            np.log(mags[mags > 0]),
             bins=bins,
             density=True,
-            histtype="step",
-            color="k",
-            label="teacher",
+            alpha=0.45,
+            color=c,
+            label=f"{pot} (simulated)",
         )
-        for j, (pot, g) in enumerate(with_task.groupby("potential")):
-            pos = g.aligned_weight[g.aligned_weight > 0]
-            ax.hist(
-                np.log(pos), bins=bins, density=True, alpha=0.45, color=color_for(pot, j), label=pot
-            )
-    ax.set_xlabel("log |w|  (sign-preserved weights)")
+        var = float(
+            summ[(summ.potential == pot) & (summ.gamma1 == 0)].predicted_dual_change_var.iloc[0]
+        )
+        ax.plot(y, _predicted_log_density(pot, var, y), color=c, lw=1.2, label=f"{pot}: predicted")
+    ax.set_xlabel("log |w|")
     ax.set_ylabel("density")
-    ax.set_title("with the task: final log-magnitudes")
+    ax.set_title("noise only: log-magnitudes")
     ax.legend(fontsize=6)
     ax = axes[2]
     curves = df[(df.kind == "curve") & (df.gamma1 > 0)]
@@ -1453,7 +1461,7 @@ def geometry_plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
     ax.set_yscale("log")
     ax.set_xlabel("cycle")
     ax.set_ylabel("error F (mean over seeds)")
-    ax.set_title("learning curves, same γ in each dual space")
+    ax.set_title("with the task (γ1 > 0): learning")
     ax.legend(fontsize=6)
     return {"raman_geometry": fig}
 
