@@ -1021,8 +1021,8 @@ def _linear_steady_loss(geo_rows: pd.DataFrame, rates: PlasticityRates) -> np.nd
     return (rates.T * q / (2 * rates.gamma1)) ** 2 / (2 * g)
 
 
-def _size_tables(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (model, γ, size) means, and per (model, γ) optimal sizes."""
+def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
+    """Per (model, γ, size) means, per (model, γ) optimal sizes (and the predicted k(N) curves)."""
     keys = ["model", "gamma1", "gamma2", "gamma3", "T", "size"]
     agg = (
         df.groupby(keys)
@@ -1051,7 +1051,7 @@ def _size_tables(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         .reset_index()
     )
-    opt_rows = []
+    opt_rows, curves = [], {}
     for key, g in agg.groupby(keys[:-1]):
         g = g.sort_values("n_synapses")
         rates = PlasticityRates(key[1], key[2], key[3], key[4])
@@ -1100,18 +1100,23 @@ def _size_tables(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             n_max=float(N.max()),
         )
         opt_rows.append(row)
+        curves[key[:4]] = curve
+    if with_curves:
+        return agg, pd.DataFrame(opt_rows), curves
     return agg, pd.DataFrame(opt_rows)
 
 
 def size_plot(df: pd.DataFrame, config: SizeConfig) -> dict:
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     from syngeo.plotting import subplots
 
-    agg, opt = _size_tables(df)
+    agg, opt, curves = _size_tables(df, with_curves=True)
     models = [m for m in ("linear", "mlp") if m in set(agg.model)]
     fig, axes = subplots(len(models), 2, width=3.6, height=3.0, squeeze=False)
     for r, model in enumerate(models):
         sub = agg[agg.model == model]
-        for j, (key, g) in enumerate(sub.groupby(["gamma1", "gamma2", "gamma3"])):
+        for j, (key, g) in enumerate(sub.groupby(["gamma1", "gamma2", "gamma3", "T"])):
             g = g.sort_values("n_synapses")
             o = opt[
                 (opt.model == model)
@@ -1121,46 +1126,52 @@ def size_plot(df: pd.DataFrame, config: SizeConfig) -> dict:
             ].iloc[0]
             color = f"C{j}"
             label = f"γ=({key[0]:g}, {key[1]:g}, {key[2]:g})"
+            N = g.n_synapses.to_numpy(dtype=float)
+            fine = np.geomspace(N.min(), N.max(), 200)
+            show_star = np.isfinite(o.n_star_numeric) and o.n_min <= o.n_star_numeric <= o.n_max
             ax = axes[r][0]
             ax.errorbar(
-                g.n_synapses,
-                g.k_initial,
-                yerr=2 * g.k_initial_se,
-                fmt="o",
-                ms=3,
-                color=color,
-                label=label,
+                N, g.k_initial, yerr=2 * g.k_initial_se, fmt="o", ms=3, color=color, label=label
             )
-            ax.plot(g.n_synapses, g.k_expected, "-", color=color, lw=1)
-            if np.isfinite(o.n_star_numeric) and o.n_min <= o.n_star_numeric <= o.n_max:
+            ax.plot(fine, curves[(model, *key[:3])](fine), "-", color=color, lw=1)
+            ax.plot(N, g.k_expected, "x", color=color, ms=5)
+            if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
             ax = axes[r][1]
             ax.errorbar(
-                g.n_synapses,
-                g.steady_loss,
-                yerr=2 * g.steady_loss_se,
-                fmt="o",
-                ms=3,
-                color=color,
-                label=label,
+                N, g.steady_loss, yerr=2 * g.steady_loss_se, fmt="o", ms=3, color=color, label=label
             )
             if model == "linear":
-                pred = _linear_steady_loss(g, PlasticityRates(key[0], key[1], key[2], config.T))
-                ax.plot(g.n_synapses, pred, "-", color=color, lw=1)
-            if np.isfinite(o.n_star_numeric) and o.n_min <= o.n_star_numeric <= o.n_max:
+                base = g.iloc[0]
+                rates = PlasticityRates(key[0], key[1], key[2], key[3])
+                geo = pd.DataFrame(
+                    {
+                        "grad_curvature": base.base_grad_curvature,
+                        "hessian_trace": base.base_hessian_trace
+                        * np.sqrt(fine / base.base_n_synapses),
+                        "n_synapses": fine,
+                    }
+                )
+                ax.plot(fine, _linear_steady_loss(geo, rates), "-", color=color, lw=1)
+            if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
-        ax = axes[r][0]
-        ax.set_xscale("log")
-        ax.set_xlabel("network size N (synapses)")
-        ax.set_ylabel("learning rate k at the expanded weights")
-        ax.set_title(f"{model}: measured (dots) vs ⟨k⟩ (lines); N* dotted")
-        ax.legend(fontsize=6)
-        ax = axes[r][1]
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("network size N (synapses)")
-        ax.set_ylabel("steady-state error F")
-        ax.set_title(f"{model}: steady state" + (" (lines: ⟨k⟩ = 0)" if model == "linear" else ""))
+        for c in (0, 1):
+            ax = axes[r][c]
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(LogLocator(subs="all"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("network size N (synapses)")
+        axes[r][0].set_ylabel("learning rate k")
+        axes[r][0].set_title(f"{model}: k at the grown weights")
+        axes[r][0].legend(fontsize=6)
+        axes[r][1].set_yscale("log")
+        axes[r][1].set_ylabel("steady-state error F")
+        axes[r][1].set_title(f"{model}: steady-state error")
+    fig.suptitle(
+        "dots: simulation (±2 SE); crosses: ⟨k⟩ from the geometry at each size; lines: predicted "
+        "curve (sigmoid: power-law fit of the geometry); dotted: predicted N*",
+        fontsize=7,
+    )
     return {"raman_size": fig}
 
 
