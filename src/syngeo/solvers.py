@@ -85,7 +85,8 @@ _ARMIJO_C = 1e-4
 _MIN_STEP = 2.0**-40
 _MAX_STEP = 2.0**40
 _CURVATURE_ETA = 0.25
-_CG_MAX_ITER = 30
+_CG_MAX_ITER = 12
+_REFRESH_REL = 0.05
 _SLOPE_CAP = 1e12
 
 
@@ -134,8 +135,11 @@ class BregmanProjection:
     potential : Potential
         The potential :math:`\phi`.
     n_factorizations : int
-        Newton matrices :math:`X\,\mathrm{diag}(h)\,X^\top` formed and factorised (each
+        Newton matrices :math:`X\,\mathrm{diag}(h)\,X^\top` formed in full (each
         :math:`N^2 D`).
+    n_updates : int
+        Partial refreshes of the Newton matrix (coordinates whose slope changed by > 5 %,
+        each :math:`N^2 |S|`).
     n_cg : int
         Preconditioned conjugate-gradient iterations (each :math:`2ND`).
     """
@@ -148,6 +152,7 @@ class BregmanProjection:
     converged: bool
     potential: Potential
     n_factorizations: int
+    n_updates: int
     n_cg: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +167,7 @@ class BregmanProjection:
             "converged": self.converged,
             "potential": self.potential.name,
             "n_factorizations": self.n_factorizations,
+            "n_updates": self.n_updates,
             "n_cg": self.n_cg,
         }
 
@@ -172,7 +178,7 @@ class BregmanProjection:
             f"BregmanProjection(potential={self.potential!r}, N={n}, D={d}, "
             f"n_iter={self.n_iter}, constraint_residual={self.constraint_residual:.3g}, "
             f"converged={self.converged}, n_factorizations={self.n_factorizations}, "
-            f"n_cg={self.n_cg})"
+            f"n_updates={self.n_updates}, n_cg={self.n_cg})"
         )
 
 
@@ -290,17 +296,8 @@ def _signs(pot: Potential, w0: torch.Tensor) -> torch.Tensor:
 # -- potential-specific pieces -------------------------------------------------------------------
 
 
-def _inverse_slope(
-    pot: Potential, w: torch.Tensor, u: torch.Tensor, step: torch.Tensor | None
-) -> torch.Tensor:
-    """h = d(∇φ)⁻¹/du = 1/φ''(w), with 1/inf = 0 and infinite slopes capped (see module).
-
-    For p-norms with p > 2 the slope is evaluated at ``|u_eff| = max(|u|, |step|)`` (``step``:
-    the last change of u), see the module docstring.
-    """
-    if step is not None and isinstance(pot, PNorm) and pot.p > 2:
-        u_eff = torch.sign(u) * torch.maximum(u.abs(), step.abs())
-        w = pot.grad_inverse(u_eff)
+def _inverse_slope(pot: Potential, w: torch.Tensor) -> torch.Tensor:
+    """h = d(∇φ)⁻¹/du = 1/φ''(w), with 1/inf = 0 and infinite slopes capped (see module)."""
     h = 1.0 / pot.hessian_diag(w)
     h = torch.nan_to_num(h, nan=0.0, posinf=math.inf)
     infinite = torch.isinf(h)
@@ -324,56 +321,98 @@ def _conjugate_sum(pot: Potential, u: torch.Tensor, w: torch.Tensor) -> torch.Te
 # -- linear algebra ------------------------------------------------------------------------------
 
 
-def _factor_newton_matrix(X: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Cholesky factor of X diag(h) Xᵀ (+ μI if needed); returns (L, μ)."""
-    gram = (X * h) @ X.T
-    scale = float(gram.diagonal().max()) if gram.numel() else 1.0
-    scale = scale if scale > 0 else 1.0
-    ridge = 0.0
-    for k in range(15):
-        chol, info = torch.linalg.cholesky_ex(gram)
-        if int(info) == 0 and bool(torch.isfinite(chol).all()):
-            return chol, ridge
-        ridge = 1e-14 * scale * 10.0**k
-        gram.diagonal().add_(ridge - (1e-14 * scale * 10.0 ** (k - 1) if k else 0.0))
-    raise ConvergenceError(
-        "the Newton matrix X diag(h) X^T could not be factorised even with a ridge of "
-        f"{ridge:.3g}; X or the weights are badly scaled (rescale the data)",
-        residual=math.nan,
-        n_iter=0,
-    )
+class _NewtonMatrix:
+    """The factorised matrix P = X diag(h_ref) Xᵀ (+ ridge), refreshed coordinate by coordinate.
 
+    ``h_ref`` lags behind the current slopes ``h``: :meth:`update` moves only the coordinates
+    whose slope changed by more than a factor ``1 ± rel`` (a rank-|S| correction costing
+    N²|S|), and recomputes everything when more than half changed. The explicit inverse is kept
+    because applying it (N² per vector) is much faster than triangular solves on CPU.
+    """
 
-def _chol_solve(chol: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.cholesky_solve(b.unsqueeze(1), chol).squeeze(1)
+    def __init__(self, X: torch.Tensor, h: torch.Tensor) -> None:
+        self.X = X
+        self.n_full = 0
+        self.n_partial = 0
+        self.ridge = 0.0
+        self.full(h)
+
+    def full(self, h: torch.Tensor) -> None:
+        self.h_ref = h.clone()
+        self.gram = (self.X * h) @ self.X.T
+        self.n_full += 1
+        self._factor()
+
+    def update(self, h: torch.Tensor, rel: float) -> None:
+        changed = (h - self.h_ref).abs() > rel * self.h_ref.abs()
+        k = int(changed.sum())
+        if k == 0:
+            return
+        if 2 * k > h.numel():
+            self.full(h)
+            return
+        cols = self.X[:, changed]
+        self.gram += (cols * (h[changed] - self.h_ref[changed])) @ cols.T
+        self.h_ref[changed] = h[changed]
+        self.n_partial += 1
+        self._factor()
+
+    def _factor(self) -> None:
+        gram = (self.gram + self.gram.T) * 0.5
+        scale = float(gram.diagonal().abs().max()) if gram.numel() else 1.0
+        scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+        ridge = 0.0
+        for k in range(16):
+            chol, info = torch.linalg.cholesky_ex(gram)
+            if int(info) == 0 and bool(torch.isfinite(chol).all()):
+                self.ridge = ridge
+                self.inverse = torch.cholesky_inverse(chol)
+                return
+            new_ridge = 1e-14 * scale * 10.0**k
+            gram.diagonal().add_(new_ridge - ridge)
+            ridge = new_ridge
+        raise ConvergenceError(
+            "the Newton matrix X diag(h) X^T could not be factorised even with a ridge of "
+            f"{ridge:.3g}; X or the weights are badly scaled (rescale the data)",
+            residual=math.nan,
+            n_iter=0,
+        )
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        return self.inverse @ b
 
 
 def _pcg(
-    X: torch.Tensor, h: torch.Tensor, b: torch.Tensor, chol: torch.Tensor, rtol: float
+    X: torch.Tensor,
+    h: torch.Tensor,
+    b: torch.Tensor,
+    precond: _NewtonMatrix,
+    rtol: float,
+    max_iter: int,
 ) -> tuple[torch.Tensor, int, bool]:
-    """Solve X diag(h) Xᵀ x = b by CG preconditioned with the factor ``chol``; x0 = 0.
+    """Solve X diag(h) Xᵀ x = b by CG preconditioned with ``precond``; x0 = 0.
 
     Every iterate x_k satisfies bᵀx_k > 0 (CG from 0 minimises ½xᵀAx − bᵀx on a growing
     subspace), so even an early stop is an ascent direction for the dual.
     """
     x = torch.zeros_like(b)
     r = b.clone()
-    z = _chol_solve(chol, r)
+    z = precond.solve(r)
     p = z.clone()
     rz = r @ z
     b_norm = float(b.norm())
-    for k in range(1, _CG_MAX_ITER + 1):
+    for k in range(1, max_iter + 1):
         ap = X @ (h * (X.T @ p))
         alpha = rz / (p @ ap)
         x = x + alpha * p
         r = r - alpha * ap
         if float(r.norm()) <= rtol * b_norm:
             return x, k, True
-        z = _chol_solve(chol, r)
+        z = precond.solve(r)
         rz_new = r @ z
         p = z + (rz_new / rz) * p
         rz = rz_new
-    return x, _CG_MAX_ITER, False
+    return x, max_iter, False
 
 
 def _least_squares_residual(X: torch.Tensor, y: torch.Tensor) -> float:
@@ -605,37 +644,42 @@ def bregman_projection(
     r = Xt @ w - yt
     res = float(r.norm()) / scale
     g = -_conjugate_sum(pot, u0, w)
-    h = _inverse_slope(pot, w, u0, None)
-    chol, ridge = _factor_newton_matrix(Xt, h)
-    n_fact, n_cg = 1, 0
-    if ridge > 0:
+    h = _inverse_slope(pot, w)
+    newton = _NewtonMatrix(Xt, h)
+    n_cg = 0
+    if newton.ridge > 0:
         err = _infeasibility_error(Xt, yt, wt, pot, tol)
         if err is not None:
             raise err
-    fresh = True  # chol factorises the Newton matrix at the current point
     n_iter = 0
     stalled = False
     while res > tol and n_iter < max_iter:
         n_iter += 1
-        if fresh:
-            delta = _chol_solve(chol, r)
+        if n_iter == 1:
+            delta = newton.solve(r)  # exact Newton matrix at λ = 0: the linearised solution
         else:
+            delta = None
             rtol = min(0.1, max(res, 1e-3 * tol))
-            delta, k, ok = _pcg(Xt, h, r, chol, rtol)
-            n_cg += k
-            if not ok:
-                chol, _ = _factor_newton_matrix(Xt, h)
-                n_fact += 1
-                delta = _chol_solve(chol, r)
+            for attempt in range(3):
+                d_try, k, ok = _pcg(Xt, h, r, newton, rtol, _CG_MAX_ITER)
+                n_cg += k
+                if ok:
+                    delta = d_try
+                    break
+                if attempt == 0:
+                    newton.update(h, _REFRESH_REL)
+                else:
+                    newton.full(h)
+            if delta is None:
+                delta = newton.solve(r)
         step = _line_search(pot, Xt, yt, u, lam, g, r, delta, signs, line_search)
         if step is None:
             stalled = True
             break
         t, u_t, w_t, r_t, g_t = step
-        h = _inverse_slope(pot, w_t, u_t, u_t - u)
+        h = _inverse_slope(pot, w_t)
         lam, u, w, r, g = lam + t * delta, u_t, w_t, r_t, g_t
         res = float(r.norm()) / scale
-        fresh = False
 
     converged = res <= tol
     if not converged:
@@ -669,7 +713,8 @@ def bregman_projection(
         constraint_residual=res,
         converged=converged,
         potential=pot,
-        n_factorizations=n_fact,
+        n_factorizations=newton.n_full,
+        n_updates=newton.n_partial,
         n_cg=n_cg,
     )
 
@@ -731,7 +776,7 @@ def linearized_change(X: Any, y: Any, w0: Any, potential: PotentialLike) -> Line
             "X H^-1 X^T is singular: X has rank below N (dependent rows) or too many weights "
             "with an infinite Hessian; remove dependent rows"
         )
-    lam = _chol_solve(chol, Xt @ wt - yt)
+    lam = torch.cholesky_solve((Xt @ wt - yt).unsqueeze(1), chol).squeeze(1)
     dual = -(Xt.T @ lam)
     weights = wt + h * dual
     out = (dual, weights, lam)
