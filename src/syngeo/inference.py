@@ -68,7 +68,7 @@ from __future__ import annotations
 import math
 import textwrap
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -79,6 +79,7 @@ from syngeo.gaussianity import (
     _CHUNK,
     DEFAULT_GRID,
     _cdf_distance_moments,
+    _count_le,
     _grid,
     _pair,
     _rng,
@@ -140,6 +141,8 @@ class _Data:
     n_like: int
     sum_log_abs_after: float  # over like_mask
     ks_index: np.ndarray | None  # subsample for the KS column; None = all
+    work: np.ndarray  # reused buffer for Δ: every kernel overwrites it (allocating 10^7 floats
+    #                   per candidate costs as much as computing them)
 
     @property
     def n(self) -> int:
@@ -157,34 +160,85 @@ def _prepare(b: np.ndarray, a: np.ndarray, gen: np.random.Generator) -> _Data:
     ks_index = None
     if a.size > KS_MAX_N:
         ks_index = np.sort(gen.choice(a.size, size=KS_MAX_N, replace=False))
-    return _Data(b, a, lb, la, mask, n_like, s, ks_index)
+    return _Data(b, a, lb, la, mask, n_like, s, ks_index, np.empty_like(a))
 
 
-def _dual(data: _Data, psi: Potential) -> tuple[np.ndarray, float]:
-    """Δ = ∇ψ(after) − ∇ψ(before) and ‖∇ψ(before)‖², streaming over chunks for p-norms."""
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    # einsum, not BLAS: multithreaded BLAS level-1 calls stall on a busy machine
+    return float(np.einsum("i,i->", x, y))
+
+
+def _gemv(m: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,j->i", m, x)
+
+
+class _Dual(NamedTuple):
+    delta: np.ndarray  # Δ (a view of data.work for p-norms: valid until the next call)
+    ref_sq: float  # ‖∇ψ(before)‖²
+    mean: float  # mean of Δ
+    var: float  # population variance of Δ
+
+
+def _dual(data: _Data, psi: Potential) -> _Dual:
+    """Δ = ∇ψ(after) − ∇ψ(before) with its mean, variance and ‖∇ψ(before)‖², in one pass.
+
+    p-norm duals reuse log|w| across candidates: sign(w)|w|^(p−1) = copysign(exp((p−1)·log|w|), w)
+    (exactly 0 at w = 0, as exp(−inf) = 0), computed chunk by chunk into ``data.work``; the
+    moments are accumulated on the way (Σ Δ and Σ Δ², with an exact second pass when the mean
+    dominates the spread and the one-pass variance would lose digits).
+    """
     b, a = data.before, data.after
-    if isinstance(psi, PNorm):
-        if psi.p == 2.0:
-            return a - b, float(np.dot(b, b))
-        q = psi.p - 1.0
-        delta = np.empty_like(a)
-        ref = 0.0
-        for s in range(0, a.size, _CHUNK):
-            sl = slice(s, s + _CHUNK)
-            gb = np.exp(q * data.log_abs_before[sl])  # |w0|^(p−1), 0 at w0 = 0
-            np.copysign(gb, b[sl], out=gb)
-            ref += float(np.dot(gb, gb))
-            ga = np.exp(q * data.log_abs_after[sl])
-            np.copysign(ga, a[sl], out=ga)
-            np.subtract(ga, gb, out=delta[sl])
-        return delta, ref
-    if isinstance(psi, NegativeEntropy):
-        gb = np.sign(b) * (data.log_abs_before + 1.0)
-        ga = np.sign(a) * (data.log_abs_after + 1.0)
-        return ga - gb, float(np.dot(gb, gb))
-    gb = np.asarray(psi.grad(b), dtype=np.float64)
-    ga = np.asarray(psi.grad(a), dtype=np.float64)
-    return ga - gb, float(np.dot(gb, gb))
+    if not isinstance(psi, PNorm):
+        if isinstance(psi, NegativeEntropy):
+            gb = np.sign(b) * (data.log_abs_before + 1.0)
+            ga = np.sign(a) * (data.log_abs_after + 1.0)
+        else:
+            gb = np.asarray(psi.grad(b), dtype=np.float64)
+            ga = np.asarray(psi.grad(a), dtype=np.float64)
+        delta = ga - gb
+        mean = float(np.mean(delta))
+        return _Dual(delta, _dot(gb, gb), mean, _var(delta, mean))
+    delta = data.work
+    if psi.p == 2.0:
+        np.subtract(a, b, out=delta)
+        mean = float(np.mean(delta))
+        return _Dual(delta, _dot(b, b), mean, _var(delta, mean))
+    q = psi.p - 1.0
+    ref = s1 = s2 = 0.0
+    size = min(_CHUNK, a.size)
+    gb_buf, ga_buf = np.empty(size), np.empty(size)
+    for s in range(0, a.size, _CHUNK):
+        sl = slice(s, s + _CHUNK)
+        m = min(_CHUNK, a.size - s)
+        gb, ga, d = gb_buf[:m], ga_buf[:m], delta[sl]
+        np.multiply(data.log_abs_before[sl], q, out=gb)
+        np.exp(gb, out=gb)
+        np.copysign(gb, b[sl], out=gb)
+        ref += _dot(gb, gb)
+        np.multiply(data.log_abs_after[sl], q, out=ga)
+        np.exp(ga, out=ga)
+        np.copysign(ga, a[sl], out=ga)
+        np.subtract(ga, gb, out=d)
+        s1 += float(np.sum(d))
+        s2 += _dot(d, d)
+    n = a.size
+    mean = s1 / n
+    var = s2 / n - mean * mean
+    if not var > 1e-6 * mean * mean:  # cancellation: redo exactly
+        var = _var(delta, mean)
+    return _Dual(delta, ref, mean, var)
+
+
+def _var(x: np.ndarray, mean: float) -> float:
+    """Population variance Σ(x − mean)²/n in cache-sized chunks (no n-sized temporary)."""
+    size = min(_CHUNK, x.size)
+    buf = np.empty(size)
+    acc = 0.0
+    for s in range(0, x.size, _CHUNK):
+        c = buf[: min(_CHUNK, x.size - s)]
+        np.subtract(x[s : s + _CHUNK], mean, out=c)
+        acc += _dot(c, c)
+    return acc / x.size
 
 
 def _log_jacobian(data: _Data, psi: Potential) -> float:
@@ -198,53 +252,57 @@ def _log_jacobian(data: _Data, psi: Potential) -> float:
         return float(np.sum(np.log(np.asarray(psi.hessian_diag(a), dtype=np.float64))))
 
 
-def _gauss_profile(delta: np.ndarray, n: int, fit_mean: bool) -> tuple[float, float, float]:
-    """(ℓ_Gauss, μ̂, σ̂) — the Gaussian part of the profile log-likelihood of Δ."""
-    mu = float(np.mean(delta)) if fit_mean else 0.0
-    var = float(np.mean((delta - mu) ** 2))
+def _gauss_part(data: _Data, dual: _Dual, fit_mean: bool) -> tuple[float, float, float]:
+    """(Σ_i log N(Δ_i; μ̂, σ̂²), μ̂, σ̂) over the likelihood synapses, at the MLEs."""
+    if data.like_mask is None:
+        mu = dual.mean if fit_mean else 0.0
+        var = dual.var if fit_mean else dual.var + dual.mean * dual.mean
+    else:
+        d = dual.delta[data.like_mask]
+        mu = float(np.mean(d)) if fit_mean else 0.0
+        var = _var(d, mu)
     if not var > 0:
         return math.inf, mu, 0.0
-    return -0.5 * n * (math.log(2.0 * math.pi * var) + 1.0), mu, math.sqrt(var)
+    return -0.5 * data.n_like * (math.log(2.0 * math.pi * var) + 1.0), mu, math.sqrt(var)
 
 
-def _loglik(data: _Data, psi: Potential, delta: np.ndarray, fit_mean: bool) -> float:
-    d = delta if data.like_mask is None else delta[data.like_mask]
-    gauss, _, _ = _gauss_profile(d, data.n_like, fit_mean)
-    return gauss + _log_jacobian(data, psi)
+def _loglik(data: _Data, psi: Potential, dual: _Dual, fit_mean: bool) -> float:
+    return _gauss_part(data, dual, fit_mean)[0] + _log_jacobian(data, psi)
 
 
 def _loglik_p(data: _Data, p: float, fit_mean: bool) -> float:
     psi = PNorm(p)
-    return _loglik(data, psi, _dual(data, psi)[0], fit_mean)
+    return _loglik(data, psi, _dual(data, psi), fit_mean)
 
 
 def _cdf_only(data: _Data, psi: Potential, t: np.ndarray) -> float:
-    delta, _ = _dual(data, psi)
-    std = float(np.std(delta))
+    dual = _dual(data, psi)
+    delta, std = dual.delta, math.sqrt(dual.var)
     if not std > 0:
         return math.nan
     return _cdf_distance_moments(delta, t, 0.0, std)
 
 
 def _evaluate(data: _Data, psi: Potential, t: np.ndarray, fit_mean: bool) -> dict[str, Any]:
-    """Every ranking column of one candidate."""
-    delta, ref_sq = _dual(data, psi)
-    mean, std = float(np.mean(delta)), float(np.std(delta))
+    """Every ranking column of one candidate (moments computed once and shared)."""
+    dual = _dual(data, psi)
+    delta, ref_sq, mean, var = dual
+    std = math.sqrt(var)
+    sq_norm = (var + mean * mean) * delta.size
+    loglik = _loglik(data, psi, dual, fit_mean)
     row: dict[str, Any] = {
         "candidate": psi.name,
         "p": psi.p if isinstance(psi, PNorm) else math.nan,
         "mean": mean,
         "std": std,
-        "change_magnitude": (
-            float(np.linalg.norm(delta)) / math.sqrt(ref_sq) if ref_sq > 0 else math.nan
-        ),
-        "log_likelihood": _loglik(data, psi, delta, fit_mean),
+        "change_magnitude": math.sqrt(sq_norm / ref_sq) if ref_sq > 0 else math.nan,
+        "log_likelihood": loglik,
     }
     if std > 0:
         row["cdf_distance"] = _cdf_distance_moments(delta, t, 0.0, std)
         row["cdf_distance_centred"] = _cdf_distance_moments(delta, t, mean, std)
         z = delta if data.ks_index is None else delta[data.ks_index]
-        row["ks_statistic"] = float(scipy.stats.kstest(z / std, "norm").statistic)
+        row["ks_statistic"] = float(scipy.stats.kstest(z / std, "norm", method="asymp").statistic)
     else:
         row["cdf_distance"] = row["cdf_distance_centred"] = row["ks_statistic"] = math.nan
     return row
@@ -350,9 +408,7 @@ def change_log_likelihood(
     data = _prepare(b, a, np.random.default_rng(0))
     if data.n_like == 0:
         raise ValueError("every weight in AFTER is 0: the likelihood has no data")
-    delta, _ = _dual(data, psi)
-    d = delta if data.like_mask is None else delta[data.like_mask]
-    gauss, mu, sigma = _gauss_profile(d, data.n_like, fit_mean)
+    gauss, mu, sigma = _gauss_part(data, _dual(data, psi), fit_mean)
     jac = _log_jacobian(data, psi)
     return LikelihoodResult(psi.name, gauss + jac, jac, mu, sigma, data.n_like)
 
@@ -575,6 +631,31 @@ def _bracket(ps: list[float], best: float) -> tuple[float, float]:
     return max(lo, P_BOUNDS[0]), min(hi, P_BOUNDS[1])
 
 
+def _zoom_cdf(data: _Data, t: np.ndarray, lo: float, hi: float, p0: float, d0: float) -> float:
+    """Minimise the CDF distance over p in (lo, hi) by successive grids (0.1, 0.05, 0.01).
+
+    Each stage scans the open interval around the current best at its step and keeps the best;
+    the next stage scans ± one step of the previous around it. The CDF distance is not smooth in
+    p for small n, so grids are safer than a derivative-free scalar minimiser.
+    """
+    best_p, best_d = p0, d0
+    seen = {round(p0, 4)}
+    a, b = lo, hi
+    for step in (0.1, 0.05, FINE_STEP):
+        if (b - a) / step > 60 or step > (b - a) / 2:
+            continue
+        for p in np.round(np.arange(a, b + step / 2, step), 4):
+            p = float(p)
+            if not (lo < p < hi) or p in seen:
+                continue
+            seen.add(p)
+            d = _cdf_only(data, PNorm(p), t)
+            if d < best_d:
+                best_p, best_d = p, d
+        a, b = max(lo, best_p - step), min(hi, best_p + step)
+    return best_p
+
+
 def _lr_interval(
     data: _Data, p_hat: float, l_hat: float, confidence: float, fit_mean: bool
 ) -> ConfidenceInterval:
@@ -637,18 +718,18 @@ def _bootstrap(
             yield s, c, cl
 
     n_like_b = np.concatenate([cl.sum(axis=1) for _, _, cl in blocks()])
-    sum_la_b = np.concatenate([cl @ la for _, _, cl in blocks()])
+    sum_la_b = np.concatenate([_gemv(cl, la) for _, _, cl in blocks()])
 
     def scores(psi: Potential) -> np.ndarray:
-        delta, _ = _dual(data, psi)
+        delta = _dual(data, psi).delta
         if estimator == "likelihood":
             d = delta if mask is None else np.where(mask, delta, 0.0)
             d2 = d * d
             s1 = np.empty(n_bootstrap)
             s2 = np.empty(n_bootstrap)
             for s, _, cl in blocks():
-                s1[s : s + cl.shape[0]] = cl @ d
-                s2[s : s + cl.shape[0]] = cl @ d2
+                s1[s : s + cl.shape[0]] = _gemv(cl, d)
+                s2[s : s + cl.shape[0]] = _gemv(cl, d2)
             mu = s1 / n_like_b if fit_mean else 0.0
             var = s2 / n_like_b - (mu * mu if fit_mean else 0.0)
             var = np.maximum(var, np.finfo(float).tiny)
@@ -661,7 +742,7 @@ def _bootstrap(
                 with np.errstate(divide="ignore"):
                     lh = np.log(np.asarray(psi.hessian_diag(data.after), dtype=np.float64))
                 lh = np.where(np.isfinite(lh), lh, 0.0)
-                jac = np.concatenate([cl @ lh for _, _, cl in blocks()])
+                jac = np.concatenate([_gemv(cl, lh) for _, _, cl in blocks()])
             return 2 * _aic_k(psi, p_fitted) - 2 * (gauss + jac)
         out = np.empty(n_bootstrap)
         m = t.size
@@ -670,31 +751,18 @@ def _bootstrap(
         d2 = delta * delta
         for s, c_block, _ in blocks():
             for r, c in enumerate(c_block):
-                mean = float(c @ delta) / n
-                std = math.sqrt(max(float(c @ d2) / n - mean * mean, 0.0))
+                mean = _dot(c, delta) / n
+                std = math.sqrt(max(_dot(c, d2) / n - mean * mean, 0.0))
                 if not std > 0:
                     out[s + r] = math.nan
                     continue
-                ecdf = _weighted_count_le(delta, c, t, std) / n
+                ecdf = _count_le(delta, t, 0.0, std, weights=c) / n
                 out[s + r] = float(np.sum(np.abs(ecdf[: m - 1] - phi) * dt))
         return out
 
     grid_scores = np.column_stack([scores(psi) for psi in grid_cands])
     p_scores = np.column_stack([scores(PNorm(p)) for p in boot_ps]) if boot_ps else None
     return grid_scores, p_scores
-
-
-def _weighted_count_le(x: np.ndarray, w: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
-    """Σ_i w_i·[x_i/scale ≤ t_j] for a uniform grid t (weighted version of ``_count_le``)."""
-    m = t.size
-    lo, step = t[0], (t[-1] - t[0]) / (m - 1)
-    upper = np.append(t, np.inf)
-    lower = np.concatenate(([-np.inf], t))
-    z = x / scale
-    k = np.clip(np.ceil((z - lo) / step), 0, m).astype(np.intp)
-    k += z > upper[k]
-    k -= z <= lower[k]
-    return np.cumsum(np.bincount(k, weights=w, minlength=m + 1))[:m]
 
 
 def infer_geometry(
@@ -827,12 +895,7 @@ def infer_geometry(
                 if -res.fun <= best_grid_pn["log_likelihood"]:
                     p_new = p0
             else:
-                fine = np.round(np.arange(lo, hi + FINE_STEP / 2, FINE_STEP), 4)
-                fine = [p for p in fine if lo < p < hi and 1.0 < p]
-                dists = [_cdf_only(data, PNorm(p), t) for p in fine]
-                p_new = p0
-                if fine and np.nanmin(dists) < best_grid_pn["cdf_distance"]:
-                    p_new = float(fine[int(np.nanargmin(dists))])
+                p_new = _zoom_cdf(data, t, lo, hi, p0, float(best_grid_pn["cdf_distance"]))
             if p_new != p0 and PNorm(p_new).name not in by_name:
                 psi = PNorm(p_new)
                 by_name[psi.name] = psi
