@@ -327,7 +327,7 @@ def _train_once(X, y, w0, phi, lr: float, epochs: int, momentum: float):
         loss.backward()
         opt.step()
         schedule.step()
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             return w.detach(), math.inf
     with torch.no_grad():
         mse = float(torch.mean((X @ w - y) ** 2))
