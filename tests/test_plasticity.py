@@ -14,6 +14,15 @@ from syngeo.plasticity import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # small matrices: one intra-op thread is much faster on a loaded machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

@@ -1,0 +1,138 @@
+"""Tests of student-teacher tasks and expansions (syngeo.expansion): invariants by autodiff."""
+
+import math
+
+import pytest
+import torch
+
+from syngeo.bounds import hessian_trace, loss_geometry
+from syngeo.expansion import (
+    LinearTask,
+    SigmoidMLP,
+    expand_linear,
+    expand_sigmoid,
+    init_sigmoid_mlp,
+    make_linear_task,
+    make_sigmoid_task,
+    semi_orthogonal,
+)
+
+D = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # small matrices: one intra-op thread is much faster on a loaded machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_linear_task_loss_is_the_average_over_inputs():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(4, 37, generator=g, dtype=D)
+    teacher = torch.randn(3, 4, generator=g, dtype=D)
+    W = torch.randn(3, 4, generator=g, dtype=D)
+    task = LinearTask(teacher, X @ X.T / 37)
+    direct = 0.5 * ((teacher @ X - W @ X) ** 2).sum(dim=0).mean()
+    assert task.loss(W).item() == pytest.approx(direct.item(), rel=1e-12)
+    # closed-form gradient and Hessian trace against autodiff
+    auto = torch.func.grad(task.loss)(W)
+    assert torch.allclose(task.grad(W), auto)
+    assert task.hessian_trace() == pytest.approx(hessian_trace(task.loss, W), rel=1e-10)
+
+
+@pytest.mark.parametrize("rows, cols", [(5, 5), (12, 3), (40, 10)])
+def test_semi_orthogonal(rows, cols):
+    Q = semi_orthogonal(rows, cols, rng=1)
+    assert Q.shape == (rows, cols)
+    assert torch.allclose(Q.T @ Q, torch.eye(cols, dtype=D), atol=1e-12)
+
+
+@pytest.mark.parametrize("c1, c2", [(1, 1), (2, 1), (1, 3), (3, 2)])
+def test_linear_expansion_invariants(c1, c2):
+    task = make_linear_task(6, 4, n_samples=200, rng=2)
+    W = torch.randn(4, 6, generator=torch.Generator().manual_seed(3), dtype=D)
+    ex = expand_linear(W, c1, c2, rng=4, task=task)
+    assert ex.weights.shape == (c2 * 4, c1 * 6)
+    assert ex.n_synapses == c1 * c2 * 24
+    assert torch.allclose(ex.contract(ex.weights), W, atol=1e-12)  # W = Dᵀ W' B
+    small = loss_geometry(task.loss, W, trace="exact")
+    big = loss_geometry(ex.task.loss, ex.weights, trace="exact")  # autodiff, N HVPs
+    assert big.loss == pytest.approx(small.loss, rel=1e-10)
+    assert big.grad_norm == pytest.approx(small.grad_norm, rel=1e-10)
+    assert big.grad_curvature == pytest.approx(small.grad_curvature, rel=1e-10)
+    assert big.hessian_trace == pytest.approx(c2 * small.hessian_trace, rel=1e-10)
+    assert ex.task.grad_curvature(ex.weights) == pytest.approx(task.grad_curvature(W), rel=1e-10)
+
+
+def test_expanded_task_is_the_same_task_on_embedded_inputs():
+    # x' = B x and teacher D W* Bᵀ: the expanded teacher's outputs are D y*(x)
+    task = make_linear_task(5, 3, n_samples=50, rng=5)
+    ex = expand_linear(torch.zeros(3, 5, dtype=D), 2, 3, rng=6, task=task)
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(7), dtype=D)
+    assert torch.allclose(ex.task.teacher @ (ex.B @ x), ex.D @ (task.teacher @ x), atol=1e-12)
+    assert torch.allclose(ex.task.input_covariance, ex.B @ task.input_covariance @ ex.B.T)
+
+
+def test_readout_parametrisation_does_not_scale_the_trace():
+    # The alternative reading y = Dᵀ W' B x (error on the original o outputs): Tr H is unchanged,
+    # so the factor c2 comes from measuring the error on all c2·o outputs (module docstring).
+    task = make_linear_task(4, 3, n_samples=100, rng=8)
+    W = torch.randn(3, 4, generator=torch.Generator().manual_seed(9), dtype=D)
+    ex = expand_linear(W, 2, 3, rng=10, task=task)
+
+    def readout_loss(Wp):
+        return task.loss(ex.D.T @ Wp @ ex.B)
+
+    assert readout_loss(ex.weights).item() == pytest.approx(task.loss(W).item())
+    assert hessian_trace(readout_loss, ex.weights) == pytest.approx(task.hessian_trace(), rel=1e-10)
+
+
+def test_sigmoid_expansion_keeps_function_and_loss():
+    teacher = init_sigmoid_mlp([6, 4, 3], rng=11)
+    task = make_sigmoid_task(teacher, n_samples=80, rng=12)
+    net = init_sigmoid_mlp([6, 4, 5, 3], rng=13)
+    big = expand_sigmoid(net, [9, 12])
+    assert big.sizes == (6, 9, 12, 3)
+    assert big.n_synapses == 9 * 7 + 12 * 10 + 3 * 13
+    x = torch.randn(20, 6, generator=torch.Generator().manual_seed(14), dtype=D)
+    assert torch.allclose(big(x), net(x), atol=1e-14)
+    assert task.loss(big.weights).item() == pytest.approx(task.loss(net.weights).item(), rel=1e-14)
+    # the new synapses are exactly zero; the old ones are where they were
+    assert torch.count_nonzero(big.weights[0][4:]) == 0
+    assert torch.count_nonzero(big.weights[1][:, 4:9]) == 0
+    assert torch.equal(big.weights[1][:5, :4], net.weights[1][:, :4])
+    assert torch.equal(big.weights[1][:5, -1], net.weights[1][:, -1])
+    # new incoming synapses get no gradient (their outgoing synapses are 0), new outgoing do
+    grads = torch.func.grad(task.loss)(list(big.weights))
+    assert torch.count_nonzero(grads[0][4:]) == 0
+    assert torch.count_nonzero(grads[1][:, 4:9]) > 0
+
+
+def test_sigmoid_network_uses_bias_input_minus_one_and_init_scale():
+    net = init_sigmoid_mlp([200, 300], rng=15)
+    W = net.weights[0]
+    assert W.shape == (300, 201)
+    assert W.std().item() == pytest.approx(4 / math.sqrt(201), rel=0.02)
+    x = torch.zeros(1, 200, dtype=D)
+    assert torch.allclose(net(x)[0], torch.sigmoid(-W[:, -1]))
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="rows >= cols"):
+        semi_orthogonal(2, 3, rng=0)
+    with pytest.raises(TypeError, match="rng"):
+        semi_orthogonal(3, 2, rng="seed")
+    with pytest.raises(ValueError, match="c1"):
+        expand_linear(torch.zeros(2, 2, dtype=D), 0, 1, rng=0)
+    with pytest.raises(ValueError, match="shrink"):
+        expand_sigmoid(init_sigmoid_mlp([2, 4, 1], rng=0), [3])
+    with pytest.raises(ValueError, match="hidden layers"):
+        expand_sigmoid(init_sigmoid_mlp([2, 4, 1], rng=0), [5, 6])
+    with pytest.raises(ValueError, match="chain"):
+        SigmoidMLP((torch.zeros(3, 3), torch.zeros(2, 3)))
+    task = make_linear_task(3, 2, rng=0)
+    with pytest.raises(ValueError, match="shape"):
+        task.loss(torch.zeros(3, 3, dtype=D))
