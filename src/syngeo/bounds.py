@@ -25,8 +25,9 @@ Definitions and conventions (derived in ``docs/raman.md``)
       + \mathrm{Tr}H\Big(\frac{\gamma_2^2}{N} + \frac{\gamma_3^2}{T}\Big)\Big]
 
   (:func:`expected_learning_rate`). This is exact for the quadratic model — no cross term
-  survives the average — and differs from the slides, which divide the noise terms by
-  :math:`2\|\nabla F\|` twice.
+  survives the average. The slides' version drops the factor :math:`1/(2\|\nabla F\|)` of the
+  :math:`\gamma_1^2` term and gives the noise terms one power of :math:`\|\nabla F\|` too many
+  (``docs/raman.md``).
 * **Local task difficulty** along a unit direction :math:`\hat w`:
   :math:`G_F[\hat w] = \hat w^\top H\hat w / \|\nabla F\|` (``convention="theory"``, the default, as
   in THEORY.md §6). The authors' scripts use :math:`G^{\rm ref} = \hat w^\top H\hat w/(2\|\nabla F\|)
