@@ -36,7 +36,9 @@ geometry.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +48,13 @@ import torch
 from syngeo.potentials import Potential, PotentialLike
 from syngeo.potentials import potential as parse_potential
 
-__all__ = ["SimulatedLearning", "digits_inputs", "simulate_learning"]
+__all__ = [
+    "RecoveryVerdict",
+    "SimulatedLearning",
+    "digits_inputs",
+    "recovery_verdict",
+    "simulate_learning",
+]
 
 _N_CLASSES = 10
 
@@ -245,23 +253,10 @@ def simulate_learning(
         out = torch.tanh(x @ w1.T) @ w2.T
         return out, 0.5 * (out - target).pow(2).sum(dim=1).mean()
 
-    epochs = 0
-    converged = False
-    for epochs in range(max_epochs + 1):
-        optimizer.zero_grad()
-        out, loss = forward()
-        accuracy = float((out.argmax(dim=1) == y).double().mean())
-        if not math.isfinite(loss.item()):
-            raise RuntimeError(
-                f"training diverged under {phi.name} at step {epochs}; lower lr (now {lr})"
-            )
-        if loss.item() < target_loss and accuracy == 1.0:
-            converged = True
-            break
-        if epochs == max_epochs:
-            break
-        loss.backward()
-        optimizer.step()
+    with _torch_threads(1):
+        epochs, converged, loss, accuracy = _train(
+            forward, optimizer, y, target_loss, max_epochs, f"{phi.name} (lr {lr})"
+        )
 
     after = w1.detach().numpy().ravel().copy()
     return SimulatedLearning(
@@ -273,7 +268,7 @@ def simulate_learning(
         n_inputs=int(n_inputs),
         n_examples=n_train,
         epochs=int(epochs),
-        train_loss=loss.item(),
+        train_loss=loss,
         train_accuracy=accuracy,
         converged=converged,
         change_magnitude=_change_magnitude(phi, before, after),
@@ -288,6 +283,50 @@ def simulate_learning(
             "data": "sklearn.datasets.load_digits (whitened principal components, rotated)",
         },
     )
+
+
+def _train(
+    forward: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    labels: torch.Tensor,
+    target_loss: float,
+    max_epochs: int,
+    what: str,
+) -> tuple[int, bool, float, float]:
+    """Full-batch steps until the loss is below ``target_loss`` with 100 % accuracy.
+
+    Returns (steps taken, converged, final loss, final accuracy).
+    """
+    epochs, converged = 0, False
+    for epochs in range(max_epochs + 1):
+        optimizer.zero_grad()
+        out, loss = forward()
+        accuracy = float((out.argmax(dim=1) == labels).double().mean())
+        if not math.isfinite(loss.item()):
+            raise RuntimeError(f"training diverged under {what} at step {epochs}; lower lr")
+        if loss.item() < target_loss and accuracy == 1.0:
+            converged = True
+            break
+        if epochs == max_epochs:
+            break
+        loss.backward()
+        optimizer.step()
+    return epochs, converged, loss.item(), accuracy
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run torch on ``n`` intra-op threads, restoring the setting afterwards.
+
+    The matrices here are small (N x n_inputs x n_hidden): with several threads the
+    synchronisation costs more than the arithmetic (several times over on a busy machine).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _typical_curvature(phi: Potential, weights: torch.Tensor) -> float:
@@ -328,3 +367,67 @@ def _check_simulation_args(
         raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
     if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+@dataclass(frozen=True)
+class RecoveryVerdict:
+    """Did an inference recover the geometry learning used?
+
+    Attributes
+    ----------
+    hidden : str
+        The geometry of the simulated learning.
+    inferred : str
+        The inference's best candidate (may be a refined p such as ``"2.967-norm"``).
+    inferred_on_grid : str
+        The best candidate among the candidate grid (refined rows left out): NE or a p-norm on
+        the grid the inference was run with (p = 1.1, 1.2, ..., 3.0 by default).
+    recovered : bool
+        ``inferred_on_grid == hidden``: the hidden geometry is identified at the resolution of
+        the grid. (With many synapses the refined p can sit a few hundredths from the truth with
+        an interval that excludes it: small departures of a finite network from the theory's
+        exact Gaussian prediction; ``p_in_interval`` says whether that happened.)
+    p_in_interval : bool or None
+        Whether the hidden p lies in the fit's interval for p (``None`` when the hidden geometry
+        is NE or there is no interval).
+    """
+
+    hidden: str
+    inferred: str
+    inferred_on_grid: str
+    recovered: bool
+    p_in_interval: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hidden": self.hidden,
+            "inferred": self.inferred,
+            "inferred_on_grid": self.inferred_on_grid,
+            "recovered": self.recovered,
+            "p_in_interval": self.p_in_interval,
+        }
+
+    def __str__(self) -> str:
+        mark = "recovered" if self.recovered else "NOT recovered"
+        extra = "" if self.inferred == self.inferred_on_grid else f" (refined: {self.inferred})"
+        return f"hidden {self.hidden}, inferred {self.inferred_on_grid}{extra}: {mark}"
+
+
+def recovery_verdict(hidden: PotentialLike, fit: Any) -> RecoveryVerdict:
+    """Compare an inference (:class:`~syngeo.inference.GeometryFit`) with the hidden geometry."""
+    truth = parse_potential(hidden)
+    ranking = fit.ranking
+    grid = ranking[ranking["rank"].notna() & ~ranking["refined"].astype(bool)]
+    on_grid = (
+        str(grid.sort_values("rank", kind="stable")["candidate"].iloc[0]) if len(grid) else fit.best
+    )
+    p_true = getattr(truth, "p", None)
+    interval = getattr(fit, "p_interval", None)
+    in_interval = None if p_true is None or interval is None else bool(p_true in interval)
+    return RecoveryVerdict(
+        hidden=truth.name,
+        inferred=str(fit.best),
+        inferred_on_grid=on_grid,
+        recovered=parse_potential(on_grid).name == truth.name,
+        p_in_interval=in_interval,
+    )

@@ -1,1 +1,208 @@
-"""``syngeo demo``."""
+"""``syngeo demo``: learn under a hidden geometry, then infer it from the weights alone.
+
+:func:`syngeo.simulate.simulate_learning` trains a network on the bundled digits with
+:class:`~syngeo.optim.MirrorDescent` under the hidden potential; :func:`syngeo.inference.infer_geometry`
+ranks the candidate geometries from the first layer's weights before and after; the ranking, the
+verdict (hidden vs inferred), table, summary, figures and report are written to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from syngeo.cli._app import app, console
+from syngeo.cli.infer import _status, check_out_dir, print_fit, print_ranking
+
+__all__ = ["DemoResult", "run_demo"]
+
+DEFAULT_OUT = Path("syngeo-demo")
+
+_EPILOG = (
+    "Examples:\n\n"
+    "  syngeo demo\n\n"
+    "  syngeo demo --hidden ne --seed 3 --out runs/demo-ne\n\n"
+    "  syngeo demo --hidden 2-norm --json --force"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class DemoResult:
+    """What :func:`run_demo` computed and wrote.
+
+    Attributes
+    ----------
+    simulation : SimulatedLearning
+    fit : GeometryFit
+    verdict : RecoveryVerdict
+    summary : dict
+        Also written to ``summary.json``.
+    out : Path
+    files : dict of str -> Path
+    seconds : dict of str -> float
+        Wall-clock time of the simulation, the inference and the outputs.
+    """
+
+    simulation: Any
+    fit: Any
+    verdict: Any
+    summary: dict[str, Any]
+    out: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "out": str(self.out),
+            "files": {k: str(v) for k, v in self.files.items()},
+            "seconds": dict(self.seconds),
+        }
+
+
+def run_demo(
+    hidden: str = "3-norm",
+    *,
+    seed: int = 0,
+    estimator: str = "likelihood",
+    n_bootstrap: int = 100,
+    out: str | Path = DEFAULT_OUT,
+    force: bool = False,
+) -> DemoResult:
+    """Simulate learning under ``hidden``, infer the geometry, write the outputs to ``out``."""
+    from syngeo.inference import infer_geometry
+    from syngeo.outputs import prepare_out_dir, write_outputs
+    from syngeo.potentials import potential
+    from syngeo.report import (
+        inference_figures,
+        inference_report,
+        inference_summary,
+        inference_table,
+    )
+    from syngeo.simulate import recovery_verdict, simulate_learning
+
+    hidden_name = potential(hidden).name  # unknown names fail before any work
+    out = Path(out)
+    check_out_dir(out, force)
+    t0 = time.perf_counter()
+    sim = simulate_learning(hidden_name, seed=seed)
+    t1 = time.perf_counter()
+    fit = infer_geometry(
+        sim.before, sim.after, estimator=estimator, n_bootstrap=n_bootstrap, rng=seed
+    )
+    t2 = time.perf_counter()
+    verdict = recovery_verdict(hidden_name, fit)
+    figures = inference_figures(sim.before, sim.after, fit)
+    seconds = {"simulation": t1 - t0, "inference": t2 - t1}
+    summary = inference_summary(
+        fit,
+        {
+            "command": "demo",
+            "hidden": hidden_name,
+            "verdict": verdict.to_dict(),
+            "simulation": sim.to_dict(),
+            "settings": {"estimator": estimator, "n_bootstrap": n_bootstrap, "seed": seed},
+            "seconds": seconds,
+        },
+    )
+    interval = "" if fit.p_interval is None else f"; interval for p {fit.p_interval}"
+    report = inference_report(
+        fit,
+        figures,
+        {
+            "title": f"syngeo demo: recovering a hidden {hidden_name} geometry",
+            "intro": (
+                f"A network (digits → {sim.n_hidden} tanh units → 10) was trained with mirror "
+                f"descent under the **{hidden_name}** geometry on {sim.n_examples} images "
+                f"until {sim.train_accuracy:.0%} training accuracy (loss {sim.train_loss:.2g}, "
+                f"{sim.epochs} full-batch steps). The inference saw only the first layer's "
+                f"{sim.n_synapses} weights before and after. Verdict: {verdict}{interval}."
+            ),
+            "hidden geometry": hidden_name,
+            "inferred (candidate grid)": verdict.inferred_on_grid,
+            "inferred (refined)": verdict.inferred,
+            "recovered": verdict.recovered,
+            "hidden p inside the interval": verdict.p_in_interval,
+            "synapses analysed": sim.n_synapses,
+            "training images": sim.n_examples,
+            "full-batch steps": sim.epochs,
+            "training accuracy": sim.train_accuracy,
+            "change magnitude (hidden geometry)": sim.change_magnitude,
+            "seed": seed,
+            "command": f"syngeo demo --hidden {hidden_name} --seed {seed}",
+        },
+    )
+    prepare_out_dir(out, force=force)
+    files = write_outputs(
+        out, table=inference_table(fit), summary=summary, figures=figures, report=report
+    )
+    seconds["total"] = time.perf_counter() - t0
+    return DemoResult(sim, fit, verdict, summary, out, files, seconds)
+
+
+@app.command("demo", epilog=_EPILOG)
+def demo_command(
+    hidden: Annotated[
+        str,
+        typer.Option("--hidden", help="Geometry learning uses (2-norm, 3-norm, ne, p=2.5, ...)."),
+    ] = "3-norm",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of data, initial weights, bootstrap.")
+    ] = 0,
+    n_bootstrap: Annotated[
+        int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples of the synapses.")
+    ] = 100,
+    estimator: Annotated[
+        str, typer.Option("--estimator", help="likelihood or cdf.")
+    ] = "likelihood",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = DEFAULT_OUT,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace earlier results in --out.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout (nothing else).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Simulate learning under a hidden geometry, infer it, and report.
+
+    Trains a network on the bundled digits with mirror descent under --hidden, infers the
+    geometry from the first layer's weights before and after learning, prints the ranking and
+    the verdict, and writes results.parquet/.csv, summary.json, figures and report.md to --out.
+    """
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+    if n_bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0, got {n_bootstrap}")
+    if estimator not in ("likelihood", "cdf"):
+        raise ValueError(f"unknown --estimator {estimator!r}: use likelihood or cdf")
+    with _status(f"learning under {hidden}, then inferring it", not (quiet or as_json)):
+        result = run_demo(
+            hidden, seed=seed, estimator=estimator, n_bootstrap=n_bootstrap, out=out, force=force
+        )
+    if as_json:
+        print(json.dumps(result.summary, indent=2))
+        return
+    if quiet:
+        return
+    sim = result.simulation
+    console.print(
+        f"learned under [bold]{sim.potential}[/]: {sim.n_synapses} synapses, {sim.n_examples} "
+        f"images, {sim.epochs} steps, train accuracy {sim.train_accuracy:.0%}, "
+        f"change magnitude {sim.change_magnitude:.3g}",
+        highlight=False,
+    )
+    print_ranking(result.fit, title="candidate geometries")
+    print_fit(result.fit)
+    colour = "green" if result.verdict.recovered else "red"
+    console.print(f"[bold {colour}]{result.verdict}[/]", highlight=False)
+    console.print(
+        f"wrote {len(result.files)} files to {result.out}/ (see report.md) in "
+        f"{result.seconds['total']:.1f} s",
+        highlight=False,
+    )
