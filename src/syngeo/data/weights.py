@@ -716,7 +716,9 @@ def _finish(
 
 def _check_aligned(before: WeightSet, after: WeightSet) -> None:
     b, a = before.source, after.source
-    if before.names != after.names:
+    named = {"npz", "safetensors", "torch"}
+    # Tables and single arrays are matched by length only (their columns may be named apart).
+    if before.format in named and after.format in named and before.names != after.names:
         only_b = [n for n in before.names if n not in set(after.names)]
         only_a = [n for n in after.names if n not in set(before.names)]
         if not only_b and not only_a:
@@ -733,7 +735,7 @@ def _check_aligned(before: WeightSet, after: WeightSet) -> None:
             f"BEFORE ({b}) and AFTER ({a}) do not hold the same tensors ({'; '.join(parts)}); "
             "save both from the same model or select common ones with --layer"
         )
-    if len(before.segments) > 1 or before.format not in ("csv", "tsv", "parquet", "npy"):
+    if before.format in named and after.format in named:
         for sb, sa in zip(before.segments, after.segments, strict=True):
             if sb.shape != sa.shape:
                 raise ValueError(

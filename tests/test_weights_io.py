@@ -1,0 +1,369 @@
+"""Reading weights and synapse tables: every format, the default skips, alignment and errors."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from syngeo.data.weights import (
+    SUFFIXES,
+    WeightPair,
+    WeightSet,
+    load_pair,
+    load_weights,
+    select_tensors,
+)
+
+
+def _values(n: int = 50, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.1, n)
+
+
+def _net() -> torch.nn.Module:
+    """conv -> batch norm -> conv -> linear readout, like the networks of the paper."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        OrderedDict(
+            conv1=torch.nn.Conv2d(3, 4, 3),
+            bn1=torch.nn.BatchNorm2d(4),
+            conv2=torch.nn.Conv2d(4, 4, 3, bias=True),
+            fc=torch.nn.Linear(4, 10),
+        )
+    )
+    # Non-trivial running statistics, so a wrongly kept tensor would change the values.
+    net.bn1.running_mean.add_(0.5)
+    return net
+
+
+EXPECTED_USED = ("conv1.weight", "conv2.weight")
+EXPECTED_SKIPPED = {
+    "conv1.bias": "bias",
+    "bn1.weight": "normalisation parameter",
+    "bn1.bias": "bias",
+    "bn1.running_mean": "normalisation statistics",
+    "bn1.running_var": "normalisation statistics",
+    "bn1.num_batches_tracked": "not floating point (int64)",
+    "conv2.bias": "bias",
+    "fc.weight": "readout layer",
+    "fc.bias": "bias",
+}
+
+
+def _expected_values(net: torch.nn.Module) -> np.ndarray:
+    sd = net.state_dict()
+    return np.concatenate([sd[k].double().numpy().ravel() for k in EXPECTED_USED])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def test_csv_single_numeric_column_is_taken_automatically(tmp_path):
+    values = _values()
+    path = tmp_path / "w.csv"
+    pd.DataFrame({"synapse_id": [f"s{i}" for i in range(50)], "volume": values}).to_csv(
+        path, index=False
+    )
+    ws = load_weights(path)
+    assert isinstance(ws, WeightSet)
+    assert ws.format == "csv" and ws.names == ("volume",)
+    np.testing.assert_array_equal(ws.values, values)
+    assert ws.values.dtype == np.float64 and len(ws) == 50
+
+
+def test_csv_column_selects_among_several(tmp_path):
+    a, b = _values(seed=1), _values(seed=2)
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a": a, "b": b}).to_csv(path, index=False)
+    np.testing.assert_array_equal(load_weights(path, column="b").values, b)
+    with pytest.raises(ValueError, match=r"several numeric columns.*--column"):
+        load_weights(path)
+
+
+def test_csv_missing_column_lists_the_available_ones(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a": _values(), "b": _values()}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"no column 'c'; available columns: a, b") as info:
+        load_weights(path, column="c")
+    assert str(path) in str(info.value)
+
+
+def test_csv_of_bare_numbers_keeps_the_first_row(tmp_path):
+    values = _values(10)
+    path = tmp_path / "bare.csv"
+    path.write_text("\n".join(repr(float(v)) for v in values) + "\n")
+    np.testing.assert_array_equal(load_weights(path).values, values)
+
+
+def test_tsv(tmp_path):
+    values = _values()
+    path = tmp_path / "w.tsv"
+    pd.DataFrame({"w": values, "x": values * 2}).to_csv(path, sep="\t", index=False)
+    ws = load_weights(path, column="x")
+    assert ws.format == "tsv"
+    np.testing.assert_allclose(ws.values, values * 2)
+
+
+def test_parquet(tmp_path):
+    values = _values()
+    path = tmp_path / "w.parquet"
+    pd.DataFrame({"label": ["x"] * 50, "spine_vol_um3": values}).to_parquet(path)
+    ws = load_weights(path)
+    assert ws.format == "parquet" and ws.names == ("spine_vol_um3",)
+    np.testing.assert_array_equal(ws.values, values)
+
+
+def test_non_numeric_column_is_an_error(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"w": ["0.1", "0.2", "abc"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"not numeric.*'abc'"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_errors(tmp_path, bad):
+    values = _values()
+    values[7] = bad
+    path = tmp_path / "w.npy"
+    np.save(path, values)
+    with pytest.raises(ValueError, match=r"w.npy: array has .*(NaN|infinite).*position 7"):
+        load_weights(path)
+
+
+def test_empty_csv_is_an_error(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        load_weights(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrays
+# ---------------------------------------------------------------------------------------------
+
+
+def test_npy_is_flattened(tmp_path):
+    values = _values(60).reshape(6, 10)
+    path = tmp_path / "w.npy"
+    np.save(path, values.astype(np.float32))
+    ws = load_weights(path)
+    assert ws.segments[0].shape == (6, 10)
+    np.testing.assert_allclose(ws.values, values.ravel(), rtol=1e-6)
+
+
+def test_npy_with_python_objects_is_refused(tmp_path):
+    path = tmp_path / "obj.npy"
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="Python objects"):
+        load_weights(path)
+
+
+def test_npz_keys_and_globs(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"hidden": rng.normal(size=(8, 5)), "other": rng.normal(size=(3, 3))}
+    path = tmp_path / "w.npz"
+    np.savez(path, **arrays)
+    # Two matrices: the last one counts as the readout and is skipped by default.
+    ws = load_weights(path)
+    assert ws.names == ("hidden",)
+    assert [(s.name, s.reason) for s in ws.skipped] == [("other", "readout layer")]
+    np.testing.assert_array_equal(
+        load_weights(path, column="other").values, arrays["other"].ravel()
+    )
+    assert load_weights(path, layer="oth*", include_default_skips=True).names == ("other",)
+    with pytest.raises(ValueError, match="no array named 'nope'; available: hidden, other"):
+        load_weights(path, column="nope")
+
+
+def test_npz_single_array(tmp_path):
+    values = _values()
+    path = tmp_path / "one.npz"
+    np.savez(path, values)
+    ws = load_weights(path)
+    assert ws.names == ("arr_0",)
+    np.testing.assert_array_equal(ws.values, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# State dicts and safetensors
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_default_skips(ws: WeightSet, net: torch.nn.Module) -> None:
+    assert ws.names == EXPECTED_USED
+    assert {s.name: s.reason for s in ws.skipped} == EXPECTED_SKIPPED
+    np.testing.assert_allclose(ws.values, _expected_values(net))
+
+
+def test_torch_state_dict_default_skips(tmp_path):
+    net = _net()
+    path = tmp_path / "model.pt"
+    torch.save(net.state_dict(), path)
+    ws = load_weights(path)
+    assert ws.format == "torch"
+    _check_default_skips(ws, net)
+
+
+@pytest.mark.parametrize("key", ["state_dict", "model", "model_state_dict"])
+def test_torch_checkpoint_wrappers_are_unwrapped(tmp_path, key):
+    net = _net()
+    path = tmp_path / "ckpt.pth"
+    torch.save({key: net.state_dict(), "epoch": 3, "optimizer": {"lr": torch.tensor(0.1)}}, path)
+    _check_default_skips(load_weights(path), net)
+
+
+def test_safetensors_default_skips(tmp_path):
+    from safetensors.torch import save_file
+
+    net = _net()
+    path = tmp_path / "model.safetensors"
+    save_file(dict(net.state_dict()), str(path))
+    ws = load_weights(path)
+    assert ws.format == "safetensors"
+    # safetensors stores tensors sorted by name; the readout is found by its name (fc).
+    assert set(ws.names) == set(EXPECTED_USED)
+    assert {s.name: s.reason for s in ws.skipped} == EXPECTED_SKIPPED
+
+
+def test_layer_and_exclude_globs(tmp_path):
+    net = _net()
+    path = tmp_path / "model.bin"
+    torch.save(net.state_dict(), path)
+    assert load_weights(path, layer="conv1.*").names == ("conv1.weight",)
+    assert load_weights(path, exclude=["conv1.*"]).names == ("conv2.weight",)
+    # An exact name is an explicit request and wins over the readout rule.
+    assert load_weights(path, layer=["fc.weight"]).names == ("fc.weight",)
+    assert "fc.weight" in load_weights(path, include_default_skips=True).names
+    with pytest.raises(ValueError, match="no tensor left"):
+        load_weights(path, layer="nothing.*")
+
+
+def test_linear_only_network_skips_the_last_matrix():
+    shapes = {"0.weight": (4, 5), "0.bias": (4,), "2.weight": (2, 4), "2.bias": (2,)}
+    used, skipped = select_tensors(shapes)
+    assert used == ["0.weight"]
+    assert {s.name: s.reason for s in skipped}["2.weight"] == "readout layer"
+
+
+def test_layer_norm_and_transformer_style_names_are_skipped():
+    shapes = {
+        "blocks.0.ln_1.weight": (8,),
+        "blocks.0.attn.c_attn.weight": (8, 24),
+        "blocks.0.input_layernorm.weight": (8,),
+        "blocks.0.mlp.fc_in.weight": (8, 32),
+        "lm_head.weight": (100, 8),
+    }
+    used, skipped = select_tensors(shapes)
+    assert used == ["blocks.0.attn.c_attn.weight", "blocks.0.mlp.fc_in.weight"]
+    reasons = {s.name: s.reason for s in skipped}
+    assert reasons["blocks.0.ln_1.weight"] == "normalisation parameter"
+    assert reasons["blocks.0.input_layernorm.weight"] == "normalisation parameter"
+    assert reasons["lm_head.weight"] == "readout layer"
+
+
+def test_pickled_objects_are_refused_without_running_them(tmp_path):
+    path = tmp_path / "evil.pt"
+    marker = tmp_path / "ran"
+    torch.save({"w": torch.ones(3), "cb": _Marker(str(marker))}, path)
+    with pytest.raises(ValueError, match=r"refused to load: it holds a Python object \(io.open\)"):
+        load_weights(path)
+    assert not marker.exists()
+
+
+class _Marker:
+    """Writes a file when unpickled (it must never be)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that cannot be read
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".npz", ".npy", ".parquet"])
+def test_garbage_files_give_a_one_line_error(tmp_path, suffix):
+    path = tmp_path / f"garbage{suffix}"
+    path.write_bytes(b"\x00\x01 definitely not a weight file \xff" * 3)
+    with pytest.raises(ValueError) as info:
+        load_weights(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_unknown_suffix_lists_the_known_ones(tmp_path):
+    path = tmp_path / "w.xlsx"
+    path.write_text("x")
+    with pytest.raises(ValueError, match=r"unknown file type '.xlsx'.*\.csv"):
+        load_weights(path)
+    assert ".safetensors" in SUFFIXES
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_weights(tmp_path / "absent.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pair_of_state_dicts(tmp_path):
+    net = _net()
+    torch.save(net.state_dict(), tmp_path / "a.pt")
+    with torch.no_grad():
+        net.conv1.weight.mul_(1.1)
+    torch.save(net.state_dict(), tmp_path / "b.pt")
+    pair = load_pair(tmp_path / "a.pt", tmp_path / "b.pt")
+    assert isinstance(pair, WeightPair)
+    assert pair.n_synapses == pair.before.n_synapses == pair.after.n_synapses
+    np.testing.assert_allclose(pair.after.values, _expected_values(net))
+    d = pair.to_dict()
+    assert d["before"]["used"][0]["name"] == "conv1.weight"
+
+
+def test_pair_length_mismatch(tmp_path):
+    np.save(tmp_path / "a.npy", _values(50))
+    np.save(tmp_path / "b.npy", _values(49))
+    with pytest.raises(ValueError, match=r"has 50 weights but AFTER .* has 49"):
+        load_pair(tmp_path / "a.npy", tmp_path / "b.npy")
+
+
+def test_pair_with_different_tensors(tmp_path):
+    torch.save({"a.weight": torch.ones(3, 3), "b.weight": torch.ones(2, 3)}, tmp_path / "x.pt")
+    torch.save({"a.weight": torch.ones(3, 3), "c.weight": torch.ones(2, 3)}, tmp_path / "y.pt")
+    with pytest.raises(ValueError, match=r"only in BEFORE: b\.weight; only in AFTER: c\.weight"):
+        load_pair(tmp_path / "x.pt", tmp_path / "y.pt", include_default_skips=True)
+
+
+def test_pair_with_different_shapes(tmp_path):
+    torch.save({"a.weight": torch.ones(3, 4)}, tmp_path / "x.pt")
+    torch.save({"a.weight": torch.ones(4, 3)}, tmp_path / "y.pt")
+    with pytest.raises(ValueError, match=r"shape \[3, 4\] in BEFORE .* \[4, 3\] in AFTER"):
+        load_pair(tmp_path / "x.pt", tmp_path / "y.pt")
+
+
+def test_pair_from_one_table_with_two_columns(tmp_path):
+    a, b = _values(seed=1), _values(seed=2)
+    path = tmp_path / "table.csv"
+    pd.DataFrame({"day0": a, "day7": b}).to_csv(path, index=False)
+    pair = load_pair(path, path, column="day0", after_column="day7")
+    np.testing.assert_array_equal(pair.before.values, a)
+    np.testing.assert_array_equal(pair.after.values, b)
+
+
+def test_values_are_read_only(tmp_path):
+    np.save(tmp_path / "a.npy", _values())
+    ws = load_weights(tmp_path / "a.npy")
+    with pytest.raises(ValueError):
+        ws.values[0] = 1.0
