@@ -1,0 +1,343 @@
+"""``syngeo infer`` end to end: every input format, the outputs, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from syngeo.cli import main
+from syngeo.cli.infer import parse_candidates
+
+N = 3000
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the real console entry point; return (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:  # pragma: no cover - main always exits
+        code = 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def three_norm_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Weights whose change is Gaussian in the dual space of the 3-norm (the truth is p = 3)."""
+    g = np.random.default_rng(seed)
+    w0 = g.normal(0, 0.1, n)
+    u = np.sign(w0) * w0**2 + 1e-3 * g.normal(size=n)
+    return w0, np.sign(u) * np.abs(u) ** 0.5
+
+
+def assert_bad_input(code: int, out: str, err: str, pattern: str) -> None:
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert pattern.lower() in lines[0].lower(), lines[0]
+
+
+def _state_dict(values: np.ndarray) -> dict[str, torch.Tensor]:
+    """The analysed layer plus tensors the default rules must skip."""
+    return {
+        "features.conv.weight": torch.from_numpy(values.reshape(30, 10, 10).copy()),
+        "features.conv.bias": torch.zeros(30, dtype=torch.float64),
+        "features.bn.weight": torch.ones(30, dtype=torch.float64),
+        "features.bn.bias": torch.zeros(30, dtype=torch.float64),
+        "features.bn.running_mean": torch.zeros(30, dtype=torch.float64),
+        "features.bn.running_var": torch.ones(30, dtype=torch.float64),
+        "features.bn.num_batches_tracked": torch.tensor(7),
+        "fc.weight": torch.ones(10, 30, dtype=torch.float64),
+        "fc.bias": torch.zeros(10, dtype=torch.float64),
+    }
+
+
+def write_pair(fmt: str, folder: Path, before: np.ndarray, after: np.ndarray) -> tuple[Path, Path]:
+    paths = []
+    for stem, values in (("before", before), ("after", after)):
+        if fmt in ("csv", "tsv"):
+            path = folder / f"{stem}.{fmt}"
+            frame = pd.DataFrame({"synapse": np.arange(values.size), "weight": values})
+            frame["synapse"] = "s" + frame["synapse"].astype(str)
+            frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+        elif fmt == "parquet":
+            path = folder / f"{stem}.parquet"
+            pd.DataFrame({"weight": values}).to_parquet(path)
+        elif fmt == "npy":
+            path = folder / f"{stem}.npy"
+            np.save(path, values)
+        elif fmt == "npz":
+            path = folder / f"{stem}.npz"
+            np.savez(path, layer1=values.reshape(60, 50))
+        elif fmt == "safetensors":
+            from safetensors.torch import save_file
+
+            path = folder / f"{stem}.safetensors"
+            save_file(_state_dict(values), str(path))
+        elif fmt == "pt":
+            path = folder / f"{stem}.pt"
+            torch.save({"state_dict": _state_dict(values), "epoch": 1}, path)
+        else:  # pragma: no cover
+            raise AssertionError(fmt)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+FORMATS = ["csv", "tsv", "parquet", "npy", "npz", "safetensors", "pt"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_finds_the_3_norm(tmp_path, capsys, fmt):
+    before, after = three_norm_pair()
+    b, a = write_pair(fmt, tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "--bootstrap", "0", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)  # stdout holds the JSON and nothing else
+    assert summary["n_synapses"] == N
+    assert summary["best_p"] is not None and abs(summary["best_p"] - 3) < 0.2
+    assert summary["command"] == "infer"
+    if fmt in ("safetensors", "pt"):
+        used = [t["name"] for t in summary["inputs"]["before"]["used"]]
+        skipped = {t["name"]: t["reason"] for t in summary["inputs"]["before"]["skipped"]}
+        assert used == ["features.conv.weight"]
+        assert skipped["fc.weight"] == "readout layer"
+        assert skipped["features.bn.weight"] == "normalisation parameter"
+        assert skipped["features.conv.bias"] == "bias"
+        assert skipped["features.bn.running_mean"] == "normalisation statistics"
+    # Nothing was written: no --out.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([b.name, a.name])
+
+
+def test_outputs_report_and_no_overwrite_without_force(tmp_path, capsys):
+    before, after = three_norm_pair()
+    b, a = write_pair("npy", tmp_path, before, after)
+    out_dir = tmp_path / "results"
+    code, out, err = run_cli(["infer", b, a, "--bootstrap", "10", "--out", out_dir], capsys)
+    assert code == 0, err
+    assert "best geometry" in out and "candidate" in out
+    expected = {
+        "results.parquet",
+        "results.csv",
+        "summary.json",
+        "report.md",
+        *(
+            f"{s}.{e}"
+            for s in ("dual_change_histograms", "qq_plots", "score_vs_p")
+            for e in ("png", "pdf")
+        ),
+    }
+    assert {p.name for p in out_dir.iterdir()} == expected
+    table = pd.read_parquet(out_dir / "results.parquet")
+    assert table["is_best"].sum() == 1
+    assert {"candidate", "p", "delta_aic", "cdf_distance", "bootstrap_win_fraction"} <= set(table)
+    report = (out_dir / "report.md").read_text()
+    assert "## Verdict" in report and "![" in report and "qq_plots.png" in report
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["n_bootstrap"] == 10
+
+    # A second run into the same folder without --force is refused and changes nothing.
+    snapshot = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    code, out, err = run_cli(["infer", b, a, "--bootstrap", "0", "--out", out_dir], capsys)
+    assert_bad_input(code, out, err, "--force")
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == snapshot
+
+    code, out, err = run_cli(
+        ["infer", b, a, "--bootstrap", "0", "--out", out_dir, "--force", "--quiet"], capsys
+    )
+    assert code == 0, err
+    assert out == ""
+    assert json.loads((out_dir / "summary.json").read_text())["n_bootstrap"] == 0
+
+
+def test_candidates_and_cdf_estimator(tmp_path, capsys):
+    before, after = three_norm_pair()
+    b, a = write_pair("npy", tmp_path, before, after)
+    code, out, err = run_cli(
+        [
+            "infer", b, a, "--candidates", "ne,2-norm,3-norm", "--no-refine",
+            "--estimator", "cdf", "--bootstrap", "0", "--json",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["best"] == "3-norm" and summary["estimator"] == "cdf"
+    assert {r["candidate"] for r in summary["ranking"]} == {"NE", "2-norm", "3-norm"}
+
+
+def test_table_with_two_columns_and_after_column(tmp_path, capsys):
+    before, after = three_norm_pair()
+    path = tmp_path / "table.csv"
+    pd.DataFrame({"day0": before, "day7": after}).to_csv(path, index=False)
+    code, out, err = run_cli(
+        ["infer", path, path, "--column", "day0", "--after-column", "day7", "-b", "0", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    assert abs(json.loads(out)["best_p"] - 3) < 0.2
+
+
+def test_parse_candidates():
+    assert parse_candidates("ne, 2-norm,3-norm") == ["ne", "2-norm", "3-norm"]
+    got = parse_candidates("ne,p=1.1:1.5:0.1")
+    assert got == ["ne", "p=1.1", "p=1.2", "p=1.3", "p=1.4", "p=1.5"]
+    assert parse_candidates(None) is None and parse_candidates(" ") is None
+    with pytest.raises(ValueError, match="unknown potential"):
+        parse_candidates("ne,banana")
+    with pytest.raises(ValueError, match="START <= STOP"):
+        parse_candidates("p=3:1:0.1")
+    with pytest.raises(ValueError, match="p=START:STOP:STEP"):
+        parse_candidates("p=1.1:3")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line, exit code 2, no traceback
+# ---------------------------------------------------------------------------------------------
+
+
+def _npy_pair(tmp_path: Path, before: np.ndarray, after: np.ndarray) -> tuple[Path, Path]:
+    np.save(tmp_path / "b.npy", before)
+    np.save(tmp_path / "a.npy", after)
+    return tmp_path / "b.npy", tmp_path / "a.npy"
+
+
+def test_length_mismatch(tmp_path, capsys):
+    before, after = three_norm_pair()
+    b, a = _npy_pair(tmp_path, before, after[:-1])
+    assert_bad_input(*run_cli(["infer", b, a], capsys), "3000 weights but AFTER")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf(tmp_path, capsys, bad):
+    before, after = three_norm_pair()
+    after[10] = bad
+    b, a = _npy_pair(tmp_path, before, after)
+    assert_bad_input(*run_cli(["infer", b, a], capsys), "NaN" if np.isnan(bad) else "infinite")
+
+
+def test_sign_flips_under_ne_only(tmp_path, capsys):
+    before, after = three_norm_pair()
+    after[:5] = -before[:5]
+    b, a = _npy_pair(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "--candidates", "ne", "-b", "0"], capsys)
+    assert_bad_input(code, out, err, "change sign")
+
+
+def test_zero_weights_under_ne_only(tmp_path, capsys):
+    g = np.random.default_rng(0)
+    before = np.abs(g.normal(0, 0.1, N)) + 0.01
+    after = before * np.exp(0.01 * g.normal(size=N))
+    before[:3] = 0.0
+    after[:3] = 0.0
+    b, a = _npy_pair(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "--candidates", "NE", "-b", "0"], capsys)
+    assert_bad_input(code, out, err, "non-zero")
+
+
+def test_sign_flips_with_other_candidates_rule_ne_out(tmp_path, capsys):
+    before, after = three_norm_pair()
+    after[:5] = -before[:5]
+    b, a = _npy_pair(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "-b", "0", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["ne_ruled_out"] is True and summary["n_sign_flips"] >= 5
+
+
+def test_unreadable_file(tmp_path, capsys):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a torch file at all")
+    good = tmp_path / "good.npy"
+    np.save(good, three_norm_pair()[0])
+    assert_bad_input(*run_cli(["infer", bad, good], capsys), "cannot read it")
+
+
+def test_missing_file(tmp_path, capsys):
+    good = tmp_path / "good.npy"
+    np.save(good, three_norm_pair()[0])
+    assert_bad_input(*run_cli(["infer", tmp_path / "nope.csv", good], capsys), "no such file")
+
+
+def test_unknown_suffix(tmp_path, capsys):
+    (tmp_path / "w.h5").write_bytes(b"x")
+    assert_bad_input(*run_cli(["infer", tmp_path / "w.h5", tmp_path / "w.h5"], capsys), ".h5")
+
+
+def test_missing_column(tmp_path, capsys):
+    before, after = three_norm_pair()
+    b, a = write_pair("csv", tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "--column", "volume"], capsys)
+    assert_bad_input(code, out, err, "available columns: synapse, weight")
+
+
+def test_unknown_potential(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    code, out, err = run_cli(["infer", b, a, "--candidates", "ne,hyperbolic"], capsys)
+    assert_bad_input(code, out, err, "unknown potential 'hyperbolic'")
+
+
+def test_unknown_estimator(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    code, out, err = run_cli(["infer", b, a, "--estimator", "vibes"], capsys)
+    assert_bad_input(code, out, err, "unknown --estimator")
+
+
+def test_too_few_synapses(tmp_path, capsys):
+    before, after = three_norm_pair(n=20)
+    b, a = _npy_pair(tmp_path, before, after)
+    assert_bad_input(*run_cli(["infer", b, a], capsys), "too few synapses")
+
+
+def test_no_change(tmp_path, capsys):
+    before, _ = three_norm_pair()
+    b, a = _npy_pair(tmp_path, before, before.copy())
+    assert_bad_input(*run_cli(["infer", b, a], capsys), "no learning signal")
+
+
+def test_existing_out_is_checked_before_any_work(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine")
+    # BEFORE is broken too: the --out error comes first, so no work was attempted.
+    (tmp_path / "b.npy").write_bytes(b"broken")
+    code, out, err = run_cli(["infer", b, a, "--out", out_dir], capsys)
+    assert_bad_input(code, out, err, "already holds results")
+    assert [p.name for p in out_dir.iterdir()] == ["notes.txt"]
+    assert (out_dir / "notes.txt").read_text() == "mine"
+
+
+def test_help_has_an_example(capsys):
+    code, out, _ = run_cli(["infer", "--help"], capsys)
+    assert code == 0
+    assert "Examples" in out and "syngeo infer" in out
+
+
+def test_console_script_reports_bad_input_in_one_line(tmp_path):
+    script = Path(sys.executable).parent / "syngeo"
+    if not script.exists():  # pragma: no cover - the package is installed in the test venv
+        pytest.skip("console script not installed")
+    np.save(tmp_path / "a.npy", np.ones(100))
+    np.save(tmp_path / "b.npy", np.ones(99))
+    proc = subprocess.run(
+        [str(script), "infer", "a.npy", "b.npy"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "100 weights but AFTER" in proc.stderr
