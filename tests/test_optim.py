@@ -794,3 +794,28 @@ def test_fast_kernels_match_single_tensor_reference(per_tensor, spec, options):
         finals.append(params)
     for x, y in zip(*finals, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-300)
+
+
+def test_sgd_state_dict_loads_into_pnorm2_and_continues_identically():
+    """An SGD checkpoint (no potential key) loads as the 2-norm and continues SGD's trajectory."""
+    model_sgd, model_md = _model(10), _model(10)
+    sgd = torch.optim.SGD(model_sgd.parameters(), lr=0.05, momentum=0.9)
+    _train(model_sgd, sgd, 5)
+    model_md.load_state_dict(model_sgd.state_dict())
+    md = MirrorDescent(model_md.parameters(), lr=1.0, potential="ne")
+    md.load_state_dict(copy.deepcopy(sgd.state_dict()))  # torch shares buffer tensors otherwise
+    assert md.param_groups[0]["potential"] == PNorm(2)
+    _train(model_sgd, sgd, 5)
+    _train(model_md, md, 5)
+    _assert_params_equal(_params(model_md), _params(model_sgd))
+
+
+def test_optimizer_deepcopies_and_numpy_hyperparameters_are_accepted():
+    model = _model()
+    opt = MirrorDescent(
+        model.parameters(), lr=np.float32(0.01), potential="ne", momentum=np.float64(0.9)
+    )
+    _train(model, opt, 2)
+    clone = copy.deepcopy(opt)
+    assert clone.param_groups[0]["potential"] == NegativeEntropy()
+    assert clone.state_dict()["param_groups"] == opt.state_dict()["param_groups"]

@@ -18,6 +18,7 @@ the fast path, which must match the reference). Recipes: :func:`exponentiated_gr
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
@@ -49,7 +50,7 @@ LearningRate = Union[float, Tensor]
 
 
 def _is_real_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def _check_lr(lr: Any) -> None:
@@ -264,8 +265,14 @@ class MirrorDescent(Optimizer):
         _check_hyperparameters(defaults)
         defaults["potential"] = _parse_potential(potential)
         super().__init__(params, defaults)
-        self.register_state_dict_post_hook(_state_dict_post_hook)
-        self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        self._register_state_dict_hooks()
+
+    def _register_state_dict_hooks(self) -> None:
+        # Optimizer pickles (copy.deepcopy, torch.save(opt)) drop hooks: re-register on unpickling.
+        if _state_dict_post_hook not in self._optimizer_state_dict_post_hooks.values():
+            self.register_state_dict_post_hook(_state_dict_post_hook)
+        if _load_state_dict_pre_hook not in self._optimizer_load_state_dict_pre_hooks.values():
+            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group, validating its hyperparameters and parsing its potential."""
@@ -295,6 +302,7 @@ class MirrorDescent(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("plasticity_noise", None)
             group.setdefault("noise_space", "dual")
+        self._register_state_dict_hooks()
 
     def _init_group(
         self,
