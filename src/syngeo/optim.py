@@ -205,6 +205,10 @@ class MirrorDescent(Optimizer):
       ``load_state_dict`` keeps the loading optimizer's.
     * ``state_dict()`` stores each group's potential by name (``"3-norm"``, ``"NE"``) when the
       name parses back to the same potential, so it loads with ``torch.load(weights_only=True)``.
+    * Cost: the 2-norm step is SGD's. Negative entropy needs 5 element-wise passes per tensor
+      (momentum, sign, scaled product, exp, product) and the 3-norm 7, against SGD's 3; on a
+      2-core CPU and a ResNet-50 parameter list that is about 1.8x and 2.5x the time of
+      ``torch.optim.SGD(momentum=0.9, foreach=True)`` (``benchmarks/bench_optim.py``).
 
     Parameters
     ----------
@@ -433,11 +437,34 @@ def mirror_descent(
     plasticity_noise: PlasticityNoise | None = None,
     noise_space: str = "dual",
 ) -> None:
-    """Functional mirror-descent step, in place on ``params`` (see :class:`MirrorDescent`).
+    r"""Functional mirror-descent step, in place on ``params`` (update rule: :class:`MirrorDescent`).
 
-    ``momentum_buffer_list`` holds one entry per parameter (``None`` before the first step) when
-    ``momentum != 0`` and is updated in place (new buffers are written into it). The noise
-    callable is evaluated once, here, so both implementations see the same perturbations.
+    Parameters
+    ----------
+    params, grads
+        Parameters and their (dense, or for the 2-norm possibly sparse) gradients, same order.
+    momentum_buffer_list
+        With ``momentum != 0``: one entry per parameter, ``None`` before the first step; new
+        buffers are written into the list and existing ones updated in place. Otherwise ignored
+        (may be empty).
+    potential
+        Anything :func:`syngeo.potentials.potential` accepts.
+    lr, momentum, dampening, weight_decay, nesterov, maximize
+        As in :class:`MirrorDescent`; ``lr`` may be a 1-element tensor.
+    foreach
+        ``None`` or ``True``: the fast implementation; ``False``: the single-tensor reference.
+    plasticity_noise, noise_space
+        Optional ``noise(params) -> list[Tensor]``, evaluated once here (so both
+        implementations see the same perturbations), added in the ``"dual"`` or ``"primal"``
+        space.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = [torch.tensor([0.5, -2.0], dtype=torch.float64)]
+    >>> mirror_descent(w, [torch.ones(2, dtype=torch.float64)], [], potential="ne", lr=0.1)
+    >>> torch.allclose(w[0], torch.tensor([0.5 * math.exp(-0.1), -2.0 * math.exp(0.1)], dtype=torch.float64))
+    True
     """
     phi = _parse_potential(potential)
     if noise_space not in NOISE_SPACES:
