@@ -76,6 +76,16 @@ def test_exact_solution_is_feasible_and_stationary(phi, seed):
     np.testing.assert_allclose(sol.dual_change, -X.T @ sol.multipliers, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("p", [1.1, 6.0])
+def test_extreme_p_converge_in_the_paper_regime(p):
+    # near p = 1 the inverse mirror map is |u|^10; for p = 6 it is |u|^0.2 (infinite slope at 0)
+    X, y, w0 = _problem(40, 300, 25)
+    phi = PNorm(p)
+    sol = bregman_projection(X, y, w0, phi)
+    assert sol.converged and sol.constraint_residual <= 1e-10
+    assert _row_space_residual(X, phi.grad(sol.weights) - phi.grad(w0)) < 1e-8
+
+
 def test_p2_matches_the_minimum_norm_closed_form():
     X, y, w0 = _problem(30, 120, 3)
     sol = bregman_projection(X, y, w0, "2-norm")

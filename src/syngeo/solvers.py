@@ -823,7 +823,7 @@ def linearized_change(X: Any, y: Any, w0: Any, potential: PotentialLike) -> Line
             f"Hessian 0 at {bad} entries of w0 (exact zeros); perturb them or use "
             "bregman_projection"
         )
-    gram = (Xt * h) @ Xt.T
+    gram = _weighted_gram(Xt, h)
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) != 0:
         raise ValueError(
