@@ -410,6 +410,12 @@ class RecoveryVerdict:
     def __str__(self) -> str:
         mark = "recovered" if self.recovered else "NOT recovered"
         extra = "" if self.inferred == self.inferred_on_grid else f" (refined: {self.inferred})"
+        refined = parse_potential(self.inferred)
+        if self.inferred_on_grid == "NE" and getattr(refined, "p", 2.0) < 1.05:
+            extra = (
+                f" (refined: {self.inferred}, at the p -> 1 end of the p-norm family, which "
+                "tends to NE)"
+            )
         return f"hidden {self.hidden}, inferred {self.inferred_on_grid}{extra}: {mark}"
 
 

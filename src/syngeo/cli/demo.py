@@ -171,9 +171,7 @@ def demo_command(
 ) -> None:
     """Simulate learning under a hidden geometry, infer it, and report.
 
-    Trains a network on the bundled digits with mirror descent under --hidden, infers the
-    geometry from the first layer's weights before and after learning, prints the ranking and
-    the verdict, and writes results.parquet/.csv, summary.json, figures and report.md to --out.
+    Trains a network on the bundled digits with mirror descent under --hidden, infers the geometry from the first layer's weights before and after learning, prints the ranking and the verdict, and writes results.parquet/.csv, summary.json, figures (PNG + PDF) and report.md to --out.
     """
     if seed < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")

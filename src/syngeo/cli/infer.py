@@ -321,7 +321,7 @@ def infer_command(
         typer.Option(
             "--candidates",
             help="Comma-separated potentials and ranges, e.g. 'ne,2-norm,3-norm' or "
-            "'ne,p=1.1:3.0:0.1' [default: NE and p = 1.1 ... 3.0].",
+            "'ne,p=1.1:3.0:0.1' (default: NE and p = 1.1, 1.2, ..., 3.0).",
             show_default=False,
         ),
     ] = None,
@@ -352,8 +352,7 @@ def infer_command(
 ) -> None:
     """Infer the plasticity geometry from weights BEFORE and AFTER learning.
 
-    Ranks negative entropy and the p-norms by how Gaussian the change is in each one's dual
-    space (THEORY §3), with a bootstrap over synapses and a sign-flip check that rules NE out.
+    Ranks negative entropy and the p-norms by how Gaussian the change is in each one's dual space (THEORY §3), with a bootstrap over synapses and a sign-flip check that rules NE out.
     """
     if n_bootstrap < 0:
         raise ValueError(f"--bootstrap must be >= 0, got {n_bootstrap}")
