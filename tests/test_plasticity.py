@@ -121,3 +121,25 @@ def test_bad_generator_and_correlation_raise():
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen()).step(
             torch.tensor([float("nan")])
         )
+
+
+def test_synaptic_noise_drives_mirror_descent_in_the_dual_space():
+    optim = pytest.importorskip("syngeo.optim")
+    w0 = torch.tensor([0.5, -2.0, 1.5, -0.1], dtype=torch.float64)
+    # the noise of one interval, drawn with the same seed as the optimizer will
+    expected = SynapticNoise(0.1, 0.2, T=0.5, generator=gen(8))([w0])[0]
+    for pot in ("ne", "2-norm"):
+        W = w0.clone().requires_grad_(True)
+        W.grad = torch.zeros_like(W)
+        noise = SynapticNoise(0.1, 0.2, T=0.5, generator=gen(8))
+        opt = optim.MirrorDescent([W], lr=0.0, potential=pot, plasticity_noise=noise)
+        opt.step()
+        w = W.detach()
+        if pot == "ne":
+            # dual coordinate sign(w)(log|w| + 1) moves by the noise: log|w| by sign(w)·noise
+            assert torch.equal(torch.sign(w), torch.sign(w0))
+            assert torch.allclose(
+                torch.log(w.abs()) - torch.log(w0.abs()), torch.sign(w0) * expected
+            )
+        else:
+            assert torch.allclose(w - w0, expected)
