@@ -341,3 +341,52 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert "100 weights but AFTER" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The report helpers behind --out
+# ---------------------------------------------------------------------------------------------
+
+
+def _ne_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Multiplicative change: Gaussian in the dual space of negative entropy."""
+    g = np.random.default_rng(seed)
+    w0 = g.choice([-1.0, 1.0], n) * np.exp(g.normal(-2.0, 0.5, n))
+    return w0, w0 * np.exp(0.05 * np.sign(w0) * g.normal(size=n))
+
+
+def test_report_helpers_for_an_ne_fit():
+    from syngeo.inference import infer_geometry
+    from syngeo.report import (
+        inference_figures,
+        inference_report,
+        inference_summary,
+        inference_table,
+    )
+
+    before, after = _ne_pair()
+    fit = infer_geometry(before, after, n_bootstrap=0, rng=0)
+    assert fit.ranking.loc[fit.ranking["candidate"] == "NE", "rank"].item() <= 2
+    figures = inference_figures(before, after, fit, top=2)
+    assert set(figures) == {"dual_change_histograms", "qq_plots", "score_vs_p"}
+    assert len(figures["dual_change_histograms"].axes) == 2
+    assert len(figures["qq_plots"].axes) == 2
+    # The histogram is a density: its area is the fraction of synapses within ±5 std (≈ 1).
+    (stairs,) = [p for p in figures["dual_change_histograms"].axes[0].patches]
+    values, edges = stairs.get_data().values, stairs.get_data().edges
+    assert float(np.sum(values * np.diff(edges))) == pytest.approx(1.0, abs=1e-3)
+    table = inference_table(fit)
+    assert table["is_best"].sum() == 1 and (table["estimator"] == "likelihood").all()
+    summary = inference_summary(fit, {"title": "dropped", "hidden": "NE"})
+    assert summary["hidden"] == "NE" and "title" not in summary
+    json.dumps(summary)  # JSON-ready (no NaN, no NumPy scalars)
+    report = inference_report(fit, figures, {"title": "T", "input": "a|b"})
+    assert report.startswith("# T\n")
+    assert "a\\|b" in report  # table cells are escaped
+    assert "no zero weights: negative entropy" in report
+    with pytest.raises(ValueError, match="top"):
+        inference_figures(before, after, fit, top=0)
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)

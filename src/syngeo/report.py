@@ -334,7 +334,7 @@ def inference_report(
     if context:
         lines += ["## Setting", ""]
         frame = pd.DataFrame(
-            {"": list(context.keys()), "value": [_fmt(v) for v in context.values()]}
+            {"": list(context.keys()), "value": pd.Series(list(context.values()), dtype=object)}
         )
         lines += [_markdown_table(frame), ""]
     if figures:

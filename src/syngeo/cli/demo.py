@@ -131,7 +131,7 @@ def run_demo(
             "synapses analysed": sim.n_synapses,
             "training images": sim.n_examples,
             "full-batch steps": sim.epochs,
-            "training accuracy": sim.train_accuracy,
+            "training accuracy": f"{sim.train_accuracy:.0%}",
             "change magnitude (hidden geometry)": sim.change_magnitude,
             "seed": seed,
             "command": f"syngeo demo --hidden {hidden_name} --seed {seed}",
