@@ -304,3 +304,21 @@ def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(
     assert all(1 <= counts.get(i, 0) <= 2 for i in range(n_cells)), counts  # in-flight: <= 2
     pd.testing.assert_frame_equal(resumed.table, _reference_table(n_cells))
     assert not list((out / "cells").glob(".*.tmp"))
+
+
+def _threads_cell(config, cell):
+    import torch
+
+    return [{"index": cell["index"], "torch_threads": torch.get_num_threads()}]
+
+
+def test_serial_cells_run_on_one_thread_and_the_setting_is_restored(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    exp = SimpleNamespace(Config=_testing.Config, cells=_testing.cells, run_cell=_threads_cell)
+    before = torch.get_num_threads()
+    result = run_sweep(exp, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
+    assert result.table["torch_threads"].tolist() == [1, 1]
+    assert torch.get_num_threads() == before
