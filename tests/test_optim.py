@@ -819,3 +819,29 @@ def test_optimizer_deepcopies_and_numpy_hyperparameters_are_accepted():
     clone = copy.deepcopy(opt)
     assert clone.param_groups[0]["potential"] == NegativeEntropy()
     assert clone.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+
+
+def test_functional_accepts_leaf_parameters_outside_no_grad():
+    w = torch.nn.Parameter(torch.tensor([0.5, -2.0], dtype=F64))
+    mirror_descent([w], [torch.ones(2, dtype=F64)], [], potential="3-norm", lr=0.1)
+    expected = np.sign([0.25 - 0.1, -4.0 - 0.1]) * np.sqrt(np.abs([0.25 - 0.1, -4.0 - 0.1]))
+    np.testing.assert_allclose(w.detach().numpy(), expected, rtol=1e-14)
+    assert w.grad_fn is None and w.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(noise_space="both"), "Invalid noise_space"),
+        (dict(momentum=0.9, momentum_buffer_list=[None, None]), "momentum buffers"),
+        (dict(grads=[]), "gradients"),
+    ],
+)
+def test_functional_validates_its_lists(kwargs, match):
+    w = torch.ones(3, dtype=F64)
+    args = dict(grads=[torch.ones(3, dtype=F64)], momentum_buffer_list=[])
+    args.update({k: kwargs.pop(k) for k in list(kwargs) if k in args})
+    with pytest.raises(ValueError, match=match):
+        mirror_descent(
+            [w], args["grads"], args["momentum_buffer_list"], potential="ne", lr=0.1, **kwargs
+        )

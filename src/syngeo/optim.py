@@ -458,6 +458,9 @@ def mirror_descent(
         implementations see the same perturbations), added in the ``"dual"`` or ``"primal"``
         space.
 
+    The update runs under ``torch.no_grad()``, so leaf tensors that require gradients can be
+    passed directly.
+
     Examples
     --------
     >>> import torch
@@ -484,8 +487,6 @@ def mirror_descent(
             f"mirror descent with the {phi} potential does not support sparse gradients; "
             "use dense gradients (e.g. nn.Embedding(sparse=False)) or the 2-norm"
         )
-    noise = _draw_noise(plasticity_noise, params)
-
     if foreach is None:
         foreach = True
     func = (
@@ -493,20 +494,22 @@ def mirror_descent(
         if foreach and not has_sparse_grad and not torch.jit.is_scripting()
         else _single_tensor_mirror_descent
     )
-    func(
-        params,
-        grads,
-        momentum_buffer_list,
-        noise,
-        potential=phi,
-        lr=_as_float(lr),
-        momentum=momentum,
-        dampening=dampening,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-        maximize=maximize,
-        noise_space=noise_space,
-    )
+    with torch.no_grad():  # an update, not part of any graph (also when called directly)
+        noise = _draw_noise(plasticity_noise, params)
+        func(
+            params,
+            grads,
+            momentum_buffer_list,
+            noise,
+            potential=phi,
+            lr=_as_float(lr),
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            noise_space=noise_space,
+        )
 
 
 def _draw_noise(noise: PlasticityNoise | None, params: list[Tensor]) -> list[Tensor] | None:
@@ -754,12 +757,14 @@ def _ne_update_per_tensor(
     = s|w|\exp(s(-\eta d + \xi)) = w \exp(s(-\eta d + \xi))` (:math:`s^2 = 1`; at w = 0 both
     sides are 0). Primal noise is reflected at 0: :math:`w \leftarrow s\,|w + \xi|`.
     """
+    if not params:
+        return
+    zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
     for j, w in enumerate(params):
         d = direction[j]
         xi = noise[j] if noise is not None else None
         s = signs[j] if signs is not None else torch.sign(w)
         if xi is None:  # −η·s⊙d in one pass, into s when s is a private temporary
-            zero = torch.zeros((), dtype=w.dtype, device=w.device)
             step = torch.addcmul(zero, d, s, value=-lr, out=s if signs is None else None)
         else:
             step = torch.mul(d, -lr)
