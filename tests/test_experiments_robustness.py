@@ -111,3 +111,13 @@ def test_summary_finds_the_true_potential_and_the_report_has_numbers(tmp_path):
     figs = rob.plot(df, config)
     assert list(figs) == ["fig3b"] and len(figs["fig3b"].axes) == 2
     assert rob.summary(df.iloc[:0], config) == {"n_rows": 0}
+
+
+def test_experiments_run_goes_through_the_sweep(tmp_path):
+    config = rob.Config(n_seeds=2, candidates=("NE", "2-norm"))
+    in_memory = experiments.run("fig3b", config)
+    stored = experiments.run("fig3b", config, out=tmp_path)
+    assert len(in_memory) == 2 * 3 * 2 * 2
+    assert (tmp_path / "manifest.json").is_file()
+    assert in_memory.equals(stored)
+    assert experiments.run("fig3b", config, out=tmp_path).equals(stored)  # resumed

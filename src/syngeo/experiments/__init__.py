@@ -24,8 +24,9 @@ An experiment module ``syngeo.experiments.<module>`` defines, for each figure it
 :data:`REGISTRY` maps the names accepted by ``syngeo reproduce NAME`` to ``(module, prefix)``:
 the module's functions above are looked up as ``<prefix>Config``, ``<prefix>cells``, ... so one
 module can hold several related figures (prefix ``""`` for a module with one figure).
-:func:`run` collects the rows of every cell in-process; ``syngeo.sweep`` runs the same cells
-resumably, in a process pool or on a Dask cluster.
+:func:`run` returns the table of every cell through :func:`syngeo.sweep.run_sweep` (the path
+``syngeo reproduce`` takes too): resumably in a folder, in a process pool or on a Dask cluster.
+``run_cell`` must be a module-level function (pickled by reference for the workers).
 """
 
 from __future__ import annotations
@@ -125,11 +126,32 @@ def get(name: str) -> SimpleNamespace:
     return SimpleNamespace(spec=spec, **parts)
 
 
-def run(name: str, config: Any | None = None) -> pd.DataFrame:
-    """Run every cell of experiment ``name`` in this process and return the tidy table."""
+def run(
+    name: str,
+    config: Any | None = None,
+    *,
+    out: Any | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    force: bool = False,
+    quiet: bool = True,
+) -> pd.DataFrame:
+    """Run every cell of experiment ``name`` and return the tidy table.
+
+    The cells go through :func:`syngeo.sweep.run_sweep`, the same path as
+    ``syngeo reproduce``: with ``out`` the finished cells are stored there (and a rerun resumes);
+    without it they are stored in a temporary folder that is removed afterwards. ``workers`` and
+    ``scheduler`` choose the executor (see :mod:`syngeo.sweep`).
+    """
+    import tempfile
+
+    from syngeo.sweep import run_sweep
+
     exp = get(name)
     config = exp.Config() if config is None else config
-    rows: list[dict] = []
-    for cell in exp.cells(config):
-        rows.extend(exp.run_cell(config, cell))
-    return pd.DataFrame(rows)
+    if out is not None:
+        return run_sweep(
+            exp, config, out, workers=workers, scheduler=scheduler, force=force, quiet=quiet
+        ).table
+    with tempfile.TemporaryDirectory(prefix=f"syngeo-{name}-") as tmp:
+        return run_sweep(exp, config, tmp, workers=workers, scheduler=scheduler, quiet=quiet).table
