@@ -1584,13 +1584,14 @@ def geometry_report(df: pd.DataFrame, config: GeometryConfig) -> str:
         "sign); under the Euclidean geometry w itself diffuses: a symmetric Gaussian spread that carries "
         "weights through zero.",
         "",
-        "| geometry | γ | Var(dual change) measured | predicted | skew of w·sign(w0) | skew of log|w| | sign flips | final F / initial F | mean k, first 50 cycles |",
+        "| geometry | γ | Var(dual change) measured | predicted (noise only) | skew of w·sign(w0) | skew of log|w| | sign flips | final F / initial F | mean k, first 50 cycles |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in tab.itertuples():
         lines.append(
             f"| {r.potential} | ({r.gamma1:g}, {r.gamma2:g}, {r.gamma3:g}) | {r.dual_change_var:.4g} | "
-            f"{r.predicted_dual_change_var:.4g} | {r.skew_aligned_weight:.3g} | {r.skew_log_magnitude:.3g} | "
+            f"{(f'{r.predicted_dual_change_var:.4g}' if r.gamma1 == 0 else 'n/a (task drift)')} | "
+            f"{r.skew_aligned_weight:.3g} | {r.skew_log_magnitude:.3g} | "
             f"{100 * r.sign_flip_fraction:.1f} % | {r.final_loss / r.initial_loss:.3g} | {r.mean_k_first_50:.4g} |"
         )
     lines += ["", "![weights and learning curves](raman_geometry.png)", ""]
