@@ -1631,6 +1631,11 @@ def _geometry_paragraph(tab: pd.DataFrame) -> list[str]:
             "Its multiplicative noise keeps the magnitudes log-normal and every sign fixed, whereas the additive "
             "noise of the Euclidean geometry moves all weights by the same amount and lets some change sign."
         )
+        if ne1.final_loss > eu1.final_loss and ne1.mean_k_first_50 > eu1.mean_k_first_50:
+            text.append(
+                "NE learns faster at first but settles at a higher error: in weight space its noise also "
+                "scales with |w|, so the large weights, which carry most of the error, fluctuate most."
+            )
     return ["## Reading", "", " ".join(text), ""] if text else []
 
 
