@@ -845,3 +845,21 @@ def test_functional_validates_its_lists(kwargs, match):
         mirror_descent(
             [w], args["grads"], args["momentum_buffer_list"], potential="ne", lr=0.1, **kwargs
         )
+
+
+@pytest.mark.parametrize("spec", ["1.05-norm", "2.5-norm", "3-norm", "4-norm", "ne"])
+def test_fast_path_float32_stays_close_to_reference(spec):
+    """float32: the CPU fast path's exp(k·log|x|) powers cost ≈ |k·log|x||·eps32 per step."""
+    finals = []
+    for foreach in (True, False):
+        params = [t.float() for t in _random_param_list(21)]
+        bufs: list = [None] * len(params)
+        for step in range(10):
+            grads = [t.float() for t in _random_param_list(300 + step)]
+            mirror_descent(
+                params, grads, bufs, potential=spec, lr=1e-2, momentum=0.9, foreach=foreach
+            )
+        finals.append(params)
+    for x, y in zip(*finals, strict=True):
+        assert x.dtype == torch.float32
+        torch.testing.assert_close(x, y, rtol=2e-5, atol=1e-6)
