@@ -46,7 +46,7 @@ EXPECTED_SKIPPED = {
     "bn1.bias": "bias",
     "bn1.running_mean": "normalisation statistics",
     "bn1.running_var": "normalisation statistics",
-    "bn1.num_batches_tracked": "not floating point (int64)",
+    "bn1.num_batches_tracked": "not floating point: int64",
     "conv2.bias": "bias",
     "fc.weight": "readout layer",
     "fc.bias": "bias",

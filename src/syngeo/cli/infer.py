@@ -182,8 +182,8 @@ def run_infer(
         "before": str(before),
         "after": str(after),
         "format": pair.before.format,
-        "tensors_used": len(pair.before.segments),
-        "tensors_skipped": len(pair.before.skipped),
+        "used": describe_used(pair.before),
+        "skipped": describe_skipped(pair.before) or "none",
     }
     if column is not None:
         inputs["column"] = column
@@ -226,6 +226,25 @@ def run_infer(
             out, table=inference_table(fit), summary=summary, figures=figures, report=report
         )
     return InferResult(pair=pair, fit=fit, summary=summary, out=out, files=files, seconds=seconds)
+
+
+def describe_used(weights: Any, limit: int = 8) -> str:
+    """``conv1.weight [64x3x7x7], ...``: the tensors (or the column) a WeightSet holds."""
+    parts = [
+        f"{seg.name} [{'x'.join(str(d) for d in seg.shape)}]" if len(seg.shape) > 1 else seg.name
+        for seg in weights.segments
+    ]
+    return _shorten(parts, limit)
+
+
+def describe_skipped(weights: Any, limit: int = 8) -> str:
+    """``fc.weight (readout layer), bn1.weight (normalisation parameter), ...``."""
+    return _shorten([f"{s.name} ({s.reason})" for s in weights.skipped], limit)
+
+
+def _shorten(parts: list[str], limit: int) -> str:
+    more = f", ... ({len(parts) - limit} more)" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
 
 
 def print_ranking(fit: Any, *, top: int = 8, title: str | None = None) -> None:
@@ -385,15 +404,11 @@ def infer_command(
         return
     pair = result.pair
     console.print(
-        f"{pair.n_synapses} synapses from {len(pair.before.segments)} tensor(s)/column(s) of "
-        f"{pair.before.source}"
-        + (
-            f"; skipped {len(pair.before.skipped)} (see summary.json)"
-            if pair.before.skipped
-            else ""
-        ),
+        f"{pair.n_synapses} synapses from {pair.before.source}: {describe_used(pair.before)}",
         highlight=False,
     )
+    if pair.before.skipped:
+        console.print(f"[dim]skipped: {describe_skipped(pair.before)}[/]", highlight=False)
     print_ranking(result.fit)
     print_fit(result.fit)
     if result.out is not None:

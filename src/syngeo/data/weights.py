@@ -391,7 +391,7 @@ def select_tensors(
     skipped: list[SkippedTensor] = []
     for name, shape in shapes.items():
         if dtypes.get(name, "float") != "float":
-            skipped.append(SkippedTensor(name, shape, f"not floating point ({dtypes[name]})"))
+            skipped.append(SkippedTensor(name, shape, f"not floating point: {dtypes[name]}"))
             continue
         if layer and not any(fnmatch.fnmatchcase(name, g) for g in layer):
             skipped.append(SkippedTensor(name, shape, "not matched by --layer"))
