@@ -322,3 +322,10 @@ def test_serial_cells_run_on_one_thread_and_the_setting_is_restored(tmp_path):
     result = run_sweep(exp, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
     assert result.table["torch_threads"].tolist() == [1, 1]
     assert torch.get_num_threads() == before
+
+
+def test_a_dead_worker_is_reported_and_finished_cells_are_kept(tmp_path):
+    config = _testing.Config(n_cells=4, delay=0.0, crash_on=(3,))
+    with pytest.raises(RuntimeError, match="worker process died"):
+        run_sweep(_testing, config, tmp_path, workers=2, quiet=True)
+    assert len(_stored(tmp_path)) <= 3

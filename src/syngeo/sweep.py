@@ -430,6 +430,16 @@ def _worker_context():
     return context
 
 
+def _broken_pool_error(exc: BaseException) -> RuntimeError:
+    error = RuntimeError(
+        "a worker process died before finishing its cell (killed, out of memory, or started "
+        "from a script without the `if __name__ == '__main__':` guard that process pools need); "
+        "the finished cells are stored: rerun to continue, or use workers=1"
+    )
+    error.__cause__ = exc
+    return error
+
+
 def _run_pool(
     run_cell: Callable,
     config: Any,
@@ -438,6 +448,7 @@ def _run_pool(
     workers: int,
 ) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     context = _worker_context()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads)
@@ -458,7 +469,11 @@ def _run_pool(
                 exc = fut.exception()
                 if exc is not None:
                     if error is None:
-                        error = _with_note(exc, cell)
+                        error = (
+                            _broken_pool_error(exc)
+                            if isinstance(exc, BrokenProcessPool)
+                            else _with_note(exc, cell)
+                        )
                         for other in not_done:
                             other.cancel()  # let the running ones finish; they are kept
                     continue

@@ -11,6 +11,7 @@ It follows the experiment contract of :mod:`syngeo.experiments` (``Config``, ``c
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ class Config:
         Folder where each computed cell appends a line (``""``: no log).
     fail_on : tuple[int, ...]
         Cell indices that raise ``ValueError``.
+    crash_on : tuple[int, ...]
+        Cell indices whose process exits at once (``os._exit``), like a worker killed by the
+        system; only meaningful with worker processes.
     """
 
     n_cells: int = 8
@@ -44,6 +48,7 @@ class Config:
     seed: int = 0
     log_dir: str = ""
     fail_on: tuple[int, ...] = ()
+    crash_on: tuple[int, ...] = ()
 
     @classmethod
     def quick(cls) -> Config:
@@ -59,6 +64,8 @@ def run_cell(config: Config, cell: dict) -> list[dict]:
     time.sleep(config.delay)
     if index in config.fail_on:
         raise ValueError(f"cell {index} fails on purpose")
+    if index in config.crash_on:
+        os._exit(3)
     rng = np.random.default_rng(config.seed + index)
     values = rng.normal(size=2)
     if config.log_dir:
