@@ -390,3 +390,38 @@ def test_report_helpers_for_an_ne_fit():
 
     for fig in figures.values():
         plt.close(fig)
+
+
+def test_layer_exclude_and_all_tensors_options(tmp_path, capsys):
+    before, after = three_norm_pair()
+    tensors = {}
+    for stem, values in (("before", before), ("after", after)):
+        sd = {
+            "block1.conv.weight": torch.from_numpy(values[:1500].reshape(15, 100).copy()),
+            "block2.conv.weight": torch.from_numpy(values[1500:].reshape(15, 100).copy()),
+            "block2.conv.bias": torch.zeros(15, dtype=torch.float64),
+            "head.weight": torch.ones(2, 15, dtype=torch.float64),
+        }
+        tensors[stem] = tmp_path / f"{stem}.pt"
+        torch.save(sd, tensors[stem])
+    b, a = tensors["before"], tensors["after"]
+
+    def used(*options: str) -> list[str]:
+        code, out, err = run_cli(["infer", b, a, "-b", "0", "--json", *options], capsys)
+        assert code == 0, err
+        return [t["name"] for t in json.loads(out)["inputs"]["before"]["used"]]
+
+    assert used() == ["block1.conv.weight", "block2.conv.weight"]
+    assert used("--layer", "block1.*") == ["block1.conv.weight"]
+    assert used("--layer", "block1.*", "--layer", "block2.*") == [
+        "block1.conv.weight",
+        "block2.conv.weight",
+    ]
+    assert used("--exclude", "block2.*") == ["block1.conv.weight"]
+    # --all-tensors keeps the bias and the readout too (the readout is too small to matter).
+    assert used("--all-tensors") == [
+        "block1.conv.weight",
+        "block2.conv.weight",
+        "block2.conv.bias",
+        "head.weight",
+    ]

@@ -367,3 +367,10 @@ def test_values_are_read_only(tmp_path):
     ws = load_weights(tmp_path / "a.npy")
     with pytest.raises(ValueError):
         ws.values[0] = 1.0
+
+
+def test_csv_with_a_written_row_index(tmp_path):
+    values = _values()
+    path = tmp_path / "indexed.csv"
+    pd.DataFrame({"w": values}).to_csv(path)  # index=True adds an "Unnamed: 0" column
+    np.testing.assert_array_equal(load_weights(path).values, values)

@@ -500,6 +500,8 @@ def _read_table(path: Path, fmt: str, column: str | None) -> tuple[str, Any]:
         return column, frame[column].to_numpy()
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
     numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c])]
+    # A row index written by DataFrame.to_csv() is not a weight column.
+    numeric = [c for c in numeric if not c.startswith("Unnamed: ")]
     if len(columns) == 1:
         return columns[0], frame[columns[0]].to_numpy()
     if len(numeric) == 1:
