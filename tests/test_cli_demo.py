@@ -6,6 +6,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -174,3 +176,18 @@ def test_help_has_an_example(capsys):
     code, stdout, _ = run_cli(["demo", "--help"], capsys)
     assert code == 0
     assert "Examples" in stdout and "syngeo demo --hidden ne" in stdout
+
+
+def test_console_script_refuses_existing_out(tmp_path):
+    script = Path(sys.executable).parent / "syngeo"
+    if not script.exists():  # pragma: no cover - the package is installed in the test venv
+        pytest.skip("console script not installed")
+    (tmp_path / "syngeo-demo").mkdir()
+    (tmp_path / "syngeo-demo" / "report.md").write_text("old")
+    proc = subprocess.run(
+        [str(script), "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "--force" in proc.stderr
+    assert (tmp_path / "syngeo-demo" / "report.md").read_text() == "old"
