@@ -58,6 +58,7 @@ __all__ = [
     "WeightSet",
     "load_pair",
     "load_weights",
+    "select_tensors",
 ]
 
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -239,7 +240,8 @@ def load_weights(
         The file; its suffix picks the format (see the module docstring).
     column : str, optional
         Tables: the column to read (required when the table has several numeric columns).
-        NPZ: the exact key of the array to read.
+        NPZ, safetensors, state dict: the exact name of the one array or tensor to read
+        (default rules do not apply to it).
     layer : str or sequence of str, optional
         Named tensors (state dict, safetensors, NPZ): keep only tensors whose name matches one of
         these ``fnmatch`` globs (e.g. ``"layer1.*"``). A name without wildcards is kept even if a
