@@ -292,7 +292,8 @@ def print_fit(fit: Any) -> None:
     )
     if fit.p_interval is not None:
         console.print(f"interval for p: {fit.p_interval}", highlight=False)
-    if fit.ne_ruled_out:
+    ne_listed = bool((fit.ranking["candidate"] == "NE").any())
+    if fit.ne_ruled_out and ne_listed:
         console.print(f"NE ruled out: {fit.ne_ruled_out_reason}", highlight=False)
     for warning in fit.warnings:
         if fit.ne_ruled_out and warning.startswith("NE ruled out"):
