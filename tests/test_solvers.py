@@ -181,6 +181,7 @@ def test_negative_entropy_keeps_signs_and_zeros():
     assert sol.weights[3] == 0.0 and sol.weights[17] == 0.0
     nonzero = w0 != 0
     assert np.all(np.sign(sol.weights[nonzero]) == np.sign(w0[nonzero]))
+    assert sol.dual_change[3] == 0.0 and sol.dual_change[17] == 0.0
     # equals the projection computed on the non-zero columns only
     sub = bregman_projection(X[:, nonzero], y, w0[nonzero], NegativeEntropy())
     np.testing.assert_allclose(sol.weights[nonzero], sub.weights, rtol=1e-9, atol=1e-12)
@@ -249,6 +250,14 @@ def test_zero_targets_use_an_absolute_residual():
     X, _, w0 = _problem(5, 30, 17)
     sol = bregman_projection(X, np.zeros(5), w0, "3-norm")
     assert sol.converged and np.linalg.norm(X @ sol.weights) < 1e-10
+
+
+def test_already_feasible_start_returns_w0_without_work():
+    X, _, w0 = _problem(5, 30, 26)
+    sol = bregman_projection(X, X @ w0, w0, "3-norm")
+    assert sol.n_iter == 0 and sol.n_factorizations == 0 and sol.converged
+    np.testing.assert_array_equal(sol.weights, w0)
+    np.testing.assert_array_equal(sol.dual_change, np.zeros(30))
 
 
 def test_result_objects_are_frozen_with_readable_repr_and_dict():

@@ -63,11 +63,10 @@ precisely the linearised solution of Eq. 14–15 (:func:`linearized_change`). La
 :math:`G(\lambda)\delta = r` by conjugate gradients (each iteration :math:`2ND`, forcing tolerance
 :math:`\min(0.1, \text{residual})`) preconditioned with the Cholesky factor of
 :math:`X\,\mathrm{diag}(h_{ref})\,X^\top`, where :math:`h_{ref}` lags behind :math:`h`: before each
-step the coordinates whose slope changed by more than 30 % are refreshed if there are at least
-:math:`\max(32, N/16)` of them (a rank-:math:`|S|` correction, :math:`N^2|S|`, and a new Cholesky
-factor; all of :math:`G` when :math:`|S| > D/2`; fewer outliers cost CG about one iteration
-each), and if CG still needs more than 25 iterations those that changed by more than 5 %, then
-all of :math:`G`. For p = 2 the
+step the coordinates whose slope changed by more than 30 % are refreshed (a rank-:math:`|S|`
+correction, :math:`N^2|S|`, and a new Cholesky factor, :math:`N^3/3`; when more than half
+changed, CG is tried first), and if CG still needs more than 25 iterations those that changed by more than 5 %
+(all of :math:`G` when that is more than half), then all of :math:`G`. For p = 2 the
 solve is a single factorisation (the closed form); for NE and p-norms in the paper's regime the
 cost is a few times that (see ``benchmarks/bench_solvers.py``).
 
@@ -153,7 +152,8 @@ class BregmanProjection:
     multipliers : array, shape (N,)
         Lagrange multipliers :math:`\lambda`.
     dual_change : array, shape (D,)
-        :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0) = -X^\top\lambda`.
+        :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0) = -X^\top\lambda` (0 for the weights
+        that are exactly 0 under negative entropy: they do not take part).
     n_iter : int
         Newton iterations.
     constraint_residual : float
@@ -317,10 +317,6 @@ def _check_options(tol: float, max_iter: int) -> None:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
 
 
-def _signs(pot: Potential, w0: torch.Tensor) -> torch.Tensor:
-    return torch.sign(w0)
-
-
 # -- potential-specific pieces -------------------------------------------------------------------
 
 
@@ -385,15 +381,16 @@ class _NewtonMatrix:
         self.n_full += 1
         self._factor()
 
-    def update(self, h: torch.Tensor, rel: float, min_count: int = 1) -> None:
+    def update(self, h: torch.Tensor, rel: float, *, allow_full: bool = True) -> None:
         ratio = h / self.h_ref
         factor = 1.0 + rel
         changed = ~((ratio <= factor) & (ratio >= 1.0 / factor))  # also catches 0/0 and x/0
         k = int(changed.sum())
-        if k < max(min_count, 1):
+        if k == 0:
             return
         if 2 * k > h.numel():
-            self.full(h)
+            if allow_full:
+                self.full(h)
             return
         cols = self.X[:, changed]
         dh = h[changed] - self.h_ref[changed]
@@ -685,7 +682,7 @@ def bregman_projection(
     """
     _check_options(tol, max_iter)
     Xt, yt, wt, pot, is_torch = _prepare(X, y, w0, potential)
-    signs = _signs(pot, wt)
+    signs = torch.sign(wt)
     u0 = pot.grad(wt)
     y_norm = float(yt.norm())
     scale = y_norm if y_norm > 0 else 1.0
@@ -695,25 +692,25 @@ def bregman_projection(
     w = wt.clone()
     r = Xt @ w - yt
     res = float(r.norm()) / scale
-    g = -_conjugate_sum(pot, u0, w)
+    g = float(-_conjugate_sum(pot, u0, w))
     h = _inverse_slope(pot, w)
-    newton = _NewtonMatrix(Xt, h)
+    newton: _NewtonMatrix | None = None
     n_cg = 0
-    if newton.ridge > 0:
-        err = _infeasibility_error(Xt, yt, wt, pot, tol)
-        if err is not None:
-            raise err
     n_iter = 0
     stalled = False
     while res > tol and n_iter < max_iter:
         n_iter += 1
-        if n_iter == 1:
+        if newton is None:
+            newton = _NewtonMatrix(Xt, h)
+            if newton.ridge > 0:
+                err = _infeasibility_error(Xt, yt, wt, pot, tol)
+                if err is not None:
+                    raise err
             delta = newton.solve(r)  # exact Newton matrix at λ = 0: the linearised solution
         else:
             delta = None
             rtol = min(0.1, max(res, 1e-3 * tol))
-            # a few changed slopes are cheaper for CG (about one iteration each) than a new factor
-            newton.update(h, _REFRESH_REL, min_count=max(32, Xt.shape[0] // 16))
+            newton.update(h, _REFRESH_REL, allow_full=False)
             for attempt in range(3):
                 d_try, k, ok = _pcg(Xt, h, r, newton, rtol, _CG_MAX_ITER)
                 n_cg += k
@@ -756,6 +753,8 @@ def bregman_projection(
         )
 
     dual = -(Xt.T @ lam)
+    if isinstance(pot, NegativeEntropy):
+        dual = torch.where(signs == 0, torch.zeros_like(dual), dual)  # zero weights stay out
     out = (w, lam, dual)
     if not is_torch:
         out = tuple(t.cpu().numpy() for t in out)
@@ -767,8 +766,8 @@ def bregman_projection(
         constraint_residual=res,
         converged=converged,
         potential=pot,
-        n_factorizations=newton.n_full,
-        n_updates=newton.n_partial,
+        n_factorizations=0 if newton is None else newton.n_full,
+        n_updates=0 if newton is None else newton.n_partial,
         n_cg=n_cg,
     )
 
