@@ -373,6 +373,31 @@ def _single_threaded_children() -> Iterator[None]:
                 os.environ[var] = value
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (what batch schedulers and ``kill`` send) into ``SystemExit(143)`` inside.
+
+    Python's default for SIGTERM ends the process at once, skipping the clean-up that stops the
+    worker processes; as an exception it unwinds like Ctrl-C. Only in the main thread (where
+    Python runs signal handlers); elsewhere nothing changes.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _with_note(exc: BaseException, cell: Mapping) -> BaseException:
     if hasattr(exc, "add_note"):
         exc.add_note(f"while computing cell {dict(cell)!r}")
@@ -661,7 +686,7 @@ def run_sweep(
     n_reused = len(keyed) - len(pending)
 
     n_computed = 0
-    with _progress(len(keyed), n_reused, exp.name, quiet) as advance:
+    with _sigterm_as_exit(), _progress(len(keyed), n_reused, exp.name, quiet) as advance:
 
         def store(key: str, rows: Sequence[Mapping[str, Any]]) -> None:
             nonlocal n_computed
