@@ -1,7 +1,21 @@
-"""The package imports and exposes its version."""
+"""The package imports cheaply and exposes its public API."""
+
+import subprocess
+import sys
 
 import syngeo
 
 
 def test_version_is_a_string():
     assert isinstance(syngeo.__version__, str) and syngeo.__version__.count(".") == 2
+
+
+def test_every_public_name_resolves():
+    missing = [name for name in syngeo.__all__ if not hasattr(syngeo, name)]
+    assert missing == []
+
+
+def test_import_does_not_pull_plotting_or_cluster_libraries():
+    code = "import sys, syngeo; print(sorted(m for m in ('matplotlib', 'dask', 'distributed') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,16 +1,160 @@
 """syngeo — the geometry of synaptic plasticity.
 
-The public API, re-exported. See the README for a tour.
+The public API, re-exported from the modules that define it (see the README for a tour):
+
+* potentials and mirror descent: :mod:`syngeo.potentials`, :mod:`syngeo.optim`,
+  :mod:`syngeo.solvers`;
+* Gaussianity of the dual change and inference of the geometry: :mod:`syngeo.gaussianity`,
+  :mod:`syngeo.inference`, :mod:`syngeo.simulate`, :mod:`syngeo.data.weights`;
+* metric-dependent steepest descent (Surace & Brea): :mod:`syngeo.metrics`,
+  :mod:`syngeo.release`, :mod:`syngeo.units`;
+* learning-rate bounds under noisy plasticity (Raman et al.): :mod:`syngeo.bounds`,
+  :mod:`syngeo.plasticity`, :mod:`syngeo.expansion`;
+* data and sweeps: :mod:`syngeo.data.correlated`, :mod:`syngeo.sweep`,
+  :mod:`syngeo.experiments`.
 """
 
+from syngeo.bounds import (
+    ExpectedLearningRate,
+    LearningCondition,
+    LearningRatePrediction,
+    LossGeometry,
+    OptimalSize,
+    TraceEstimate,
+    difficulty_bound,
+    expected_learning_rate,
+    hessian_trace,
+    hessian_vector_product,
+    hutchinson_trace,
+    learning_condition,
+    learning_rate,
+    local_task_difficulty,
+    loss_geometry,
+    optimal_size,
+    optimal_size_numeric,
+    predicted_learning_rate,
+)
+from syngeo.data.correlated import correlated_inputs, toeplitz_correlation_row
+from syngeo.data.weights import WeightPair, WeightSet, load_pair, load_weights
+from syngeo.expansion import Expansion, expand_linear, expand_sigmoid
+from syngeo.gaussianity import (
+    GaussianityResult,
+    cdf_distance,
+    change_magnitude,
+    dual_change,
+    gaussianity,
+    gaussianity_of_change,
+    sign_changes,
+)
+from syngeo.inference import (
+    ConfidenceInterval,
+    GeometryFit,
+    default_candidates,
+    infer_geometry,
+    simulate_change,
+)
+from syngeo.metrics import (
+    Constant,
+    Euclidean,
+    Fisher,
+    FlowField,
+    FlowTrajectory,
+    Hessian,
+    Metric,
+    PositionDependent,
+    flow_field,
+    integrate_flow,
+)
+from syngeo.optim import MirrorDescent, exponentiated_gradient, mirror_descent, pnorm_sgd
+from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlasticity
 from syngeo.potentials import NegativeEntropy, PNorm, Potential, potential
+from syngeo.release import BinomialRelease
+from syngeo.simulate import SimulatedLearning, simulate_learning
+from syngeo.solvers import (
+    BregmanProjection,
+    ConvergenceError,
+    LinearizedChange,
+    bregman_projection,
+    linearized_change,
+)
+from syngeo.sweep import SweepResult, run_sweep
+from syngeo.units import Quantity, Unit, UnitChange
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BinomialRelease",
+    "BregmanProjection",
+    "ConfidenceInterval",
+    "Constant",
+    "ConvergenceError",
+    "Euclidean",
+    "Expansion",
+    "ExpectedLearningRate",
+    "Fisher",
+    "FlowField",
+    "FlowTrajectory",
+    "GaussianityResult",
+    "GeometryFit",
+    "Hessian",
+    "LearningCondition",
+    "LearningRatePrediction",
+    "LinearizedChange",
+    "LossGeometry",
+    "Metric",
+    "MirrorDescent",
     "NegativeEntropy",
+    "OptimalSize",
     "PNorm",
+    "PlasticityRates",
+    "PositionDependent",
     "Potential",
+    "Quantity",
+    "SimulatedLearning",
+    "SweepResult",
+    "SynapticNoise",
+    "ThreeComponentPlasticity",
+    "TraceEstimate",
+    "Unit",
+    "UnitChange",
+    "WeightPair",
+    "WeightSet",
     "__version__",
+    "bregman_projection",
+    "cdf_distance",
+    "change_magnitude",
+    "correlated_inputs",
+    "default_candidates",
+    "difficulty_bound",
+    "dual_change",
+    "expand_linear",
+    "expand_sigmoid",
+    "expected_learning_rate",
+    "exponentiated_gradient",
+    "flow_field",
+    "gaussianity",
+    "gaussianity_of_change",
+    "hessian_trace",
+    "hessian_vector_product",
+    "hutchinson_trace",
+    "infer_geometry",
+    "integrate_flow",
+    "learning_condition",
+    "learning_rate",
+    "linearized_change",
+    "load_pair",
+    "load_weights",
+    "local_task_difficulty",
+    "loss_geometry",
+    "mirror_descent",
+    "optimal_size",
+    "optimal_size_numeric",
+    "pnorm_sgd",
     "potential",
+    "predicted_learning_rate",
+    "run_sweep",
+    "sign_changes",
+    "simulate_change",
+    "simulate_learning",
+    "toeplitz_correlation_row",
 ]
