@@ -921,8 +921,11 @@ def infer_geometry(
         plus the grid). Cost O(n_bootstrap × candidates × n).
     refine : bool
         Refine p near the best grid p-norm: bounded Brent on the profile likelihood
-        (likelihood), or a 0.01-step grid between the neighbouring grid values (cdf, whose score is
-        not smooth in p). At a grid end the search extends to the bounds (1.01, 6).
+        (likelihood), or 0.05- then 0.01-step grids between the neighbouring grid values (cdf,
+        whose score is not smooth in p). At a grid end the search extends to the bounds
+        (1.01, 6) — except, for the cdf estimator with NE among the candidates, below the
+        smallest grid p: p-norms with p -> 1 approach NE and the CDF distance cannot separate
+        them (see docs/inference.md).
     confidence : float
         Level of the p intervals.
     fit_mean : bool
@@ -1020,6 +1023,10 @@ def infer_geometry(
                 if -res.fun <= best_grid_pn["log_likelihood"]:
                     p_new = p0
             else:
+                if any(isinstance(c, NegativeEntropy) for c in valid):
+                    # (1, min grid p) is NE's neighbourhood (NE is the p -> 1 end of the family)
+                    # and the CDF distance cannot tell it from NE: do not refine into it.
+                    lo = max(lo, min(c.p for c in pnorms) - 1e-9)
                 p_new = _zoom_cdf(data, t, lo, hi, p0, float(best_grid_pn["cdf_distance"]))
             if p_new != p0 and PNorm(p_new).name not in by_name:
                 psi = PNorm(p_new)
@@ -1074,9 +1081,10 @@ def infer_geometry(
                 np.arange(centre - _BOOT_HALF_WIDTH, centre + _BOOT_HALF_WIDTH + 1e-9, FINE_STEP),
                 4,
             )
-            boot_ps = sorted(
-                {float(p) for p in fine if p > P_BOUNDS[0] - 1e-12} | {c.p for c in pnorms}
-            )
+            p_min = P_BOUNDS[0] - 1e-12
+            if estimator == "cdf" and any(isinstance(c, NegativeEntropy) for c in valid):
+                p_min = min(c.p for c in pnorms) - 1e-9  # as in the refinement
+            boot_ps = sorted({float(p) for p in fine if p > p_min} | {c.p for c in pnorms})
         gs, ps = _bootstrap(
             data, grid_cands, boot_ps, estimator, p_fitted, fit_mean, t, n_bootstrap, gen
         )
