@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.interpolate
 import torch
 
 from syngeo.bounds import (
@@ -931,7 +932,7 @@ class SizeConfig:
     )
     T: float = 1.0
     n_cycles: int = 1000
-    linear_repeats: int = 8
+    linear_repeats: int = 6
     n_samples: int = 1000
     init_std: float = 1.0
     n_draws: int = 100
@@ -1088,9 +1089,25 @@ def _slides_scaling_optimum(rates: PlasticityRates, g: pd.DataFrame) -> float:
 def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
     """Per (model, γ, size) means, per (model, γ) optimal sizes (and the predicted k(N) curves)."""
     keys = ["model", "gamma1", "gamma2", "gamma3", "T", "size"]
+    # per-seed changes relative to the smallest size: the N-independent parts (which differ
+    # between seeds through F and ‖∇F‖) cancel, leaving the size effect
+    df = df.copy()
+    run_keys = [*keys[:-1], "seed"]
+    first = df.sort_values("n_synapses").groupby(run_keys).first()
+    base_k = df.set_index(run_keys).index.map(first.k_expected)
+    base_F = df.set_index(run_keys).index.map(first.steady_loss)
+    df["dk_measured"] = df.k_initial.to_numpy() - np.asarray(base_k, dtype=float)
+    df["dk_expected"] = df.k_expected.to_numpy() - np.asarray(base_k, dtype=float)
+    df["steady_ratio"] = df.steady_loss.to_numpy() / np.asarray(base_F, dtype=float)
+    se = lambda s: s.std(ddof=1) / math.sqrt(len(s)) if len(s) > 1 else float("nan")  # noqa: E731
     agg = (
         df.groupby(keys)
         .agg(
+            dk_measured=("dk_measured", "mean"),
+            dk_measured_se=("dk_measured", se),
+            dk_expected=("dk_expected", "mean"),
+            steady_ratio=("steady_ratio", "mean"),
+            steady_ratio_se=("steady_ratio", se),
             n_synapses=("n_synapses", "first"),
             base_n_synapses=("base_n_synapses", "first"),
             k_expected=("k_expected", "mean"),
@@ -1133,24 +1150,17 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
             )
             curve = lambda n, base=base, rates=rates: size_learning_rate(base, rates, n, beta=0.5)  # noqa: E731
         else:
-            # power-law fits of the measured geometry against N (zero-unit expansion)
+            # predicted <k> at each grown size from its measured geometry, interpolated in log N
+            # (monotone cubic); β from a power-law fit of the trace, for the closed form
             logN = np.log(N)
-            fits = {
-                c: np.polyfit(logN, np.log(np.abs(g[c].to_numpy())), 1)
-                for c in ("grad_norm", "hessian_trace")
-            }
-            beta = float(fits["hessian_trace"][0])
-            gc = float(g.grad_curvature.mean())
-            F = float(g.loss.mean())
+            beta = float(np.polyfit(logN, np.log(np.abs(g.hessian_trace.to_numpy())), 1)[0])
+            interp = scipy.interpolate.PchipInterpolator(logN, g.k_expected.to_numpy())
 
-            def curve(n, fits=fits, gc=gc, F=F, rates=rates):
-                gn = np.exp(np.polyval(fits["grad_norm"], np.log(n)))
-                tr = np.exp(np.polyval(fits["hessian_trace"], np.log(n)))
-                return rates.gamma1 * gn / F - rates.T / (2 * F) * (
-                    rates.gamma1**2 * gc + tr * (rates.gamma2**2 / n + rates.gamma3**2 / rates.T)
-                )
+            def curve(n, interp=interp, lo=logN[0], hi=logN[-1]):
+                return interp(np.clip(np.log(n), lo, hi))
 
-        num = optimal_size_numeric(curve, 1.0, 1e7)
+        lo, hi = (1.0, 1e7) if key[0] == "linear" else (float(N.min()), float(N.max()))
+        num = optimal_size_numeric(curve, lo, hi)
         row.update(
             beta=beta,
             n_star_closed_form=optimal_size(rates, beta=beta) if 0 < beta <= 1 else float("nan"),
@@ -1161,8 +1171,8 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
             n_star_slides_scaling=_slides_scaling_optimum(rates, g)
             if key[0] == "linear"
             else float("nan"),
-            n_star_measured_k=_peak_log_parabola(N, g.k_initial.to_numpy(), maximum=True),
-            n_star_measured_steady=_peak_log_parabola(N, g.steady_loss.to_numpy(), maximum=False),
+            n_star_measured_k=_peak_log_parabola(N, g.dk_measured.to_numpy(), maximum=True),
+            n_star_measured_steady=_peak_log_parabola(N, g.steady_ratio.to_numpy(), maximum=False),
             n_min=float(N.min()),
             n_max=float(N.max()),
         )
@@ -1196,17 +1206,24 @@ def size_plot(df: pd.DataFrame, config: SizeConfig) -> dict:
             N = g.n_synapses.to_numpy(dtype=float)
             fine = np.geomspace(N.min(), N.max(), 200)
             show_star = np.isfinite(o.n_star_numeric) and o.n_min <= o.n_star_numeric <= o.n_max
+            curve = curves[(model, *key[:3])]
             ax = axes[r][0]
             ax.errorbar(
-                N, g.k_initial, yerr=2 * g.k_initial_se, fmt="o", ms=3, color=color, label=label
+                N, g.dk_measured, yerr=2 * g.dk_measured_se, fmt="o", ms=3, color=color, label=label
             )
-            ax.plot(fine, curves[(model, *key[:3])](fine), "-", color=color, lw=1)
-            ax.plot(N, g.k_expected, "x", color=color, ms=5)
+            ax.plot(fine, curve(fine) - curve(N.min()), "-", color=color, lw=1)
+            ax.plot(N, g.dk_expected, "x", color=color, ms=5)
             if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
             ax = axes[r][1]
             ax.errorbar(
-                N, g.steady_loss, yerr=2 * g.steady_loss_se, fmt="o", ms=3, color=color, label=label
+                N,
+                g.steady_ratio,
+                yerr=2 * g.steady_ratio_se,
+                fmt="o",
+                ms=3,
+                color=color,
+                label=label,
             )
             if model == "linear":
                 base = g.iloc[0]
@@ -1219,7 +1236,8 @@ def size_plot(df: pd.DataFrame, config: SizeConfig) -> dict:
                         "n_synapses": fine,
                     }
                 )
-                ax.plot(fine, _linear_steady_loss(geo, rates), "-", color=color, lw=1)
+                pred = _linear_steady_loss(geo, rates)
+                ax.plot(fine, pred / pred[0], "-", color=color, lw=1)
             if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
         for c in (0, 1):
@@ -1228,15 +1246,16 @@ def size_plot(df: pd.DataFrame, config: SizeConfig) -> dict:
             ax.xaxis.set_minor_locator(LogLocator(subs="all"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("network size N (synapses)")
-        axes[r][0].set_ylabel("learning rate k")
-        axes[r][0].set_title(f"{model}: k at the grown weights")
+        axes[r][0].set_ylabel("k(N) − ⟨k⟩(smallest N)")
+        axes[r][0].set_title(f"{model}: learning rate at the grown weights")
         axes[r][0].legend(fontsize=6)
         axes[r][1].set_yscale("log")
-        axes[r][1].set_ylabel("steady-state error F")
+        axes[r][1].set_ylabel("F_ss(N) / F_ss(smallest N)")
         axes[r][1].set_title(f"{model}: steady-state error")
     fig.suptitle(
-        "dots: simulation (±2 SE); crosses: ⟨k⟩ from the geometry at each size; lines: predicted "
-        "curve (sigmoid: power-law fit of the geometry); dotted: predicted N*",
+        "Per run, relative to its smallest network. Dots: simulation (±2 SE over runs); crosses: ⟨k⟩ "
+        "from the measured geometry at each size;\nlines: predicted curve (sigmoid: crosses "
+        "interpolated); dotted: predicted N*",
         fontsize=7,
     )
     return {"raman_size": fig}
