@@ -381,3 +381,15 @@ def test_bad_inputs_raise_clear_errors():
         infer_geometry(b, a, rng="abc")
     with pytest.raises(ValueError, match="unknown init"):
         simulate_change("ne", 10, init="uniform")
+
+
+def test_cdf_refinement_stays_out_of_the_ne_neighbourhood():
+    """With NE among the candidates, the cdf refinement never returns a p-norm with p < 1.1."""
+    for seed in range(3):
+        res = fit(simulate_change("ne", 1500, rng=40 + seed), estimator="cdf", n_bootstrap=5)
+        assert res.best == "NE" or res.best_p >= 1.1
+        assert res.p_interval_bootstrap.low >= 1.1
+    # without NE the family may go below the grid
+    sim = simulate_change("1.05-norm", 2000, init="lognormal", rng=1)
+    res = infer_geometry(sim.before, sim.after, [1.1, 1.2, 1.3], estimator="cdf", n_bootstrap=0)
+    assert res.best_p < 1.1
