@@ -1603,7 +1603,7 @@ def geometry_report(df: pd.DataFrame, config: GeometryConfig) -> str:
         "sign); under the Euclidean geometry w itself diffuses: a symmetric Gaussian spread that carries "
         "weights through zero.",
         "",
-        "| geometry | γ | Var(dual change) measured | predicted (noise only) | skew of w·sign(w0) | skew of log|w| | sign flips | final F / initial F | mean k, first 50 cycles |",
+        "| geometry | γ | Var(dual change) measured | predicted (noise only) | skew of w·sign(w0) | skew of log abs(w) | sign flips | final F / initial F | mean k, first 50 cycles |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in tab.itertuples():
