@@ -303,6 +303,8 @@ def _prepare(
             f"got {tuple(wt.shape)}"
         )
     for name, t in (("X", Xt), ("y", yt), ("w0", wt)):
+        if math.isfinite(float(t.sum())):  # one pass, no mask; NaN/inf make the sum non-finite
+            continue
         bad = int((~torch.isfinite(t)).sum())
         if bad:
             raise ValueError(
@@ -354,7 +356,7 @@ def _weighted_gram(X: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     update (half the flops of a general product, about 1.5x faster than torch's float64 matmul
     here); on other devices torch's matmul is used.
     """
-    scaled = X * weights.sqrt()
+    scaled = X if bool((weights == 1).all()) else X * weights.sqrt()
     if scaled.device.type == "cpu":
         a = scaled.numpy()
         return torch.from_numpy(a @ a.T)
@@ -406,16 +408,19 @@ class _NewtonMatrix:
         self._factor()
 
     def _factor(self) -> None:
-        gram = (self.gram + self.gram.T) * 0.5
+        # the Gram is symmetric by construction and only its lower triangle is read
+        gram = self.gram
         scale = float(gram.diagonal().abs().max()) if gram.numel() else 1.0
         scale = scale if scale > 0 and math.isfinite(scale) else 1.0
         ridge = 0.0
         for k in range(16):
             chol, info = torch.linalg.cholesky_ex(gram)
-            if int(info) == 0 and bool(torch.isfinite(chol).all()):
+            if int(info) == 0 and bool(torch.isfinite(chol.diagonal()).all()):
                 self.ridge = ridge
                 self.chol = chol
                 return
+            if k == 0:
+                gram = gram.clone()  # keep self.gram free of the ridge
             new_ridge = 1e-14 * scale * 10.0**k
             gram.diagonal().add_(new_ridge - ridge)
             ridge = new_ridge
