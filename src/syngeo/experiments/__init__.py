@@ -58,13 +58,13 @@ REGISTRY: dict[str, ExperimentSpec] = {
             "fig3a",
             "syngeo.experiments.regression",
             "fig3a_",
-            "Pogodin et al. Fig. 3A: linear regression, Gaussianity vs width",
+            "Pogodin et al. Fig. 3A: linear regression, Gaussianity and change magnitude vs width",
         ),
         ExperimentSpec(
             "fig6",
             "syngeo.experiments.regression",
             "fig6_",
-            "Pogodin et al. Fig. 6: linear regression, change magnitude vs width",
+            "Pogodin et al. Fig. 6: linear regression, both correlation powers",
         ),
         ExperimentSpec(
             "fig3b",
