@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syngeo.bounds import hessian_trace, loss_geometry
 from syngeo.expansion import (
@@ -136,3 +138,25 @@ def test_bad_inputs_raise():
     task = make_linear_task(3, 2, rng=0)
     with pytest.raises(ValueError, match="shape"):
         task.loss(torch.zeros(3, 3, dtype=D))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_in=st.integers(1, 5),
+    n_out=st.integers(1, 4),
+    c1=st.integers(1, 3),
+    c2=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_expansion_invariants_hold_for_any_shape(n_in, n_out, c1, c2, seed):
+    task = make_linear_task(n_in, n_out, n_samples=20, rng=seed)
+    W = torch.randn(n_out, n_in, generator=torch.Generator().manual_seed(seed + 1), dtype=D)
+    ex = expand_linear(W, c1, c2, rng=seed + 2, task=task)
+    assert ex.n_synapses == c1 * c2 * n_in * n_out
+    assert ex.task.loss(ex.weights).item() == pytest.approx(
+        task.loss(W).item(), rel=1e-9, abs=1e-12
+    )
+    assert ex.task.grad(ex.weights).norm().item() == pytest.approx(
+        task.grad(W).norm().item(), rel=1e-9, abs=1e-12
+    )
+    assert ex.task.hessian_trace() == pytest.approx(c2 * task.hessian_trace(), rel=1e-9)
