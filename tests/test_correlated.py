@@ -77,6 +77,22 @@ def test_minimal_embedding_is_psd_for_the_paper_powers(power, d):
     assert emb.min_eigenvalue > 0.19  # measured minima: 0.386 (a = 1), 0.272 (a = 2), 0.2 (d = 3)
 
 
+@pytest.mark.parametrize("power", [1, 2])
+def test_strictly_minimal_embedding_is_psd(power):
+    from syngeo.data.correlated import _correlation
+
+    for d in (2, 3, 17, 500, 1999):
+        emb = _embed(
+            lambda k: _correlation(k, power, 1.0),
+            d,
+            max_doublings=0,
+            clip_tol=0.0,
+            fast_sizes=False,
+        )
+        assert emb.size == 2 * (d - 1)
+        assert emb.min_eigenvalue >= 0.19
+
+
 @pytest.mark.parametrize("power, scale", [(1, 1.0), (2, 1.0), (1.5, 3.0)])
 def test_embedding_reproduces_the_toeplitz_row_exactly(power, scale):
     d = 100
