@@ -309,9 +309,9 @@ def test_bootstrap_likelihood_scores_match_a_direct_resample():
         scores, _ = _bootstrap(
             data, cands, [], estimator, True, True, t, 3, np.random.default_rng(5)
         )
-        gen = np.random.default_rng(5)
+        seeds = np.random.default_rng(5).integers(0, 2**63, size=3)
         for b in range(3):
-            idx = gen.integers(0, 400, size=400)
+            idx = np.random.default_rng(seeds[b]).integers(0, 400, size=400)
             bb, aa = np.abs(sim.before)[idx], np.abs(sim.after)[idx]
             for j, psi in enumerate(cands):
                 if estimator == "likelihood":
@@ -393,3 +393,14 @@ def test_cdf_refinement_stays_out_of_the_ne_neighbourhood():
     sim = simulate_change("1.05-norm", 2000, init="lognormal", rng=1)
     res = infer_geometry(sim.before, sim.after, [1.1, 1.2, 1.3], estimator="cdf", n_bootstrap=0)
     assert res.best_p < 1.1
+
+
+def test_bootstrap_without_stored_counts_gives_the_same_answer(monkeypatch):
+    import syngeo.inference as inference_module
+
+    sim = simulate_change("2-norm", 500, rng=19)
+    a = fit(sim, n_bootstrap=12, rng=3)
+    monkeypatch.setattr(inference_module, "_BOOT_STORE_BYTES", 0)
+    b = fit(sim, n_bootstrap=12, rng=3)
+    pd.testing.assert_frame_equal(a.ranking, b.ranking)
+    assert a.p_interval_bootstrap == b.p_interval_bootstrap

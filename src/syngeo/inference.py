@@ -117,6 +117,8 @@ KS_MAX_N = 100_000
 #: Half-width and step of the fine p grid used by the cdf refinement and the bootstrap.
 FINE_STEP = 0.01
 _BOOT_HALF_WIDTH = 0.15
+#: Bootstrap count vectors are stored (1 byte per synapse and resample) up to this size.
+_BOOT_STORE_BYTES = 200_000_000
 
 
 def default_candidates() -> list[Potential]:
@@ -823,13 +825,19 @@ def _bootstrap(
     synapses (equivalent to drawing n synapses with replacement).
     """
     n = data.n
-    # Resample counts as uint8 (a synapse drawn 255+ times in n draws has probability ~1/255!).
-    counts = np.empty((n_bootstrap, n), dtype=np.uint8)
-    for b in range(n_bootstrap):
-        c = np.bincount(gen.integers(0, n, size=n), minlength=n)
-        if c.max() > 255:  # pragma: no cover - practically impossible
-            raise RuntimeError("bootstrap count overflow")
-        counts[b] = c
+    # Resample b draws n synapse indices with replacement from its own seed; its count vector
+    # is kept (as uint8: a count above 255 has probability ~ e^-1/256!) when all of them fit in
+    # _BOOT_STORE_BYTES, and regenerated from the seed for every candidate otherwise.
+    seeds = gen.integers(0, 2**63, size=n_bootstrap)
+
+    def resample_counts(b: int) -> np.ndarray:
+        return np.bincount(np.random.default_rng(seeds[b]).integers(0, n, size=n), minlength=n)
+
+    store = n_bootstrap * n <= _BOOT_STORE_BYTES
+    if store:
+        counts = np.empty((n_bootstrap, n), dtype=np.uint8)
+        for b in range(n_bootstrap):
+            counts[b] = resample_counts(b)
     block = max(1, min(n_bootstrap, 4_000_000 // max(n, 1)))
     mask = data.like_mask
     la = np.where(np.isfinite(data.log_abs_after), data.log_abs_after, 0.0)
@@ -838,7 +846,11 @@ def _bootstrap(
 
     def blocks():
         for s in range(0, n_bootstrap, block):
-            c = counts[s : s + block].astype(np.float64)
+            e = min(s + block, n_bootstrap)
+            if store:
+                c = counts[s:e].astype(np.float64)
+            else:
+                c = np.stack([resample_counts(b) for b in range(s, e)]).astype(np.float64)
             cl = c if mask is None else c * mask
             yield s, c, cl
 
