@@ -674,7 +674,10 @@ class GeometryFit:
             f"Best geometry: {self.best} (estimator: {self.estimator}, {self.n_synapses} synapses)",
         ]
         if self.p_interval is not None:
-            lines.append(f"p interval: {self.p_interval}")
+            what = "p interval" if self.best_p is not None else "p interval of the p-norms"
+            lines.append(f"{what}: {self.p_interval}")
+            if self.best_p is None and self.p_interval.open_low:
+                lines.append("  (reaches p -> 1, the limit in which the p-norms become NE)")
         if self.p_interval_bootstrap is not None and self.p_interval_bootstrap != self.p_interval:
             lines.append(f"p interval (bootstrap): {self.p_interval_bootstrap}")
         score = "ΔAIC" if self.estimator == "likelihood" else "cdf distance"
