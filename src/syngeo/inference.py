@@ -786,27 +786,81 @@ def _zoom_cdf(data: _Data, t: np.ndarray, lo: float, hi: float, p0: float, d0: f
     return float(best)
 
 
-def _lr_interval(
-    data: _Data, p_hat: float, l_hat: float, confidence: float, fit_mean: bool
-) -> ConfidenceInterval:
-    """{p : 2(ℓ̂ − ℓ(p)) ≤ χ²₁(confidence)} by root finding on each side of p̂."""
+class _ProfileLikelihood:
+    """ℓ(p) of the p-norm family with a cache (Brent, the interval search and brentq share it)."""
+
+    def __init__(self, data: _Data, fit_mean: bool) -> None:
+        self.data, self.fit_mean, self.cache = data, fit_mean, {}
+
+    def __call__(self, p: float) -> float:
+        p = float(p)
+        if p not in self.cache:
+            self.cache[p] = _loglik_p(self.data, p, self.fit_mean)
+        return self.cache[p]
+
+
+def _maximise_likelihood(ell: _ProfileLikelihood, lo: float, hi: float, p0: float) -> float:
+    """argmax ℓ(p) on (lo, hi) near the grid best p0, to 1e-4.
+
+    Where (lo, hi) extends past a grid end, first walk outwards from p0 in steps of 0.1 while ℓ
+    improves, so that bounded Brent works on a bracket of width ≤ 0.2 around the maximum.
+    """
+    best = p0
+    for direction in (-1.0, 1.0):
+        if (p0 - lo if direction < 0 else hi - p0) <= 0.25:
+            continue
+        p = p0
+        while lo < p + direction * 0.1 < hi and ell(p + direction * 0.1) > ell(p):
+            p = p + direction * 0.1
+        if ell(p) > ell(best):
+            best = p
+    a, b = max(lo, best - 0.1), min(hi, best + 0.1)
+    res = scipy.optimize.minimize_scalar(
+        lambda p: -ell(p), bounds=(a, b), method="bounded", options={"xatol": 1e-4}
+    )
+    return float(res.x) if -res.fun > ell(best) else best
+
+
+def _lr_interval(ell: _ProfileLikelihood, p_hat: float, confidence: float) -> ConfidenceInterval:
+    """{p : 2(ℓ̂ − ℓ(p)) ≤ χ²₁(confidence)} by root finding on each side of p̂.
+
+    The half-width is first guessed from the curvature of ℓ at p̂ (quadratic approximation,
+    w = sqrt(2·drop/|ℓ''|)); a bracket [p̂ ± w/2, p̂ ± 3^k·1.5w] is grown until ℓ has dropped by
+    more than χ²₁(confidence)/2, and brentq finds the crossing inside it (to 1e-5).
+    """
     drop = 0.5 * float(scipy.stats.chi2.ppf(confidence, 1))
+    l_hat = ell(p_hat)
 
     def f(p: float) -> float:
-        return _loglik_p(data, p, fit_mean) - (l_hat - drop)
+        return ell(p) - (l_hat - drop)
 
     lo_b, hi_b = P_BOUNDS
-    open_low = open_high = False
-    if p_hat <= lo_b or f(lo_b) >= 0:
-        low, open_low = lo_b, True
-    else:
-        low = scipy.optimize.brentq(f, lo_b, p_hat, xtol=1e-4)
-    if p_hat >= hi_b or f(hi_b) >= 0:
-        high, open_high = hi_b, True
-    else:
-        high = scipy.optimize.brentq(f, p_hat, hi_b, xtol=1e-4)
+    h = min(1e-3, (p_hat - lo_b) / 2, (hi_b - p_hat) / 2)
+    curv = (ell(p_hat + h) + ell(p_hat - h) - 2 * l_hat) / h**2 if h > 0 else 0.0
+    w = math.sqrt(2 * drop / -curv) if curv < 0 else 0.1
+    ends, opened = [], []
+    for side, bound in ((-1.0, lo_b), (1.0, hi_b)):
+        inner, reach = p_hat, 0.5 * w
+        is_open = False
+        while True:
+            outer = p_hat + side * reach
+            if side * (outer - bound) >= 0:
+                outer = bound
+            if f(outer) < 0:
+                break
+            inner = outer
+            if outer == bound:
+                is_open = True
+                break
+            reach *= 3
+        if is_open:
+            ends.append(bound)
+        else:
+            a, b = sorted((inner, outer))
+            ends.append(scipy.optimize.brentq(f, a, b, xtol=1e-5))
+        opened.append(is_open)
     return ConfidenceInterval(
-        float(low), float(high), float(confidence), "likelihood-ratio", open_low, open_high
+        float(ends[0]), float(ends[1]), float(confidence), "likelihood-ratio", *opened
     )
 
 
@@ -1028,14 +1082,10 @@ def infer_geometry(
         if refine:
             lo, hi = _bracket([c.p for c in pnorms], p0)
             if estimator == "likelihood":
-                res = scipy.optimize.minimize_scalar(
-                    lambda p: -_loglik_p(data, p, fit_mean),
-                    bounds=(lo, hi),
-                    method="bounded",
-                    options={"xatol": 1e-4},
-                )
-                p_new = round(float(res.x), 4)
-                if -res.fun <= best_grid_pn["log_likelihood"]:
+                ell = _ProfileLikelihood(data, fit_mean)
+                ell.cache[float(p0)] = float(best_grid_pn["log_likelihood"])
+                p_new = round(_maximise_likelihood(ell, lo, hi, p0), 4)
+                if ell(p_new) <= best_grid_pn["log_likelihood"]:
                     p_new = p0
             else:
                 if any(isinstance(c, NegativeEntropy) for c in valid):
@@ -1049,8 +1099,7 @@ def infer_geometry(
                 rows.append(_evaluate(data, psi, t, fit_mean) | {"refined": True, "note": ""})
             p_best_family = p_new
             if estimator == "likelihood":
-                l_hat = _loglik_p(data, p_best_family, fit_mean)
-                p_interval = _lr_interval(data, p_best_family, l_hat, confidence, fit_mean)
+                p_interval = _lr_interval(ell, p_best_family, confidence)
         else:
             p_best_family = p0
     # (bound warnings are added once the winner is known: with NE best, a p-norm fit running to
