@@ -34,6 +34,7 @@ from syngeo.potentials import NegativeEntropy, PotentialLike, potential
 __all__ = [
     "AndersonDarlingResult",
     "GaussianityResult",
+    "SignChanges",
     "StatTestResult",
     "as_weights",
     "cdf_distance",
