@@ -19,3 +19,14 @@ def test_import_does_not_pull_plotting_or_cluster_libraries():
     code = "import sys, syngeo; print(sorted(m for m in ('matplotlib', 'dask', 'distributed') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_public_names_do_not_shadow_submodules():
+    import importlib
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(syngeo.__path__)}
+    shadowed = sorted(set(syngeo.__all__) & submodules)
+    assert shadowed == []
+    gaussianity = importlib.import_module("syngeo.gaussianity")
+    assert syngeo.gaussianity is gaussianity

@@ -34,15 +34,19 @@ from syngeo.bounds import (
     optimal_size_numeric,
     predicted_learning_rate,
 )
-from syngeo.data.correlated import correlated_inputs, toeplitz_correlation_row
+from syngeo.data.correlated import (
+    correlated_inputs,
+    toeplitz_correlation_matrix,
+    toeplitz_correlation_row,
+)
 from syngeo.data.weights import WeightPair, WeightSet, load_pair, load_weights
 from syngeo.expansion import Expansion, expand_linear, expand_sigmoid
 from syngeo.gaussianity import (
     GaussianityResult,
+    SignChanges,
     cdf_distance,
     change_magnitude,
     dual_change,
-    gaussianity,
     gaussianity_of_change,
     sign_changes,
 )
@@ -110,6 +114,7 @@ __all__ = [
     "PositionDependent",
     "Potential",
     "Quantity",
+    "SignChanges",
     "SimulatedLearning",
     "SweepResult",
     "SynapticNoise",
@@ -132,7 +137,6 @@ __all__ = [
     "expected_learning_rate",
     "exponentiated_gradient",
     "flow_field",
-    "gaussianity",
     "gaussianity_of_change",
     "hessian_trace",
     "hessian_vector_product",
@@ -156,5 +160,6 @@ __all__ = [
     "sign_changes",
     "simulate_change",
     "simulate_learning",
+    "toeplitz_correlation_matrix",
     "toeplitz_correlation_row",
 ]
