@@ -292,6 +292,11 @@ def print_fit(fit: Any) -> None:
     )
     if fit.p_interval is not None:
         console.print(f"interval for p: {fit.p_interval}", highlight=False)
+    boot = getattr(fit, "p_interval_bootstrap", None)
+    if boot is not None and boot != fit.p_interval:
+        # The bootstrap over synapses does not rely on the Gaussian model's curvature for its
+        # width; neither interval covers a bias of the model itself (see docs/inference.md).
+        console.print(f"interval for p (bootstrap over synapses): {boot}", highlight=False)
     ne_listed = bool((fit.ranking["candidate"] == "NE").any())
     if fit.ne_ruled_out and ne_listed:
         console.print(f"NE ruled out: {fit.ne_ruled_out_reason}", highlight=False)
