@@ -110,11 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         "MirrorDescent NE": (lambda ps: MirrorDescent(ps, lr, potential="ne", momentum=0.9), 1.5),
         "MirrorDescent 2.5-norm": (lambda ps: MirrorDescent(ps, lr, potential="p=2.5", momentum=0.9), 2.0),
     }  # fmt: skip
-    # One parameter list shared by all optimizers (each keeps its own momentum buffers): the
-    # steps are tiny, so every optimizer keeps working on realistic weights, and set-up is short.
-    params = make_params(args.device)
-    optimizers = {name: make(params) for name, (make, _) in candidates.items()}
-    for opt in optimizers.values():  # first steps allocate momentum buffers
+    # Each optimizer steps its own copy of the weights (MirrorDescent keeps the dual weights
+    # between steps and recomputes them when something else writes into a parameter, so a list
+    # shared by all optimizers would time that recomputation at every step, not a training
+    # step); the gradient tensors are shared, so set-up stays short.
+    base_params = make_params(args.device)
+    param_lists: dict[str, list[torch.nn.Parameter]] = {}
+    for name in candidates:
+        copies = [torch.nn.Parameter(p.detach().clone()) for p in base_params]
+        for c, p in zip(copies, base_params, strict=True):
+            c.grad = p.grad
+        param_lists[name] = copies
+    del base_params
+    optimizers = {name: make(param_lists[name]) for name, (make, _) in candidates.items()}
+    for opt in optimizers.values():  # first steps allocate momentum buffers and dual caches
         timeit(opt.step, repeat=1, warmup=args.warmup, device=args.device, clock=clock)
 
     names = list(optimizers)
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(timeit(step, repeat=1, warmup=0, device=args.device, clock=clock))
     sync(args.device)
 
-    if not all(torch.isfinite(p).all() for p in params):
+    if not all(torch.isfinite(p).all() for ps in param_lists.values() for p in ps):
         print("non-finite parameters after the benchmark", file=sys.stderr)
         return 1
 

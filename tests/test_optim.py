@@ -863,3 +863,314 @@ def test_fast_path_float32_stays_close_to_reference(spec):
     for x, y in zip(*finals, strict=True):
         assert x.dtype == torch.float32
         torch.testing.assert_close(x, y, rtol=2e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# the dual cache: p-norm dual weights / NE signs kept between steps, guarded by p._version
+# --------------------------------------------------------------------------------------------
+
+_CACHED_SPECS = ["1.5-norm", "3-norm", "p=2.5", "ne"]
+
+
+def _cache_key(spec):
+    return "sign" if potential(spec) == NegativeEntropy() else "dual"
+
+
+def _set_grads(params, step):
+    for i, p in enumerate(params):
+        p.grad = torch.cos(p.detach() * (step + 1) + i)
+
+
+def _leaf_params(seed=12, dtype=F64):
+    return [torch.nn.Parameter(t) for t in _random_param_list(seed, dtype=dtype)]
+
+
+@pytest.mark.parametrize("spec", _CACHED_SPECS)
+def test_cache_is_kept_in_state_and_stamped_with_the_version(spec):
+    params = _leaf_params()
+    opt = MirrorDescent(params, lr=0.05, potential=spec, momentum=0.9)
+    for step in range(3):
+        _set_grads(params, step)
+        opt.step()
+        for p in params:
+            state = opt.state[p]
+            assert state["cache_version"] == p._version
+            cached = state[_cache_key(spec)]
+            if spec == "ne":
+                assert torch.equal(cached, torch.sign(p.detach()))
+            else:  # the dual weights of the current weights, to rounding
+                torch.testing.assert_close(
+                    cached, potential(spec).grad(p.detach()), rtol=1e-13, atol=1e-15
+                )
+    off = MirrorDescent(_leaf_params(), lr=0.05, potential=spec, cache_dual=False)
+    _set_grads(off.param_groups[0]["params"], 0)
+    off.step()
+    assert all(set(s) <= {"momentum_buffer"} for s in off.state.values())
+
+
+@pytest.mark.parametrize("spec", _CACHED_SPECS)
+@pytest.mark.parametrize(
+    "options",
+    [dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=1e-2, maximize=True)],
+    ids=["momentum", "nesterov-wd-max"],
+)
+def test_cached_run_matches_uncached_and_reference(spec, options):
+    finals = []
+    for kwargs in (dict(), dict(cache_dual=False), dict(foreach=False)):
+        params = _leaf_params()
+        lr = 0.02 if not options.get("maximize") else 2e-3  # as above: keep ascent short
+        opt = MirrorDescent(params, lr=lr, potential=spec, **options, **kwargs)
+        for step in range(20):
+            _set_grads(params, step)
+            opt.step()
+        finals.append([p.detach().clone() for p in params])
+    _assert_params_equal(finals[0], finals[1], exact=False)
+    _assert_params_equal(finals[0], finals[2], exact=False)
+    moved = zip(finals[0], _leaf_params(), strict=True)
+    assert max((a - b).abs().max().item() for a, b in moved) > 1e-3
+
+
+_IN_PLACE_EDITS = {
+    "mul_": lambda p: p.mul_(-1.5),
+    "copy_": lambda p: p.copy_(torch.linspace(-2.0, 3.0, p.numel(), dtype=p.dtype).view_as(p)),
+    "detach-add_": lambda p: p.detach().add_(0.25),
+    "nn.init": lambda p: torch.nn.init.uniform_(p, 0.1, 0.9),
+}
+
+
+@pytest.mark.parametrize("edit", list(_IN_PLACE_EDITS))
+@pytest.mark.parametrize("spec", _CACHED_SPECS)
+def test_in_place_change_between_steps_invalidates_the_cache(spec, edit):
+    """After an in-place write, the step equals a fresh optimizer's step from the new weights."""
+    params = _leaf_params()
+    opt = MirrorDescent(params, lr=0.05, potential=spec)  # no momentum: a fresh one is equivalent
+    for step in range(3):
+        _set_grads(params, step)
+        opt.step()
+    with torch.no_grad():
+        for p in params:
+            _IN_PLACE_EDITS[edit](p)
+    fresh_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    fresh = MirrorDescent(fresh_params, lr=0.05, potential=spec)
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    ref_opt = MirrorDescent(reference, lr=0.05, potential=spec, foreach=False)
+    for step in range(3, 6):
+        for ps, o in ((params, opt), (fresh_params, fresh), (reference, ref_opt)):
+            _set_grads(ps, step)
+            o.step()
+        _assert_params_equal(params, fresh_params, exact=False, rtol=1e-12, atol=1e-14)
+        _assert_params_equal(params, reference, exact=False, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("spec", _CACHED_SPECS)
+def test_in_place_change_with_momentum_matches_the_reference(spec):
+    """The momentum buffer survives the edit; only the cached dual/signs are recomputed."""
+    runs = []
+    for foreach in (True, False):
+        params = _leaf_params()
+        opt = MirrorDescent(params, lr=0.03, potential=spec, momentum=0.9, foreach=foreach)
+        for step in range(8):
+            if step == 4:
+                with torch.no_grad():
+                    params[1].mul_(0.5)
+                    params[2].copy_(-params[2])
+            _set_grads(params, step)
+            opt.step()
+        runs.append([p.detach().clone() for p in params])
+    _assert_params_equal(runs[0], runs[1], exact=False, rtol=1e-12, atol=1e-14)
+
+
+def test_writes_through_data_are_not_seen_as_documented():
+    """``p.data`` has its own version counter: the stale dual is used (documented limitation),
+    and dropping it from the state (the documented remedy) restores the fresh step."""
+    w0 = torch.tensor([0.5, -2.0, 1.5], dtype=F64)
+
+    def run(remedy):
+        w = torch.nn.Parameter(w0.clone())
+        opt = MirrorDescent([w], lr=0.1, potential="3-norm")
+        w.grad = torch.ones_like(w)
+        opt.step()
+        w.data.mul_(3.0)
+        if remedy:
+            opt.state[w].pop("dual")
+        opt.step()
+        return w.detach().clone(), opt
+
+    stale, _ = run(remedy=False)
+    fixed, _ = run(remedy=True)
+    w = torch.nn.Parameter(w0.clone())
+    ref = MirrorDescent([w], lr=0.1, potential="3-norm", foreach=False)
+    w.grad = torch.ones_like(w)
+    ref.step()
+    with torch.no_grad():
+        w.mul_(3.0)
+    ref.step()
+    torch.testing.assert_close(fixed, w.detach(), rtol=1e-13, atol=0)
+    assert not torch.allclose(stale, w.detach())
+
+
+@pytest.mark.parametrize("spec", ["3-norm", "ne"])
+def test_switching_to_the_reference_path_and_back_drops_the_cache(spec):
+    runs = []
+    for switch in (True, False):
+        params = _leaf_params()
+        opt = MirrorDescent(params, lr=0.03, potential=spec, momentum=0.9, foreach=not switch)
+        for step in range(6):
+            if switch:  # the reference path for steps 2 and 3
+                opt.param_groups[0]["foreach"] = step not in (2, 3)
+            _set_grads(params, step)
+            opt.step()
+            if switch and step in (2, 3):
+                assert all("cache_version" not in opt.state[p] for p in params)
+            if step == 2:  # an edit while the cache is not maintained
+                with torch.no_grad():
+                    params[0].mul_(2.0)
+        runs.append([p.detach().clone() for p in params])
+    _assert_params_equal(runs[0], runs[1], exact=False, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("spec", ["3-norm", "p=2.5", "ne"])
+def test_state_dict_saves_the_dual_only_and_resumes_bit_for_bit(spec):
+    model_a = _model(13)
+    opt_a = MirrorDescent(model_a.parameters(), lr=0.05, potential=spec, momentum=0.9)
+    _train(model_a, opt_a, 5)
+    buffer = io.BytesIO()
+    torch.save({"model": model_a.state_dict(), "opt": opt_a.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    for entry in saved["opt"]["state"].values():
+        assert "cache_version" not in entry and "sign" not in entry
+        assert ("dual" in entry) == (spec != "ne")
+    # the live state is untouched by state_dict()
+    assert all("cache_version" in s for s in opt_a.state.values())
+    _train(model_a, opt_a, 5)  # the original run goes on
+
+    for order in ("model-first", "optimizer-first"):
+        model_b = _model(99)
+        opt_b = MirrorDescent(model_b.parameters(), lr=1.0, potential="2-norm")
+        # torch's load_state_dict shares tensors with the dict it loads: one copy per load
+        checkpoint = copy.deepcopy(saved)
+        if order == "model-first":
+            model_b.load_state_dict(checkpoint["model"])
+            opt_b.load_state_dict(checkpoint["opt"])
+        else:
+            opt_b.load_state_dict(checkpoint["opt"])
+            model_b.load_state_dict(checkpoint["model"])
+        _train(model_b, opt_b, 5)
+        _assert_params_equal(_params(model_b), _params(model_a))
+
+
+@pytest.mark.parametrize("spec", ["3-norm", "p=2.5", "1.5-norm"])
+def test_loaded_dual_that_does_not_match_the_weights_is_recomputed(spec):
+    """An optimizer state loaded into a model with other weights: the dual comes from the weights."""
+    model_a = _model(14)
+    opt_a = MirrorDescent(model_a.parameters(), lr=0.05, potential=spec, momentum=0.9)
+    _train(model_a, opt_a, 5)
+    state = copy.deepcopy(opt_a.state_dict())
+
+    model_b = _model(15)  # other weights
+    opt_b = MirrorDescent(model_b.parameters(), lr=0.05, potential=spec, momentum=0.9)
+    opt_b.load_state_dict(copy.deepcopy(state))  # torch shares the loaded tensors otherwise
+    model_r = copy.deepcopy(model_b)
+    opt_r = MirrorDescent(model_r.parameters(), lr=0.05, potential=spec, momentum=0.9)
+    opt_r.load_state_dict(copy.deepcopy(state))
+    for s in opt_r.state.values():
+        s.pop("dual")  # the same momentum buffers, no dual: recomputed from model_b's weights
+    _train(model_b, opt_b, 5)
+    _train(model_r, opt_r, 5)
+    _assert_params_equal(_params(model_b), _params(model_r))
+
+
+def test_state_dict_without_the_dual_continues_to_rounding():
+    """A checkpoint whose dual was dropped resumes from the weights (equal to ~1e-12)."""
+    model_a = _model(16)
+    opt_a = _two_group_optimizer(model_a)
+    _train(model_a, opt_a, 5)
+    state = copy.deepcopy(opt_a.state_dict())
+    for entry in state["state"].values():
+        entry.pop("dual", None)
+    model_b = copy.deepcopy(model_a)
+    opt_b = _two_group_optimizer(model_b)
+    opt_b.load_state_dict(state)
+    _train(model_a, opt_a, 10)
+    _train(model_b, opt_b, 10)
+    _assert_params_equal(_params(model_a), _params(model_b), exact=False)
+
+
+@pytest.mark.parametrize("space", ["dual", "primal"])
+def test_cache_with_plasticity_noise(space):
+    """Dual noise goes into the cached dual; primal noise disables the cache."""
+    finals = []
+    for foreach in (True, False):
+        params = _leaf_params()
+        gen = torch.Generator().manual_seed(4)
+
+        def noise(ps, gen=gen):
+            return [1e-3 * torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in ps]
+
+        opt = MirrorDescent(params, lr=0.02, potential="3-norm", momentum=0.9, foreach=foreach,
+                            plasticity_noise=noise, noise_space=space)  # fmt: skip
+        for step in range(6):
+            _set_grads(params, step)
+            opt.step()
+        if foreach:
+            assert all(("dual" in opt.state[p]) == (space == "dual") for p in params)
+        finals.append([p.detach().clone() for p in params])
+    _assert_params_equal(finals[0], finals[1], exact=False)
+
+
+@pytest.mark.parametrize("per_tensor", [True, False])
+@pytest.mark.parametrize("spec", ["1.05-norm", "1.5-norm", "2.5-norm", "3-norm", "4-norm", "ne"])
+def test_functional_dual_cache_matches_reference(per_tensor, spec):
+    """Both fast kernels, with a cache carried across calls, equal the single-tensor reference."""
+    finals = []
+    for kernel in ("fast", "reference"):
+        params = [t * 10.0**e for t, e in zip(_random_param_list(11), (-6, -2, 0, 2), strict=True)]
+        bufs: list = [None] * len(params)
+        cache: list = [None] * len(params)
+        for step in range(5):
+            grads = _random_param_list(100 + step)
+            common = dict(potential=potential(spec), lr=1e-2, momentum=0.9, dampening=0.0,
+                          weight_decay=1e-3, nesterov=True, maximize=False, noise_space="dual")  # fmt: skip
+            if kernel == "fast":
+                _foreach_mirror_descent(
+                    params, grads, bufs, None, per_tensor=per_tensor, dual_cache=cache, **common
+                )
+                assert all(isinstance(c, torch.Tensor) for c in cache)
+            else:
+                _single_tensor_mirror_descent(params, grads, bufs, None, **common)
+        finals.append(params)
+    for x, y in zip(*finals, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-300)
+
+
+def test_cache_validation_errors():
+    with pytest.raises(TypeError, match="Invalid cache_dual value"):
+        MirrorDescent(_p(), lr=0.1, cache_dual="yes")
+    w = torch.ones(3, dtype=F64)
+    with pytest.raises(ValueError, match="dual-cache entries"):
+        mirror_descent([w], [w.clone()], [], potential="3-norm", lr=0.1, dual_cache=[])
+    cache = [torch.ones(3, dtype=F64)]
+    mirror_descent(
+        [w], [w.clone()], [], potential="3-norm", lr=0.1, dual_cache=cache, foreach=False
+    )
+    assert cache == [None]  # the reference path carries nothing
+
+
+def test_cache_dtype_change_is_caught():
+    """``Module.double()`` assigns ``.data`` (same version) but changes the dtype: recomputed."""
+    model = _model(17, dtype=torch.float32)
+    opt = MirrorDescent(model.parameters(), lr=0.05, potential="3-norm", momentum=0.9)
+    _train(model, opt, 2)
+    model.double()
+    for s in opt.state.values():
+        s["momentum_buffer"] = s["momentum_buffer"].double()
+    reference = copy.deepcopy(model)
+    ref_opt = MirrorDescent(reference.parameters(), lr=0.05, potential="3-norm", momentum=0.9,
+                            foreach=False)  # fmt: skip
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        ref_opt.state[q]["momentum_buffer"] = opt.state[p]["momentum_buffer"].clone()
+    _train(model, opt, 3)
+    _train(reference, ref_opt, 3)
+    _assert_params_equal(_params(model), _params(reference), exact=False)
+    assert all(s["dual"].dtype == F64 for s in opt.state.values())
