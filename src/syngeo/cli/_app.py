@@ -61,6 +61,15 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Recent typer releases bundle their own copy of click, whose exceptions are not click's: catch
+# both families so that usage errors are one line and exit code 2 whichever typer is installed.
+_EXIT = tuple({click.exceptions.Exit, getattr(typer, "Exit", click.exceptions.Exit)})
+_ABORT = tuple({click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort)})
+_USAGE_ERRORS = tuple(
+    {click.ClickException, getattr(typer, "TyperException", click.ClickException)}
+)
+
+
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with code 2."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -81,12 +90,15 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="syngeo")
-    except click.exceptions.Exit as exc:  # --help, typer.Exit
-        raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:  # usage errors: bad option, missing argument
-        exc.show()
+    except _EXIT as exc:  # --help, typer.Exit
+        raise SystemExit(getattr(exc, "exit_code", 0)) from None
+    except _USAGE_ERRORS as exc:  # bad option, missing argument, bad value
+        if hasattr(exc, "show"):
+            exc.show()
+        else:  # pragma: no cover - depends on the typer release
+            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False)
         raise SystemExit(2) from None
-    except click.exceptions.Abort:
+    except _ABORT:
         err_console.print("aborted")
         raise SystemExit(130) from None
     except KeyboardInterrupt:
