@@ -30,13 +30,7 @@ from syngeo.plasticity import PlasticityRates, ThreeComponentPlasticity
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small matrices: one intra-op thread is much faster on a loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gen(seed=0):

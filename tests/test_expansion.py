@@ -22,13 +22,7 @@ from syngeo.expansion import (
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small matrices: one intra-op thread is much faster on a loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_linear_task_loss_is_the_average_over_inputs():

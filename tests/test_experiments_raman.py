@@ -10,7 +10,6 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 
 from syngeo.experiments import get, run
 from syngeo.experiments.raman import (
@@ -26,12 +25,7 @@ from syngeo.plasticity import PlasticityRates
 NAMES = ("raman-k", "raman-difficulty", "raman-size", "raman-geometry")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _contract(name, config):

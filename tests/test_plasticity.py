@@ -13,14 +13,7 @@ from syngeo.plasticity import (
     random_unit_vector,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small matrices: one intra-op thread is much faster on a loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gen(seed=0):
