@@ -10,7 +10,7 @@ What is measured, in one run (so the numbers share the machine's load):
    sweep, figures, report included), into a temporary folder: the default command (in-process)
    and with ``--workers``.
 2. A representative sample of the full protocol: every (alpha, power, width) cell for
-   ``--sample-seeds`` seeds (default 1; 40 cells), through :func:`syngeo.sweep.run_sweep` with
+   ``--sample-seeds`` seeds (default 1; 40 cells), through :func:`syngeo.app.sweep.run_sweep` with
    ``--workers`` processes. All seeds of a cell cost the same on average, so the full protocol
    takes about ``30 / sample_seeds`` times as long: that extrapolation is printed against the
    20-min target.
@@ -48,7 +48,7 @@ def _syngeo_command() -> list[str]:
     exe = Path(sys.executable).with_name("syngeo")
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "from syngeo.cli import main; main()"]
+    return [sys.executable, "-c", "from syngeo.app.cli import main; main()"]
 
 
 def time_quick(name: str, workers: int, tmp: Path) -> float:
@@ -62,8 +62,8 @@ def time_quick(name: str, workers: int, tmp: Path) -> float:
 
 
 def time_sample(workers: int, sample_seeds: int, tmp: Path) -> tuple[float, float, int, object]:
-    from syngeo.experiments.regression import fig6_Config, regression_problem
-    from syngeo.sweep import run_sweep
+    from syngeo.app.experiments.regression import fig6_Config, regression_problem
+    from syngeo.app.sweep import run_sweep
 
     config = replace(fig6_Config(), n_seeds=sample_seeds)
     start = time.perf_counter()
@@ -81,8 +81,8 @@ def time_sample(workers: int, sample_seeds: int, tmp: Path) -> tuple[float, floa
 
 
 def time_full(workers: int, tmp: Path) -> float:
-    from syngeo.experiments.regression import fig6_Config
-    from syngeo.sweep import run_sweep
+    from syngeo.app.experiments.regression import fig6_Config
+    from syngeo.app.sweep import run_sweep
 
     start = time.perf_counter()
     run_sweep("fig6", fig6_Config(), tmp / "full", workers=workers, quiet=False)

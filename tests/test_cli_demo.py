@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from syngeo.cli import main
+from syngeo.app.cli import main
 
 FIGURES = ("dual_change_histograms", "qq_plots", "score_vs_p")
 OUTPUTS = {

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from syngeo.cli import main
-from syngeo.cli.infer import parse_candidates
+from syngeo.app.cli import main
+from syngeo.app.cli.infer import parse_candidates
 
 N = 3000
 
@@ -357,7 +357,7 @@ def _ne_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_report_helpers_for_an_ne_fit():
     from syngeo.inference import infer_geometry
-    from syngeo.report import (
+    from syngeo.app.report import (
         inference_figures,
         inference_report,
         inference_summary,

@@ -8,20 +8,20 @@ import pandas as pd
 import pytest
 import typer.models
 
-from syngeo import experiments
-from syngeo.cli import main
-from syngeo.cli._app import app
-from syngeo.experiments import ExperimentSpec, _testing
+from syngeo.app import experiments
+from syngeo.app.cli import main
+from syngeo.app.cli._app import app
+from syngeo.app.experiments import ExperimentSpec, _testing
 
 
 @pytest.fixture(autouse=True)
 def testing_experiment(monkeypatch):
     """Register ``_testing`` and make sure the app dispatches on subcommand names."""
-    from syngeo.cli import _commands  # noqa: F401  (registers the commands)
+    from syngeo.app.cli import _commands  # noqa: F401  (registers the commands)
 
     registry = dict(experiments.REGISTRY)
     registry["_testing"] = ExperimentSpec(
-        "_testing", "syngeo.experiments._testing", "", "Sweep machinery test experiment"
+        "_testing", "syngeo.app.experiments._testing", "", "Sweep machinery test experiment"
     )
     monkeypatch.setattr(experiments, "REGISTRY", registry)
     if len(app.registered_commands) < 2:  # a one-command typer app would swallow the name

@@ -1,4 +1,4 @@
-"""End-to-end checks of the Raman et al. reproductions (syngeo.experiments.raman).
+"""End-to-end checks of the Raman et al. reproductions (syngeo.app.experiments.raman).
 
 Tiny configurations of each experiment: they must run, produce the contract's outputs, and show
 the predicted effects with margins that hold at this size (checked over several seeds while
@@ -11,15 +11,15 @@ import math
 import pandas as pd
 import pytest
 
-from syngeo.experiments import get, run
-from syngeo.experiments.raman import (
+from syngeo.app.experiments import get, run
+from syngeo.app.experiments.raman import (
     DifficultyConfig,
     GeometryConfig,
     KConfig,
     SizeConfig,
     slides_optimal_size,
 )
-from syngeo.outputs import to_jsonable
+from syngeo.app.outputs import to_jsonable
 from syngeo.plasticity import PlasticityRates
 
 NAMES = ("raman-k", "raman-difficulty", "raman-size", "raman-geometry")
@@ -150,7 +150,7 @@ def test_geometry_dual_noise_gives_lognormal_under_ne_and_gaussian_under_euclid(
 
 
 def test_reproduce_command_end_to_end(tmp_path):
-    from syngeo.cli import main
+    from syngeo.app.cli import main
 
     out = tmp_path / "geo"
     try:

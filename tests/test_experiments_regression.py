@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syngeo import experiments
-from syngeo.experiments import regression as reg
+from syngeo.app import experiments
+from syngeo.app.experiments import regression as reg
 from syngeo.gaussianity import cdf_distance, change_magnitude, dual_change
 from syngeo.solvers import bregman_projection
 
@@ -202,7 +202,7 @@ def test_summary_report_and_figures_state_the_claims_with_numbers():
 
 
 def test_reproduce_fig3a_quick_end_to_end(tmp_path):
-    from syngeo.cli.reproduce import reproduce
+    from syngeo.app.cli.reproduce import reproduce
 
     result = reproduce("fig3a", quick=True, out=tmp_path / "fig3a")
     table = pd.read_parquet(tmp_path / "fig3a" / "results.parquet")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from syngeo import experiments
-from syngeo.experiments import robustness as rob
+from syngeo.app import experiments
+from syngeo.app.experiments import robustness as rob
 from syngeo.gaussianity import cdf_distance
 from syngeo.potentials import potential
 
@@ -95,7 +95,7 @@ def test_run_cell_rows_and_minimum_at_the_true_potential():
 
 
 def test_summary_finds_the_true_potential_and_the_report_has_numbers(tmp_path):
-    from syngeo.sweep import run_sweep
+    from syngeo.app.sweep import run_sweep
 
     config = rob.Config(n_seeds=4, candidates=("NE", "1.5-norm", "2-norm", "2.5-norm", "3-norm"))
     df = run_sweep("fig3b", config, tmp_path, quiet=True).table

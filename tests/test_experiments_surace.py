@@ -1,4 +1,4 @@
-"""Tests of syngeo.experiments.surace (Surace & Brea Figs. 1 and 2) through the experiment contract."""
+"""Tests of syngeo.app.experiments.surace (Surace & Brea Figs. 1 and 2) through the experiment contract."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-import syngeo.experiments as experiments
-from syngeo.experiments import surace
+import syngeo.app.experiments as experiments
+from syngeo.app.experiments import surace
 from syngeo.metrics import Fisher, flow_field
-from syngeo.outputs import to_jsonable
+from syngeo.app.outputs import to_jsonable
 
 SMALL_FIG2 = surace.Fig2Config(n_p=9, n_q=8)
 

@@ -1,6 +1,6 @@
 """Resumable sweeps: keys, the store, resume after SIGINT/SIGKILL, and the three executors.
 
-The sweeps run ``syngeo.experiments._testing``: cells that sleep, log each computation to
+The sweeps run ``syngeo.app.experiments._testing``: cells that sleep, log each computation to
 ``<log_dir>/cell-<i>.log`` and return rows drawn from ``default_rng(seed + i)``, so a test can count
 recomputations and compare tables exactly.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from syngeo.experiments import _testing
-from syngeo.sweep import SweepResult, cell_key, run_sweep
+from syngeo.app.experiments import _testing
+from syngeo.app.sweep import SweepResult, cell_key, run_sweep
 
 N_CELLS = 10
 
@@ -86,7 +86,7 @@ def test_manifest_records_experiment_config_version_and_cell_count(tmp_path):
     config = _testing.Config(n_cells=3, delay=0.0)
     run_sweep(_testing, config, tmp_path, quiet=True)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["experiment"] == "syngeo.experiments._testing"
+    assert manifest["experiment"] == "syngeo.app.experiments._testing"
     assert manifest["config"]["n_cells"] == 3
     assert manifest["n_cells"] == 3
     assert manifest["syngeo_version"]
@@ -235,8 +235,8 @@ def test_dask_failing_cell_raises(tmp_path):
 _SCRIPT = textwrap.dedent(
     """
     import sys
-    from syngeo.experiments import _testing
-    from syngeo.sweep import run_sweep
+    from syngeo.app.experiments import _testing
+    from syngeo.app.sweep import run_sweep
 
     out, log_dir, workers, n_cells, delay = sys.argv[1:]
     config = _testing.Config(n_cells=int(n_cells), delay=float(delay), log_dir=log_dir)

@@ -10,9 +10,14 @@ The public API, re-exported from the modules that define it (see the README for 
   :mod:`syngeo.release`, :mod:`syngeo.units`;
 * learning-rate bounds under noisy plasticity (Raman et al.): :mod:`syngeo.bounds`,
   :mod:`syngeo.plasticity`, :mod:`syngeo.expansion`;
-* data and sweeps: :mod:`syngeo.data.correlated`, :mod:`syngeo.sweep`,
-  :mod:`syngeo.experiments`.
+* data: :mod:`syngeo.data.correlated`, :mod:`syngeo.data.weights`;
+* errors and input checks: :mod:`syngeo.errors`, :mod:`syngeo.validation`.
+
+Everything above is the library core. The applications built on it (command line, reproduced
+experiments, reports, resumable sweeps) live in :mod:`syngeo.app` and use only this public API.
 """
+
+from importlib import metadata as _metadata
 
 from syngeo.bounds import (
     ExpectedLearningRate,
@@ -40,6 +45,13 @@ from syngeo.data.correlated import (
     toeplitz_correlation_row,
 )
 from syngeo.data.weights import WeightPair, WeightSet, load_pair, load_weights
+from syngeo.errors import (
+    ConvergenceError,
+    DataFileError,
+    DomainError,
+    InputError,
+    InputTypeError,
+)
 from syngeo.expansion import Expansion, expand_linear, expand_sigmoid
 from syngeo.gaussianity import (
     GaussianityResult,
@@ -71,20 +83,21 @@ from syngeo.metrics import (
 )
 from syngeo.optim import MirrorDescent, exponentiated_gradient, mirror_descent, pnorm_sgd
 from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlasticity
-from syngeo.potentials import NegativeEntropy, PNorm, Potential, potential
+from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
 from syngeo.release import BinomialRelease
 from syngeo.simulate import SimulatedLearning, simulate_learning
 from syngeo.solvers import (
     BregmanProjection,
-    ConvergenceError,
     LinearizedChange,
     bregman_projection,
     linearized_change,
 )
-from syngeo.sweep import SweepResult, run_sweep
 from syngeo.units import Quantity, Unit, UnitChange
 
-__version__ = "0.1.0"
+try:  # one version string: the installed package's metadata (pyproject.toml)
+    __version__ = _metadata.version("syngeo")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "BinomialRelease",
@@ -92,6 +105,8 @@ __all__ = [
     "ConfidenceInterval",
     "Constant",
     "ConvergenceError",
+    "DataFileError",
+    "DomainError",
     "Euclidean",
     "Expansion",
     "ExpectedLearningRate",
@@ -101,9 +116,12 @@ __all__ = [
     "GaussianityResult",
     "GeometryFit",
     "Hessian",
+    "InputError",
+    "InputTypeError",
     "LearningCondition",
     "LearningRatePrediction",
     "LinearizedChange",
+    "LocalPotential",
     "LossGeometry",
     "Metric",
     "MirrorDescent",
@@ -116,7 +134,6 @@ __all__ = [
     "Quantity",
     "SignChanges",
     "SimulatedLearning",
-    "SweepResult",
     "SynapticNoise",
     "ThreeComponentPlasticity",
     "TraceEstimate",
@@ -156,7 +173,6 @@ __all__ = [
     "pnorm_sgd",
     "potential",
     "predicted_learning_rate",
-    "run_sweep",
     "sign_changes",
     "simulate_change",
     "simulate_learning",

@@ -1,6 +1,6 @@
 r"""Potentials: the strictly convex functions that define a plasticity geometry.
 
-A *potential* :math:`\phi(w) = \sum_i \varphi(w_i)` (THEORY.md §1) defines
+A *potential* :math:`\phi(w) = \sum_i \varphi(w_i)` (docs/theory.md, §1) defines
 
 * the **mirror map** :math:`\nabla\phi`, taking weights (primal space) to the dual space where
   mirror descent is plain gradient descent, :math:`\nabla\phi(w_{t+1}) = \nabla\phi(w_t) - \eta g`;
@@ -41,7 +41,10 @@ import numpy as np
 import scipy.special
 import torch
 
+from syngeo.errors import InputError, InputTypeError
+
 __all__ = [
+    "LocalPotential",
     "NegativeEntropy",
     "PNorm",
     "Potential",
@@ -94,11 +97,36 @@ def _sum(x: Array) -> Array:
 
 @runtime_checkable
 class Potential(Protocol):
-    """What every potential provides (see the module docstring for conventions)."""
+    """What every potential provides; consumers call these and never ask for the class.
+
+    All array methods work element-wise on ``torch.Tensor`` (keeping shape, dtype and device) and on
+    ``numpy.ndarray``. The easiest way to satisfy the protocol is to subclass
+    :class:`LocalPotential` and define four element-wise functions (see its docstring).
+
+    Attributes
+    ----------
+    name : str
+        Short display name (``"3-norm"``, ``"NE"``); used as a table key.
+    preserves_sign : bool
+        True when the mirror map's domain is one orthant per weight, so that mirror descent never
+        changes a sign and a zero weight stays zero (negative entropy). Consumers then pass the
+        weights' signs to :meth:`grad_inverse` and treat sign flips as outside the domain.
+    is_euclidean : bool
+        True when the mirror map is the identity (mirror descent is SGD).
+    parameter : float or None
+        The shape parameter of the potential's family (p for p-norms), or None. Inference refines
+        a candidate with a parameter by :meth:`with_parameter`.
+    parameter_bounds : tuple of float
+        Open interval of valid parameters (``(1, inf)`` for p-norms).
+    """
 
     name: str
+    preserves_sign: bool
+    is_euclidean: bool
+    parameter: float | None
+    parameter_bounds: tuple[float, float]
 
-    def value(self, w: Array) -> Array: ...
+    def value(self, w: Array, *, elementwise: bool = False) -> Array: ...
 
     def grad(self, w: Array) -> Array: ...
 
@@ -106,31 +134,109 @@ class Potential(Protocol):
 
     def hessian_diag(self, w: Array) -> Array: ...
 
+    def log_hessian_diag(self, w: Array) -> Array: ...
+
     def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array: ...
 
+    def conjugate(
+        self, u: Array, sign: Array | None = None, *, elementwise: bool = False
+    ) -> Array: ...
 
-class _LocalPotential:
-    """Shared derived operations of a local potential φ(w) = Σ φ_i(w_i)."""
+    def with_parameter(self, parameter: float) -> Potential: ...
 
-    name: str
+
+class LocalPotential:
+    r"""Base class of a local potential :math:`\phi(w) = \sum_i \varphi(w_i)`.
+
+    A subclass defines four element-wise functions and a name; everything else (Bregman
+    divergence, log-Hessian, convex conjugate, the :class:`Potential` protocol) is derived:
+
+    * ``value_elementwise(w)`` — :math:`\varphi(w_i)`;
+    * ``grad(w)`` — the mirror map :math:`\varphi'(w_i)`;
+    * ``grad_inverse(u, sign=None)`` — its inverse (``sign`` is the weights' sign, needed only
+      when ``preserves_sign``);
+    * ``hessian_diag(w)`` — :math:`\varphi''(w_i) > 0`.
+
+    Override ``log_hessian_diag`` or ``conjugate`` where a closed form is more accurate or faster,
+    and set ``parameter``/``with_parameter`` for a one-parameter family.
+
+    Examples
+    --------
+    A quartic-plus-quadratic potential :math:`\varphi(w) = w^2/2 + w^4/4` (its mirror map
+    :math:`w + w^3` is inverted by Cardano's formula):
+
+    >>> import numpy as np
+    >>> class Quartic(LocalPotential):
+    ...     name = "quartic"
+    ...     def value_elementwise(self, w):
+    ...         return w**2 / 2 + w**4 / 4
+    ...     def grad(self, w):
+    ...         return w + w**3
+    ...     def grad_inverse(self, u, sign=None):
+    ...         r = np.sqrt(u**2 / 4 + 1 / 27)
+    ...         return np.cbrt(u / 2 + r) + np.cbrt(u / 2 - r)
+    ...     def hessian_diag(self, w):
+    ...         return 1 + 3 * w**2
+    >>> phi = Quartic()
+    >>> bool(np.allclose(phi.grad_inverse(phi.grad(np.array([-1.5, 0.2]))), [-1.5, 0.2]))
+    True
+    >>> isinstance(phi, Potential)
+    True
+    """
+
+    name: str = "potential"
+    preserves_sign: bool = False
+    is_euclidean: bool = False
+    parameter: float | None = None
+    parameter_bounds: tuple[float, float] = (math.nan, math.nan)
 
     # -- to be provided by subclasses -------------------------------------------------------------
-    def _value_elementwise(self, w: Array) -> Array:  # pragma: no cover - abstract
+    def value_elementwise(self, w: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def grad(self, w: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def hessian_diag(self, w: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- derived ---------------------------------------------------------------------------------
     def value(self, w: Array, *, elementwise: bool = False) -> Array:
         """φ(w) = Σ_i φ(w_i); per entry if ``elementwise``."""
         w = _as_array(w)
-        v = self._value_elementwise(w)
+        v = self.value_elementwise(w)
         return v if elementwise else _sum(v)
 
     def mirror_map(self, w: Array) -> Array:
         """Alias of :meth:`grad`: the mirror map ∇φ from weights to the dual space."""
         return self.grad(w)
+
+    def log_hessian_diag(self, w: Array) -> Array:
+        """log φ''(w_i) per entry (``-inf``/``inf`` where the Hessian is 0/infinite).
+
+        The log-Jacobian of the mirror map, used by the likelihood of a dual-space model.
+        """
+        h = self.hessian_diag(_as_array(w))
+        if _is_torch(h):
+            return torch.log(h)
+        with np.errstate(divide="ignore"):
+            return np.log(h)
+
+    def conjugate(self, u: Array, sign: Array | None = None, *, elementwise: bool = False) -> Array:
+        r"""Convex conjugate :math:`\phi^*(u) = \langle u, w\rangle - \phi(w)` at
+        :math:`w = (\nabla\phi)^{-1}(u)` (Legendre transform; ``sign`` as in
+        :meth:`grad_inverse`). Its gradient is :math:`(\nabla\phi)^{-1}`."""
+        u = _as_array(u)
+        w = self.grad_inverse(u, sign=sign)
+        c = u * w - self.value_elementwise(w)
+        return c if elementwise else _sum(c)
+
+    def with_parameter(self, parameter: float) -> Potential:
+        """The member of this potential's family with another parameter (p-norms: ``PNorm(p)``)."""
+        raise InputError(f"the potential {self.name} has no parameter to set")
 
     def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array:
         r"""Bregman divergence :math:`D_\phi(w, w_{ref}) = \phi(w) - \phi(w_{ref}) - \langle\nabla\phi(w_{ref}), w - w_{ref}\rangle`.
@@ -145,17 +251,17 @@ class _LocalPotential:
         """
         w, w_ref = _as_array(w), _as_array(w_ref)
         d = (
-            self._value_elementwise(w)
-            - self._value_elementwise(w_ref)
+            self.value_elementwise(w)
+            - self.value_elementwise(w_ref)
             - self.grad(w_ref) * (w - w_ref)
         )
-        if getattr(self, "preserves_sign", False):
+        if self.preserves_sign:
             outside = (w * w_ref < 0) | ((w_ref == 0) & (w != 0))
             d = _where(outside, _full_like(d, math.inf), d)
         return d if elementwise else _sum(d)
 
     def dual_distance_to(self, w: Array, w_ref: Array) -> Array:
-        """∇φ(w) − ∇φ(w_ref): the change of the dual weights (THEORY §2's Δ)."""
+        """∇φ(w) − ∇φ(w_ref): the change of the dual weights (docs/theory.md, §2)."""
         return self.grad(_as_array(w)) - self.grad(_as_array(w_ref))
 
     def __str__(self) -> str:
@@ -163,7 +269,7 @@ class _LocalPotential:
 
 
 @dataclass(frozen=True, repr=False)
-class PNorm(_LocalPotential):
+class PNorm(LocalPotential):
     r"""The p-norm potential :math:`\phi(w) = \sum_i |w_i|^p / p` for real ``p > 1``.
 
     Mirror map :math:`\mathrm{sign}(w)|w|^{p-1}`, inverse :math:`\mathrm{sign}(u)|u|^{1/(p-1)}`,
@@ -185,11 +291,11 @@ class PNorm(_LocalPotential):
     def __post_init__(self) -> None:
         p = self.p
         if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-            raise TypeError(
+            raise InputTypeError(
                 f"PNorm needs a real number p > 1, got {p!r} of type {type(p).__name__}"
             )
         if not math.isfinite(float(p)) or float(p) <= 1.0:
-            raise ValueError(
+            raise InputError(
                 f"PNorm needs p > 1 (finite), got p={p!r}; p = 1 is not strictly convex — "
                 "use NegativeEntropy() for the p -> 1 end of the family"
             )
@@ -205,9 +311,35 @@ class PNorm(_LocalPotential):
         return self.p == 2.0
 
     preserves_sign = False
+    parameter_bounds = (1.0, math.inf)
 
-    def _value_elementwise(self, w: Array) -> Array:
+    @property
+    def parameter(self) -> float:  # type: ignore[override]
+        """The exponent p (the family parameter that inference refines)."""
+        return self.p
+
+    def with_parameter(self, parameter: float) -> PNorm:
+        """``PNorm(parameter)``."""
+        return PNorm(parameter)
+
+    def value_elementwise(self, w: Array) -> Array:
         return abs(w) ** self.p / self.p
+
+    def log_hessian_diag(self, w: Array) -> Array:
+        """log((p−1)|w|^(p−2)) = log(p−1) + (p−2)·log|w|, without forming the power."""
+        w = _as_array(w)
+        if self.is_euclidean:
+            return torch.zeros_like(w) if _is_torch(w) else np.zeros_like(w)
+        with np.errstate(divide="ignore"):
+            log_abs = torch.log(abs(w)) if _is_torch(w) else np.log(abs(w))
+        return math.log(self.p - 1.0) + (self.p - 2.0) * log_abs
+
+    def conjugate(self, u: Array, sign: Array | None = None, *, elementwise: bool = False) -> Array:
+        """φ*(u) = Σ |u|^q / q with q = p/(p−1), the dual exponent (``sign`` is ignored)."""
+        u = _as_array(u)
+        q = self.p / (self.p - 1.0)
+        c = abs(u) ** q / q
+        return c if elementwise else _sum(c)
 
     def grad(self, w: Array) -> Array:
         """Mirror map sign(w)·|w|^(p−1)."""
@@ -235,7 +367,7 @@ class PNorm(_LocalPotential):
 
 
 @dataclass(frozen=True, repr=False)
-class NegativeEntropy(_LocalPotential):
+class NegativeEntropy(LocalPotential):
     r"""Negative entropy :math:`\phi(w) = \sum_i |w_i| \log |w_i|` (exponentiated-gradient geometry).
 
     Mirror map :math:`\mathrm{sign}(w)(\log|w| + 1)`; inverse
@@ -255,7 +387,20 @@ class NegativeEntropy(_LocalPotential):
     is_euclidean = False
     preserves_sign = True
 
-    def _value_elementwise(self, w: Array) -> Array:
+    def log_hessian_diag(self, w: Array) -> Array:
+        """log(1/|w|) = −log|w|."""
+        w = _as_array(w)
+        if _is_torch(w):
+            return -torch.log(abs(w))
+        with np.errstate(divide="ignore"):
+            return -np.log(abs(w))
+
+    def conjugate(self, u: Array, sign: Array | None = None, *, elementwise: bool = False) -> Array:
+        """φ*(u) = Σ exp(s·u − 1) = Σ |w| at w = (∇φ)⁻¹(u) (``sign`` required, as for the inverse)."""
+        c = abs(self.grad_inverse(u, sign=sign))
+        return c if elementwise else _sum(c)
+
+    def value_elementwise(self, w: Array) -> Array:
         return _xlogx(abs(w))
 
     def grad(self, w: Array) -> Array:
@@ -269,7 +414,7 @@ class NegativeEntropy(_LocalPotential):
     def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
         """Inverse mirror map s·exp(s·u − 1); ``sign`` (the weights' signs) is required."""
         if sign is None:
-            raise ValueError(
+            raise InputError(
                 "negative entropy's inverse mirror map needs the sign of the weights: "
                 "call grad_inverse(u, sign=sign(w0)) (signs never change under NE)"
             )
@@ -327,9 +472,9 @@ def potential(spec: PotentialLike) -> Potential:
 
     Raises
     ------
-    ValueError
-        For an unknown name, or p ≤ 1.
-    TypeError
+    InputError
+        For an unknown name, or p ≤ 1 (a ``ValueError``).
+    InputTypeError
         For anything that is neither a string, a number nor a potential.
 
     Examples
@@ -337,10 +482,12 @@ def potential(spec: PotentialLike) -> Potential:
     >>> potential("3-norm"), potential("p=2.5"), potential("ne")
     (PNorm(p=3), PNorm(p=2.5), NegativeEntropy())
     """
-    if isinstance(spec, (PNorm, NegativeEntropy)):
+    if isinstance(spec, LocalPotential):
         return spec
     if isinstance(spec, bool):
-        raise TypeError(f"a potential must be a name, a number p > 1 or a Potential, got {spec!r}")
+        raise InputTypeError(
+            f"a potential must be a name, a number p > 1 or a Potential, got {spec!r}"
+        )
     if isinstance(spec, (int, float, np.integer, np.floating)):
         return PNorm(float(spec))
     if isinstance(spec, str):
@@ -353,12 +500,12 @@ def potential(spec: PotentialLike) -> Potential:
             m = pattern.match(s)
             if m:
                 return PNorm(float(m.group("p")))
-        raise ValueError(
+        raise InputError(
             f"unknown potential {spec!r}: use a p-norm such as '2-norm', '3-norm', '2.5-norm' or "
             "'p=2.5' (p > 1), or negative entropy as 'ne' / 'negative_entropy'"
         )
     if isinstance(spec, Potential):
         return spec
-    raise TypeError(
+    raise InputTypeError(
         f"a potential must be a name, a number p > 1 or a Potential, got {type(spec).__name__}"
     )

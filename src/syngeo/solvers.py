@@ -103,6 +103,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from syngeo.errors import ConvergenceError
+
 from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
 
 __all__ = [
@@ -120,23 +122,6 @@ _CG_MAX_ITER = 25
 _REFRESH_REL = 0.3
 _REFRESH_REL_STRICT = 0.05
 _SLOPE_CAP = 1e12
-
-
-class ConvergenceError(RuntimeError):
-    """Newton's method did not reach the requested constraint residual.
-
-    Attributes
-    ----------
-    residual : float
-        Final relative constraint residual ``‖Xw − y‖ / ‖y‖``.
-    n_iter : int
-        Newton iterations performed.
-    """
-
-    def __init__(self, message: str, *, residual: float, n_iter: int) -> None:
-        super().__init__(message)
-        self.residual = residual
-        self.n_iter = n_iter
 
 
 def _to_numpy(x: torch.Tensor | None) -> np.ndarray | None:

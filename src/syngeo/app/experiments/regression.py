@@ -1,7 +1,7 @@
 r"""Linear regression under mirror descent: Gaussianity and size of the dual change vs width.
 
 Reproduces Pogodin et al. (ICLR 2024) Fig. 3A and its appendix version Fig. 6 (§4.1, B.1;
-THEORY.md §4). The experiment contract is in :mod:`syngeo.experiments`; the registry names are
+THEORY.md §4). The experiment contract is in :mod:`syngeo.app.experiments`; the registry names are
 ``fig3a`` (prefix ``fig3a_``) and ``fig6`` (prefix ``fig6_``). Both share the cells and
 :func:`run_cell`; they differ in the default correlation powers and in the figure layout.
 
@@ -505,7 +505,7 @@ def fig3a_plot(df: pd.DataFrame, config: fig3a_Config) -> dict:
 
     One row of two panels per correlation power (the default config has one, a = 2).
     """
-    from syngeo.plotting import color_for, subplots
+    from syngeo.app.plotting import color_for, subplots
 
     powers = sorted(df["power"].unique()) if len(df) else list(config.powers)
     fig, axes = subplots(len(powers), 2, width=3.6, height=2.8, squeeze=False)
@@ -534,7 +534,7 @@ def fig3a_plot(df: pd.DataFrame, config: fig3a_Config) -> dict:
 
 def fig6_plot(df: pd.DataFrame, config: fig6_Config) -> dict:
     """Fig. 6: rows = potentials; columns = (d, magnitude) for each correlation power; lines = α."""
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     names = _order_potentials(df["potential"]) if len(df) else list(config.potentials)
     powers = sorted(df["power"].unique(), reverse=True) if len(df) else sorted(config.powers)

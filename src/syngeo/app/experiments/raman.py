@@ -1,7 +1,7 @@
 r"""Raman, Rotondo & O'Leary (2019): learning rate under noisy plasticity, and optimal size.
 
 Four reproductions (``syngeo reproduce NAME``), each with the experiment contract of
-:mod:`syngeo.experiments` under its prefix:
+:mod:`syngeo.app.experiments` under its prefix:
 
 ``raman-k`` (``k_``)
     Second-order prediction of the learning rate ``k`` against the real change of the error over
@@ -437,7 +437,7 @@ def _k_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def k_plot(df: pd.DataFrame, config: KConfig) -> dict:
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     models = sorted(df.model.unique())
     Ts = sorted(df["T"].unique())
@@ -756,7 +756,7 @@ def _difficulty_tables(df: pd.DataFrame):
 
 
 def difficulty_plot(df: pd.DataFrame, config: DifficultyConfig) -> dict:
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     per_g3, _, steady = _difficulty_tables(df)
     draws = df[df.part == "draws"]
@@ -1186,7 +1186,7 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
 def size_plot(df: pd.DataFrame, config: SizeConfig) -> dict:
     from matplotlib.ticker import LogLocator, NullFormatter
 
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     agg, opt, curves = _size_tables(df, with_curves=True)
     models = [m for m in ("linear", "mlp") if m in set(agg.model)]
@@ -1504,7 +1504,7 @@ def _predicted_log_density(potential: str, var: float, y: np.ndarray) -> np.ndar
 
 
 def geometry_plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
-    from syngeo.plotting import color_for, subplots
+    from syngeo.app.plotting import color_for, subplots
 
     fig, axes = subplots(1, 3, width=3.4, height=3.0)
     weights = df[df.kind == "weight"]

@@ -86,7 +86,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``syngeo``)."""
     # Register the commands (import side effect) only when the CLI actually runs.
-    from syngeo.cli import _commands  # noqa: F401
+    from syngeo.app.cli import _commands  # noqa: F401
 
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="syngeo")

@@ -1,7 +1,7 @@
 r"""Surace & Brea, "The limitations of gradient descent as a principle of brain function".
 
 Two reproductions (``syngeo reproduce NAME``), each with the experiment contract of
-:mod:`syngeo.experiments` under its prefix:
+:mod:`syngeo.app.experiments` under its prefix:
 
 ``surace-fig1`` (``fig1_``)
     The cost :math:`C(x_1, x_2) = 10\,x_1x_2` and its steepest-descent direction under three
@@ -190,7 +190,7 @@ def fig1_run_cell(config: Fig1Config, cell: dict) -> list[dict]:
 def fig1_plot(df: pd.DataFrame, config: Fig1Config) -> dict:
     from matplotlib.patches import Ellipse
 
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     names = [n for n in ("euclidean", "constant", "position") if n in set(df.metric)]
     fig, axes = subplots(1, len(names), width=3.3, height=3.3, squeeze=False)
@@ -463,7 +463,7 @@ def fig2_summary(df: pd.DataFrame, config: Fig2Config) -> dict:
 def fig2_plot(df: pd.DataFrame, config: Fig2Config) -> dict:
     from matplotlib.colors import Normalize
 
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     panels = [p for p in ("A", "B", "C", "D") if p in set(df.panel)]
     ncols = 2 if len(panels) > 1 else 1

@@ -3,7 +3,7 @@
 Reads the two weight files (:mod:`syngeo.data.weights`: CSV/TSV, Parquet, NPY/NPZ, safetensors,
 torch state dicts), ranks the candidate geometries with
 :func:`syngeo.inference.infer_geometry`, prints the ranking and, with ``--out``, writes the
-table, summary, figures and report (:mod:`syngeo.report`).
+table, summary, figures and report (:mod:`syngeo.app.report`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from syngeo.cli._app import app, console, err_console
+from syngeo.app.cli._app import app, console, err_console
 
 __all__ = ["InferResult", "parse_candidates", "print_ranking", "run_infer"]
 
@@ -118,7 +118,7 @@ def _p_range(part: str) -> list[str]:
 
 def check_out_dir(out: Path | None, force: bool) -> None:
     """Fail early (before any work) when ``out`` holds results and ``force`` is not set."""
-    from syngeo.outputs import prepare_out_dir
+    from syngeo.app.outputs import prepare_out_dir
 
     if out is not None and Path(out).exists():
         prepare_out_dir(out, force=force)  # creates nothing: the path exists
@@ -147,8 +147,8 @@ def run_infer(
     """
     from syngeo.data.weights import load_pair
     from syngeo.inference import infer_geometry
-    from syngeo.outputs import prepare_out_dir, write_outputs
-    from syngeo.report import (
+    from syngeo.app.outputs import prepare_out_dir, write_outputs
+    from syngeo.app.report import (
         inference_figures,
         inference_report,
         inference_summary,

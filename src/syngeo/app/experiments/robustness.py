@@ -2,7 +2,7 @@ r"""Robustness of the inferred potential: Gaussianity of the dual change under a
 
 Reproduces Pogodin et al. (ICLR 2024) Fig. 3B (§4.2, B.2; THEORY.md §2 "Consequence used for
 inference" and §4). Registry name ``fig3b`` (prefix ``""``); the contract is in
-:mod:`syngeo.experiments`.
+:mod:`syngeo.app.experiments`.
 
 Protocol (one cell = one (initialisation, true potential, seed))
 ----------------------------------------------------------------
@@ -263,7 +263,7 @@ def _argmin_rows(df: pd.DataFrame) -> list[dict]:
 
 def plot(df: pd.DataFrame, config: Config) -> dict:
     """Fig. 3B: mean ± std of d against ψ; one panel per initialisation, one line per true φ."""
-    from syngeo.plotting import color_for, subplots
+    from syngeo.app.plotting import color_for, subplots
 
     inits = [i for i in INITS if i in set(df["init"])] if len(df) else list(config.inits)
     fig, axes = subplots(1, len(inits), width=4.2, height=3.0, squeeze=False)

@@ -1,5 +1,5 @@
 """The ``syngeo`` command line (typer + rich). See ``syngeo --help``."""
 
-from syngeo.cli._app import app, main
+from syngeo.app.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -5,7 +5,7 @@ Each cell ``{"index": i}`` waits ``delay`` seconds, optionally appends one line 
 two rows with deterministic values drawn from ``numpy.random.default_rng(seed + i)``. A cell whose
 index is in ``fail_on`` raises ``ValueError``.
 
-It follows the experiment contract of :mod:`syngeo.experiments` (``Config``, ``cells``,
+It follows the experiment contract of :mod:`syngeo.app.experiments` (``Config``, ``cells``,
 ``run_cell``, ``plot``, ``report``, ``summary``) and is not listed in the registry.
 """
 
@@ -78,7 +78,7 @@ def run_cell(config: Config, cell: dict) -> list[dict]:
 
 
 def plot(df: pd.DataFrame, config: Config) -> dict:
-    from syngeo.plotting import subplots
+    from syngeo.app.plotting import subplots
 
     fig, ax = subplots()
     for name, group in df.groupby("quantity"):

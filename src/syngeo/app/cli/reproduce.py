@@ -1,9 +1,9 @@
 """``syngeo reproduce``: rerun a paper figure as a resumable sweep and write table, figures, report.
 
-Any experiment registered in :data:`syngeo.experiments.REGISTRY` that follows the contract in
-:mod:`syngeo.experiments` works here. The cells are run by :func:`syngeo.sweep.run_sweep` in the
+Any experiment registered in :data:`syngeo.app.experiments.REGISTRY` that follows the contract in
+:mod:`syngeo.app.experiments` works here. The cells are run by :func:`syngeo.app.sweep.run_sweep` in the
 output folder (so an interrupted run continues where it stopped), then the experiment's ``plot``,
-``report`` and ``summary`` are written next to them by :func:`syngeo.outputs.write_outputs`.
+``report`` and ``summary`` are written next to them by :func:`syngeo.app.outputs.write_outputs`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from syngeo.cli._app import app, console, fail
+from syngeo.app.cli._app import app, console, fail
 
 __all__ = ["ReproduceResult", "list_experiments", "reproduce"]
 
@@ -72,7 +72,7 @@ class ReproduceResult:
 
 def list_experiments() -> list[dict[str, Any]]:
     """The registered experiments: name, title, and whether their module is installed."""
-    from syngeo.experiments import REGISTRY
+    from syngeo.app.experiments import REGISTRY
 
     return [
         {
@@ -105,9 +105,9 @@ def reproduce(
     available, ``FileExistsError`` when ``out`` holds a different sweep (see ``force``).
     """
     from syngeo import __version__
-    from syngeo.experiments import get
-    from syngeo.outputs import to_jsonable, write_outputs
-    from syngeo.sweep import run_sweep
+    from syngeo.app.experiments import get
+    from syngeo.app.outputs import to_jsonable, write_outputs
+    from syngeo.app.sweep import run_sweep
 
     exp = get(name)
     config = exp.Config.quick() if quick else exp.Config()

@@ -1,6 +1,6 @@
 """Resumable sweeps: an experiment's config expands to cells, each cell's rows are stored atomically.
 
-An experiment (see :mod:`syngeo.experiments` for the contract) turns its config into independent
+An experiment (see :mod:`syngeo.app.experiments` for the contract) turns its config into independent
 *cells* (JSON-serialisable dicts) and computes the tidy rows of one cell with
 ``run_cell(config, cell)``. :func:`run_sweep` runs the cells that are not finished yet and stores
 each one as soon as it is done, so an interrupted sweep (Ctrl-C, a crash, ``kill -9``) loses at most
@@ -38,7 +38,7 @@ the executor, on the order of completion, or on how many times the sweep was int
 
 Example
 -------
->>> from syngeo.experiments import _testing
+>>> from syngeo.app.experiments import _testing
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     result = run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp, quiet=True)
@@ -65,7 +65,7 @@ from typing import Any
 
 import pandas as pd
 
-from syngeo.outputs import atomic_write_text, to_jsonable
+from syngeo.app.outputs import atomic_write_text, to_jsonable
 
 __all__ = ["SweepResult", "cell_key", "run_sweep"]
 
@@ -167,7 +167,7 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 def _resolve_experiment(experiment: str | ModuleType | SimpleNamespace | Any) -> SimpleNamespace:
     """A namespace with ``name``, ``Config``, ``cells`` and ``run_cell`` for a name or object."""
     if isinstance(experiment, str):
-        from syngeo import experiments
+        from syngeo.app import experiments
 
         exp = experiments.get(experiment)
         return SimpleNamespace(
@@ -178,7 +178,7 @@ def _resolve_experiment(experiment: str | ModuleType | SimpleNamespace | Any) ->
         raise TypeError(
             f"an experiment needs Config, cells and run_cell (missing: {', '.join(missing)}); "
             "pass a registered name such as 'fig3a' or a module/namespace following the contract "
-            "in syngeo.experiments"
+            "in syngeo.app.experiments"
         )
     spec = getattr(experiment, "spec", None)
     name = getattr(spec, "name", None) or getattr(experiment, "name", None)
@@ -451,7 +451,7 @@ def _worker_context():
     # Import syngeo (and torch) once in the server instead of in every worker. This only takes
     # effect when the server is not running yet, which is also when the thread caps set by
     # ``_single_threaded_children`` are inherited by it.
-    context.set_forkserver_preload(["syngeo.sweep"])
+    context.set_forkserver_preload(["syngeo.app.sweep"])
     return context
 
 

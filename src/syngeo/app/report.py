@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.stats
 
 from syngeo.gaussianity import dual_change
-from syngeo.plotting import color_for, paper_style, subplots
+from syngeo.app.plotting import color_for, paper_style, subplots
 from syngeo.potentials import potential
 
 __all__ = [
@@ -210,7 +210,7 @@ def inference_summary(fit: Any, context: Mapping[str, Any] | None = None) -> dic
     ``context`` (inputs, simulation settings, verdict, ...) is merged at the top level; its keys
     win over the fit's.
     """
-    from syngeo.outputs import to_jsonable
+    from syngeo.app.outputs import to_jsonable
 
     summary = to_jsonable(fit.to_dict())
     for key, value in (context or {}).items():
@@ -265,7 +265,7 @@ def inference_report(
     ----------
     fit : GeometryFit
     figures : mapping of file stem -> Figure, optional
-        Embedded as ``![caption](stem.png)`` (the files :func:`syngeo.outputs.write_outputs`
+        Embedded as ``![caption](stem.png)`` (the files :func:`syngeo.app.outputs.write_outputs`
         writes next to the report).
     context : mapping, optional
         ``title`` (heading), ``intro`` (a paragraph), and any other entries, listed as a

@@ -2,7 +2,7 @@
 
 The contract every experiment module follows
 --------------------------------------------
-An experiment module ``syngeo.experiments.<module>`` defines, for each figure it reproduces:
+An experiment module ``syngeo.app.experiments.<module>`` defines, for each figure it reproduces:
 
 ``Config``
     A frozen dataclass whose defaults are the paper's protocol, with a ``quick()`` classmethod
@@ -24,7 +24,7 @@ An experiment module ``syngeo.experiments.<module>`` defines, for each figure it
 :data:`REGISTRY` maps the names accepted by ``syngeo reproduce NAME`` to ``(module, prefix)``:
 the module's functions above are looked up as ``<prefix>Config``, ``<prefix>cells``, ... so one
 module can hold several related figures (prefix ``""`` for a module with one figure).
-:func:`run` returns the table of every cell through :func:`syngeo.sweep.run_sweep` (the path
+:func:`run` returns the table of every cell through :func:`syngeo.app.sweep.run_sweep` (the path
 ``syngeo reproduce`` takes too): resumably in a folder, in a process pool or on a Dask cluster.
 ``run_cell`` must be a module-level function (pickled by reference for the workers).
 """
@@ -56,55 +56,55 @@ REGISTRY: dict[str, ExperimentSpec] = {
     for spec in (
         ExperimentSpec(
             "fig3a",
-            "syngeo.experiments.regression",
+            "syngeo.app.experiments.regression",
             "fig3a_",
             "Pogodin et al. Fig. 3A: linear regression, Gaussianity and change magnitude vs width",
         ),
         ExperimentSpec(
             "fig6",
-            "syngeo.experiments.regression",
+            "syngeo.app.experiments.regression",
             "fig6_",
             "Pogodin et al. Fig. 6: linear regression, both correlation powers",
         ),
         ExperimentSpec(
             "fig3b",
-            "syngeo.experiments.robustness",
+            "syngeo.app.experiments.robustness",
             "",
             "Pogodin et al. Fig. 3B: robustness of the inferred potential",
         ),
         ExperimentSpec(
             "surace-fig1",
-            "syngeo.experiments.surace",
+            "syngeo.app.experiments.surace",
             "fig1_",
             "Surace & Brea Fig. 1: steepest descent under three metrics",
         ),
         ExperimentSpec(
             "surace-fig2",
-            "syngeo.experiments.surace",
+            "syngeo.app.experiments.surace",
             "fig2_",
             "Surace & Brea Fig. 2: binomial release flow fields",
         ),
         ExperimentSpec(
             "raman-k",
-            "syngeo.experiments.raman",
+            "syngeo.app.experiments.raman",
             "k_",
             "Raman et al.: predicted vs measured learning rate",
         ),
         ExperimentSpec(
             "raman-difficulty",
-            "syngeo.experiments.raman",
+            "syngeo.app.experiments.raman",
             "difficulty_",
             "Raman et al.: local task difficulty and the learning condition",
         ),
         ExperimentSpec(
             "raman-size",
-            "syngeo.experiments.raman",
+            "syngeo.app.experiments.raman",
             "size_",
             "Raman et al.: learning rate vs network size and the optimal size N*",
         ),
         ExperimentSpec(
             "raman-geometry",
-            "syngeo.experiments.raman",
+            "syngeo.app.experiments.raman",
             "geometry_",
             "Noisy three-component plasticity under NE vs Euclidean geometry",
         ),
@@ -138,14 +138,14 @@ def run(
 ) -> pd.DataFrame:
     """Run every cell of experiment ``name`` and return the tidy table.
 
-    The cells go through :func:`syngeo.sweep.run_sweep`, the same path as
+    The cells go through :func:`syngeo.app.sweep.run_sweep`, the same path as
     ``syngeo reproduce``: with ``out`` the finished cells are stored there (and a rerun resumes);
     without it they are stored in a temporary folder that is removed afterwards. ``workers`` and
-    ``scheduler`` choose the executor (see :mod:`syngeo.sweep`).
+    ``scheduler`` choose the executor (see :mod:`syngeo.app.sweep`).
     """
     import tempfile
 
-    from syngeo.sweep import run_sweep
+    from syngeo.app.sweep import run_sweep
 
     exp = get(name)
     config = exp.Config() if config is None else config

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from syngeo.cli._app import app, console
-from syngeo.cli.infer import _status, check_out_dir, print_fit, print_ranking
+from syngeo.app.cli._app import app, console
+from syngeo.app.cli.infer import _status, check_out_dir, print_fit, print_ranking
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -76,9 +76,9 @@ def run_demo(
 ) -> DemoResult:
     """Simulate learning under ``hidden``, infer the geometry, write the outputs to ``out``."""
     from syngeo.inference import infer_geometry
-    from syngeo.outputs import prepare_out_dir, write_outputs
+    from syngeo.app.outputs import prepare_out_dir, write_outputs
     from syngeo.potentials import potential
-    from syngeo.report import (
+    from syngeo.app.report import (
         inference_figures,
         inference_report,
         inference_summary,
