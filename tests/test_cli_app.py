@@ -40,7 +40,15 @@ def test_version_and_help_exit_0(capsys):
 
 def test_console_script_usage_error_is_one_message():
     proc = subprocess.run(
-        [sys.executable, "-c", "from syngeo.app.cli import main; main()", "infer", "--bogus", "a", "b"],
+        [
+            sys.executable,
+            "-c",
+            "from syngeo.app.cli import main; main()",
+            "infer",
+            "--bogus",
+            "a",
+            "b",
+        ],
         capture_output=True,
         text=True,
     )

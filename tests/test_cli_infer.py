@@ -356,13 +356,13 @@ def _ne_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_report_helpers_for_an_ne_fit():
-    from syngeo.inference import infer_geometry
     from syngeo.app.report import (
         inference_figures,
         inference_report,
         inference_summary,
         inference_table,
     )
+    from syngeo.inference import infer_geometry
 
     before, after = _ne_pair()
     fit = infer_geometry(before, after, n_bootstrap=0, rng=0)

@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 
 import syngeo.app.experiments as experiments
 from syngeo.app.experiments import surace
-from syngeo.metrics import Fisher, flow_field
 from syngeo.app.outputs import to_jsonable
+from syngeo.metrics import Fisher, flow_field
 
 SMALL_FIG2 = surace.Fig2Config(n_p=9, n_q=8)
 

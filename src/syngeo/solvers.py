@@ -104,7 +104,6 @@ import numpy as np
 import torch
 
 from syngeo.errors import ConvergenceError
-
 from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
 
 __all__ = [

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from syngeo.gaussianity import dual_change
 from syngeo.app.plotting import color_for, paper_style, subplots
+from syngeo.gaussianity import dual_change
 from syngeo.potentials import potential
 
 __all__ = [

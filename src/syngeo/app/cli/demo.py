@@ -75,15 +75,15 @@ def run_demo(
     force: bool = False,
 ) -> DemoResult:
     """Simulate learning under ``hidden``, infer the geometry, write the outputs to ``out``."""
-    from syngeo.inference import infer_geometry
     from syngeo.app.outputs import prepare_out_dir, write_outputs
-    from syngeo.potentials import potential
     from syngeo.app.report import (
         inference_figures,
         inference_report,
         inference_summary,
         inference_table,
     )
+    from syngeo.inference import infer_geometry
+    from syngeo.potentials import potential
     from syngeo.simulate import recovery_verdict, simulate_learning
 
     hidden_name = potential(hidden).name  # unknown names fail before any work

@@ -145,8 +145,6 @@ def run_infer(
 
     Raises ``ValueError``/``OSError`` for bad input (the CLI turns them into one-line errors).
     """
-    from syngeo.data.weights import load_pair
-    from syngeo.inference import infer_geometry
     from syngeo.app.outputs import prepare_out_dir, write_outputs
     from syngeo.app.report import (
         inference_figures,
@@ -154,6 +152,8 @@ def run_infer(
         inference_summary,
         inference_table,
     )
+    from syngeo.data.weights import load_pair
+    from syngeo.inference import infer_geometry
 
     out = None if out is None else Path(out)
     check_out_dir(out, force)
