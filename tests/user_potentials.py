@@ -1,0 +1,45 @@
+"""A potential defined only in the tests, to prove that a user's own potential works everywhere.
+
+``Quartic``: φ(w) = Σ w²/2 + w⁴/4, strictly convex on the real line (φ'' = 1 + 3w² ≥ 1), so
+weights may cross zero. Mirror map w + w³; its inverse is the real root of w³ + w − u = 0
+(Cardano: w = ∛(u/2 + r) + ∛(u/2 − r), r = √(u²/4 + 1/27)), polished by one Newton step.
+It subclasses the public :class:`syngeo.LocalPotential` and defines only the four element-wise
+functions the recipe asks for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from syngeo import LocalPotential
+
+
+def _cbrt(x):
+    if isinstance(x, torch.Tensor):
+        return torch.sign(x) * x.abs() ** (1.0 / 3.0)
+    return np.cbrt(x)
+
+
+def _sqrt(x):
+    return torch.sqrt(x) if isinstance(x, torch.Tensor) else np.sqrt(x)
+
+
+class Quartic(LocalPotential):
+    name = "quartic"
+
+    def value_elementwise(self, w):
+        return w**2 / 2 + w**4 / 4
+
+    def grad(self, w):
+        return w + w**3
+
+    def grad_inverse(self, u, sign=None):
+        if not isinstance(u, torch.Tensor):
+            u = np.asarray(u, dtype=np.float64)
+        r = _sqrt(u**2 / 4 + 1.0 / 27.0)
+        w = _cbrt(u / 2 + r) + _cbrt(u / 2 - r)
+        return w - (w + w**3 - u) / (1 + 3 * w**2)  # one Newton step: full precision
+
+    def hessian_diag(self, w):
+        return 1 + 3 * w**2
