@@ -12,6 +12,7 @@ import scipy.linalg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.metrics import (
     Constant,
     Euclidean,
@@ -315,31 +316,56 @@ def test_autograd_gradient_and_flow_field_on_a_grid():
     ],
 )
 def test_constant_rejects_non_spd_matrices(matrix, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         Constant(matrix)
 
 
 def test_bad_input_errors_say_what_to_do():
-    with pytest.raises(ValueError, match="finite entries > 0"):
+    with pytest.raises(InputError, match="finite entries > 0"):
         Hessian("ne").metric_gradient([1.0, 1.0], [0.0, 1.0])
-    with pytest.raises(ValueError, match="not positive definite"):
+    with pytest.raises(InputError, match="not positive definite"):
         PositionDependent(lambda x: -np.eye(2)).metric_gradient([1.0, 1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="has 3 components but base_point has 2"):
+    with pytest.raises(InputError, match="has 3 components but base_point has 2"):
         Euclidean(2).metric_gradient([1.0, 1.0, 1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="metric on R\\^2"):
+    with pytest.raises(InputError, match="metric on R\\^2"):
         Euclidean(2).norm([1.0], [0.0])
-    with pytest.raises(TypeError, match="fisher_information"):
+    with pytest.raises(InputTypeError, match="fisher_information"):
         Fisher(object())
-    with pytest.raises(ValueError, match="conversion factors"):
+    with pytest.raises(InputError, match="conversion factors"):
         Constant.from_conversion_factors([1.0, 0.0])
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(InputError, match="integer >= 1"):
         Euclidean(0)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(InputTypeError, match="integer"):
+        Euclidean(2.0)
+    with pytest.raises(InputTypeError, match="callable"):
+        PositionDependent(np.eye(2))
+    with pytest.raises(InputTypeError, match=r"syngeo\.metrics\.Metric"):
+        flow_field(lambda x: x, np.eye(2), np.zeros((3, 2)))
+    with pytest.raises(InputError, match="n_points"):
+        Euclidean(3).unit_ball([0.0, 0.0, 0.0], n_points=0)
+    with pytest.raises(InputError, match="t_span"):
+        integrate_flow(lambda x: x, Euclidean(1), [1.0], (0.0, float("inf")))
+    with pytest.raises(InputError, match="one point"):
+        integrate_flow(lambda x: x, Euclidean(1), [[1.0]], (0.0, 1.0))
+    with pytest.raises(InputError, match="same shape"):
         flow_field(lambda x: x[..., :1], Euclidean(2), np.zeros((3, 2)))
-    with pytest.raises(TypeError, match="must implement metric_matrix"):
+    # a subclass without its primitive is a programming error: TypeError, not an input error
+    with pytest.raises(TypeError, match="must implement metric_matrix") as info:
 
         class NoPrimitive(Metric):
             pass
+
+    assert not isinstance(info.value, InputError)
+
+
+def test_unit_ball_rng_none_is_fresh_entropy_and_a_seed_is_reproducible():
+    metric = Constant(np.diag([1.0, 2.0, 3.0]))
+    x = np.zeros(3)
+    a, b = metric.unit_ball(x, 16), metric.unit_ball(x, 16)
+    assert not np.array_equal(a, b)  # a hidden fixed seed would make them equal
+    np.testing.assert_array_equal(metric.unit_ball(x, 16, rng=4), metric.unit_ball(x, 16, rng=4))
+    gen = np.random.default_rng(4)
+    np.testing.assert_array_equal(metric.unit_ball(x, 16, rng=gen), metric.unit_ball(x, 16, rng=4))
 
 
 # -- mirror descent as a Hessian-metric flow ------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.release import BinomialRelease
 
 PROBS = st.floats(min_value=0.01, max_value=0.99)
@@ -152,21 +153,38 @@ def test_repr_and_to_dict():
     ],
 )
 def test_bad_parameters_are_rejected(theta, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         BinomialRelease(target_mean=0.5).cost_grad(theta)
 
 
 def test_bad_model_settings_are_rejected():
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(InputError, match="n_sites"):
         BinomialRelease(target_mean=0.5, n_sites=0)
-    with pytest.raises(TypeError, match="positive integer"):
+    with pytest.raises(InputTypeError, match="n_sites"):
         BinomialRelease(target_mean=0.5, n_sites=1.5)
-    with pytest.raises(ValueError, match="finite positive"):
+    with pytest.raises(InputError, match="target_mean"):
         BinomialRelease(target_mean=-1.0)
-    with pytest.raises(ValueError, match="voltage unit"):
+    with pytest.raises(InputError, match="target_mean"):
+        BinomialRelease(target_mean=float("nan"))
+    with pytest.raises(InputError, match="voltage unit"):
         BinomialRelease(target_mean=1.0, unit="1")
-    with pytest.raises(ValueError, match="target_width"):
+    with pytest.raises(InputError, match="target_width"):
         BinomialRelease(target_mean=1.0).kl_divergence([0.5, 1.0], 0.0)
+    model = BinomialRelease(target_mean=1.0)
+    with pytest.raises(InputError, match="one parameter point"):
+        model.sample_responses([[0.5, 1.0]], 10, rng=0)
+    with pytest.raises(InputError, match="n_samples"):
+        model.sample_responses([0.5, 1.0], 0, rng=0)
+
+
+def test_sample_responses_rng_none_is_fresh_entropy():
+    model = BinomialRelease(target_mean=1.0, n_sites=3)
+    a = model.sample_responses([0.4, 0.5], 64)
+    b = model.sample_responses([0.4, 0.5], 64, rng=None)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(
+        model.sample_responses([0.4, 0.5], 64, rng=3), model.sample_responses([0.4, 0.5], 64, 3)
+    )
 
 
 def test_docstring_examples_run():
