@@ -34,7 +34,7 @@ def test_usage_errors_exit_2_without_traceback(args, message, capsys):
 
 def test_version_and_help_exit_0(capsys):
     code, out, _ = run_main(["--version"], capsys)
-    assert code == 0 and out.startswith("syngeo ")
+    assert code == 0 and out.strip() == f"syngeo {syngeo.__version__}"
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0 and "reproduce" in out and "infer" in out and "demo" in out
 
