@@ -124,6 +124,25 @@ def test_embedding_of_a_non_psd_matrix_raises_with_advice():
         _embed(cov, 30, max_doublings=3, clip_tol=1e-8)
 
 
+def test_clipping_error_is_the_exact_change_of_the_variance():
+    """Clipping raises every negative eigenvalue to 0, i.e. adds Σ|λ_j<0| to the trace, so the
+    variance (lag 0 of the sampled covariance) grows by exactly Σ|λ_j<0| / m, and no other lag
+    changes by more (|Δr_k| = |Σ_j Δλ_j e^{2πijk/m}| / m ≤ Σ Δλ_j / m): the reported bound is
+    attained at lag 0."""
+
+    def cov(k):  # Toeplitz [1, 0.9, 0, ...]: not positive semi-definite
+        return np.where(k == 0, 1.0, np.where(k == 1, 0.9, 0.0))
+
+    emb = _embed(cov, 30, max_doublings=1, clip_tol=1.0)
+    assert emb.clipping_error > 0 and emb.min_eigenvalue < 0
+    change = emb.covariance_row() - cov(np.arange(30))
+    assert change[0] == pytest.approx(emb.clipping_error, rel=1e-12)
+    assert np.abs(change).max() <= emb.clipping_error * (1 + 1e-12)
+    # just below the error, clipping is refused
+    with pytest.raises(InputError, match="clip_tol"):
+        _embed(cov, 30, max_doublings=1, clip_tol=0.999 * emb.clipping_error)
+
+
 def test_embedding_result_object():
     emb = circulant_embedding(10, 2)
     assert isinstance(emb, CirculantEmbedding)

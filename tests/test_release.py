@@ -126,6 +126,23 @@ def test_exact_responses_are_multiples_of_q():
     assert set(np.round(x / 0.5).astype(int)) <= {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_sampled_responses_have_the_model_moments(exact):
+    """Mean N·P·q and variance N·q²·P·(1 − P) (both for the exact binomial and the Gaussian
+    approximation). Bounds: 5 standard errors of the sample mean (σ/√n) and of the sample
+    variance, √((μ₄ − σ⁴)/n): σ²·√(2/n) for the Gaussian; the binomial at N = 3, P = 0.3 has
+    excess kurtosis (1 − 6P(1 − P))/(NP(1 − P)) = −0.41, so its error is smaller, σ²·√(1.59/n).
+    The extra factor 1.2 is margin. n = 20 000, fixed seed."""
+    model = BinomialRelease(target_mean=1.0, n_sites=3)
+    theta = [0.3, 0.5]
+    n = 20_000
+    x = model.sample_responses(theta, n, rng=7, exact=exact)
+    mean, var = float(model.mean(theta)), float(model.variance(theta))
+    assert (mean, var) == pytest.approx((0.45, 3 * 0.25 * 0.3 * 0.7))
+    assert abs(x.mean() - mean) < 5 * math.sqrt(var / n)
+    assert abs(x.var() - var) < 5 * 1.2 * var * math.sqrt(2 / n)
+
+
 def test_shapes_broadcast_over_leading_axes():
     model = BinomialRelease(target_mean=0.5, n_sites=2)
     theta = np.random.default_rng(0).uniform([0.1, 0.2], [0.9, 2.0], size=(4, 3, 2))

@@ -130,6 +130,7 @@ def test_non_numeric_column_is_an_error(tmp_path):
 def test_nan_and_inf_are_errors(tmp_path, bad):
     values = _values()
     values[7] = bad
+    values[20] = bad  # the message names the first one
     path = tmp_path / "w.npy"
     np.save(path, values)
     with pytest.raises(DataFileError, match=r"w.npy: array has .*(NaN|infinite).*position 7"):
@@ -413,3 +414,42 @@ def test_pair_mismatch_is_an_input_error_not_a_file_error(tmp_path):
     with pytest.raises(InputError) as info:
         load_pair(tmp_path / "a.npy", tmp_path / "b.npy")
     assert not isinstance(info.value, DataFileError) and isinstance(info.value, ValueError)
+
+
+def test_flat_checkpoint_leaves_the_optimizer_state_out(tmp_path):
+    """A checkpoint without a container key: model tensors at the top level next to the
+    optimizer's state (momentum buffers are tensors too, and must not be read as weights)."""
+    weight = torch.arange(12, dtype=torch.float64).reshape(3, 4)
+    checkpoint = {
+        "layer.weight": weight,
+        "optimizer": {"state": {0: {"momentum_buffer": torch.ones(3, 4)}}, "param_groups": []},
+        "lr_scheduler": {"last_epoch": 3, "base_lrs": torch.tensor([0.1])},
+    }
+    torch.save(checkpoint, tmp_path / "flat.pt")
+    ws = load_weights(tmp_path / "flat.pt")
+    assert ws.names == ("layer.weight",)
+    np.testing.assert_array_equal(ws.values, weight.numpy().ravel())
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_float64_tensors_are_read_without_rounding(tmp_path, fmt):
+    """float64 weights keep every bit (a float32 round trip would change ~all of them)."""
+    values = torch.from_numpy(_values(60, seed=3).reshape(6, 10))
+    assert not torch.equal(values, values.float().double())
+    path = tmp_path / f"w.{fmt}"
+    if fmt == "pt":
+        torch.save({"w.weight": values}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({"w.weight": values}, str(path))
+    np.testing.assert_array_equal(load_weights(path).values, values.numpy().ravel())
+
+
+def test_readout_is_the_last_weight_matrix_not_a_trailing_vector(tmp_path):
+    """Without a readout-like name, the last *matrix* is the readout; a trailing 1-D parameter
+    (a learned temperature, say) is not."""
+    shapes = {"conv.weight": (4, 3, 3, 3), "proj.weight": (10, 4), "logit_scale": (1,)}
+    used, skipped = select_tensors(shapes)
+    assert used == ["conv.weight", "logit_scale"]
+    assert [(t.name, t.reason) for t in skipped] == [("proj.weight", "readout layer")]
