@@ -153,10 +153,11 @@ def run_demo(
 
 
 def _hidden_p(name: str) -> float:
-    """p of a p-norm name (NaN for NE)."""
+    """The potential's parameter (p for a p-norm); NaN for a potential without one (NE)."""
     from syngeo.potentials import potential
 
-    return float(getattr(potential(name), "p", float("nan")))
+    parameter = potential(name).parameter
+    return float("nan") if parameter is None else float(parameter)
 
 
 @app.command("demo", epilog=_EPILOG)
