@@ -5,7 +5,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.syngeo-installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test check-wheel bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+
+# Build the wheel, install it without extras in a clean venv, run the CLI from there.
+check-wheel:
+	PY=$(PY) bash scripts/check_wheel.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -32,14 +32,7 @@ from syngeo.data.correlated import (
     correlated_inputs,
     toeplitz_correlation_matrix,
 )
-
-
-def _limit_threads(threads: int):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        return None
-    return threadpool_limits(threads)
+from syngeo.threads import limit_threads
 
 
 def cholesky_parts(n: int, d: int, power: float, seed: int) -> dict[str, float]:
@@ -69,10 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="BLAS/FFT threads (default 1)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
+    with limit_threads(args.threads):  # the package's one thread policy (BLAS and torch)
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     d = args.d
     n = args.n if args.n is not None else int(d**0.75)
-
-    _limit_threads(args.threads)
     emb = circulant_embedding(d, args.power)
     print(f"d = {d}, n = {n}, power = {args.power:g}, threads = {args.threads}")
     print(f"embedding: {emb!r}")

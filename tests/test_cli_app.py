@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import syngeo
 from syngeo.app.cli import main
 
 
@@ -33,7 +34,7 @@ def test_usage_errors_exit_2_without_traceback(args, message, capsys):
 
 def test_version_and_help_exit_0(capsys):
     code, out, _ = run_main(["--version"], capsys)
-    assert code == 0 and out.startswith("syngeo ")
+    assert code == 0 and out.strip() == f"syngeo {syngeo.__version__}"
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0 and "reproduce" in out and "infer" in out and "demo" in out
 
@@ -55,3 +56,93 @@ def test_console_script_usage_error_is_one_message():
     assert proc.returncode == 2
     assert "No such option" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- bad input (exit 2, one line) versus bugs (exit 1, traceback) --------------------------------
+
+
+def _patch_infer(monkeypatch, exc: BaseException) -> None:
+    import syngeo.app.cli.infer as infer_module
+
+    def broken(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(infer_module, "run_infer", broken)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        KeyError("weights"),
+        ValueError("a ValueError that no input check raised"),
+        TypeError("unsupported operand"),
+        AttributeError("'NoneType' object has no attribute 'values'"),
+        RuntimeError("boom"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_bug_inside_a_command_shows_its_traceback_and_exits_1(monkeypatch, capsys, exc):
+    _patch_infer(monkeypatch, exc)
+    code, _out, err = run_main(["infer", "before.csv", "after.csv"], capsys)
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+    assert f"{type(exc).__name__}: " in err
+    assert "bug in syngeo" in err
+    assert not err.startswith("error:")
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (syngeo.InputError("n_bootstrap must be >= 0, got -1"), "n_bootstrap must be >= 0, got -1"),
+        (syngeo.InputTypeError("n must be an integer"), "n must be an integer"),
+        (syngeo.DomainError("weights change sign\nunder NE"), "weights change sign under NE"),
+        (syngeo.DataFileError("x.csv: no column 'w'"), "x.csv: no column 'w'"),
+        (FileNotFoundError("x.csv: no such file"), "x.csv: no such file"),
+        (PermissionError("x.csv: permission denied"), "x.csv: permission denied"),
+    ],
+    ids=lambda e: type(e).__name__ if isinstance(e, BaseException) else "",
+)
+def test_input_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc, message):
+    _patch_infer(monkeypatch, exc)
+    code, out, err = run_main(["infer", "before.csv", "after.csv"], capsys)
+    assert code == 2
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert lines == [f"error: {message}"], err
+
+
+def test_console_script_bug_exits_1_with_traceback():
+    script = (
+        "import syngeo.app.cli.infer as m\n"
+        "def broken(*a, **k):\n"
+        "    return {}['missing']\n"
+        "m.run_infer = broken\n"
+        "from syngeo.app.cli import main\n"
+        "main(['infer', 'a.csv', 'b.csv'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "KeyError: 'missing'" in proc.stderr
+
+
+def test_running_the_cli_does_not_import_click():
+    """``click`` is not a dependency (recent typer bundles its own copy): ``syngeo --help`` must
+    not import it. Run in a fresh interpreter, so that nothing else imported it first. With an
+    older typer that is built on click itself, typer imports it and the check has no meaning."""
+    import typer
+
+    if typer.BadParameter.__module__.split(".")[0] == "click":
+        pytest.skip("this typer release is built on click")
+    script = (
+        "import sys\n"
+        "from syngeo.app.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print('click modules:', sorted(m for m in sys.modules if m.split('.')[0] == 'click'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "click modules: []" in proc.stdout, proc.stdout

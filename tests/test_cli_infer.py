@@ -14,6 +14,7 @@ import torch
 
 from syngeo.app.cli import main
 from syngeo.app.cli.infer import parse_candidates
+from syngeo.errors import InputError
 
 N = 3000
 
@@ -192,12 +193,14 @@ def test_parse_candidates():
     got = parse_candidates("ne,p=1.1:1.5:0.1")
     assert got == ["ne", "p=1.1", "p=1.2", "p=1.3", "p=1.4", "p=1.5"]
     assert parse_candidates(None) is None and parse_candidates(" ") is None
-    with pytest.raises(ValueError, match="unknown potential"):
+    with pytest.raises(InputError, match="unknown potential"):
         parse_candidates("ne,banana")
-    with pytest.raises(ValueError, match="START <= STOP"):
+    with pytest.raises(InputError, match="START <= STOP"):
         parse_candidates("p=3:1:0.1")
-    with pytest.raises(ValueError, match="p=START:STOP:STEP"):
+    with pytest.raises(InputError, match="p=START:STOP:STEP"):
         parse_candidates("p=1.1:3")
+    with pytest.raises(InputError, match="at most 1000"):
+        parse_candidates("p=1.001:3:0.001")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +292,21 @@ def test_unknown_potential(tmp_path, capsys):
 def test_unknown_estimator(tmp_path, capsys):
     b, a = _npy_pair(tmp_path, *three_norm_pair())
     code, out, err = run_cli(["infer", b, a, "--estimator", "vibes"], capsys)
-    assert_bad_input(code, out, err, "unknown --estimator")
+    assert_bad_input(code, out, err, "--estimator must be one of")
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["--seed", "-1"], "--seed must be an integer >= 0"),
+        (["--bootstrap", "-5"], "--bootstrap must be an integer >= 0"),
+        (["--candidates", "p=3:1:0.1"], "START <= STOP"),
+        (["--candidates", "p=1.1:3"], "p=START:STOP:STEP"),
+    ],
+)
+def test_bad_options(tmp_path, capsys, args, pattern):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    assert_bad_input(*run_cli(["infer", b, a, *args], capsys), pattern)
 
 
 def test_too_few_synapses(tmp_path, capsys):

@@ -19,6 +19,7 @@ from syngeo.data.correlated import (
     toeplitz_correlation_matrix,
     toeplitz_correlation_row,
 )
+from syngeo.errors import InputError, InputTypeError
 
 
 def _covariance_and_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,14 +50,14 @@ def test_matrix_is_symmetric_toeplitz_with_unit_diagonal():
 @pytest.mark.parametrize(
     "kwargs, exc",
     [
-        ({"d": 0, "power": 1}, ValueError),
-        ({"d": 2.5, "power": 1}, TypeError),
-        ({"d": True, "power": 1}, TypeError),
-        ({"d": 5, "power": 0}, ValueError),
-        ({"d": 5, "power": -1}, ValueError),
-        ({"d": 5, "power": float("nan")}, ValueError),
-        ({"d": 5, "power": "1"}, TypeError),
-        ({"d": 5, "power": 1, "scale": 0.0}, ValueError),
+        ({"d": 0, "power": 1}, InputError),
+        ({"d": 2.5, "power": 1}, InputTypeError),
+        ({"d": True, "power": 1}, InputTypeError),
+        ({"d": 5, "power": 0}, InputError),
+        ({"d": 5, "power": -1}, InputError),
+        ({"d": 5, "power": float("nan")}, InputError),
+        ({"d": 5, "power": "1"}, InputTypeError),
+        ({"d": 5, "power": 1, "scale": 0.0}, InputError),
     ],
 )
 def test_row_rejects_bad_arguments(kwargs, exc):
@@ -119,8 +120,27 @@ def test_embedding_of_a_non_psd_matrix_raises_with_advice():
     def cov(k):  # Toeplitz [1, 0.9, 0, ...]: eigenvalues down to 1 - 1.8 < 0
         return np.where(k == 0, 1.0, np.where(k == 1, 0.9, 0.0))
 
-    with pytest.raises(ValueError, match="cholesky"):
+    with pytest.raises(InputError, match="cholesky"):
         _embed(cov, 30, max_doublings=3, clip_tol=1e-8)
+
+
+def test_clipping_error_is_the_exact_change_of_the_variance():
+    """Clipping raises every negative eigenvalue to 0, i.e. adds Σ|λ_j<0| to the trace, so the
+    variance (lag 0 of the sampled covariance) grows by exactly Σ|λ_j<0| / m, and no other lag
+    changes by more (|Δr_k| = |Σ_j Δλ_j e^{2πijk/m}| / m ≤ Σ Δλ_j / m): the reported bound is
+    attained at lag 0."""
+
+    def cov(k):  # Toeplitz [1, 0.9, 0, ...]: not positive semi-definite
+        return np.where(k == 0, 1.0, np.where(k == 1, 0.9, 0.0))
+
+    emb = _embed(cov, 30, max_doublings=1, clip_tol=1.0)
+    assert emb.clipping_error > 0 and emb.min_eigenvalue < 0
+    change = emb.covariance_row() - cov(np.arange(30))
+    assert change[0] == pytest.approx(emb.clipping_error, rel=1e-12)
+    assert np.abs(change).max() <= emb.clipping_error * (1 + 1e-12)
+    # just below the error, clipping is refused
+    with pytest.raises(InputError, match="clip_tol"):
+        _embed(cov, 30, max_doublings=1, clip_tol=0.999 * emb.clipping_error)
 
 
 def test_embedding_result_object():
@@ -224,11 +244,14 @@ def test_fft_sampler_matches_an_explicit_circulant_factorisation():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"n": 0, "d": 4, "power": 1}, ValueError, "n must be"),
-        ({"n": 4, "d": 0, "power": 1}, ValueError, "d must be"),
-        ({"n": 4.0, "d": 4, "power": 1}, TypeError, "n must be"),
-        ({"n": 4, "d": 4, "power": 0}, ValueError, "power"),
-        ({"n": 4, "d": 4, "power": 1, "method": "svd"}, ValueError, "method"),
+        ({"n": 0, "d": 4, "power": 1}, InputError, "n must be"),
+        ({"n": 4, "d": 0, "power": 1}, InputError, "d must be"),
+        ({"n": 4.0, "d": 4, "power": 1}, InputTypeError, "n must be"),
+        ({"n": True, "d": 4, "power": 1}, InputTypeError, "n must be"),
+        ({"n": 4, "d": 4, "power": 0}, InputError, "power"),
+        ({"n": 4, "d": 4, "power": float("nan")}, InputError, "power"),
+        ({"n": 4, "d": 4, "power": 1, "scale": -1.0}, InputError, "scale"),
+        ({"n": 4, "d": 4, "power": 1, "method": "svd"}, InputError, "method"),
     ],
 )
 def test_sampler_rejects_bad_arguments(kwargs, exc, match):
@@ -236,15 +259,36 @@ def test_sampler_rejects_bad_arguments(kwargs, exc, match):
         correlated_inputs(rng=0, **kwargs)
 
 
-def test_sampler_needs_an_explicit_rng():
+def test_sampler_needs_an_rng_argument():
     with pytest.raises(TypeError):
         correlated_inputs(4, 4, 1)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="rng must be"):
+    with pytest.raises(InputTypeError, match="rng must be"):
         correlated_inputs(4, 4, 1, rng="seed")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="rng must be"):
+        correlated_inputs(4, 4, 1, rng=-1)
 
 
-def test_cholesky_of_a_non_psd_row_raises_value_error():
+def test_rng_none_means_fresh_entropy():
+    """As in NumPy: ``rng=None`` draws differently each call (a fixed default seed would not)."""
+    a = correlated_inputs(3, 8, 1, rng=None)
+    b = correlated_inputs(3, 8, 1, rng=None)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(
+        correlated_inputs(3, 8, 1, rng=5), correlated_inputs(3, 8, 1, rng=5)
+    )
+
+
+def test_embedding_checks_its_arguments():
+    with pytest.raises(InputError, match="clip_tol"):
+        circulant_embedding(8, 1, clip_tol=-1e-3)
+    with pytest.raises(InputTypeError, match="max_doublings"):
+        circulant_embedding(8, 1, max_doublings=1.5)
+    with pytest.raises(InputError, match="max_doublings"):
+        circulant_embedding(8, 1, max_doublings=-1)
+
+
+def test_cholesky_of_a_non_psd_row_raises_input_error():
     # power 40 at a large scale: c_k ≈ (-1)^k for k < s, the alternating all-±1 band is
     # numerically singular (rank one); pushing k/s slightly gives a non-PSD matrix
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="not positive definite"):
         correlated_inputs(3, 30, 40.0, scale=25.0, rng=0, method="cholesky")

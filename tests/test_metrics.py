@@ -12,6 +12,7 @@ import scipy.linalg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.metrics import (
     Constant,
     Euclidean,
@@ -271,6 +272,44 @@ def test_unit_ellipse_of_a_diagonal_and_a_rotated_metric():
     np.testing.assert_allclose(metric.norm(pts, [1.0, 2.0]), 1.0, rtol=1e-12)
 
 
+@pytest.mark.parametrize("eigenvector_sign", [1.0, -1.0])
+@pytest.mark.parametrize("degrees", [-90.0, -89.999, -45.0, 0.0, 30.0, 89.999, 90.0, 135.0])
+def test_unit_ellipse_angle_lies_in_the_half_open_range(monkeypatch, degrees, eigenvector_sign):
+    """The major axis is a line: its angle is reported in (−90°, 90°] whatever sign the
+    eigensolver gives the eigenvector (LAPACK's choice differs between builds, so both signs are
+    forced here)."""
+    real_eigh = np.linalg.eigh
+
+    def eigh_with_sign(a):
+        w, v = real_eigh(a)
+        return w, eigenvector_sign * v
+
+    monkeypatch.setattr(np.linalg, "eigh", eigh_with_sign)
+    a = math.radians(degrees)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    angle = Constant(rot @ np.diag([1.0, 4.0]) @ rot.T).unit_ellipse([0.0, 0.0]).angle_deg
+    assert -90.0 < angle <= 90.0
+    expected = (degrees + 90.0) % 180.0 - 90.0 or 0.0  # into [−90, 90)
+    expected = 90.0 if expected == -90.0 else expected
+    assert angle == pytest.approx(expected, abs=1e-6)
+
+
+def test_unit_ball_directions_are_uniform_on_the_sphere():
+    """For dim > 2, ``L^T v`` (``A = L L^T``) must be uniform on the unit sphere. In 3-D each
+    coordinate of a uniform point on the sphere is uniform on [−1, 1] (Archimedes' hat-box
+    theorem); a Kolmogorov–Smirnov test with 4000 points per coordinate (fixed seed) separates
+    that from, e.g., normalised points of a cube, whose coordinates pile up near ±1/√3."""
+    from scipy import stats
+
+    a = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    metric = Constant(a)
+    v = metric.unit_ball([0.0, 0.0, 0.0], n_points=4000, rng=11)
+    u = v @ np.linalg.cholesky(a)  # u_i = L^T v_i, as row vectors
+    np.testing.assert_allclose(np.linalg.norm(u, axis=-1), 1.0, rtol=1e-12)
+    for i in range(3):
+        assert stats.kstest(u[:, i], stats.uniform(loc=-1, scale=2).cdf).pvalue > 1e-3
+
+
 def test_unit_ball_in_2d_traces_the_ellipse_evenly():
     v = Constant(np.diag([1.0, 4.0])).unit_ball([0.0, 0.0], n_points=4)
     np.testing.assert_allclose(v, [[1, 0], [0, 0.5], [-1, 0], [0, -0.5]], atol=1e-12)
@@ -315,31 +354,56 @@ def test_autograd_gradient_and_flow_field_on_a_grid():
     ],
 )
 def test_constant_rejects_non_spd_matrices(matrix, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         Constant(matrix)
 
 
 def test_bad_input_errors_say_what_to_do():
-    with pytest.raises(ValueError, match="finite entries > 0"):
+    with pytest.raises(InputError, match="finite entries > 0"):
         Hessian("ne").metric_gradient([1.0, 1.0], [0.0, 1.0])
-    with pytest.raises(ValueError, match="not positive definite"):
+    with pytest.raises(InputError, match="not positive definite"):
         PositionDependent(lambda x: -np.eye(2)).metric_gradient([1.0, 1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="has 3 components but base_point has 2"):
+    with pytest.raises(InputError, match="has 3 components but base_point has 2"):
         Euclidean(2).metric_gradient([1.0, 1.0, 1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="metric on R\\^2"):
+    with pytest.raises(InputError, match="metric on R\\^2"):
         Euclidean(2).norm([1.0], [0.0])
-    with pytest.raises(TypeError, match="fisher_information"):
+    with pytest.raises(InputTypeError, match="fisher_information"):
         Fisher(object())
-    with pytest.raises(ValueError, match="conversion factors"):
+    with pytest.raises(InputError, match="conversion factors"):
         Constant.from_conversion_factors([1.0, 0.0])
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(InputError, match="integer >= 1"):
         Euclidean(0)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(InputTypeError, match="integer"):
+        Euclidean(2.0)
+    with pytest.raises(InputTypeError, match="callable"):
+        PositionDependent(np.eye(2))
+    with pytest.raises(InputTypeError, match=r"syngeo\.metrics\.Metric"):
+        flow_field(lambda x: x, np.eye(2), np.zeros((3, 2)))
+    with pytest.raises(InputError, match="n_points"):
+        Euclidean(3).unit_ball([0.0, 0.0, 0.0], n_points=0)
+    with pytest.raises(InputError, match="t_span"):
+        integrate_flow(lambda x: x, Euclidean(1), [1.0], (0.0, float("inf")))
+    with pytest.raises(InputError, match="one point"):
+        integrate_flow(lambda x: x, Euclidean(1), [[1.0]], (0.0, 1.0))
+    with pytest.raises(InputError, match="same shape"):
         flow_field(lambda x: x[..., :1], Euclidean(2), np.zeros((3, 2)))
-    with pytest.raises(TypeError, match="must implement metric_matrix"):
+    # a subclass without its primitive is a programming error: TypeError, not an input error
+    with pytest.raises(TypeError, match="must implement metric_matrix") as info:
 
         class NoPrimitive(Metric):
             pass
+
+    assert not isinstance(info.value, InputError)
+
+
+def test_unit_ball_rng_none_is_fresh_entropy_and_a_seed_is_reproducible():
+    metric = Constant(np.diag([1.0, 2.0, 3.0]))
+    x = np.zeros(3)
+    a, b = metric.unit_ball(x, 16), metric.unit_ball(x, 16)
+    assert not np.array_equal(a, b)  # a hidden fixed seed would make them equal
+    np.testing.assert_array_equal(metric.unit_ball(x, 16, rng=4), metric.unit_ball(x, 16, rng=4))
+    gen = np.random.default_rng(4)
+    np.testing.assert_array_equal(metric.unit_ball(x, 16, rng=gen), metric.unit_ball(x, 16, rng=4))
 
 
 # -- mirror descent as a Hessian-metric flow ------------------------------------------------------

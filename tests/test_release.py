@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.release import BinomialRelease
 
 PROBS = st.floats(min_value=0.01, max_value=0.99)
@@ -125,6 +126,23 @@ def test_exact_responses_are_multiples_of_q():
     assert set(np.round(x / 0.5).astype(int)) <= {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_sampled_responses_have_the_model_moments(exact):
+    """Mean N·P·q and variance N·q²·P·(1 − P) (both for the exact binomial and the Gaussian
+    approximation). Bounds: 5 standard errors of the sample mean (σ/√n) and of the sample
+    variance, √((μ₄ − σ⁴)/n): σ²·√(2/n) for the Gaussian; the binomial at N = 3, P = 0.3 has
+    excess kurtosis (1 − 6P(1 − P))/(NP(1 − P)) = −0.41, so its error is smaller, σ²·√(1.59/n).
+    The extra factor 1.2 is margin. n = 20 000, fixed seed."""
+    model = BinomialRelease(target_mean=1.0, n_sites=3)
+    theta = [0.3, 0.5]
+    n = 20_000
+    x = model.sample_responses(theta, n, rng=7, exact=exact)
+    mean, var = float(model.mean(theta)), float(model.variance(theta))
+    assert (mean, var) == pytest.approx((0.45, 3 * 0.25 * 0.3 * 0.7))
+    assert abs(x.mean() - mean) < 5 * math.sqrt(var / n)
+    assert abs(x.var() - var) < 5 * 1.2 * var * math.sqrt(2 / n)
+
+
 def test_shapes_broadcast_over_leading_axes():
     model = BinomialRelease(target_mean=0.5, n_sites=2)
     theta = np.random.default_rng(0).uniform([0.1, 0.2], [0.9, 2.0], size=(4, 3, 2))
@@ -152,21 +170,38 @@ def test_repr_and_to_dict():
     ],
 )
 def test_bad_parameters_are_rejected(theta, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         BinomialRelease(target_mean=0.5).cost_grad(theta)
 
 
 def test_bad_model_settings_are_rejected():
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(InputError, match="n_sites"):
         BinomialRelease(target_mean=0.5, n_sites=0)
-    with pytest.raises(TypeError, match="positive integer"):
+    with pytest.raises(InputTypeError, match="n_sites"):
         BinomialRelease(target_mean=0.5, n_sites=1.5)
-    with pytest.raises(ValueError, match="finite positive"):
+    with pytest.raises(InputError, match="target_mean"):
         BinomialRelease(target_mean=-1.0)
-    with pytest.raises(ValueError, match="voltage unit"):
+    with pytest.raises(InputError, match="target_mean"):
+        BinomialRelease(target_mean=float("nan"))
+    with pytest.raises(InputError, match="voltage unit"):
         BinomialRelease(target_mean=1.0, unit="1")
-    with pytest.raises(ValueError, match="target_width"):
+    with pytest.raises(InputError, match="target_width"):
         BinomialRelease(target_mean=1.0).kl_divergence([0.5, 1.0], 0.0)
+    model = BinomialRelease(target_mean=1.0)
+    with pytest.raises(InputError, match="one parameter point"):
+        model.sample_responses([[0.5, 1.0]], 10, rng=0)
+    with pytest.raises(InputError, match="n_samples"):
+        model.sample_responses([0.5, 1.0], 0, rng=0)
+
+
+def test_sample_responses_rng_none_is_fresh_entropy():
+    model = BinomialRelease(target_mean=1.0, n_sites=3)
+    a = model.sample_responses([0.4, 0.5], 64)
+    b = model.sample_responses([0.4, 0.5], 64, rng=None)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(
+        model.sample_responses([0.4, 0.5], 64, rng=3), model.sample_responses([0.4, 0.5], 64, 3)
+    )
 
 
 def test_docstring_examples_run():

@@ -10,6 +10,25 @@ def test_version_is_a_string():
     assert isinstance(syngeo.__version__, str) and syngeo.__version__.count(".") == 2
 
 
+def test_one_version_string_from_the_package_metadata():
+    """``syngeo.__version__`` is the installed metadata's, and no source file repeats it."""
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    assert syngeo.__version__ == importlib.metadata.version("syngeo")
+    root = Path(__file__).resolve().parents[1]
+    declared = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M)
+    assert declared, "pyproject.toml declares no version"
+    literal = re.compile(rf"[\"']v?{re.escape(declared.group(1))}[\"']")
+    repeated = [
+        str(path.relative_to(root))
+        for path in (root / "src").rglob("*.py")
+        if literal.search(path.read_text(encoding="utf-8"))
+    ]
+    assert repeated == [], f"the version is written out in {repeated}: use syngeo.__version__"
+
+
 def test_every_public_name_resolves():
     missing = [name for name in syngeo.__all__ if not hasattr(syngeo, name)]
     assert missing == []

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.metrics import Constant, Euclidean, Fisher, coordinate_grid, flow_field
 from syngeo.release import BinomialRelease
 from syngeo.units import (
@@ -44,14 +45,20 @@ def test_conversion_factors():
 def test_unit_parsing_is_case_sensitive_for_symbols():
     assert unit("mV") is MILLIVOLT and unit("uV") is MICROVOLT and unit("μV") is MICROVOLT
     assert unit("Millivolt") is MILLIVOLT and unit("1") is DIMENSIONLESS
-    with pytest.raises(ValueError, match="unknown unit 'MV'"):
+    with pytest.raises(InputError, match="unknown unit 'MV'"):
         unit("MV")
-    with pytest.raises(TypeError, match="string such as 'mV'"):
+    with pytest.raises(InputTypeError, match="string such as 'mV'"):
         unit(3)
-    with pytest.raises(ValueError, match="same dimension"):
+    with pytest.raises(InputError, match="same dimension"):
         MILLIVOLT.factor_to(DIMENSIONLESS)
-    with pytest.raises(ValueError, match="positive SI factor"):
+    with pytest.raises(InputError, match="SI factor of unit 'bad'"):
         Unit("bad", "voltage", 0.0)
+    with pytest.raises(InputError, match="SI factor"):
+        Unit("bad", "voltage", float("inf"))
+    with pytest.raises(InputTypeError, match="SI factor"):
+        Unit("bad", "voltage", "1e-3")
+    with pytest.raises(InputTypeError, match="symbol"):
+        Unit("", "voltage", 1.0)
 
 
 def test_unit_change_round_trip_and_errors():
@@ -61,9 +68,11 @@ def test_unit_change_round_trip_and_errors():
     np.testing.assert_allclose(change.inverse.pushforward(change.pushforward(x)), x, rtol=1e-15)
     assert repr(change) == "UnitChange((1, mV) -> (1, V))"
     assert change.to_dict()["scale"] == [1.0, 0.001]
-    with pytest.raises(ValueError, match=r"shape \[\.\.\., 2\]"):
+    with pytest.raises(InputError, match=r"shape \[\.\.\., 2\]"):
         change.forward([1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="one unit per coordinate"):
+    with pytest.raises(InputError, match=r"shape \[\.\.\., 2, 2\]"):
+        change.transform_metric(np.eye(3))
+    with pytest.raises(InputError, match="one unit per coordinate"):
         UnitChange(("1",), ("1", "V"))
 
 

@@ -17,6 +17,7 @@ from syngeo.data.weights import (
     load_weights,
     select_tensors,
 )
+from syngeo.errors import DataFileError, InputError, InputTypeError
 
 
 def _values(n: int = 50, seed: int = 0) -> np.ndarray:
@@ -81,14 +82,14 @@ def test_csv_column_selects_among_several(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"a": a, "b": b}).to_csv(path, index=False)
     np.testing.assert_array_equal(load_weights(path, column="b").values, b)
-    with pytest.raises(ValueError, match=r"several numeric columns.*--column"):
+    with pytest.raises(DataFileError, match=r"several numeric columns.*--column"):
         load_weights(path)
 
 
 def test_csv_missing_column_lists_the_available_ones(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"a": _values(), "b": _values()}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"no column 'c'; available columns: a, b") as info:
+    with pytest.raises(DataFileError, match=r"no column 'c'; available columns: a, b") as info:
         load_weights(path, column="c")
     assert str(path) in str(info.value)
 
@@ -121,7 +122,7 @@ def test_parquet(tmp_path):
 def test_non_numeric_column_is_an_error(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"w": ["0.1", "0.2", "abc"]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"not numeric.*'abc'"):
+    with pytest.raises(DataFileError, match=r"not numeric.*'abc'"):
         load_weights(path)
 
 
@@ -129,16 +130,17 @@ def test_non_numeric_column_is_an_error(tmp_path):
 def test_nan_and_inf_are_errors(tmp_path, bad):
     values = _values()
     values[7] = bad
+    values[20] = bad  # the message names the first one
     path = tmp_path / "w.npy"
     np.save(path, values)
-    with pytest.raises(ValueError, match=r"w.npy: array has .*(NaN|infinite).*position 7"):
+    with pytest.raises(DataFileError, match=r"w.npy: array has .*(NaN|infinite).*position 7"):
         load_weights(path)
 
 
 def test_empty_csv_is_an_error(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(DataFileError, match="empty"):
         load_weights(path)
 
 
@@ -159,7 +161,7 @@ def test_npy_is_flattened(tmp_path):
 def test_npy_with_python_objects_is_refused(tmp_path):
     path = tmp_path / "obj.npy"
     np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="Python objects"):
+    with pytest.raises(DataFileError, match="Python objects"):
         load_weights(path)
 
 
@@ -176,7 +178,7 @@ def test_npz_keys_and_globs(tmp_path):
         load_weights(path, column="other").values, arrays["other"].ravel()
     )
     assert load_weights(path, layer="oth*", include_default_skips=True).names == ("other",)
-    with pytest.raises(ValueError, match="no array named 'nope'; available: hidden, other"):
+    with pytest.raises(DataFileError, match="no array named 'nope'; available: hidden, other"):
         load_weights(path, column="nope")
 
 
@@ -239,7 +241,7 @@ def test_layer_and_exclude_globs(tmp_path):
     # An exact name is an explicit request and wins over the readout rule.
     assert load_weights(path, layer=["fc.weight"]).names == ("fc.weight",)
     assert "fc.weight" in load_weights(path, include_default_skips=True).names
-    with pytest.raises(ValueError, match="no tensor left"):
+    with pytest.raises(DataFileError, match="no tensor left"):
         load_weights(path, layer="nothing.*")
 
 
@@ -270,7 +272,9 @@ def test_pickled_objects_are_refused_without_running_them(tmp_path):
     path = tmp_path / "evil.pt"
     marker = tmp_path / "ran"
     torch.save({"w": torch.ones(3), "cb": _Marker(str(marker))}, path)
-    with pytest.raises(ValueError, match=r"refused to load: it holds a Python object \(io.open\)"):
+    with pytest.raises(
+        DataFileError, match=r"refused to load: it holds a Python object \(io.open\)"
+    ):
         load_weights(path)
     assert not marker.exists()
 
@@ -294,7 +298,7 @@ class _Marker:
 def test_garbage_files_give_a_one_line_error(tmp_path, suffix):
     path = tmp_path / f"garbage{suffix}"
     path.write_bytes(b"\x00\x01 definitely not a weight file \xff" * 3)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataFileError) as info:
         load_weights(path)
     message = str(info.value)
     assert str(path) in message and "\n" not in message
@@ -303,7 +307,7 @@ def test_garbage_files_give_a_one_line_error(tmp_path, suffix):
 def test_unknown_suffix_lists_the_known_ones(tmp_path):
     path = tmp_path / "w.xlsx"
     path.write_text("x")
-    with pytest.raises(ValueError, match=r"unknown file type '.xlsx'.*\.csv"):
+    with pytest.raises(DataFileError, match=r"unknown file type '.xlsx'.*\.csv"):
         load_weights(path)
     assert ".safetensors" in SUFFIXES
 
@@ -335,21 +339,21 @@ def test_pair_of_state_dicts(tmp_path):
 def test_pair_length_mismatch(tmp_path):
     np.save(tmp_path / "a.npy", _values(50))
     np.save(tmp_path / "b.npy", _values(49))
-    with pytest.raises(ValueError, match=r"has 50 weights but AFTER .* has 49"):
+    with pytest.raises(InputError, match=r"has 50 weights but AFTER .* has 49"):
         load_pair(tmp_path / "a.npy", tmp_path / "b.npy")
 
 
 def test_pair_with_different_tensors(tmp_path):
     torch.save({"a.weight": torch.ones(3, 3), "b.weight": torch.ones(2, 3)}, tmp_path / "x.pt")
     torch.save({"a.weight": torch.ones(3, 3), "c.weight": torch.ones(2, 3)}, tmp_path / "y.pt")
-    with pytest.raises(ValueError, match=r"only in BEFORE: b\.weight; only in AFTER: c\.weight"):
+    with pytest.raises(InputError, match=r"only in BEFORE: b\.weight; only in AFTER: c\.weight"):
         load_pair(tmp_path / "x.pt", tmp_path / "y.pt", include_default_skips=True)
 
 
 def test_pair_with_different_shapes(tmp_path):
     torch.save({"a.weight": torch.ones(3, 4)}, tmp_path / "x.pt")
     torch.save({"a.weight": torch.ones(4, 3)}, tmp_path / "y.pt")
-    with pytest.raises(ValueError, match=r"shape \[3, 4\] in BEFORE .* \[4, 3\] in AFTER"):
+    with pytest.raises(InputError, match=r"shape \[3, 4\] in BEFORE .* \[4, 3\] in AFTER"):
         load_pair(tmp_path / "x.pt", tmp_path / "y.pt")
 
 
@@ -374,3 +378,78 @@ def test_csv_with_a_written_row_index(tmp_path):
     path = tmp_path / "indexed.csv"
     pd.DataFrame({"w": values}).to_csv(path)  # index=True adds an "Unnamed: 0" column
     np.testing.assert_array_equal(load_weights(path).values, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Error classes: a file that cannot be read is a DataFileError; options that do not apply, or two
+# readable files that disagree, are InputErrors (every one is a ValueError)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_options_that_do_not_apply_are_input_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"w": _values()}).to_csv(path, index=False)
+    with pytest.raises(InputError, match="--layer/--exclude select named tensors") as info:
+        load_weights(path, layer="conv*")
+    assert not isinstance(info.value, DataFileError)
+    np.save(tmp_path / "a.npy", _values())
+    with pytest.raises(InputError, match="holds one array") as info:
+        load_weights(tmp_path / "a.npy", column="w")
+    assert not isinstance(info.value, DataFileError)
+    torch.save({"a.weight": torch.ones(3, 3)}, tmp_path / "x.pt")
+    with pytest.raises(InputTypeError, match="layer patterns must be strings"):
+        load_weights(tmp_path / "x.pt", layer=[3])
+
+
+def test_a_folder_is_a_data_file_error(tmp_path):
+    folder = tmp_path / "weights.npy"
+    folder.mkdir()
+    with pytest.raises(DataFileError, match="is a folder"):
+        load_weights(folder)
+
+
+def test_pair_mismatch_is_an_input_error_not_a_file_error(tmp_path):
+    np.save(tmp_path / "a.npy", _values(50))
+    np.save(tmp_path / "b.npy", _values(49))
+    with pytest.raises(InputError) as info:
+        load_pair(tmp_path / "a.npy", tmp_path / "b.npy")
+    assert not isinstance(info.value, DataFileError) and isinstance(info.value, ValueError)
+
+
+def test_flat_checkpoint_leaves_the_optimizer_state_out(tmp_path):
+    """A checkpoint without a container key: model tensors at the top level next to the
+    optimizer's state (momentum buffers are tensors too, and must not be read as weights)."""
+    weight = torch.arange(12, dtype=torch.float64).reshape(3, 4)
+    checkpoint = {
+        "layer.weight": weight,
+        "optimizer": {"state": {0: {"momentum_buffer": torch.ones(3, 4)}}, "param_groups": []},
+        "lr_scheduler": {"last_epoch": 3, "base_lrs": torch.tensor([0.1])},
+    }
+    torch.save(checkpoint, tmp_path / "flat.pt")
+    ws = load_weights(tmp_path / "flat.pt")
+    assert ws.names == ("layer.weight",)
+    np.testing.assert_array_equal(ws.values, weight.numpy().ravel())
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_float64_tensors_are_read_without_rounding(tmp_path, fmt):
+    """float64 weights keep every bit (a float32 round trip would change ~all of them)."""
+    values = torch.from_numpy(_values(60, seed=3).reshape(6, 10))
+    assert not torch.equal(values, values.float().double())
+    path = tmp_path / f"w.{fmt}"
+    if fmt == "pt":
+        torch.save({"w.weight": values}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({"w.weight": values}, str(path))
+    np.testing.assert_array_equal(load_weights(path).values, values.numpy().ravel())
+
+
+def test_readout_is_the_last_weight_matrix_not_a_trailing_vector(tmp_path):
+    """Without a readout-like name, the last *matrix* is the readout; a trailing 1-D parameter
+    (a learned temperature, say) is not."""
+    shapes = {"conv.weight": (4, 3, 3, 3), "proj.weight": (10, 4), "logit_scale": (1,)}
+    used, skipped = select_tensors(shapes)
+    assert used == ["conv.weight", "logit_scale"]
+    assert [(t.name, t.reason) for t in skipped] == [("proj.weight", "readout layer")]

@@ -51,7 +51,9 @@ import pandas as pd
 import scipy.integrate
 import torch
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.potentials import PotentialLike, potential
+from syngeo.validation import as_generator, as_positive_int
 
 __all__ = [
     "Constant",
@@ -75,22 +77,22 @@ _SYMMETRY_RTOL = 1e-10
 def _as_points(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim == 0:
-        raise ValueError(f"{name} must have shape [..., dim], got a scalar")
+        raise InputError(f"{name} must have shape [..., dim], got a scalar")
     return arr
 
 
 def _check_spd_matrix(a: np.ndarray, where: str) -> np.ndarray:
-    """Raise ValueError unless every [n, n] block of ``a`` is finite, symmetric and positive definite."""
+    """Raise InputError unless every [n, n] block of ``a`` is finite, symmetric and positive definite."""
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"{where}: a metric matrix must have shape [..., n, n], got {a.shape}")
+        raise InputError(f"{where}: a metric matrix must have shape [..., n, n], got {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(
+        raise InputError(
             f"{where}: the metric matrix has NaN or inf entries; it must be finite SPD"
         )
     asym = np.abs(a - np.swapaxes(a, -1, -2)).max(initial=0.0)
     scale = np.abs(a).max(initial=0.0)
     if asym > _SYMMETRY_RTOL * max(scale, 1e-300):
-        raise ValueError(
+        raise InputError(
             f"{where}: the metric matrix is not symmetric (max |A - A^T| = {asym:.3g}); "
             "pass a symmetric positive definite matrix, e.g. (A + A.T) / 2"
         )
@@ -98,7 +100,7 @@ def _check_spd_matrix(a: np.ndarray, where: str) -> np.ndarray:
         np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
         eig = np.linalg.eigvalsh(a).min()
-        raise ValueError(
+        raise InputError(
             f"{where}: the metric matrix is not positive definite (smallest eigenvalue {eig:.3g}); "
             "a metric must be symmetric positive definite"
         ) from None
@@ -108,7 +110,7 @@ def _check_spd_matrix(a: np.ndarray, where: str) -> np.ndarray:
 def _check_positive_diagonal(d: np.ndarray, where: str) -> np.ndarray:
     if not np.all(np.isfinite(d)) or np.any(d <= 0):
         bad = d[~np.isfinite(d) | (d <= 0)].ravel()[:3].tolist()
-        raise ValueError(
+        raise InputError(
             f"{where}: a diagonal metric needs finite entries > 0, got e.g. {bad} "
             "(a Hessian metric is infinite or zero where the potential is not strictly convex, "
             "e.g. negative entropy at w = 0)"
@@ -210,7 +212,7 @@ class Metric:
     def _base_point(self, base_point) -> np.ndarray:
         x = _as_points(base_point, "base_point")
         if self.dim is not None and x.shape[-1] != self.dim:
-            raise ValueError(
+            raise InputError(
                 f"{self.name} is a metric on R^{self.dim}; base_point has shape {x.shape} "
                 f"(expected [..., {self.dim}])"
             )
@@ -225,7 +227,7 @@ class Metric:
         n = x.shape[-1]
         a = np.asarray(self.metric_matrix(x), dtype=np.float64)
         if a.shape[-2:] != (n, n):
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: metric_matrix returned shape {a.shape} for base points of "
                 f"dimension {n}; expected [..., {n}, {n}]"
             )
@@ -235,7 +237,7 @@ class Metric:
     def _vector(self, v, x: np.ndarray, name: str) -> np.ndarray:
         v = _as_points(v, name)
         if v.shape[-1] != x.shape[-1]:
-            raise ValueError(
+            raise InputError(
                 f"{name} has {v.shape[-1]} components but base_point has {x.shape[-1]}; "
                 "both must have shape [..., dim]"
             )
@@ -320,26 +322,22 @@ class Metric:
 
         In 2-D these are ``n_points`` points of an ellipse, evenly spaced in angle before the
         map :math:`v = L^{-T}u` (:math:`A = LL^T`, ``u`` on the unit circle). For ``dim > 2``
-        the ``u`` are random unit vectors drawn from ``rng`` (a seed or Generator; default 0).
+        the ``u`` are random unit vectors drawn from ``rng`` (a seed or Generator; ``None``,
+        the default, means fresh entropy as in NumPy: pass a seed for reproducible points).
 
         Returns
         -------
         ndarray, shape=[..., n_points, dim]
             Offsets from the base point (add ``base_point`` to draw them).
         """
-        if (
-            isinstance(n_points, bool)
-            or not isinstance(n_points, (int, np.integer))
-            or n_points < 1
-        ):
-            raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+        n_points = as_positive_int(n_points, "n_points")
         x = self._base_point(base_point)
         n = x.shape[-1]
         if n == 2:
             t = np.linspace(0.0, 2 * np.pi, n_points, endpoint=False)
             u = np.stack([np.cos(t), np.sin(t)], axis=-1)
         else:
-            gen = np.random.default_rng(0 if rng is None else rng)
+            gen = as_generator(rng)
             u = gen.standard_normal((n_points, n))
             u /= np.linalg.norm(u, axis=-1, keepdims=True)
         if self.is_diagonal:
@@ -352,7 +350,7 @@ class Metric:
         """Semi-axes and orientation of the unit ball at one 2-D ``base_point`` (shape=[2])."""
         x = self._base_point(base_point)
         if x.shape != (2,):
-            raise ValueError(f"unit_ellipse needs one 2-D base point of shape [2], got {x.shape}")
+            raise InputError(f"unit_ellipse needs one 2-D base point of shape [2], got {x.shape}")
         eigval, eigvec = np.linalg.eigh(self._matrix(x))
         major_dir = eigvec[:, 0]
         angle = math.degrees(math.atan2(major_dir[1], major_dir[0]))
@@ -381,9 +379,7 @@ class Euclidean(Metric):
     """
 
     def __init__(self, dim: int) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"Euclidean(dim) needs a positive integer dimension, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = as_positive_int(dim, "Euclidean(dim)")
 
     def metric_diagonal(self, base_point) -> np.ndarray:
         x = np.asarray(base_point, dtype=np.float64)
@@ -413,7 +409,7 @@ class Constant(Metric):
     def __init__(self, matrix) -> None:
         a = np.array(matrix, dtype=np.float64)
         if a.ndim != 2:
-            raise ValueError(f"Constant needs one [dim, dim] matrix, got shape {a.shape}")
+            raise InputError(f"Constant needs one [dim, dim] matrix, got shape {a.shape}")
         _check_spd_matrix(a, "Constant")
         a.setflags(write=False)
         self.matrix = a
@@ -424,7 +420,7 @@ class Constant(Metric):
         """The metric ``diag(1/η)`` whose flow is ``ẋ_i = −η_i ∂_i f`` (η_i > 0)."""
         eta = np.asarray(factors, dtype=np.float64)
         if eta.ndim != 1 or not np.all(np.isfinite(eta)) or np.any(eta <= 0):
-            raise ValueError(
+            raise InputError(
                 f"conversion factors must be a 1-D array of finite values > 0, got {factors!r}"
             )
         return cls(np.diag(1.0 / eta))
@@ -466,7 +462,7 @@ class PositionDependent(Metric):
         name: str | None = None,
     ) -> None:
         if not callable(fn):
-            raise TypeError(
+            raise InputTypeError(
                 f"PositionDependent needs a callable base_point -> matrix, got {type(fn).__name__}"
             )
         self.fn = fn
@@ -515,7 +511,7 @@ class Fisher(Metric):
 
     def __init__(self, model: Any) -> None:
         if not callable(getattr(model, "fisher_information", None)):
-            raise TypeError(
+            raise InputTypeError(
                 f"Fisher(model) needs a model with a fisher_information(theta) method, got "
                 f"{type(model).__name__}"
             )
@@ -583,10 +579,10 @@ def coordinate_grid(*axes: Sequence[float]) -> np.ndarray:
     (2, 3, 2)
     """
     if not axes:
-        raise ValueError("coordinate_grid needs at least one axis")
+        raise InputError("coordinate_grid needs at least one axis")
     arrays = [np.asarray(a, dtype=np.float64) for a in axes]
     if any(a.ndim != 1 or a.size == 0 for a in arrays):
-        raise ValueError("every axis must be a non-empty 1-D array of coordinates")
+        raise InputError("every axis must be a non-empty 1-D array of coordinates")
     return np.stack(np.meshgrid(*arrays, indexing="xy"), axis=-1)
 
 
@@ -604,7 +600,7 @@ def autograd_gradient(cost: Callable[[torch.Tensor], torch.Tensor]) -> Callable[
     [[20.0, 10.0]]
     """
     if not callable(cost):
-        raise TypeError(f"cost must be callable, got {type(cost).__name__}")
+        raise InputTypeError(f"cost must be callable, got {type(cost).__name__}")
     grad_fn = torch.func.grad(cost)
 
     def cost_grad(base_point) -> np.ndarray:
@@ -663,7 +659,7 @@ class FlowField:
         dim = self.base_points.shape[-1]
         names = list(names) if names is not None else [f"x{i + 1}" for i in range(dim)]
         if len(names) != dim:
-            raise ValueError(f"need {dim} coordinate names, got {len(names)}")
+            raise InputError(f"need {dim} coordinate names, got {len(names)}")
         pts = self.base_points.reshape(-1, dim)
         vec = self.vectors.reshape(-1, dim)
         data = {name: pts[:, i] for i, name in enumerate(names)}
@@ -710,11 +706,11 @@ def flow_field(cost_grad: Callable[[np.ndarray], Any], metric: Metric, grid) -> 
     ([[[-2.0, -4.0]]], [[4.472136]])
     """
     if not isinstance(metric, Metric):
-        raise TypeError(f"metric must be a syngeo.metrics.Metric, got {type(metric).__name__}")
+        raise InputTypeError(f"metric must be a syngeo.metrics.Metric, got {type(metric).__name__}")
     points = metric._base_point(grid)
     grad = np.asarray(cost_grad(points), dtype=np.float64)
     if grad.shape != points.shape:
-        raise ValueError(
+        raise InputError(
             f"cost_grad returned shape {grad.shape} for points of shape {points.shape}; it must "
             "return the partial derivatives at every point, with the same shape"
         )
@@ -807,12 +803,12 @@ def integrate_flow(
     True
     """
     if not isinstance(metric, Metric):
-        raise TypeError(f"metric must be a syngeo.metrics.Metric, got {type(metric).__name__}")
+        raise InputTypeError(f"metric must be a syngeo.metrics.Metric, got {type(metric).__name__}")
     x0 = metric._base_point(x0)
     if x0.ndim != 1:
-        raise ValueError(f"x0 must be one point of shape [dim], got shape {x0.shape}")
+        raise InputError(f"x0 must be one point of shape [dim], got shape {x0.shape}")
     if len(t_span) != 2 or not all(math.isfinite(float(t)) for t in t_span):
-        raise ValueError(f"t_span must be (t0, t1) with finite times, got {t_span!r}")
+        raise InputError(f"t_span must be (t0, t1) with finite times, got {t_span!r}")
 
     def rhs(_t: float, x: np.ndarray) -> np.ndarray:
         g = np.asarray(cost_grad(x), dtype=np.float64)

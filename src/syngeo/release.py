@@ -54,7 +54,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from syngeo.errors import InputError
 from syngeo.units import DIMENSIONLESS, Unit, UnitChange, UnitLike, unit
+from syngeo.validation import as_generator, as_positive_float, as_positive_int
 
 __all__ = ["BinomialRelease"]
 
@@ -99,22 +101,14 @@ class BinomialRelease:
     unit: Unit = "mV"  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        n = self.n_sites
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise TypeError(f"n_sites must be a positive integer, got {n!r}")
-        if n < 1:
-            raise ValueError(
-                f"n_sites must be a positive integer (number of release sites), got {n}"
-            )
-        phi = float(self.target_mean)
-        if not math.isfinite(phi) or phi <= 0:
-            raise ValueError(
-                f"target_mean must be a finite positive voltage, got {self.target_mean!r}"
-            )
+        n = as_positive_int(self.n_sites, "n_sites (number of release sites)")
+        phi = as_positive_float(self.target_mean, "target_mean (a voltage)")
         u = unit(self.unit)
         if u.dimension != "voltage":
-            raise ValueError(f"the release model measures q in a voltage unit, got {u.symbol!r}")
-        object.__setattr__(self, "n_sites", int(n))
+            raise InputError(
+                f"the release model measures q in a voltage unit (V, mV, µV), got {u.symbol!r}"
+            )
+        object.__setattr__(self, "n_sites", n)
         object.__setattr__(self, "target_mean", phi)
         object.__setattr__(self, "unit", u)
 
@@ -139,21 +133,21 @@ class BinomialRelease:
     def _check_theta(self, theta) -> np.ndarray:
         t = np.asarray(theta, dtype=np.float64)
         if t.ndim == 0 or t.shape[-1] != 2:
-            raise ValueError(
+            raise InputError(
                 f"theta must have shape [..., 2] with columns (P, q), got shape {t.shape}"
             )
         if not np.all(np.isfinite(t)):
-            raise ValueError("theta contains NaN or inf; pass finite (P, q) values")
+            raise InputError("theta contains NaN or inf; pass finite (P, q) values")
         p, q = t[..., 0], t[..., 1]
         if np.any((p <= 0) | (p >= 1)):
             bad = p[(p <= 0) | (p >= 1)].ravel()[:3].tolist()
-            raise ValueError(
+            raise InputError(
                 f"release probability P must lie in the open interval (0, 1), got e.g. {bad}; "
                 "clip P to [eps, 1 - eps]"
             )
         if np.any(q <= 0):
             bad = q[q <= 0].ravel()[:3].tolist()
-            raise ValueError(
+            raise InputError(
                 f"quantal amplitude q must be > 0 (in {self.unit.symbol}), got e.g. {bad}"
             )
         return t
@@ -178,9 +172,7 @@ class BinomialRelease:
     def kl_divergence(self, theta, target_width: float) -> np.ndarray:
         """KL(N(φ, s²) ‖ N(μ, σ²)) with ``s = target_width`` (in ``unit``); differs from
         :meth:`cost` by ``−log s + s²/(2σ²) − ½``."""
-        s = float(target_width)
-        if not math.isfinite(s) or s <= 0:
-            raise ValueError(f"target_width must be finite and > 0, got {target_width!r}")
+        s = as_positive_float(target_width, "target_width")
         t = self._check_theta(theta)
         mean, var = _moments(t[..., 0], t[..., 1], self.n_sites)
         return 0.5 * np.log(var / s**2) + (s**2 + (self.target_mean - mean) ** 2) / (2 * var) - 0.5
@@ -259,18 +251,22 @@ class BinomialRelease:
         mean, var = _moments(t[..., 0], t[..., 1], self.n_sites)
         return -0.5 * log(2 * pi * var) - (x - mean) ** 2 / (2 * var)
 
-    def sample_responses(self, theta, n_samples: int, rng, *, exact: bool = False) -> np.ndarray:
-        """Draw responses at one parameter point ``theta`` (shape=[2]).
+    def sample_responses(
+        self, theta, n_samples: int, rng=None, *, exact: bool = False
+    ) -> np.ndarray:
+        """Draw ``n_samples`` responses at one parameter point ``theta`` (shape=[2]).
 
         Gaussian approximation by default; ``exact=True`` draws ``k·q`` with ``k ~ Bin(N, P)``.
-        ``rng`` is a ``numpy.random.Generator`` (or a seed).
+        ``rng`` is a ``numpy.random.Generator``, a seed, or ``None`` for fresh entropy (as in
+        NumPy).
         """
         t = self._check_theta(theta)
         if t.shape != (2,):
-            raise ValueError(
+            raise InputError(
                 f"sample_responses needs one parameter point of shape [2], got {t.shape}"
             )
-        rng = np.random.default_rng(rng)
+        n_samples = as_positive_int(n_samples, "n_samples")
+        rng = as_generator(rng)
         p, q = t
         if exact:
             return rng.binomial(self.n_sites, p, size=n_samples) * q

@@ -33,11 +33,13 @@ array([0.5  , 0.002])
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
+
+from syngeo.errors import InputError, InputTypeError
+from syngeo.validation import as_positive_float
 
 __all__ = [
     "DIMENSIONLESS",
@@ -77,12 +79,8 @@ class Unit:
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol:
-            raise TypeError(f"a unit needs a non-empty symbol string, got {self.symbol!r}")
-        factor = float(self.si_factor)
-        if not math.isfinite(factor) or factor <= 0:
-            raise ValueError(
-                f"unit {self.symbol!r} needs a finite positive SI factor, got {self.si_factor!r}"
-            )
+            raise InputTypeError(f"a unit needs a non-empty symbol string, got {self.symbol!r}")
+        factor = as_positive_float(self.si_factor, f"the SI factor of unit {self.symbol!r}")
         object.__setattr__(self, "si_factor", factor)
 
     def factor_to(self, other: UnitLike) -> float:
@@ -90,12 +88,12 @@ class Unit:
 
         Raises
         ------
-        ValueError
+        InputError
             If the two units measure different dimensions (e.g. mV and a dimensionless unit).
         """
         other = unit(other)
         if other.dimension != self.dimension:
-            raise ValueError(
+            raise InputError(
                 f"cannot convert {self.symbol} ({self.dimension}) to {other.symbol} "
                 f"({other.dimension}): choose a unit of the same dimension"
             )
@@ -143,13 +141,13 @@ def unit(spec: UnitLike) -> Unit:
     if isinstance(spec, Unit):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(
+        raise InputTypeError(
             f"a unit must be a Unit or a string such as 'mV', got {type(spec).__name__}"
         )
     key = spec.strip()
     found = _UNIT_SYMBOLS.get(key) or _UNIT_NAMES.get(key.lower())
     if found is None:
-        raise ValueError(
+        raise InputError(
             f"unknown unit {spec!r}: use one of '1' (dimensionless), 'V', 'mV', 'µV' (or 'uV'), "
             "or build one with Unit(symbol, dimension, si_factor)"
         )
@@ -224,7 +222,7 @@ class UnitChange:
         src = tuple(unit(u) for u in source)
         tgt = tuple(unit(u) for u in target)
         if len(src) != len(tgt) or not src:
-            raise ValueError(
+            raise InputError(
                 f"source and target need one unit per coordinate, got {len(src)} and {len(tgt)}"
             )
         object.__setattr__(self, "source", src)
@@ -246,7 +244,7 @@ class UnitChange:
     def _check(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 0 or x.shape[-1] != self.dim:
-            raise ValueError(
+            raise InputError(
                 f"expected an array of shape [..., {self.dim}] (one entry per coordinate), "
                 f"got shape {x.shape}"
             )
@@ -272,7 +270,7 @@ class UnitChange:
         """A metric matrix in target coordinates: ``A' = S⁻¹ A S⁻¹``, shape=[..., dim, dim]."""
         a = np.asarray(metric_matrix, dtype=np.float64)
         if a.ndim < 2 or a.shape[-2:] != (self.dim, self.dim):
-            raise ValueError(
+            raise InputError(
                 f"expected a metric of shape [..., {self.dim}, {self.dim}], got {a.shape}"
             )
         inv = 1.0 / self.scale

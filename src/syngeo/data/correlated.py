@@ -50,8 +50,8 @@ For other covariances the sampler doubles ``m`` (up to ``2**max_doublings`` time
 until :math:`\min\lambda \ge -10^{-12}\max\lambda`. If that fails, the negative eigenvalues are set
 to zero only when the resulting covariance error is negligible: clipping changes every entry of the
 sampled :math:`d\times d` covariance by at most :math:`\sum_{\lambda_j<0}|\lambda_j|/m`, which must
-be at most ``clip_tol`` (default 1e-8, relative to :math:`c_0`); otherwise a ``ValueError`` is
-raised that suggests ``method="cholesky"``.
+be at most ``clip_tol`` (default 1e-8, relative to :math:`c_0`); otherwise an
+:class:`~syngeo.errors.InputError` (a ``ValueError``) is raised that suggests ``method="cholesky"``.
 
 ``method="cholesky"`` factorises the dense :math:`d \times d` matrix (:math:`O(d^3)`) and is the
 reference the FFT sampler is tested against.
@@ -65,8 +65,6 @@ Example
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +72,15 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.linalg
+
+from syngeo.errors import InputError
+from syngeo.validation import (
+    as_choice,
+    as_generator,
+    as_int,
+    as_positive_float,
+    as_positive_int,
+)
 
 __all__ = [
     "CirculantEmbedding",
@@ -87,34 +94,6 @@ __all__ = [
 _CHUNK_BYTES = 64 * 2**20
 #: Eigenvalues above ``-_PSD_RTOL * max(eigenvalues)`` count as non-negative (FFT round-off).
 _PSD_RTOL = 1e-12
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive real number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
-
-
-def _as_generator(rng: Any) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise TypeError(
-        f"rng must be a numpy.random.Generator or an integer seed, got {type(rng).__name__}; "
-        "pass e.g. rng=0 or rng=np.random.default_rng(0)"
-    )
 
 
 def _correlation(k: np.ndarray, power: float, scale: float) -> np.ndarray:
@@ -146,9 +125,9 @@ def toeplitz_correlation_row(d: int, power: float, scale: float = 1.0) -> np.nda
     >>> toeplitz_correlation_row(4, power=1)
     array([ 1.        , -0.5       ,  0.33333333, -0.25      ])
     """
-    d = _check_int(d, "d", 1)
-    power = _check_positive(power, "power")
-    scale = _check_positive(scale, "scale")
+    d = as_positive_int(d, "d")
+    power = as_positive_float(power, "power")
+    scale = as_positive_float(scale, "scale")
     return _correlation(np.arange(d), power, scale)
 
 
@@ -270,7 +249,7 @@ def _embed(
             sizes_tried=tuple(sizes),
             clipping_error=error,
         )
-    raise ValueError(
+    raise InputError(
         f"no positive semi-definite circulant embedding of this {d}x{d} Toeplitz covariance up to "
         f"size {sizes[-1]} (tried {sizes}); clipping the negative eigenvalues would change the "
         f"covariance by up to {error:.3g} > clip_tol={clip_tol:g}. The covariance may not be "
@@ -303,7 +282,7 @@ def circulant_embedding(
 
     Raises
     ------
-    ValueError
+    InputError
         If no embedding tried is positive semi-definite and clipping would exceed ``clip_tol``.
 
     Examples
@@ -312,12 +291,11 @@ def circulant_embedding(
     >>> emb.size, emb.is_minimal, round(emb.min_eigenvalue, 3)
     (2000, True, 0.386)
     """
-    d = _check_int(d, "d", 1)
-    power = _check_positive(power, "power")
-    scale = _check_positive(scale, "scale")
-    max_doublings = _check_int(max_doublings, "max_doublings", 0)
-    if not clip_tol >= 0:
-        raise ValueError(f"clip_tol must be >= 0, got {clip_tol!r}")
+    d = as_positive_int(d, "d")
+    power = as_positive_float(power, "power")
+    scale = as_positive_float(scale, "scale")
+    max_doublings = as_int(max_doublings, "max_doublings", minimum=0)
+    clip_tol = as_positive_float(clip_tol, "clip_tol", allow_zero=True)
     return _embed(
         lambda k: _correlation(k, power, scale), d, max_doublings=max_doublings, clip_tol=clip_tol
     )
@@ -356,7 +334,7 @@ def _sample_cholesky(
     try:
         lower = scipy.linalg.cholesky(c, lower=True, overwrite_a=True, check_finite=False)
     except np.linalg.LinAlgError as exc:
-        raise ValueError(
+        raise InputError(
             f"the {d}x{d} Toeplitz correlation with power={power:g}, scale={scale:g} is not "
             "positive definite, so it is not a covariance; use power in (0, 2]"
         ) from exc
@@ -386,7 +364,8 @@ def correlated_inputs(
     power, scale
         Correlation ``c_k = (−1)^k / (1 + |k/scale|^power)`` between entries ``k`` apart.
     rng
-        ``numpy.random.Generator`` or integer seed (required: the draw is reproducible).
+        ``numpy.random.Generator``, integer seed, or ``None`` for fresh entropy (as in NumPy);
+        required, so that a reproducible draw is the visible choice.
     uniform_noise
         Add i.i.d. ``U(−½, ½)`` noise to every entry (the paper's protocol); the covariance is
         then ``C + I/12`` instead of ``C`` (see the module docstring).
@@ -402,9 +381,11 @@ def correlated_inputs(
 
     Raises
     ------
-    TypeError, ValueError
-        For a non-integer or non-positive ``n``/``d``, a non-positive ``power``/``scale``, an
-        unknown ``method``, or a correlation that is not positive semi-definite.
+    InputTypeError
+        For a non-integer ``n``/``d``, a non-numeric ``power``/``scale`` or a bad ``rng``.
+    InputError
+        For a non-positive ``n``/``d``/``power``/``scale``, an unknown ``method``, or a
+        correlation that is not positive semi-definite.
 
     Examples
     --------
@@ -412,13 +393,12 @@ def correlated_inputs(
     >>> bool(abs(np.mean(x[:, 0] * x[:, 1]) - (-0.5)) < 0.05)
     True
     """
-    n = _check_int(n, "n", 1)
-    d = _check_int(d, "d", 1)
-    power = _check_positive(power, "power")
-    scale = _check_positive(scale, "scale")
-    if method not in ("fft", "cholesky"):
-        raise ValueError(f"method must be 'fft' or 'cholesky', got {method!r}")
-    gen = _as_generator(rng)
+    n = as_positive_int(n, "n")
+    d = as_positive_int(d, "d")
+    power = as_positive_float(power, "power")
+    scale = as_positive_float(scale, "scale")
+    method = as_choice(method, "method", ("fft", "cholesky"))
+    gen = as_generator(rng)
     if method == "fft":
         emb = circulant_embedding(d, power, scale)
         x = _sample_fft(emb, n, gen, workers)

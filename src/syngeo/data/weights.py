@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from syngeo.errors import DataFileError, InputError, InputTypeError
+
 __all__ = [
     "SUFFIXES",
     "SkippedTensor",
@@ -257,9 +259,13 @@ def load_weights(
 
     Raises
     ------
-    ValueError
+    DataFileError
         Unknown suffix, unreadable or empty file, missing column or key, non-numeric data,
         NaN or infinite values, no tensor left after selection. The message names the file.
+    InputError
+        Options that do not apply to the format (``layer=`` on a table, ``column=`` on ``.npy``).
+    InputTypeError
+        ``layer``/``exclude`` patterns that are not strings.
     FileNotFoundError
         If ``path`` does not exist.
 
@@ -273,13 +279,13 @@ def load_weights(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a weight or synapse-table file")
+        raise DataFileError(f"{path} is a folder; give a weight or synapse-table file")
     layer_globs = _as_globs(layer, "layer")
     exclude_globs = _as_globs(exclude, "exclude")
 
     if fmt in ("csv", "tsv", "parquet"):
         if layer_globs or exclude_globs:
-            raise ValueError(
+            raise InputError(
                 f"{path}: --layer/--exclude select named tensors, but a {fmt} table has columns; "
                 "use --column"
             )
@@ -291,7 +297,7 @@ def load_weights(
 
     if fmt == "npy":
         if layer_globs or exclude_globs or column is not None:
-            raise ValueError(
+            raise InputError(
                 f"{path}: a .npy file holds one array; --column/--layer/--exclude do not apply"
             )
         array = _numeric(_read_npy(path), path, "array")
@@ -302,7 +308,9 @@ def load_weights(
     tensors = _read_named(path, fmt)
     if column is not None:
         if column not in tensors:
-            raise ValueError(f"{path}: no array named {column!r}; available: {_listing(tensors)}")
+            raise DataFileError(
+                f"{path}: no array named {column!r}; available: {_listing(tensors)}"
+            )
         tensors = {column: tensors[column]}
         chosen, skipped = [column], []
     else:
@@ -315,7 +323,7 @@ def load_weights(
         )
     if not chosen:
         reasons = "; ".join(f"{s.name} ({s.reason})" for s in skipped[:6])
-        raise ValueError(
+        raise DataFileError(
             f"{path}: no tensor left to analyse after selection (skipped: {reasons}); "
             "adjust --layer/--exclude or pass --all-tensors"
         )
@@ -347,8 +355,9 @@ def load_pair(
 
     Raises
     ------
-    ValueError
-        Everything :func:`load_weights` raises, plus a mismatch between the two files.
+    DataFileError, InputError, FileNotFoundError
+        Everything :func:`load_weights` raises; :class:`~syngeo.errors.InputError` when the two
+        files do not describe the same synapses (tensors, shapes or lengths differ).
 
     Examples
     --------
@@ -465,7 +474,7 @@ def _format_of(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         known = " ".join(sorted(SUFFIXES))
-        raise ValueError(
+        raise DataFileError(
             f"{path}: unknown file type {suffix or '(no suffix)'!r}; use one of: {known}"
         )
     return SUFFIXES[suffix]
@@ -485,18 +494,18 @@ def _read_table(path: Path, fmt: str, column: str | None) -> tuple[str, Any]:
                 frame = pd.read_csv(path, sep=sep, header=None)
                 frame.columns = [f"column {i}" for i in range(len(frame.columns))]
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty; it needs one number per synapse") from None
+        raise DataFileError(f"{path}: the file is empty; it needs one number per synapse") from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path}: cannot read it as {fmt}: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as {fmt}: {_first_line(exc)}") from None
     except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        raise ValueError(f"{path}: cannot read it as {fmt}: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as {fmt}: {_first_line(exc)}") from None
     if frame.shape[0] == 0:
-        raise ValueError(f"{path}: the table has no rows; it needs one row per synapse")
+        raise DataFileError(f"{path}: the table has no rows; it needs one row per synapse")
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     if column is not None:
         if column not in columns:
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: no column {column!r}; available columns: {', '.join(columns)}"
             )
         return column, frame[column].to_numpy()
@@ -509,11 +518,11 @@ def _read_table(path: Path, fmt: str, column: str | None) -> tuple[str, Any]:
     if len(numeric) == 1:
         return numeric[0], frame[numeric[0]].to_numpy()
     if not numeric:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: no numeric column; available columns: {', '.join(columns)}; "
             "pick one with --column"
         )
-    raise ValueError(
+    raise DataFileError(
         f"{path}: several numeric columns ({', '.join(numeric)}); pick one with --column"
     )
 
@@ -523,13 +532,13 @@ def _read_npy(path: Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: the array holds Python objects, which are not loaded (it would run "
                 "code from the file); save a numeric array"
             ) from None
-        raise ValueError(f"{path}: cannot read it as .npy: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as .npy: {_first_line(exc)}") from None
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read it as .npy: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as .npy: {_first_line(exc)}") from None
 
 
 def _read_named(path: Path, fmt: str) -> dict[str, Any]:
@@ -540,7 +549,7 @@ def _read_named(path: Path, fmt: str) -> dict[str, Any]:
     else:
         tensors = _read_torch(path)
     if not tensors:
-        raise ValueError(f"{path}: the file holds no arrays or tensors")
+        raise DataFileError(f"{path}: the file holds no arrays or tensors")
     return tensors
 
 
@@ -550,13 +559,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: archive[k] for k in archive.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: an array holds Python objects, which are not loaded (it would run "
                 "code from the file); save numeric arrays"
             ) from None
-        raise ValueError(f"{path}: cannot read it as .npz: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as .npz: {_first_line(exc)}") from None
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError
-        raise ValueError(f"{path}: cannot read it as .npz: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as .npz: {_first_line(exc)}") from None
 
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
@@ -569,7 +578,7 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
                 tensors[name] = handle.get_tensor(name)
         return tensors
     except Exception as exc:  # safetensors_rust.SafetensorError and friends
-        raise ValueError(f"{path}: cannot read it as safetensors: {_first_line(exc)}") from None
+        raise DataFileError(f"{path}: cannot read it as safetensors: {_first_line(exc)}") from None
 
 
 def _read_torch(path: Path) -> dict[str, Any]:
@@ -582,22 +591,22 @@ def _read_torch(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found:
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: refused to load: it holds a Python object ({found.group(1)}) and "
                 "loading it could run code from the file; save model.state_dict() instead, or "
                 "convert it to safetensors"
             ) from None
-        raise ValueError(
+        raise DataFileError(
             f"{path}: cannot read it as a torch state dict (not a file written by torch.save "
             "with plain tensors); save model.state_dict() with torch.save, or use safetensors"
         ) from None
     except Exception as exc:  # RuntimeError for a non-zip file, EOFError, ...
-        raise ValueError(
+        raise DataFileError(
             f"{path}: cannot read it as a torch state dict: {_first_line(exc)}"
         ) from None
     tensors = _flatten_checkpoint(obj)
     if not tensors:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: no tensors found (top-level type {type(obj).__name__}); save "
             "model.state_dict()"
         )
@@ -678,29 +687,29 @@ def _numeric(values: Any, path: Path, name: str) -> np.ndarray:
         bad = np.isnan(converted) & ~pd.isna(pd.Series(array.ravel())).to_numpy()
         if bad.any():
             example = array.ravel()[np.flatnonzero(bad)[0]]
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: {name} is not numeric ({int(bad.sum())} entries such as {example!r}); "
                 "give a column of numbers"
             )
         array = converted.reshape(array.shape)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise ValueError(
+        raise DataFileError(
             f"{path}: {name} is not numeric (dtype {array.dtype}); give a column of numbers"
         )
     if np.iscomplexobj(array):
-        raise ValueError(f"{path}: {name} holds complex numbers; weights must be real")
+        raise DataFileError(f"{path}: {name} holds complex numbers; weights must be real")
     return array.astype(np.float64, copy=False)
 
 
 def _check_finite(array: np.ndarray, path: Path, name: str) -> None:
     if array.size == 0:
-        raise ValueError(f"{path}: {name} is empty; it needs one number per synapse")
+        raise DataFileError(f"{path}: {name} is empty; it needs one number per synapse")
     finite = np.isfinite(array)
     if not finite.all():
         n_nan = int(np.isnan(array).sum())
         n_inf = int(array.size - finite.sum() - n_nan)
         first = int(np.flatnonzero(~finite.ravel())[0])
-        raise ValueError(
+        raise DataFileError(
             f"{path}: {name} has {n_nan} NaN and {n_inf} infinite values (first at position "
             f"{first}); drop or fill those synapses in both files"
         )
@@ -726,7 +735,7 @@ def _check_aligned(before: WeightSet, after: WeightSet) -> None:
         only_b = [n for n in before.names if n not in set(after.names)]
         only_a = [n for n in after.names if n not in set(before.names)]
         if not only_b and not only_a:
-            raise ValueError(
+            raise InputError(
                 f"BEFORE ({b}) and AFTER ({a}) hold the same tensors in a different order; "
                 "save both from the same model"
             )
@@ -735,19 +744,19 @@ def _check_aligned(before: WeightSet, after: WeightSet) -> None:
             parts.append(f"only in BEFORE: {_short_list(only_b)}")
         if only_a:
             parts.append(f"only in AFTER: {_short_list(only_a)}")
-        raise ValueError(
+        raise InputError(
             f"BEFORE ({b}) and AFTER ({a}) do not hold the same tensors ({'; '.join(parts)}); "
             "save both from the same model or select common ones with --layer"
         )
     if before.format in named and after.format in named:
         for sb, sa in zip(before.segments, after.segments, strict=True):
             if sb.shape != sa.shape:
-                raise ValueError(
+                raise InputError(
                     f"tensor {sb.name} has shape {list(sb.shape)} in BEFORE ({b}) but "
                     f"{list(sa.shape)} in AFTER ({a}); save both from the same model"
                 )
     if before.n_synapses != after.n_synapses:
-        raise ValueError(
+        raise InputError(
             f"BEFORE ({b}) has {before.n_synapses} weights but AFTER ({a}) has "
             f"{after.n_synapses}; both must list the same synapses in the same order"
         )
@@ -766,7 +775,7 @@ def _as_globs(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
     globs = []
     for item in value:
         if not isinstance(item, str):
-            raise TypeError(f"{what} patterns must be strings, got {type(item).__name__}")
+            raise InputTypeError(f"{what} patterns must be strings, got {type(item).__name__}")
         globs.extend(part.strip() for part in item.split(",") if part.strip())
     return tuple(globs)
 

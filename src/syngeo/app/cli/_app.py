@@ -1,18 +1,28 @@
 """The typer application object and the error boundary shared by every command.
 
 Commands live in sibling modules (``demo``, ``infer``, ``reproduce``, ...) and register themselves
-on :data:`app`. :func:`main` is the console-script entry point: it turns the library's input errors
-(``ValueError``, ``TypeError``, ``FileNotFoundError``, ``FileExistsError``, ``OSError``) into one
-line on stderr and exit code 2, never a traceback.
+on :data:`app`. :func:`main` is the console-script entry point and sorts every failure into one of
+two kinds:
+
+* **bad input** — :class:`syngeo.InputError` and its subclasses (raised by every input check in
+  the library), file-system errors (``OSError``: a missing file, an existing ``--out``) and
+  usage errors (unknown option, missing argument): one line ``error: ...`` on stderr, exit code 2;
+* **a bug** — any other exception (``KeyError``, ``AttributeError``, a ``ValueError`` that no
+  input check raised, ...): its traceback on stderr, exit code 1.
+
+Only typer and rich are imported here: both are declared dependencies. ``click`` is not (recent
+typer releases bundle their own copy of it), so it must never be imported directly.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 
-import click
 import typer
 from rich.console import Console
+
+from syngeo.errors import InputError
 
 app = typer.Typer(
     name="syngeo",
@@ -48,26 +58,26 @@ def _root(
 console = Console()
 err_console = Console(stderr=True)
 
-#: Exceptions that mean "bad input": reported in one line with exit code 2.
-INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    TypeError,
-    FileNotFoundError,
-    FileExistsError,
-    IsADirectoryError,
-    PermissionError,
-    OSError,
-    KeyError,
-)
+#: Exceptions that mean "bad input": reported in one line with exit code 2. Everything else is
+#: a bug and keeps its traceback (exit code 1).
+INPUT_ERRORS: tuple[type[BaseException], ...] = (InputError, OSError)
 
 
-# Recent typer releases bundle their own copy of click, whose exceptions are not click's: catch
-# both families so that usage errors are one line and exit code 2 whichever typer is installed.
-_EXIT = tuple({click.exceptions.Exit, getattr(typer, "Exit", click.exceptions.Exit)})
-_ABORT = tuple({click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort)})
-_USAGE_ERRORS = tuple(
-    {click.ClickException, getattr(typer, "TyperException", click.ClickException)}
-)
+def _click_base(cls: type[BaseException], name: str) -> type[BaseException]:
+    """The ancestor of ``cls`` called ``name``.
+
+    typer re-exports click's exception classes: click's own in older releases, its bundled copy
+    (``typer._click``) in recent ones. Reaching the base class through a typer export works with
+    both, without importing click.
+    """
+    for base in cls.__mro__:
+        if base.__name__ == name:
+            return base
+    return cls  # pragma: no cover - every typer release so far has the click hierarchy
+
+
+#: Usage errors (bad option, missing argument, bad value): click's ``ClickException`` family.
+_USAGE_ERROR = _click_base(typer.BadParameter, "ClickException")
 
 
 def fail(message: str) -> None:
@@ -78,34 +88,45 @@ def fail(message: str) -> None:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc) if str(exc) else type(exc).__name__
-    if isinstance(exc, KeyError) and exc.args:
-        text = str(exc.args[0])
     return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``syngeo``)."""
+    """Console-script entry point (``syngeo``): always ends with ``SystemExit``.
+
+    Exit codes: 0 success, 1 a bug (traceback shown), 2 bad input or usage (one line), 130
+    interrupted.
+    """
     # Register the commands (import side effect) only when the CLI actually runs.
     from syngeo.app.cli import _commands  # noqa: F401
 
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="syngeo")
-    except _EXIT as exc:  # --help, typer.Exit
+    except typer.Exit as exc:  # --help, --version, typer.Exit
         raise SystemExit(getattr(exc, "exit_code", 0)) from None
-    except _USAGE_ERRORS as exc:  # bad option, missing argument, bad value
+    except typer.Abort:
+        err_console.print("aborted")
+        raise SystemExit(130) from None
+    except _USAGE_ERROR as exc:  # bad option, missing argument, bad value
         if hasattr(exc, "show"):
             exc.show()
         else:  # pragma: no cover - depends on the typer release
             err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False)
         raise SystemExit(2) from None
-    except _ABORT:
-        err_console.print("aborted")
-        raise SystemExit(130) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: finished work is kept; rerun the same command to resume")
         raise SystemExit(130) from None
     except INPUT_ERRORS as exc:
         fail(_one_line(exc))
+    except Exception:
+        # Not an input error: a bug in syngeo (or in a library it calls). Show everything.
+        traceback.print_exc()
+        err_console.print(
+            "[bold red]internal error:[/] this is a bug in syngeo, not a problem with your "
+            "input; please report it with the traceback above",
+            highlight=False,
+        )
+        raise SystemExit(1) from None
     if isinstance(rv, int) and rv != 0:
         raise SystemExit(rv)
     sys.exit(0)

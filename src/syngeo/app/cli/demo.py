@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
-from syngeo.app.cli.infer import _status, check_out_dir, print_fit, print_ranking
+from syngeo.app.cli.infer import ESTIMATORS, _status, check_out_dir, print_fit, print_ranking
+from syngeo.validation import as_choice, as_nonnegative_int, as_seed
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -152,10 +153,11 @@ def run_demo(
 
 
 def _hidden_p(name: str) -> float:
-    """p of a p-norm name (NaN for NE)."""
+    """The potential's parameter (p for a p-norm); NaN for a potential without one (NE)."""
     from syngeo.potentials import potential
 
-    return float(getattr(potential(name), "p", float("nan")))
+    parameter = potential(name).parameter
+    return float("nan") if parameter is None else float(parameter)
 
 
 @app.command("demo", epilog=_EPILOG)
@@ -186,12 +188,9 @@ def demo_command(
 
     Trains a network on the bundled digits with mirror descent under --hidden, infers the geometry from the first layer's weights before and after learning, prints the ranking and the verdict, and writes results.parquet/.csv, summary.json, figures (PNG + PDF) and report.md to --out.
     """
-    if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
-    if n_bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {n_bootstrap}")
-    if estimator not in ("likelihood", "cdf"):
-        raise ValueError(f"unknown --estimator {estimator!r}: use likelihood or cdf")
+    as_seed(seed, "--seed")
+    as_nonnegative_int(n_bootstrap, "--bootstrap")
+    as_choice(estimator, "--estimator", ESTIMATORS)
     with _status(f"learning under {hidden}, then inferring it", not (quiet or as_json)):
         result = run_demo(
             hidden, seed=seed, estimator=estimator, n_bootstrap=n_bootstrap, out=out, force=force

@@ -19,8 +19,13 @@ import numpy as np
 import typer
 
 from syngeo.app.cli._app import app, console, err_console
+from syngeo.errors import InputError
+from syngeo.validation import as_choice, as_nonnegative_int, as_seed
 
 __all__ = ["InferResult", "parse_candidates", "print_ranking", "run_infer"]
+
+#: The estimators ``--estimator`` accepts (see :func:`syngeo.inference.infer_geometry`).
+ESTIMATORS = ("likelihood", "cdf")
 
 _EPILOG = (
     "Examples:\n\n"
@@ -74,7 +79,8 @@ def parse_candidates(text: str | Sequence[str] | None) -> list[str] | None:
 
     ``"ne,2-norm,3-norm"`` → ``["ne", "2-norm", "3-norm"]``; ``"p=1.1:3.0:0.1"`` → the p-norms
     p = 1.1, 1.2, ..., 3.0 (STOP included). ``None`` or ``""`` means the default candidates.
-    Each name is checked by :func:`syngeo.potentials.potential` (ValueError for an unknown one).
+    Each name is checked by :func:`syngeo.potentials.potential`; an unknown name or a malformed
+    range raises :class:`syngeo.InputError`.
     """
     from syngeo.potentials import potential
 
@@ -90,7 +96,7 @@ def parse_candidates(text: str | Sequence[str] | None) -> list[str] | None:
         if ":" in part:
             out.extend(_p_range(part))
         else:
-            potential(part)  # raises ValueError with the accepted forms
+            potential(part)  # raises InputError with the accepted forms
             out.append(part)
     return out
 
@@ -100,19 +106,19 @@ def _p_range(part: str) -> list[str]:
     pieces = spec.split(":")
     try:
         if len(pieces) != 3 or not part.lower().startswith("p"):
-            raise ValueError
+            raise ValueError(part)
         start, stop, step = (float(x) for x in pieces)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"bad candidate range {part!r}: write p=START:STOP:STEP, e.g. p=1.1:3.0:0.1"
         ) from None
     if not (step > 0 and stop >= start > 1.0):
-        raise ValueError(
+        raise InputError(
             f"bad candidate range {part!r}: needs 1 < START <= STOP and STEP > 0 (p-norms need p > 1)"
         )
     count = int(np.floor((stop - start) / step + 1e-9)) + 1
     if count > 1000:
-        raise ValueError(f"candidate range {part!r} gives {count} values; use at most 1000")
+        raise InputError(f"candidate range {part!r} gives {count} values; use at most 1000")
     return [f"p={round(start + i * step, 10):g}" for i in range(count)]
 
 
@@ -143,7 +149,8 @@ def run_infer(
 ) -> InferResult:
     """Read BEFORE and AFTER, infer the geometry and (with ``out``) write the outputs.
 
-    Raises ``ValueError``/``OSError`` for bad input (the CLI turns them into one-line errors).
+    Raises :class:`syngeo.InputError` or ``OSError`` for bad input (the CLI turns them into
+    one-line errors, exit code 2); any other exception is a bug.
     """
     from syngeo.app.outputs import prepare_out_dir, write_outputs
     from syngeo.app.report import (
@@ -379,12 +386,9 @@ def infer_command(
 
     Ranks negative entropy and the p-norms by how Gaussian the change is in each one's dual space (THEORY §3), with a bootstrap over synapses and a sign-flip check that rules NE out.
     """
-    if n_bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {n_bootstrap}")
-    if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
-    if estimator not in ("likelihood", "cdf"):
-        raise ValueError(f"unknown --estimator {estimator!r}: use likelihood or cdf")
+    as_nonnegative_int(n_bootstrap, "--bootstrap")
+    as_seed(seed, "--seed")
+    as_choice(estimator, "--estimator", ESTIMATORS)
     show_status = not (quiet or as_json)
     with _status("reading weights and ranking geometries", show_status):
         result = run_infer(
