@@ -17,6 +17,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import syngeo
+from syngeo.errors import InputError, InputTypeError
 from syngeo.optim import (
     MirrorDescent,
     _foreach_mirror_descent,
@@ -25,8 +27,8 @@ from syngeo.optim import (
     mirror_descent,
     pnorm_sgd,
 )
-from syngeo.errors import InputError, InputTypeError
 from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
+from user_potentials import Quartic
 
 F64 = torch.float64
 
@@ -515,6 +517,61 @@ def test_ne_run_converges_to_the_bregman_projection():
     assert np.array_equal(np.sign(w_star), s)
     w_md = _run_md_to_interpolation(X, y, w0, "ne", lr=0.05, steps=20000)
     np.testing.assert_allclose(w_md, w_star, atol=1e-6)
+
+
+def _quartic_mirror_np(w):
+    return w + w**3
+
+
+def _quartic_inverse_np(u):
+    """The real root of w³ + w − u = 0 by Newton's method, independent of ``Quartic``'s Cardano
+    formula. f(w) = w³ + w − u is increasing and convex for w > 0 (concave for w < 0), so Newton
+    started beyond the root (|w| = min(|u|, |u|^(1/3)) ≥ |root|) decreases |w| monotonically."""
+    u = np.asarray(u, dtype=np.float64)
+    w = np.sign(u) * np.minimum(np.abs(u), np.cbrt(np.abs(u)))
+    for _ in range(100):
+        w = w - (w**3 + w - u) / (3 * w**2 + 1)
+    return w
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_user_potential_runs_through_mirror_descent_like_a_hand_written_loop(foreach):
+    """``Quartic`` (defined only in the tests) through MirrorDescent equals the update rule
+    written out in NumPy float64: b ← μb + g + λw, u = w + w³ − ηb, w ← root of w³ + w = u.
+    Tolerance: φ'' = 1 + 3w² ≥ 1, so the inverse mirror map has condition |dw/du| ≤ 1 and
+    rounding does not grow through it; 20 steps of a few eps each stay below 1e-13."""
+    rng = np.random.default_rng(30)
+    w0 = rng.standard_normal(12)
+    targets = rng.standard_normal(12)
+    eta, mu, lam = 0.05, 0.9, 1e-2
+    w = torch.nn.Parameter(torch.tensor(w0))
+    opt = MirrorDescent([w], lr=eta, potential=Quartic(), momentum=mu, weight_decay=lam,
+                        foreach=foreach)  # fmt: skip
+    ref, buf = w0.copy(), None
+    for _ in range(20):
+        opt.zero_grad()
+        (0.5 * ((w - torch.tensor(targets)) ** 2).sum()).backward()
+        opt.step()
+        g = ref - targets + lam * ref
+        buf = g if buf is None else mu * buf + g
+        ref = _quartic_inverse_np(_quartic_mirror_np(ref) - eta * buf)
+    np.testing.assert_allclose(w.detach().numpy(), ref, rtol=1e-13, atol=1e-15)
+    assert np.abs(ref - w0).max() > 0.1  # the run moved
+
+
+def test_user_potential_run_converges_to_the_bregman_projection():
+    """Mirror descent under ``Quartic`` converges to argmin_{Xw=y} D_φ(w, w0), computed
+    independently (Lagrange multipliers with scipy and the Newton inverse above) and by
+    ``syngeo.bregman_projection``; the Euclidean projection is a different point."""
+    X, y, w0 = _least_squares_problem(4, n=10, dim=30)
+    w_star = _projection_by_multipliers(X, y, w0, _quartic_mirror_np, _quartic_inverse_np)
+    np.testing.assert_allclose(X @ w_star, y, atol=1e-10)
+    w_lib = np.asarray(syngeo.bregman_projection(X, y, w0, Quartic()).weights, dtype=np.float64)
+    np.testing.assert_allclose(w_lib, w_star, atol=1e-9)
+    w_md = _run_md_to_interpolation(X, y, w0, Quartic(), lr=0.05, steps=20000)
+    np.testing.assert_allclose(w_md, w_star, atol=1e-6)
+    w_l2 = w0 + np.linalg.lstsq(X, y - X @ w0, rcond=None)[0]
+    assert np.abs(w_l2 - w_star).max() > 1e-2
 
 
 def test_pnorm2_run_converges_to_the_min_norm_change():

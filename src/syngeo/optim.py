@@ -343,9 +343,7 @@ class MirrorDescent(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group, validating its hyperparameters and parsing its potential."""
         if not isinstance(param_group, dict):
-            raise InputTypeError(
-                f"param_group must be a dict, got {type(param_group).__name__}"
-            )
+            raise InputTypeError(f"param_group must be a dict, got {type(param_group).__name__}")
         merged = {**self.defaults, **param_group}
         _check_hyperparameters(merged)
         phi = _as_potential(merged["potential"])
@@ -510,7 +508,9 @@ def exponentiated_gradient(
     True
     """
     if "potential" in kwargs:
-        raise InputTypeError("exponentiated_gradient fixes the potential; use MirrorDescent for others")
+        raise InputTypeError(
+            "exponentiated_gradient fixes the potential; use MirrorDescent for others"
+        )
     return MirrorDescent(params, lr, potential=NegativeEntropy(), **kwargs)
 
 
@@ -533,7 +533,9 @@ def pnorm_sgd(
     tensor([1.], requires_grad=True)
     """
     if "potential" in kwargs:
-        raise InputTypeError("pnorm_sgd fixes the potential through p; use MirrorDescent for others")
+        raise InputTypeError(
+            "pnorm_sgd fixes the potential through p; use MirrorDescent for others"
+        )
     return MirrorDescent(params, lr, potential=PNorm(p), **kwargs)
 
 
