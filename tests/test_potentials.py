@@ -155,6 +155,29 @@ class PotentialTestCase:
             phi.value(torch.tensor([0.5, 2.0], dtype=torch.float64)).item(), rel=1e-13
         )
 
+    def test_log_hessian_diag_is_the_log_of_the_hessian(self, phi):
+        """Overrides (closed forms without the power) must agree with log φ''(w), also in NumPy;
+        float64 log of a few-ulp value: atol 1e-12 (|log| ≤ 40 here)."""
+        w = _nonzero_sample((40,), torch.float64, seed=6) * 10.0 ** torch.linspace(-6, 2, 40)
+        want = torch.log(phi.hessian_diag(w))
+        torch.testing.assert_close(phi.log_hessian_diag(w), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(phi.log_hessian_diag(w.numpy()), want.numpy(), atol=1e-12)
+
+    # -- convex conjugate ----------------------------------------------------------------------
+    def test_conjugate_is_the_legendre_transform(self, phi):
+        """Fenchel–Young equality φ*(∇φ(w)) = ⟨w, ∇φ(w)⟩ − φ(w), entry by entry, and
+        ∇φ* = (∇φ)⁻¹ (autograd); overrides (closed forms) must agree with the definition."""
+        w = _nonzero_sample((40,), torch.float64, seed=5)
+        u = phi.grad(w)
+        sign = _sign_arg(phi, w)
+        want = u * w - phi.value(w, elementwise=True)
+        got = phi.conjugate(u, sign=sign, elementwise=True)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+        assert float(phi.conjugate(u, sign=sign)) == pytest.approx(float(want.sum()), rel=1e-12)
+        ur = u.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(phi.conjugate(ur, sign=sign), ur)
+        torch.testing.assert_close(grad, w, rtol=1e-10, atol=1e-12)
+
     # -- the optimizer's step ------------------------------------------------------------------
     @pytest.mark.parametrize("foreach", [None, True, False])
     @pytest.mark.parametrize("with_duals", [False, True])
@@ -230,6 +253,17 @@ class TestUserPotential(PotentialTestCase):
     @pytest.fixture
     def phi(self):
         return Quartic()
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE_OK)
+    @given(w=signed_weights)
+    def test_inverse_of_mirror_is_identity_float32(self, phi, w):
+        """Quartic's float32 inverse is Cardano's formula, whose second cube root cancels:
+        cbrt(u/2 − r) with r ≈ |u|/2 has an absolute error up to e0 = cbrt(eps32·|u|/2); the one
+        Newton step that follows leaves e1 ≈ e0²·3|w|/(3w² + 1) ≤ e0²/|w|, and with u ≈ w³ the
+        relative error is (eps32/2)^(2/3) ≈ 1.5e-5 (largest near |w| ≈ 10): rtol 2e-5."""
+        wt = torch.from_numpy(w).float()
+        back = phi.grad_inverse(phi.grad(wt))
+        torch.testing.assert_close(back, wt, rtol=2e-5, atol=0)
 
     def test_name_parses_back_to_the_same_potential(self, phi):
         assert potential(phi) is phi  # not a built-in name: the object is kept

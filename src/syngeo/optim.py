@@ -9,9 +9,12 @@ Gradient descent in the dual space of a potential :math:`\phi`:
 where :math:`d_t` is the (momentum-averaged) gradient. The layout follows ``torch.optim.sgd``:
 the :class:`MirrorDescent` class validates hyperparameters and gathers each parameter group; the
 public functional :func:`mirror_descent` does the arithmetic, either in
-``_single_tensor_mirror_descent`` (a plain loop over the potential's own mirror maps: the
-reference) or in ``_foreach_mirror_descent`` (grouped by device and dtype, with closed forms:
-the fast path, which must match the reference). Recipes: :func:`exponentiated_gradient`,
+``_single_tensor_mirror_descent`` (a plain loop over the potential's ``grad`` and
+``grad_inverse``: the reference) or in ``_foreach_mirror_descent`` (grouped by device and dtype,
+multi-tensor momentum, then the potential's own ``mirror_step_``, a fused closed form where the
+potential has one: the fast path, which must match the reference). The optimizer never asks
+which potential it has: everything potential-specific is a method of the
+:class:`~syngeo.potentials.Potential` protocol. Recipes: :func:`exponentiated_gradient`,
 :func:`pnorm_sgd`.
 """
 
@@ -255,16 +258,19 @@ class MirrorDescent(Optimizer):
       (checked once), so a run resumed from one checkpoint continues bit for bit.
       ``cache_dual`` is a setting of the optimizer, not state: ``load_state_dict`` keeps the
       loading optimizer's.
-    * **Why not a verified cache by default.** Checking that the weights are still the ones the
-      optimizer wrote (a stored copy compared with ``torch.equal`` or ``memcmp``, and refreshed
-      after each step) reads and writes as much memory as evaluating the p-norm mirror map
-      (``abs``, product) and more than the NE sign; measured on a ResNet-50 list (one thread,
-      CPU time): check + copy ≈ 0.75x an SGD step with ``memcmp``, 1.4x with ``torch.equal``,
-      against 0.45x (3-norm) to 1.0x (p = 2.5) saved by the cache. The fused, cache-free update
-      was the faster safe option.
+    * **Why no verified cache by default.** A cache could be kept safe by checking, before each
+      step, that the weights are still the bits the optimizer wrote (a stored copy, compared and
+      refreshed every step). Measured on a ResNet-50 parameter list (one thread, CPU time, in
+      units of one ``torch.optim.SGD(momentum=0.9, foreach=True)`` step): the check and the
+      copy cost about 0.65x with ``memcmp`` and 1.2x with ``torch.equal``, while the cache saves
+      about 0.5x under the 3-norm (the mirror map is ``abs`` and a product), less under negative
+      entropy (one ``sign``) and about 1.3x at p = 2.5 (``abs``, ``sqrt``, product). The check
+      would pay off only for p-norms with a costly mirror map, at twice the cache's memory, so
+      the default is the fused, cache-free update and the cache is an opt-in.
     * Cost per step, in element-wise passes over the parameters (SGD: 3): 2-norm: SGD's own;
       3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5 (momentum,
-      sign, signed scaled product, exp, product); other p: 12 (each power is ``exp(k·log|x|)``).
+      sign, signed scaled product, exp, product); other p: 10 to 12 (a power other than a square
+      or a square root is ``exp(k·log|x|)``, three passes).
       See ``benchmarks/bench_optim.py`` for the ratios to ``torch.optim.SGD``.
 
     Parameters
