@@ -168,8 +168,9 @@ class LocalPotential:
       when ``preserves_sign``);
     * ``hessian_diag(w)`` — :math:`\varphi''(w_i) > 0`.
 
-    Override ``log_hessian_diag`` or ``conjugate`` where a closed form is more accurate or faster,
-    and set ``parameter``/``with_parameter`` for a one-parameter family.
+    Override ``log_hessian_diag``, ``conjugate`` or ``mirror_step_`` (the optimizer's in-place
+    step, by default grad → subtract → grad_inverse) where a closed form is more accurate or
+    faster, and set ``parameter``/``with_parameter`` for a one-parameter family.
 
     Examples
     --------
