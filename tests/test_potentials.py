@@ -16,7 +16,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syngeo.potentials import NegativeEntropy, PNorm, Potential, potential
+from syngeo.errors import InputError
+from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
+from user_potentials import Quartic
 
 P_VALUES = (1.05, 1.1, 1.5, 2.0, 2.5, 3.0, 4.0)
 BUILTIN = [PNorm(p) for p in P_VALUES] + [NegativeEntropy()]
@@ -153,6 +155,80 @@ class PotentialTestCase:
             phi.value(torch.tensor([0.5, 2.0], dtype=torch.float64)).item(), rel=1e-13
         )
 
+    def test_log_hessian_diag_is_the_log_of_the_hessian(self, phi):
+        """Overrides (closed forms without the power) must agree with log φ''(w), also in NumPy;
+        float64 log of a few-ulp value: atol 1e-12 (|log| ≤ 40 here)."""
+        w = _nonzero_sample((40,), torch.float64, seed=6) * 10.0 ** torch.linspace(-6, 2, 40)
+        want = torch.log(phi.hessian_diag(w))
+        torch.testing.assert_close(phi.log_hessian_diag(w), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(phi.log_hessian_diag(w.numpy()), want.numpy(), atol=1e-12)
+
+    # -- convex conjugate ----------------------------------------------------------------------
+    def test_conjugate_is_the_legendre_transform(self, phi):
+        """Fenchel–Young equality φ*(∇φ(w)) = ⟨w, ∇φ(w)⟩ − φ(w), entry by entry, and
+        ∇φ* = (∇φ)⁻¹ (autograd); overrides (closed forms) must agree with the definition."""
+        w = _nonzero_sample((40,), torch.float64, seed=5)
+        u = phi.grad(w)
+        sign = _sign_arg(phi, w)
+        want = u * w - phi.value(w, elementwise=True)
+        got = phi.conjugate(u, sign=sign, elementwise=True)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+        assert float(phi.conjugate(u, sign=sign)) == pytest.approx(float(want.sum()), rel=1e-12)
+        ur = u.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(phi.conjugate(ur, sign=sign), ur)
+        torch.testing.assert_close(grad, w, rtol=1e-10, atol=1e-12)
+
+    # -- the optimizer's step ------------------------------------------------------------------
+    @pytest.mark.parametrize("foreach", [None, True, False])
+    @pytest.mark.parametrize("with_duals", [False, True])
+    @pytest.mark.parametrize("with_noise", [False, True])
+    def test_mirror_step_is_the_mirror_form(self, phi, foreach, with_duals, with_noise):
+        """``mirror_step_`` (fused or not) equals (∇φ)⁻¹(∇φ(w) − η d + ξ; sign w) written with
+        ``grad``/``grad_inverse``, and keeps ``duals`` equal to the new dual weights. float64:
+        each side rounds a few times per entry and the inverse map's condition number
+        |u·(∇φ⁻¹)'(u)/w| is at most max(1, 1/(p−1)) = 20 here, hence rtol 1e-12."""
+        shapes = ((5,), (2, 3), ())
+        params = [_nonzero_sample(s, torch.float64, seed=10 + i) for i, s in enumerate(shapes)]
+        dirs = [_nonzero_sample(s, torch.float64, seed=20 + i) for i, s in enumerate(shapes)]
+        noise = [
+            1e-2 * _nonzero_sample(s, torch.float64, seed=30 + i) for i, s in enumerate(shapes)
+        ]
+        lr = 0.05
+        expected = []
+        for w, d, xi in zip(params, dirs, noise, strict=True):
+            u = phi.grad(w) - lr * d + (xi if with_noise else 0)
+            expected.append((phi.grad_inverse(u, sign=_sign_arg(phi, w)), u))
+        duals = [phi.grad(w) for w in params] if with_duals else None
+        phi.mirror_step_(params, dirs, lr, dual_noise=noise if with_noise else None,
+                         duals=duals, foreach=foreach)  # fmt: skip
+        for i, (w, (w_exp, u_exp)) in enumerate(zip(params, expected, strict=True)):
+            assert w.shape == shapes[i] and w.dtype == torch.float64
+            torch.testing.assert_close(w, w_exp, rtol=1e-12, atol=1e-300)
+            if with_duals:
+                torch.testing.assert_close(duals[i], u_exp, rtol=1e-12, atol=1e-14)
+        assert not any(torch.equal(w, w0) for w, w0 in zip(params, [
+            _nonzero_sample(s, torch.float64, seed=10 + i) for i, s in enumerate(shapes)
+        ], strict=True))  # fmt: skip
+
+    def test_mirror_step_float32_stays_close_to_float64(self, phi):
+        """float32 fused step vs the float64 mirror form: a few eps32 per entry, times the
+        inverse's condition number (≤ 20 for p ≥ 1.05) plus |k·log|x|| ≤ 20·18 eps32 of the
+        exp-log powers at |x| ≥ 1e-8: rtol 5e-5."""
+        w64 = _nonzero_sample((200,), torch.float64, seed=3)
+        d64 = _nonzero_sample((200,), torch.float64, seed=4)
+        u = phi.grad(w64) - 0.01 * d64
+        want = phi.grad_inverse(u, sign=_sign_arg(phi, w64))
+        w32 = [w64.float()]
+        phi.mirror_step_(w32, [d64.float()], 0.01)
+        torch.testing.assert_close(w32[0].double(), want, rtol=5e-5, atol=1e-6)
+
+    def test_mirror_step_rejects_lists_of_other_lengths(self, phi):
+        w = [torch.ones(3, dtype=torch.float64)]
+        with pytest.raises(InputError, match="directions"):
+            phi.mirror_step_(w, [], 0.1)
+        with pytest.raises(InputError, match="dual_noise"):
+            phi.mirror_step_(w, [torch.ones(3, dtype=torch.float64)], 0.1, dual_noise=[])
+
     # -- names ----------------------------------------------------------------------------------
     def test_name_parses_back_to_the_same_potential(self, phi):
         assert potential(phi.name) == phi
@@ -168,6 +244,33 @@ def phi(request):
 
 class TestBuiltinPotentials(PotentialTestCase):
     """Every built-in potential: p-norms for p ∈ {1.05, …, 4} and negative entropy."""
+
+
+class TestUserPotential(PotentialTestCase):
+    """``Quartic``, defined only in the tests (tests/user_potentials.py): the same invariants,
+    through the derived methods and the generic ``mirror_step_`` of :class:`LocalPotential`."""
+
+    @pytest.fixture
+    def phi(self):
+        return Quartic()
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE_OK)
+    @given(w=signed_weights)
+    def test_inverse_of_mirror_is_identity_float32(self, phi, w):
+        """Quartic's float32 inverse is Cardano's formula, whose second cube root cancels:
+        cbrt(u/2 − r) with r ≈ |u|/2 has an absolute error up to e0 = cbrt(eps32·|u|/2); the one
+        Newton step that follows leaves e1 ≈ e0²·3|w|/(3w² + 1) ≤ e0²/|w|, and with u ≈ w³ the
+        relative error is (eps32/2)^(2/3) ≈ 1.5e-5 (largest near |w| ≈ 10): rtol 2e-5."""
+        wt = torch.from_numpy(w).float()
+        back = phi.grad_inverse(phi.grad(wt))
+        torch.testing.assert_close(back, wt, rtol=2e-5, atol=0)
+
+    def test_name_parses_back_to_the_same_potential(self, phi):
+        assert potential(phi) is phi  # not a built-in name: the object is kept
+        assert isinstance(phi, Potential) and isinstance(phi, LocalPotential)
+        assert str(phi) == phi.name == "quartic"
+        with pytest.raises(InputError, match="unknown potential"):
+            potential(phi.name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,3 +450,35 @@ def test_parser_rejects_with_a_clear_error(spec, error, match):
 def test_pnorm_constructor_validates_p(p, error):
     with pytest.raises(error, match=r"p > 1|PNorm needs"):
         PNorm(p)
+
+
+# --------------------------------------------------------------------------------------------
+# the fused steps
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_negative_entropy_step_never_flips_a_sign_and_keeps_zeros(foreach):
+    """w·exp(−η s d): any step, however large, keeps each sign; 0 stays 0 (a fixed point)."""
+    g = torch.Generator().manual_seed(7)
+    w0 = torch.randn(500, generator=g, dtype=torch.float64)
+    w0[::50] = 0.0
+    w = [w0.clone()]
+    for _ in range(10):
+        NegativeEntropy().mirror_step_(
+            w, [30 * torch.randn(500, generator=g, dtype=torch.float64)], 1.0, foreach=foreach
+        )
+        nonzero = w[0] != 0  # underflow to 0 is allowed, a flip is not
+        assert torch.equal(torch.sign(w[0])[nonzero], torch.sign(w0)[nonzero])
+    assert (w[0][::50] == 0).all()
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_pnorm2_step_is_the_sgd_update_bit_for_bit(foreach):
+    w = _nonzero_sample((7,), torch.float32, seed=8)
+    d = _nonzero_sample((7,), torch.float32, seed=9)
+    xi = _nonzero_sample((7,), torch.float32, seed=10)
+    expected = w.add(d, alpha=-0.3).add(xi)
+    params = [w.clone()]
+    PNorm(2).mirror_step_(params, [d], 0.3, dual_noise=[xi], foreach=foreach)
+    assert torch.equal(params[0], expected)

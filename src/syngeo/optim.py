@@ -9,16 +9,18 @@ Gradient descent in the dual space of a potential :math:`\phi`:
 where :math:`d_t` is the (momentum-averaged) gradient. The layout follows ``torch.optim.sgd``:
 the :class:`MirrorDescent` class validates hyperparameters and gathers each parameter group; the
 public functional :func:`mirror_descent` does the arithmetic, either in
-``_single_tensor_mirror_descent`` (a plain loop over the potential's own mirror maps: the
-reference) or in ``_foreach_mirror_descent`` (grouped by device and dtype, with closed forms:
-the fast path, which must match the reference). Recipes: :func:`exponentiated_gradient`,
+``_single_tensor_mirror_descent`` (a plain loop over the potential's ``grad`` and
+``grad_inverse``: the reference) or in ``_foreach_mirror_descent`` (grouped by device and dtype,
+multi-tensor momentum, then the potential's own ``mirror_step_``, a fused closed form where the
+potential has one: the fast path, which must match the reference). The optimizer never asks
+which potential it has: everything potential-specific is a method of the
+:class:`~syngeo.potentials.Potential` protocol. Recipes: :func:`exponentiated_gradient`,
 :func:`pnorm_sgd`.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
@@ -26,7 +28,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
+from syngeo.validation import as_choice, as_finite_float
 
 __all__ = [
     "MirrorDescent",
@@ -49,67 +53,70 @@ LearningRate = Union[float, Tensor]
 # --------------------------------------------------------------------------------------------
 
 
-def _is_real_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
 def _check_lr(lr: Any) -> None:
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
-            raise ValueError(
+            raise InputError(
                 f"Tensor lr must be 1-element, got a tensor of shape {tuple(lr.shape)}"
             )
         value = float(lr.detach().reshape(()).cpu())
-    elif _is_real_number(lr):
-        value = float(lr)
     else:
-        raise TypeError(f"Invalid learning rate: {lr!r}; use a float or a 1-element tensor")
+        try:
+            value = as_finite_float(lr, "lr")
+        except InputTypeError:
+            raise InputTypeError(
+                f"Invalid learning rate: {lr!r}; use a float or a 1-element tensor"
+            ) from None
+        except InputError:
+            value = math.nan
     if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"Invalid learning rate: {lr}")
+        raise InputError(f"Invalid learning rate: {lr}; use a finite lr >= 0")
 
 
 def _check_hyperparameters(group: dict[str, Any]) -> None:
-    """Raise ``ValueError``/``TypeError`` for any invalid hyperparameter of a parameter group."""
+    """Raise :class:`~syngeo.errors.InputError` (a ``ValueError``) or
+    :class:`~syngeo.errors.InputTypeError` (also a ``TypeError``) for an invalid hyperparameter."""
     _check_lr(group["lr"])
     for name in ("momentum", "dampening", "weight_decay"):
-        value = group[name]
-        if not _is_real_number(value) or not math.isfinite(value):
-            raise ValueError(f"Invalid {name} value: {value!r}; use a finite real number")
+        as_finite_float(group[name], name)
     if group["momentum"] < 0.0:
-        raise ValueError(f"Invalid momentum value: {group['momentum']}")
+        raise InputError(f"Invalid momentum value: {group['momentum']}; use momentum >= 0")
     if group["weight_decay"] < 0.0:
-        raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+        raise InputError(
+            f"Invalid weight_decay value: {group['weight_decay']}; use weight_decay >= 0"
+        )
     if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-    for name in ("nesterov", "maximize"):
+        raise InputError(
+            "Nesterov momentum requires a momentum and zero dampening; set momentum > 0 and "
+            "dampening=0, or nesterov=False"
+        )
+    for name in ("nesterov", "maximize", "cache_dual"):
         if not isinstance(group[name], bool):
-            raise TypeError(f"Invalid {name} value: {group[name]!r}; use True or False")
-    if not isinstance(group["cache_dual"], bool):
-        raise TypeError(f"Invalid cache_dual value: {group['cache_dual']!r}; use True or False")
+            raise InputTypeError(f"Invalid {name} value: {group[name]!r}; use True or False")
     if group["foreach"] is not None and not isinstance(group["foreach"], bool):
-        raise TypeError(f"Invalid foreach value: {group['foreach']!r}; use None, True or False")
+        raise InputTypeError(
+            f"Invalid foreach value: {group['foreach']!r}; use None, True or False"
+        )
     noise = group["plasticity_noise"]
     if noise is not None and not callable(noise):
-        raise TypeError(
+        raise InputTypeError(
             f"plasticity_noise must be a callable noise(params) -> list of tensors or None, "
             f"got {type(noise).__name__}"
         )
-    if group["noise_space"] not in NOISE_SPACES:
-        raise ValueError(
-            f"Invalid noise_space value: {group['noise_space']!r}; use 'dual' or 'primal'"
-        )
+    _check_noise_space(group["noise_space"])
+
+
+def _check_noise_space(noise_space: Any) -> None:
+    try:
+        as_choice(noise_space, "noise_space", NOISE_SPACES)
+    except InputError:
+        raise InputError(
+            f"Invalid noise_space value: {noise_space!r}; use 'dual' or 'primal'"
+        ) from None
 
 
 def _as_float(lr: LearningRate) -> float:
     return float(lr.detach().reshape(())) if isinstance(lr, Tensor) else float(lr)
-
-
-def _is_euclidean(phi: Potential) -> bool:
-    return bool(getattr(phi, "is_euclidean", False))
-
-
-def _preserves_sign(phi: Potential) -> bool:
-    return bool(getattr(phi, "preserves_sign", False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,6 +138,7 @@ def _potential_to_state(phi: Potential) -> Any:
 
 _DUAL, _SIGN, _VERSION = "dual", "sign", "cache_version"
 _UNSAVED_STATE = frozenset({_SIGN, _VERSION})
+_CACHE_STATE = (_DUAL, _SIGN, _VERSION)
 
 
 def _state_dict_post_hook(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +150,8 @@ def _state_dict_post_hook(optimizer: Optimizer, state_dict: dict[str, Any]) -> d
         group.pop("plasticity_noise", None)
         groups.append(group)
     state_dict["param_groups"] = groups
-    # The dual weights are saved (a run resumed from them continues bit for bit); the version
-    # stamp is not (it belongs to this process's tensors), nor the NE signs (the weights have them).
+    # Dual weights kept with ``cache_dual=True`` are saved (a run resumed from them continues
+    # bit for bit); the version stamp is not (it belongs to this process's tensors).
     # New dicts: torch's ``state_dict()`` hands out the live per-parameter state dicts.
     state_dict["state"] = {
         index: {k: v for k, v in entry.items() if k not in _UNSAVED_STATE}
@@ -163,10 +171,13 @@ def _load_state_dict_pre_hook(optimizer: Optimizer, state_dict: dict[str, Any]) 
                 current[index].get("plasticity_noise") if index < len(current) else None
             )
         group.setdefault("noise_space", "dual")
-        group.setdefault("cache_dual", True)
+        # The cache is a speed setting of this optimizer, not state: a checkpoint (0.1.0 saved
+        # cache_dual=True by default) never switches it on.
+        group["cache_dual"] = current[index]["cache_dual"] if index < len(current) else False
         groups.append(group)
     state_dict["param_groups"] = groups
-    # A loaded dual is unverified until the first step checks it against the weights.
+    # A loaded dual is unverified until the first step checks it against the weights. ("sign"
+    # entries come from 0.1.0 checkpoints, which cached the signs under negative entropy.)
     state_dict["state"] = {
         index: {k: v for k, v in entry.items() if k not in _UNSAVED_STATE}
         for index, entry in state_dict.get("state", {}).items()
@@ -224,39 +235,45 @@ class MirrorDescent(Optimizer):
       ``load_state_dict`` keeps the loading optimizer's.
     * ``state_dict()`` stores each group's potential by name (``"3-norm"``, ``"NE"``) when the
       name parses back to the same potential, so it loads with ``torch.load(weights_only=True)``.
-    * **Dual cache** (``cache_dual=True``, the default; fast path only). Mirror descent's natural
-      state is the dual variable :math:`u = \nabla\phi(w)`: under a p-norm the optimizer keeps
-      it in ``state[p]["dual"]`` and a step is :math:`u \leftarrow u - \eta d` (+ dual noise),
-      :math:`w \leftarrow (\nabla\phi)^{-1}(u)`, without evaluating the mirror map; under
-      negative entropy it keeps the signs, ``state[p]["sign"]`` (they never change). Each entry is
-      stamped with ``p._version`` after the optimizer's own write (``state[p]["cache_version"]``)
-      and recomputed from the weights when the stamp differs, so any in-place change of a
-      parameter between steps (``p.mul_(...)``/``p.copy_(...)`` under ``torch.no_grad()``,
-      ``model.load_state_dict``, ``nn.init``, another optimizer) is seen and the step is then
-      the one a fresh optimizer would take from the new weights (up to rounding). **Not seen**:
-      writes through ``p.data`` (``p.data.mul_(2)``, ``p.data = ...``), since ``.data`` has
-      its own version counter: ``Module.to``/``.half()``/``.double()`` assign ``.data``, and a
-      change of dtype, device or shape is caught, but a round trip such as
-      ``model.half().float()`` is not. After such a write call
-      ``optimizer.state[p].pop("dual", None)`` (or use ``cache_dual=False``). The cache costs
-      one parameter-sized tensor per parameter. It is not used with primal plasticity noise
-      (the weights then are not :math:`(\nabla\phi)^{-1}(u)`), on the reference path
-      (``foreach=False``) or for other potentials. Results agree with ``cache_dual=False`` to
-      rounding (the cached dual skips the round trip :math:`\nabla\phi((\nabla\phi)^{-1}(u))`);
-      under negative entropy a weight that underflowed to 0 keeps its cached sign, which only
-      matters if :math:`\exp(-\eta s d)` overflows (0·inf).
-    * ``state_dict()`` saves the dual weights but not the version stamps nor the NE signs (those
-      are recomputed exactly from the weights). After ``load_state_dict`` a loaded dual is used
-      only if its inverse mirror map reproduces the current weights exactly (checked once, at the
-      next step): load the model's weights and the optimizer's state from the same checkpoint
-      and the run continues bit for bit; otherwise the dual is recomputed from the weights.
+    * **The parameters are the only source of truth** (default). Each step reads the weights,
+      evaluates the mirror map and writes :math:`(\nabla\phi)^{-1}(u_t)` back, through the
+      potential's :meth:`~syngeo.potentials.LocalPotential.mirror_step_` (a fused closed form for
+      p-norms and negative entropy, ``grad``/``grad_inverse`` for any other potential). So a
+      write into the parameters between steps, by any route (``p.data.mul_(2)``,
+      ``p.data.clamp_(min=0)`` for Dale's law, ``p.data.copy_(...)``, ``model.load_state_dict``,
+      ``nn.init``, another optimizer), is what the next step starts from.
+    * **Dual cache** (``cache_dual=True``, opt-in; fast path, p-norms with p ≠ 2 are what it is
+      for). The optimizer then keeps :math:`u = \nabla\phi(w)` in ``state[p]["dual"]`` and a
+      step is :math:`u \leftarrow u - \eta d` (+ dual noise), :math:`w \leftarrow
+      (\nabla\phi)^{-1}(u)`, without evaluating the mirror map. Each entry is stamped with
+      ``p._version`` after the optimizer's write and recomputed when the stamp differs, so
+      in-place writes through the parameter itself (``p.mul_`` under ``torch.no_grad()``,
+      ``model.load_state_dict``, ``nn.init``) are seen. **Caveat: writes through** ``p.data``
+      **are not seen** (``.data`` has its own version counter) **and are undone by the next
+      step**; after one, call ``optimizer.state[p].pop("dual", None)``. A change of dtype, device
+      or shape is caught. The cache costs one parameter-sized tensor per parameter; it is not
+      used with primal noise or on the reference path (``foreach=False``). Results agree with
+      the default to rounding. ``state_dict()`` saves the kept duals; after ``load_state_dict``
+      a loaded dual is used only if a zero step from it reproduces the current weights exactly
+      (checked once), so a run resumed from one checkpoint continues bit for bit.
+      ``cache_dual`` is a setting of the optimizer, not state: ``load_state_dict`` keeps the
+      loading optimizer's.
+    * **Why no verified cache by default.** A cache could be kept safe by checking, before each
+      step, that the weights are still the bits the optimizer wrote (a stored copy, compared and
+      refreshed every step). Measured on a ResNet-50 parameter list (one thread, CPU time, in
+      units of one ``torch.optim.SGD(momentum=0.9, foreach=True)`` step): the check and the
+      copy cost about 0.65x with ``memcmp`` and 1.2x with ``torch.equal``, while the cache saves
+      about 0.35x under the 3-norm (the mirror map is ``abs`` and a product), one ``sign`` pass
+      under negative entropy and about 1.4x at p = 2.5 (``abs``, ``sqrt``, product). The check
+      would pay off only for p-norms with a costly mirror map, at twice the cache's memory, so
+      the default is the fused, cache-free update and the cache is an opt-in.
     * Cost per step, in element-wise passes over the parameters (SGD: 3): 2-norm: SGD's own;
-      3-norm with the cache: 5 (momentum, dual step, abs, sqrt, copysign); NE with the cache: 4
-      (momentum, signed scaled product, exp, product); other p: 7 (the inverse needs
-      ``exp(k·log|u|)``). On a 2-core CPU and a ResNet-50 parameter list (one thread, CPU time)
-      that is about 1.75x (3-norm), 1.55x (NE) and 2.25x (p = 2.5) the time of
-      ``torch.optim.SGD(momentum=0.9, foreach=True)`` (``benchmarks/bench_optim.py``); without
-      the cache 2.4x, 1.7x and 3.0x.
+      3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5 (momentum,
+      sign, signed scaled product, exp, product); other p: 10 to 12 (a power other than a square
+      or a square root is ``exp(k·log|x|)``, three passes). Measured with
+      ``benchmarks/bench_optim.py --threads 1 --clock cpu`` on a shared 2-core AMD EPYC (median
+      of three runs, ratios to ``torch.optim.SGD(momentum=0.9, foreach=True)``): 2-norm 0.94x,
+      3-norm 2.4x, NE 2.6x, p = 2.5 5.5x; with ``cache_dual=True`` 3-norm 2.0x, p = 2.5 4.0x.
 
     Parameters
     ----------
@@ -277,8 +294,8 @@ class MirrorDescent(Optimizer):
     noise_space
         ``"dual"`` or ``"primal"``: where the plasticity noise is added.
     cache_dual
-        Keep the dual weights (p-norms) or signs (negative entropy) between steps (default
-        ``True``; see Conventions); ``False`` recomputes them from the weights at every step.
+        Keep the dual weights between steps (default ``False``; see Conventions for the caveat:
+        writes through ``p.data`` are then lost).
 
     Examples
     --------
@@ -304,7 +321,7 @@ class MirrorDescent(Optimizer):
         foreach: bool | None = None,
         plasticity_noise: PlasticityNoise | None = None,
         noise_space: str = "dual",
-        cache_dual: bool = True,
+        cache_dual: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -320,7 +337,7 @@ class MirrorDescent(Optimizer):
             "cache_dual": cache_dual,
         }
         _check_hyperparameters(defaults)
-        defaults["potential"] = _parse_potential(potential)
+        defaults["potential"] = _as_potential(potential)
         super().__init__(params, defaults)
         self._register_state_dict_hooks()
 
@@ -334,18 +351,18 @@ class MirrorDescent(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group, validating its hyperparameters and parsing its potential."""
         if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+            raise InputTypeError(f"param_group must be a dict, got {type(param_group).__name__}")
         merged = {**self.defaults, **param_group}
         _check_hyperparameters(merged)
-        phi = _parse_potential(merged["potential"])
+        phi = _as_potential(merged["potential"])
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         group["potential"] = phi
-        if not _is_euclidean(phi):
+        if not phi.is_euclidean:
             for p in group["params"]:
                 if not (p.is_floating_point() and not p.is_complex()):
                     self.param_groups.pop()
-                    raise TypeError(
+                    raise InputTypeError(
                         f"mirror descent with the {phi} potential needs real floating-point "
                         f"parameters, got one of dtype {p.dtype}; use the 2-norm for others"
                     )
@@ -359,7 +376,7 @@ class MirrorDescent(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("plasticity_noise", None)
             group.setdefault("noise_space", "dual")
-            group.setdefault("cache_dual", True)
+            group.setdefault("cache_dual", False)
         self._register_state_dict_hooks()
 
     def _init_group(
@@ -371,7 +388,6 @@ class MirrorDescent(Optimizer):
         cache_list: list[Tensor | None] | None,
     ) -> None:
         phi = group["potential"]
-        key = _SIGN if _preserves_sign(phi) else _DUAL
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -381,9 +397,9 @@ class MirrorDescent(Optimizer):
             if group["momentum"] != 0:
                 momentum_buffer_list.append(state.get("momentum_buffer"))
             if cache_list is not None:
-                cache_list.append(_valid_cache(state, key, p, phi))
+                cache_list.append(_valid_dual(state, p, phi))
             else:  # not caching (any more): drop what could go stale
-                for k in (_DUAL, _SIGN, _VERSION):
+                for k in _CACHE_STATE:
                     state.pop(k, None)
 
     @torch.no_grad()
@@ -402,8 +418,7 @@ class MirrorDescent(Optimizer):
             caching = (
                 group["cache_dual"]
                 and group["foreach"] is not False
-                and isinstance(phi, (PNorm, NegativeEntropy))
-                and not _is_euclidean(phi)
+                and not phi.is_euclidean
                 and not (group["plasticity_noise"] is not None and group["noise_space"] == "primal")
             )
             cache_list: list[Tensor | None] | None = [] if caching else None
@@ -430,15 +445,14 @@ class MirrorDescent(Optimizer):
                 for p, buf in zip(params, momentum_buffer_list, strict=True):
                     self.state[p]["momentum_buffer"] = buf
             if cache_list is not None:
-                key = _SIGN if _preserves_sign(phi) else _DUAL
                 for p, cached in zip(params, cache_list, strict=True):
                     state = self.state[p]
                     version = _version_of(p)
                     if cached is None or version is None:
-                        state.pop(key, None)
+                        state.pop(_DUAL, None)
                         state.pop(_VERSION, None)
                     else:  # stamped after the optimizer's own write
-                        state[key] = cached
+                        state[_DUAL] = cached
                         state[_VERSION] = version
         return loss
 
@@ -451,14 +465,15 @@ def _version_of(p: Tensor) -> int | None:
         return None
 
 
-def _valid_cache(state: dict[str, Any], key: str, p: Tensor, phi: Potential) -> Tensor | None:
-    """The cached dual weights (p-norm) or signs (NE) of ``p`` if still valid, else None.
+def _valid_dual(state: dict[str, Any], p: Tensor, phi: Potential) -> Tensor | None:
+    """The kept dual weights of ``p`` if still valid, else None.
 
     Valid means: same shape, dtype and device as ``p``, and either stamped with ``p``'s current
-    version (nothing wrote into ``p`` since the optimizer's last step) or, without a stamp (loaded
-    from a state dict), reproducing ``p`` exactly (so the checkpoint's weights were loaded too).
+    version (nothing wrote into ``p`` itself since the optimizer's last step) or, without a stamp
+    (loaded from a state dict), reproducing ``p`` exactly under a zero step of the potential's
+    own update (so the checkpoint's weights were loaded too).
     """
-    cached = state.get(key)
+    cached = state.get(_DUAL)
     if not isinstance(cached, Tensor):
         return None
     if cached.shape != p.shape or cached.dtype != p.dtype or cached.device != p.device:
@@ -467,16 +482,13 @@ def _valid_cache(state: dict[str, Any], key: str, p: Tensor, phi: Potential) -> 
     if stamp is not None:
         return cached if stamp == _version_of(p) else None
     w = p.detach()
-    if key == _SIGN:
-        return cached if torch.equal(torch.sign(w), cached) else None
-    if isinstance(phi, PNorm) and torch.equal(_pnorm_inverse(cached, phi.p), w):
-        return cached
-    return None
+    trial = w.clone()
+    phi.mirror_step_([trial], [torch.zeros_like(w)], 0.0, duals=[cached.clone()])
+    return cached if torch.equal(trial, w) else None
 
 
-def _parse_potential(spec: Any) -> Potential:
-    if isinstance(spec, (PNorm, NegativeEntropy)):
-        return spec
+def _as_potential(spec: Any) -> Potential:
+    """``potential(spec)``; any object implementing the :class:`Potential` protocol is kept."""
     return potential(spec)
 
 
@@ -504,7 +516,9 @@ def exponentiated_gradient(
     True
     """
     if "potential" in kwargs:
-        raise TypeError("exponentiated_gradient fixes the potential; use MirrorDescent for others")
+        raise InputTypeError(
+            "exponentiated_gradient fixes the potential; use MirrorDescent for others"
+        )
     return MirrorDescent(params, lr, potential=NegativeEntropy(), **kwargs)
 
 
@@ -527,7 +541,9 @@ def pnorm_sgd(
     tensor([1.], requires_grad=True)
     """
     if "potential" in kwargs:
-        raise TypeError("pnorm_sgd fixes the potential through p; use MirrorDescent for others")
+        raise InputTypeError(
+            "pnorm_sgd fixes the potential through p; use MirrorDescent for others"
+        )
     return MirrorDescent(params, lr, potential=PNorm(p), **kwargs)
 
 
@@ -574,14 +590,13 @@ def mirror_descent(
         implementations see the same perturbations), added in the ``"dual"`` or ``"primal"``
         space.
     dual_cache
-        Optional list, one entry per parameter, of what the fast path carries from one step to
-        the next: the dual weights :math:`\nabla\phi(w)` under a p-norm, the signs
-        :math:`\mathrm{sign}(w)` under negative entropy. An entry that is ``None`` is computed
-        from the weights and written into the list; a tensor is used (and, for p-norms, updated
-        in place) **as is**: the caller guarantees that it still belongs to the current weights
-        (:class:`MirrorDescent` checks ``p._version``). After a step with primal noise, or on the
-        reference path, or for other potentials, every entry is set to ``None``. ``None`` (the
-        default) means no cache: the dual weights are recomputed from the weights.
+        Optional list, one entry per parameter, of the dual weights :math:`\nabla\phi(w)` that
+        the fast path carries from one step to the next. An entry that is ``None`` is computed
+        from the weights (``potential.grad``) and written into the list; a tensor is used and
+        updated in place **as is**: the caller guarantees that it still belongs to the current
+        weights. After a step with primal noise, on the reference path, or under a Euclidean
+        potential, every entry is set to ``None``. ``None`` (the default) means no cache: the
+        dual weights are recomputed from the weights, which are the only state.
 
     The update runs under ``torch.no_grad()``, so leaf tensors that require gradients can be
     passed directly.
@@ -594,25 +609,24 @@ def mirror_descent(
     >>> torch.allclose(w[0], torch.tensor([0.5 * math.exp(-0.1), -2.0 * math.exp(0.1)], dtype=torch.float64))
     True
     """
-    phi = _parse_potential(potential)
-    if noise_space not in NOISE_SPACES:
-        raise ValueError(f"Invalid noise_space value: {noise_space!r}; use 'dual' or 'primal'")
+    phi = _as_potential(potential)
+    _check_noise_space(noise_space)
     if len(params) != len(grads):
-        raise ValueError(f"got {len(params)} parameters but {len(grads)} gradients")
+        raise InputError(f"got {len(params)} parameters but {len(grads)} gradients")
     if momentum != 0 and len(momentum_buffer_list) != len(params):
-        raise ValueError(
+        raise InputError(
             f"got {len(params)} parameters but {len(momentum_buffer_list)} momentum buffers; "
             "pass one entry (None before the first step) per parameter"
         )
     if dual_cache is not None and len(dual_cache) != len(params):
-        raise ValueError(
+        raise InputError(
             f"got {len(params)} parameters but {len(dual_cache)} dual-cache entries; "
             "pass one entry (None when unknown) per parameter"
         )
     if not params:
         return
     has_sparse_grad = any(g.is_sparse for g in grads)
-    if has_sparse_grad and not _is_euclidean(phi):
+    if has_sparse_grad and not phi.is_euclidean:
         raise RuntimeError(
             f"mirror descent with the {phi} potential does not support sparse gradients; "
             "use dense gradients (e.g. nn.Embedding(sparse=False)) or the 2-norm"
@@ -654,7 +668,7 @@ def _draw_noise(noise: PlasticityNoise | None, params: list[Tensor]) -> list[Ten
         return None
     xi = noise(list(params))
     if isinstance(xi, Tensor) or not isinstance(xi, Sequence) or len(xi) != len(params):
-        raise ValueError(
+        raise InputError(
             f"plasticity_noise must return a list of {len(params)} tensors (one per parameter "
             f"with a gradient), got {type(xi).__name__}"
             + (f" of length {len(xi)}" if isinstance(xi, Sequence) else "")
@@ -663,7 +677,7 @@ def _draw_noise(noise: PlasticityNoise | None, params: list[Tensor]) -> list[Ten
     for i, (x, p) in enumerate(zip(xi, params, strict=True)):
         if not isinstance(x, Tensor) or x.shape != p.shape:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
+            raise InputError(
                 f"plasticity_noise returned {got} for parameter {i} of shape {tuple(p.shape)}; "
                 "return one tensor of the parameter's shape per parameter"
             )
@@ -686,9 +700,10 @@ def _single_tensor_mirror_descent(
     maximize: bool,
     noise_space: str,
 ) -> None:
-    """Reference implementation: the mirror maps of ``potential``, one tensor at a time."""
-    euclidean = _is_euclidean(potential)
-    keeps_sign = _preserves_sign(potential)
+    """Reference implementation: ``grad`` and ``grad_inverse`` of ``potential``, one tensor at a
+    time (the ground truth the fast path is tested against)."""
+    euclidean = potential.is_euclidean
+    keeps_sign = potential.preserves_sign
     for i, w in enumerate(params):
         g = grads[i] if not maximize else -grads[i]
         if weight_decay != 0:
@@ -724,55 +739,6 @@ def _single_tensor_mirror_descent(
         w.copy_(new)
 
 
-# Exponents for which ``Tensor.pow_`` has exact, fast special cases (sqrt, square, cube, ...).
-_FAST_EXPONENTS = frozenset({0.5, 2.0, 3.0, -0.5, -1.0, -2.0})
-
-
-def _power_(t: Tensor, k: float) -> None:
-    """In place ``t ← t**k`` for ``t ≥ 0``.
-
-    On CPU a generic exponent goes through ``exp(k·log t)``, three vectorised passes that cost
-    about a third of one generic ``pow`` pass there (relative error ≈ |k·log t|·eps instead of
-    ~eps; ``log 0 = -inf`` gives ``0**k = 0`` for k > 0). Other devices use ``pow_``.
-    """
-    if k == 1.0:
-        return
-    if k in _FAST_EXPONENTS or t.device.type != "cpu":
-        t.pow_(k)
-    else:
-        t.log_().mul_(k).exp_()
-
-
-def _signed_power(x: Tensor, k: float, out: Tensor) -> Tensor:
-    r"""``out ← sign(x)·|x|**k`` for k > 0 (``out`` must not alias ``x``); returns ``out``.
-
-    For k ≥ 1 it is computed as :math:`x\,|x|^{k-1}` (finite at 0, one pass fewer than a
-    ``copysign`` for k = 2); for 0 < k < 1 as ``copysign(|x|**k, x)`` (|x|^(k-1) is infinite at 0).
-    """
-    torch.abs(x, out=out)
-    if k >= 1.0:
-        if k == 1.0:
-            return out.copy_(x)
-        _power_(out, k - 1.0)
-        return out.mul_(x)
-    _power_(out, k)
-    return out.copysign_(x)
-
-
-def _foreach_signed_power(xs: list[Tensor], k: float) -> list[Tensor]:
-    """List version of :func:`_signed_power` with ``torch._foreach_*`` kernels (new tensors)."""
-    out = torch._foreach_abs(xs)
-    if k >= 1.0:
-        if k != 2.0:
-            torch._foreach_pow_(out, k - 1.0)
-        torch._foreach_mul_(out, xs)
-    else:
-        torch._foreach_pow_(out, k)
-        for o, x in zip(out, xs, strict=True):
-            o.copysign_(x)
-    return out
-
-
 def _foreach_mirror_descent(
     params: list[Tensor],
     grads: list[Tensor],
@@ -790,35 +756,20 @@ def _foreach_mirror_descent(
     per_tensor: bool | None = None,
     dual_cache: list[Tensor | None] | None = None,
 ) -> None:
-    r"""Fast path: per (device, dtype) group, closed forms per potential.
+    r"""Fast path: per (device, dtype) group, multi-tensor momentum, then one call of the
+    potential's :meth:`~syngeo.potentials.LocalPotential.mirror_step_` (its fused closed form,
+    or ``grad``/``grad_inverse`` for a potential without one).
 
-    * 2-norm: exactly ``torch.optim.SGD``'s multi-tensor step (same kernels, same order).
-    * negative entropy: :math:`w \leftarrow w \odot \exp(\mathrm{sign}(w) \odot (-\eta d + \xi))`,
-      the mirror form with its log and exp cancelled (no log needed).
-    * p-norm: :math:`u = \mathrm{sign}(w)|w|^{p-1} - \eta d (+\xi)`,
-      :math:`w \leftarrow \mathrm{sign}(u)|u|^{1/(p-1)}`, written straight into the parameter.
-    * any other potential: its own mirror maps, tensor by tensor.
-
-    On CPU (``per_tensor=None`` means: on CPU) the non-Euclidean updates run tensor by tensor:
-    there ``torch._foreach_*`` ops are plain loops anyway, and finishing one tensor before the
-    next keeps the temporaries small, reused by the allocator and in cache, instead of
-    allocating a whole list of them (measured 2x faster on a ResNet-50 list). On other devices
-    they use ``torch._foreach_*`` kernels over the whole list. Both are tested against the
-    single-tensor reference.
-
-    ``dual_cache`` (see :func:`mirror_descent`) carries the p-norm dual weights, so that a step is
-    :math:`u \leftarrow u - \eta d;\ w \leftarrow (\nabla\phi)^{-1}(u)` (the mirror map is
-    evaluated only for missing entries), or the NE signs (one ``sign`` pass fewer per step).
+    The 2-norm reproduces ``torch.optim.SGD``'s multi-tensor step (same kernels, same order).
+    ``per_tensor`` is passed to the potential as ``foreach=not per_tensor`` (``None``: the
+    potential's default, per tensor on CPU). ``dual_cache`` (see :func:`mirror_descent`) carries
+    the dual weights across calls.
     """
-    euclidean = _is_euclidean(potential)
-    keeps_sign = _preserves_sign(potential)
+    euclidean = potential.is_euclidean
+    keeps_sign = potential.preserves_sign
     noise_list: list[Tensor | None] = list(noise) if noise is not None else [None] * len(params)
-    caching = (
-        dual_cache is not None
-        and isinstance(potential, (PNorm, NegativeEntropy))
-        and not euclidean
-        and not (noise is not None and noise_space == "primal")
-    )
+    primal_noise = noise is not None and noise_space == "primal" and not euclidean
+    caching = dual_cache is not None and not euclidean and not primal_noise
     if dual_cache is not None and not caching:
         dual_cache[:] = [None] * len(params)
     cache_in: list[Tensor | None] = list(dual_cache) if caching else [None] * len(params)  # type: ignore[arg-type]
@@ -835,22 +786,12 @@ def _foreach_mirror_descent(
         dev_grads: list[Tensor] = list(dev_grads_)  # type: ignore[arg-type]
         dev_noise = None if noise is None else list(dev_noise_)  # type: ignore[arg-type]
         stream = (device is not None and device.type == "cpu") if per_tensor is None else per_tensor
-        signs: list[Tensor] | None = None
-        duals: list[Tensor | None] | None = None
-        if caching and keeps_sign:  # signs never change under NE: compute the missing ones
-            signs = [
-                torch.sign(w) if c is None else c
-                for w, c in zip(dev_params, dev_cache, strict=True)
-            ]
-            for j, i in enumerate(indices):
-                dual_cache[i] = signs[j]  # type: ignore[index]
-        elif caching:
-            duals = list(dev_cache)  # type: ignore[arg-type]
+        signs: list[Tensor] | None = None  # sign(w) before the step, where needed
 
         if maximize:
             dev_grads = torch._foreach_neg(dev_grads)
         if weight_decay != 0:
-            if keeps_sign and signs is None:
+            if keeps_sign:
                 signs = torch._foreach_sign(dev_params)
             decay = signs if keeps_sign else dev_params
             if maximize:  # dev_grads is already a private copy
@@ -890,189 +831,26 @@ def _foreach_mirror_descent(
         else:
             direction = dev_grads
 
-        if euclidean:
-            torch._foreach_add_(dev_params, direction, alpha=-lr)
-            if dev_noise is not None:
-                torch._foreach_add_(dev_params, dev_noise)
-        elif isinstance(potential, NegativeEntropy):
-            update = _ne_update_per_tensor if stream else _ne_update_lists
-            update(dev_params, direction, dev_noise, signs, lr, noise_space)
-        elif isinstance(potential, PNorm):
-            update = _pnorm_update_per_tensor if stream else _pnorm_update_lists
-            update(dev_params, direction, dev_noise, potential.p, lr, noise_space, duals)
-            if duals is not None:
-                for j, i in enumerate(indices):
-                    dual_cache[i] = duals[j]  # type: ignore[index]
-        else:
-            _generic_update(dev_params, direction, dev_noise, potential, lr, noise_space)
-
-
-def _ne_update_per_tensor(
-    params: list[Tensor],
-    direction: list[Tensor],
-    noise: list[Tensor] | None,
-    signs: list[Tensor] | None,
-    lr: float,
-    noise_space: str,
-) -> None:
-    r"""In place :math:`w \leftarrow w \odot \exp(s \odot (-\eta d + \xi_{dual}))`, s = sign(w).
-
-    Derivation: with :math:`u = s(\log|w| + 1)`, :math:`s\exp(s(u - \eta d + \xi) - 1)
-    = s|w|\exp(s(-\eta d + \xi)) = w \exp(s(-\eta d + \xi))` (:math:`s^2 = 1`; at w = 0 both
-    sides are 0). Primal noise is reflected at 0: :math:`w \leftarrow s\,|w + \xi|`.
-    """
-    if not params:
-        return
-    zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
-    # with given signs, one scratch buffer serves every tensor (no allocation per tensor)
-    scratch = torch.empty(
-        max(w.numel() for w in params) if signs is not None else 0,
-        dtype=zero.dtype,
-        device=zero.device,
-    )
-    for j, w in enumerate(params):
-        d = direction[j]
-        xi = noise[j] if noise is not None else None
-        s = signs[j] if signs is not None else torch.sign(w)
-        if xi is None:  # −η·s⊙d in one pass, into s when s is a private temporary
-            out = s if signs is None else scratch[: w.numel()].view(w.shape)
-            step = torch.addcmul(zero, d, s, value=-lr, out=out)
-        else:
-            step = torch.mul(d, -lr)
-            if noise_space == "dual":
-                step.add_(xi)
-            step.mul_(s)
-        w.mul_(step.exp_())
-        if xi is not None and noise_space == "primal":
-            w.add_(xi).abs_().mul_(s)
-
-
-def _ne_update_lists(
-    params: list[Tensor],
-    direction: list[Tensor],
-    noise: list[Tensor] | None,
-    signs: list[Tensor] | None,
-    lr: float,
-    noise_space: str,
-) -> None:
-    """List version of :func:`_ne_update_per_tensor` (``torch._foreach_*`` kernels)."""
-    if signs is None:
-        signs = torch._foreach_sign(params)
-    step = torch._foreach_mul(direction, -lr)
-    if noise is not None and noise_space == "dual":
-        torch._foreach_add_(step, noise)
-    torch._foreach_mul_(step, signs)
-    torch._foreach_exp_(step)
-    torch._foreach_mul_(params, step)
-    if noise is not None and noise_space == "primal":
-        torch._foreach_add_(params, noise)
-        torch._foreach_abs_(params)
-        torch._foreach_mul_(params, signs)
-
-
-def _pnorm_mirror(w: Tensor, p: float, out: Tensor) -> Tensor:
-    r"""``out ← sign(w)·|w|**(p-1)``, the p-norm mirror map (``out`` must not alias ``w``).
-
-    Closed forms: p = 3 is :math:`w|w|` (2 passes), p = 1.5 is
-    :math:`\mathrm{copysign}(\sqrt{|w|}, w)` (3 passes); other p go through :func:`_signed_power`.
-    """
-    k = p - 1.0
-    if k == 0.5:
-        return torch.abs(w, out=out).sqrt_().copysign_(w)
-    return _signed_power(w, k, out=out)
-
-
-def _pnorm_inverse(u: Tensor, p: float, out: Tensor | None = None) -> Tensor:
-    r"""``out ← sign(u)·|u|**(1/(p-1))``, the inverse p-norm mirror map (``out`` ≠ ``u``).
-
-    Closed forms: p = 3 is :math:`\mathrm{copysign}(\sqrt{|u|}, u)` (3 passes), p = 1.5 is
-    :math:`u|u|` (2 passes); other p go through :func:`_signed_power` (``exp(k·log|u|)`` on CPU).
-    """
-    if out is None:
-        out = torch.empty_like(u)
-    k = 1.0 / (p - 1.0)
-    if k == 0.5:
-        return torch.abs(u, out=out).sqrt_().copysign_(u)
-    return _signed_power(u, k, out=out)
-
-
-def _pnorm_update_per_tensor(
-    params: list[Tensor],
-    direction: list[Tensor],
-    noise: list[Tensor] | None,
-    p: float,
-    lr: float,
-    noise_space: str,
-    duals: list[Tensor | None] | None = None,
-) -> None:
-    r"""In place :math:`w \leftarrow \mathrm{sign}(u)|u|^{1/(p-1)}`,
-    :math:`u = \mathrm{sign}(w)|w|^{p-1} - \eta d` (+ noise), one tensor at a time.
-
-    With ``duals`` (a cache, one entry per tensor), :math:`u` is the cached dual updated in place
-    (a missing entry is computed from ``w`` and stored), which saves the mirror map's passes.
-    """
-    for j, w in enumerate(params):
-        u = duals[j] if duals is not None else None
-        if u is None:
-            u = _pnorm_mirror(w, p, out=torch.empty_like(w))
-            if duals is not None:
-                duals[j] = u
-        u.add_(direction[j], alpha=-lr)
-        xi = noise[j] if noise is not None else None
-        if xi is not None and noise_space == "dual":
-            u.add_(xi)
-        _pnorm_inverse(u, p, out=w)
-        if xi is not None and noise_space == "primal":
-            w.add_(xi)
-
-
-def _pnorm_update_lists(
-    params: list[Tensor],
-    direction: list[Tensor],
-    noise: list[Tensor] | None,
-    p: float,
-    lr: float,
-    noise_space: str,
-    duals: list[Tensor | None] | None = None,
-) -> None:
-    """List version of :func:`_pnorm_update_per_tensor` (``torch._foreach_*`` kernels)."""
-    if duals is None or any(u is None for u in duals):
-        missing = [j for j in range(len(params)) if duals is None or duals[j] is None]
-        fresh = _foreach_signed_power([params[j] for j in missing], p - 1.0)
-        dual: list[Tensor] = list(duals) if duals is not None else [None] * len(params)  # type: ignore[list-item]
-        for j, u in zip(missing, fresh, strict=True):
-            dual[j] = u
-            if duals is not None:
-                duals[j] = u
-    else:
-        dual = list(duals)  # type: ignore[arg-type]
-    torch._foreach_add_(dual, direction, alpha=-lr)
-    if noise is not None and noise_space == "dual":
-        torch._foreach_add_(dual, noise)
-    torch._foreach_copy_(params, _foreach_signed_power(dual, 1.0 / (p - 1.0)))
-    if noise is not None and noise_space == "primal":
-        torch._foreach_add_(params, noise)
-
-
-def _generic_update(
-    params: list[Tensor],
-    direction: list[Tensor],
-    noise: list[Tensor] | None,
-    phi: Potential,
-    lr: float,
-    noise_space: str,
-) -> None:
-    """Any potential through its own ``grad`` / ``grad_inverse``, one tensor at a time."""
-    keeps_sign = _preserves_sign(phi)
-    for i, w in enumerate(params):
-        u = torch.add(phi.grad(w), direction[i], alpha=-lr)
-        xi = noise[i] if noise is not None else None
-        if xi is not None and noise_space == "dual":
-            u.add_(xi)
-        sign = torch.sign(w) if keeps_sign else None
-        new = phi.grad_inverse(u, sign=sign)
-        if xi is not None and noise_space == "primal":
-            new = new + xi
-            if keeps_sign:
-                new = sign * new.abs()
-        w.copy_(new)
+        duals: list[Tensor] | None = None
+        if caching:  # missing entries come from the weights
+            duals = [
+                potential.grad(w) if u is None else u
+                for w, u in zip(dev_params, dev_cache, strict=True)
+            ]
+            for j, i in enumerate(indices):
+                dual_cache[i] = duals[j]  # type: ignore[index]
+        if primal_noise and keeps_sign and signs is None:
+            signs = torch._foreach_sign(dev_params)
+        potential.mirror_step_(
+            dev_params,
+            direction,
+            lr,
+            dual_noise=None if primal_noise else dev_noise,
+            duals=duals,
+            foreach=not stream,
+        )
+        if primal_noise:
+            torch._foreach_add_(dev_params, dev_noise)  # type: ignore[arg-type]
+            if keeps_sign:  # reflected at 0: w ← sign(w_prev)·|w + ξ|
+                torch._foreach_abs_(dev_params)
+                torch._foreach_mul_(dev_params, signs)  # type: ignore[arg-type]

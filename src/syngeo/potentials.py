@@ -144,6 +144,17 @@ class Potential(Protocol):
 
     def with_parameter(self, parameter: float) -> Potential: ...
 
+    def mirror_step_(
+        self,
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        *,
+        dual_noise: list[torch.Tensor] | None = None,
+        duals: list[torch.Tensor] | None = None,
+        foreach: bool | None = None,
+    ) -> None: ...
+
 
 class LocalPotential:
     r"""Base class of a local potential :math:`\phi(w) = \sum_i \varphi(w_i)`.
@@ -157,8 +168,9 @@ class LocalPotential:
       when ``preserves_sign``);
     * ``hessian_diag(w)`` — :math:`\varphi''(w_i) > 0`.
 
-    Override ``log_hessian_diag`` or ``conjugate`` where a closed form is more accurate or faster,
-    and set ``parameter``/``with_parameter`` for a one-parameter family.
+    Override ``log_hessian_diag``, ``conjugate`` or ``mirror_step_`` (the optimizer's in-place
+    step, by default grad → subtract → grad_inverse) where a closed form is more accurate or
+    faster, and set ``parameter``/``with_parameter`` for a one-parameter family.
 
     Examples
     --------
@@ -264,6 +276,56 @@ class LocalPotential:
         """∇φ(w) − ∇φ(w_ref): the change of the dual weights (docs/theory.md, §2)."""
         return self.grad(_as_array(w)) - self.grad(_as_array(w_ref))
 
+    def mirror_step_(
+        self,
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        *,
+        dual_noise: list[torch.Tensor] | None = None,
+        duals: list[torch.Tensor] | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        r"""One mirror-descent step, in place on each tensor of ``params`` (docs/theory.md, §1).
+
+        .. math::
+            w \leftarrow (\nabla\phi)^{-1}\big(\nabla\phi(w) - \eta\, d + \xi;\
+            \mathrm{sign}(w)\big)
+
+        The optimizer's primitive (:class:`syngeo.optim.MirrorDescent` calls it once per
+        device/dtype group). This default composes :meth:`grad` and :meth:`grad_inverse`, so it
+        works for any potential; a subclass may override it with a fused closed form that must
+        agree with it to rounding.
+
+        Parameters
+        ----------
+        params : list of Tensor
+            The weights :math:`w`, updated in place (real floating point).
+        directions : list of Tensor
+            The descent directions :math:`d` (gradients, possibly momentum-averaged), same shapes.
+        lr : float
+            The step size :math:`\eta`.
+        dual_noise : list of Tensor, optional
+            Additive perturbations :math:`\xi` of the dual weights (plasticity noise).
+        duals : list of Tensor, optional
+            The dual weights :math:`\nabla\phi(w)` of ``params``, if the caller keeps them: they
+            are used instead of evaluating the mirror map, and updated in place to the new dual
+            weights. The caller guarantees that they belong to the current weights.
+        foreach : bool, optional
+            Implementation hint for fused overrides (``None``: per tensor on CPU, multi-tensor
+            ``torch._foreach_*`` kernels elsewhere); this default ignores it.
+        """
+        _check_step_lists(params, directions, dual_noise, duals)
+        for i, w in enumerate(params):
+            if duals is None:
+                u = torch.add(self.grad(w), directions[i], alpha=-lr)
+            else:
+                u = duals[i].add_(directions[i], alpha=-lr)
+            if dual_noise is not None:
+                u.add_(dual_noise[i])
+            sign = torch.sign(w) if self.preserves_sign else None
+            w.copy_(self.grad_inverse(u, sign=sign))
+
     def __str__(self) -> str:
         return self.name
 
@@ -362,6 +424,41 @@ class PNorm(LocalPotential):
             return torch.ones_like(w) if _is_torch(w) else np.ones_like(w)
         return (self.p - 1.0) * abs(w) ** (self.p - 2.0)
 
+    def mirror_step_(
+        self,
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        *,
+        dual_noise: list[torch.Tensor] | None = None,
+        duals: list[torch.Tensor] | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        r"""Fused p-norm step :math:`w \leftarrow \mathrm{sign}(u)|u|^{1/(p-1)}`,
+        :math:`u = \mathrm{sign}(w)|w|^{p-1} - \eta d + \xi`, written straight into ``w``
+        (arguments as in :meth:`LocalPotential.mirror_step_`).
+
+        ``p = 2`` is ``torch.optim.SGD``'s update, :math:`w \leftarrow w - \eta d (+ \xi)`, with
+        SGD's own kernel (so that mirror descent reproduces SGD bit for bit). Other p: closed
+        forms for p = 3 and p = 1.5 (square roots and products), ``exp(k·log|x|)`` powers on CPU
+        for other p (error ≈ |k·log|x||·eps per power instead of ~eps, about three times faster
+        than ``pow`` there). Per tensor with one reused scratch buffer on CPU (temporaries stay
+        small and in cache), multi-tensor ``torch._foreach_*`` kernels elsewhere.
+        """
+        _check_step_lists(params, directions, dual_noise, duals)
+        if not params:
+            return
+        if self.is_euclidean:
+            torch._foreach_add_(params, directions, alpha=-lr)
+            if dual_noise is not None:
+                torch._foreach_add_(params, dual_noise)
+            if duals is not None:
+                torch._foreach_copy_(duals, params)
+        elif _per_tensor(params, foreach):
+            _pnorm_step_per_tensor(params, directions, dual_noise, duals, self.p, lr)
+        else:
+            _pnorm_step_lists(params, directions, dual_noise, duals, self.p, lr)
+
     def __repr__(self) -> str:
         return f"PNorm(p={_fmt_p(self.p)})"
 
@@ -432,8 +529,204 @@ class NegativeEntropy(LocalPotential):
         w = _as_array(w)
         return 1.0 / abs(w)
 
+    def mirror_step_(
+        self,
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        *,
+        dual_noise: list[torch.Tensor] | None = None,
+        duals: list[torch.Tensor] | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        r"""Exponentiated-gradient step :math:`w \leftarrow w \odot \exp(s \odot (-\eta d + \xi))`,
+        :math:`s = \mathrm{sign}(w)` (arguments as in :meth:`LocalPotential.mirror_step_`).
+
+        The mirror form with its log and exp cancelled: with :math:`u = s(\log|w| + 1)`,
+        :math:`s\exp(s(u - \eta d + \xi) - 1) = s|w|\exp(s(-\eta d + \xi))
+        = w\exp(s(-\eta d + \xi))` (:math:`s^2 = 1`; at :math:`w = 0` both sides are 0). A
+        sign never changes and a zero weight stays zero. With ``duals`` (kept by the caller) the
+        mirror form of :meth:`LocalPotential.mirror_step_` is used, which is slower here.
+        """
+        if duals is not None:
+            super().mirror_step_(
+                params, directions, lr, dual_noise=dual_noise, duals=duals, foreach=foreach
+            )
+            return
+        _check_step_lists(params, directions, dual_noise, None)
+        if not params:
+            return
+        if _per_tensor(params, foreach):
+            _ne_step_per_tensor(params, directions, dual_noise, lr)
+        else:
+            signs = torch._foreach_sign(params)
+            step = torch._foreach_mul(directions, -lr)
+            if dual_noise is not None:
+                torch._foreach_add_(step, dual_noise)
+            torch._foreach_mul_(step, signs)
+            torch._foreach_exp_(step)
+            torch._foreach_mul_(params, step)
+
     def __repr__(self) -> str:
         return "NegativeEntropy()"
+
+
+# --------------------------------------------------------------------------------------------
+# fused mirror-descent kernels (torch only), used by the potentials' ``mirror_step_``
+# --------------------------------------------------------------------------------------------
+
+
+def _check_step_lists(
+    params: list[torch.Tensor],
+    directions: list[torch.Tensor],
+    dual_noise: list[torch.Tensor] | None,
+    duals: list[torch.Tensor] | None,
+) -> None:
+    for name, other in (("directions", directions), ("dual_noise", dual_noise), ("duals", duals)):
+        if other is not None and len(other) != len(params):
+            raise InputError(
+                f"mirror_step_ got {len(params)} parameters but {len(other)} {name}; "
+                "pass one tensor per parameter"
+            )
+
+
+def _per_tensor(params: list[torch.Tensor], foreach: bool | None) -> bool:
+    """Per-tensor loop (CPU default) or multi-tensor ``torch._foreach_*`` kernels.
+
+    On CPU ``torch._foreach_*`` ops are plain loops anyway, and finishing one tensor before the
+    next keeps the temporaries small, reused and in cache, instead of allocating a whole list of
+    them (measured 2x faster on a ResNet-50 parameter list).
+    """
+    if foreach is not None:
+        return not foreach
+    return all(w.device.type == "cpu" for w in params)
+
+
+def _scratch(params: list[torch.Tensor]) -> torch.Tensor:
+    """One flat buffer as large as the largest tensor (no allocation per tensor)."""
+    w = params[0]
+    return torch.empty(max(p.numel() for p in params), dtype=w.dtype, device=w.device)
+
+
+def _scratch_like(scratch: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if scratch.dtype != w.dtype or scratch.device != w.device:
+        return torch.empty_like(w, memory_format=torch.contiguous_format)
+    return scratch[: w.numel()].view(w.shape)
+
+
+# Exponents for which ``Tensor.pow_`` has exact, fast special cases (sqrt, square, cube, ...).
+_FAST_EXPONENTS = frozenset({0.5, 2.0, 3.0, -0.5, -1.0, -2.0})
+
+
+def _power_(t: torch.Tensor, k: float) -> None:
+    """In place ``t ← t**k`` for ``t ≥ 0``.
+
+    On CPU a generic exponent goes through ``exp(k·log t)``, three vectorised passes that cost
+    about a third of one generic ``pow`` pass there (relative error ≈ |k·log t|·eps instead of
+    ~eps; ``log 0 = -inf`` gives ``0**k = 0`` for k > 0). Other devices use ``pow_``.
+    """
+    if k == 1.0:
+        return
+    if k in _FAST_EXPONENTS or t.device.type != "cpu":
+        t.pow_(k)
+    else:
+        t.log_().mul_(k).exp_()
+
+
+def _signed_power(x: torch.Tensor, k: float, out: torch.Tensor) -> torch.Tensor:
+    r"""``out ← sign(x)·|x|**k`` for k > 0 (``out`` must not alias ``x``); returns ``out``.
+
+    For k ≥ 1 it is computed as :math:`x\,|x|^{k-1}` (finite at 0, one pass fewer than a
+    ``copysign`` for k = 2); for 0 < k < 1 as ``copysign(|x|**k, x)`` (|x|^(k-1) is infinite at
+    0); k = 1/2 is ``copysign(sqrt|x|, x)``.
+    """
+    torch.abs(x, out=out)
+    if k >= 1.0:
+        if k == 1.0:
+            return out.copy_(x)
+        _power_(out, k - 1.0)
+        return out.mul_(x)
+    if k == 0.5:
+        out.sqrt_()
+    else:
+        _power_(out, k)
+    return out.copysign_(x)
+
+
+def _foreach_signed_power(xs: list[torch.Tensor], k: float) -> list[torch.Tensor]:
+    """List version of :func:`_signed_power` with ``torch._foreach_*`` kernels (new tensors)."""
+    out = torch._foreach_abs(xs)
+    if k >= 1.0:
+        if k != 2.0:
+            torch._foreach_pow_(out, k - 1.0)
+        torch._foreach_mul_(out, xs)
+    else:
+        torch._foreach_pow_(out, k)
+        for o, x in zip(out, xs, strict=True):
+            o.copysign_(x)
+    return out
+
+
+def _pnorm_step_per_tensor(
+    params: list[torch.Tensor],
+    directions: list[torch.Tensor],
+    dual_noise: list[torch.Tensor] | None,
+    duals: list[torch.Tensor] | None,
+    p: float,
+    lr: float,
+) -> None:
+    r"""In place :math:`w \leftarrow \mathrm{sign}(u)|u|^{1/(p-1)}`,
+    :math:`u = \mathrm{sign}(w)|w|^{p-1} - \eta d (+\xi)`, one tensor at a time.
+
+    Without ``duals`` the dual weights live in one scratch buffer reused by every tensor; with
+    ``duals`` they are updated in place.
+    """
+    scratch = _scratch(params) if duals is None else None
+    k_mirror, k_inverse = p - 1.0, 1.0 / (p - 1.0)
+    for j, w in enumerate(params):
+        if duals is None:
+            u = _signed_power(w, k_mirror, out=_scratch_like(scratch, w))
+        else:
+            u = duals[j]
+        u.add_(directions[j], alpha=-lr)
+        if dual_noise is not None:
+            u.add_(dual_noise[j])
+        _signed_power(u, k_inverse, out=w)
+
+
+def _pnorm_step_lists(
+    params: list[torch.Tensor],
+    directions: list[torch.Tensor],
+    dual_noise: list[torch.Tensor] | None,
+    duals: list[torch.Tensor] | None,
+    p: float,
+    lr: float,
+) -> None:
+    """List version of :func:`_pnorm_step_per_tensor` (``torch._foreach_*`` kernels)."""
+    u = _foreach_signed_power(params, p - 1.0) if duals is None else duals
+    torch._foreach_add_(u, directions, alpha=-lr)
+    if dual_noise is not None:
+        torch._foreach_add_(u, dual_noise)
+    torch._foreach_copy_(params, _foreach_signed_power(u, 1.0 / (p - 1.0)))
+
+
+def _ne_step_per_tensor(
+    params: list[torch.Tensor],
+    directions: list[torch.Tensor],
+    dual_noise: list[torch.Tensor] | None,
+    lr: float,
+) -> None:
+    r"""In place :math:`w \leftarrow w \odot \exp(s \odot (-\eta d + \xi))`, s = sign(w), one
+    tensor at a time with one reused scratch buffer."""
+    scratch = _scratch(params)
+    zero = torch.zeros((), dtype=scratch.dtype, device=scratch.device)
+    for j, w in enumerate(params):
+        s = torch.sign(w, out=_scratch_like(scratch, w))
+        if dual_noise is None:  # −η·s⊙d in one pass, into s
+            step = torch.addcmul(zero.to(w.dtype), directions[j], s, value=-lr, out=s)
+        else:
+            step = s.mul_(torch.add(dual_noise[j], directions[j], alpha=-lr))
+        w.mul_(step.exp_())
 
 
 def _fmt_p(p: float) -> str:
