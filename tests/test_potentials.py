@@ -254,6 +254,30 @@ class TestUserPotential(PotentialTestCase):
     def phi(self):
         return Quartic()
 
+    def test_name_parses_back_to_the_same_potential(self, phi):
+        assert potential(phi.name) == phi
+        assert potential(phi) is phi
+        assert isinstance(phi, Potential)
+        assert str(phi) == phi.name
+
+
+@pytest.fixture(params=BUILTIN, ids=lambda phi: phi.name)
+def phi(request):
+    return request.param
+
+
+class TestBuiltinPotentials(PotentialTestCase):
+    """Every built-in potential: p-norms for p ∈ {1.05, …, 4} and negative entropy."""
+
+
+class TestUserPotential(PotentialTestCase):
+    """``Quartic``, defined only in the tests (tests/user_potentials.py): the same invariants,
+    through the derived methods and the generic ``mirror_step_`` of :class:`LocalPotential`."""
+
+    @pytest.fixture
+    def phi(self):
+        return Quartic()
+
     @settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE_OK)
     @given(w=signed_weights)
     def test_inverse_of_mirror_is_identity_float32(self, phi, w):

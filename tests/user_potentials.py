@@ -2,7 +2,9 @@
 
 ``Quartic``: φ(w) = Σ w²/2 + w⁴/4, strictly convex on the real line (φ'' = 1 + 3w² ≥ 1), so
 weights may cross zero. Mirror map w + w³; its inverse is the real root of w³ + w − u = 0
-(Cardano: w = ∛(u/2 + r) + ∛(u/2 − r), r = √(u²/4 + 1/27)), polished by one Newton step.
+(Cardano: w = ∛(u/2 + r) + ∛(u/2 − r), r = √(u²/4 + 1/27)). Since the two cube roots multiply
+to −1/3, w = a − 1/(3a) with a = ∛(|u|/2 + r), times sign(u): no cancellation between the terms
+(the plain sum loses 1e-5 relative in float32 near |w| = 10). One Newton step polishes it.
 It subclasses the public :class:`syngeo.LocalPotential` and defines only the four element-wise
 functions the recipe asks for.
 """
@@ -38,7 +40,8 @@ class Quartic(LocalPotential):
         if not isinstance(u, torch.Tensor):
             u = np.asarray(u, dtype=np.float64)
         r = _sqrt(u**2 / 4 + 1.0 / 27.0)
-        w = _cbrt(u / 2 + r) + _cbrt(u / 2 - r)
+        a = _cbrt(abs(u) / 2 + r)
+        w = (a - 1.0 / (3.0 * a)) * (torch.sign(u) if isinstance(u, torch.Tensor) else np.sign(u))
         return w - (w + w**3 - u) / (1 + 3 * w**2)  # one Newton step: full precision
 
     def hessian_diag(self, w):
