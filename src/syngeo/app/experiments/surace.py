@@ -1,16 +1,16 @@
 r"""Surace & Brea, "The limitations of gradient descent as a principle of brain function".
 
-Two reproductions (``syngeo reproduce NAME``), each with the experiment contract of
-:mod:`syngeo.app.experiments` under its prefix:
+Two reproductions (``syngeo reproduce NAME``), the
+:class:`~syngeo.app.experiments.base.Experiment` objects :data:`FIG1` and :data:`FIG2`:
 
-``surace-fig1`` (``fig1_``)
+``surace-fig1``
     The cost :math:`C(x_1, x_2) = 10\,x_1x_2` and its steepest-descent direction under three
     rulers: the Euclidean metric (unit balls are circles), a constant non-Euclidean metric (equal
     tilted ellipses) and a position-dependent metric (ellipses whose orientation changes from point
     to point). Rows: per metric and point, the partial derivatives, the unit-A-length steepest
     direction, its angle to the Euclidean one, the rate of decrease along it (checked against a
     brute-force search over unit vectors) and the unit ellipse.
-``surace-fig2`` (``fig2_``)
+``surace-fig2``
     Flow fields of the binomial release model (Costa et al. 2017; :mod:`syngeo.release`) over
     :math:`P \in (0, 1)` and a range of ``q``, all drawn in :math:`(P, q\,[\mathrm{mV}])`:
     (A) Euclidean with :math:`\eta_P = 1, \eta_q = 1\,\mathrm{mV}^2`; (B) Fisher (natural
@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from syngeo.app.experiments.base import Experiment
+from syngeo.app.formatting import fmt
 from syngeo.metrics import (
     Constant,
     Euclidean,
@@ -46,6 +48,8 @@ from syngeo.release import BinomialRelease
 from syngeo.units import unit
 
 __all__ = [
+    "FIG1",
+    "FIG2",
     "Fig1Config",
     "Fig2Config",
     "fig1_metrics",
@@ -511,8 +515,8 @@ def fig2_plot(df: pd.DataFrame, config: Fig2Config) -> dict:
 def fig2_report(df: pd.DataFrame, config: Fig2Config) -> str:
     s = fig2_summary(df, config)
 
-    def num(key: str, fmt: str = ".3g") -> str:
-        return format(s[key], fmt) if key in s else "n/a"
+    def num(key: str, spec: str = ".3g") -> str:
+        return fmt(s.get(key), spec)
 
     lines = [
         "# Surace & Brea Fig. 2: flow fields of the binomial release model under four metrics",
@@ -569,5 +573,28 @@ def fig2_report(df: pd.DataFrame, config: Fig2Config) -> str:
     return "\n".join(lines)
 
 
-fig1_Config = Fig1Config
-fig2_Config = Fig2Config
+FIG1 = Experiment(
+    name="surace-fig1",
+    title="Surace & Brea Fig. 1: steepest descent under three metrics",
+    Config=Fig1Config,
+    quick=Fig1Config.quick,
+    cells=fig1_cells,
+    run_cell=fig1_run_cell,
+    summarise=fig1_summary,
+    plot=fig1_plot,
+    report=fig1_report,
+    figures=("surace_fig1",),
+)
+
+FIG2 = Experiment(
+    name="surace-fig2",
+    title="Surace & Brea Fig. 2: binomial release flow fields",
+    Config=Fig2Config,
+    quick=Fig2Config.quick,
+    cells=fig2_cells,
+    run_cell=fig2_run_cell,
+    summarise=fig2_summary,
+    plot=fig2_plot,
+    report=fig2_report,
+    figures=("surace_fig2",),
+)
