@@ -33,7 +33,7 @@ def _contract(name, config):
     df = run(name, config)
     figs = exp.plot(df, config)
     report = exp.report(df, config)
-    summary = exp.summary(df, config)
+    summary = exp.summarise(df, config)
     json.dumps(to_jsonable(summary))  # JSON-serialisable
     assert figs and all(hasattr(f, "savefig") for f in figs.values())
     for stem in figs:

@@ -99,7 +99,7 @@ def test_summary_finds_the_true_potential_and_the_report_has_numbers(tmp_path):
 
     config = rob.Config(n_seeds=4, candidates=("NE", "1.5-norm", "2-norm", "2.5-norm", "3-norm"))
     df = run_sweep("fig3b", config, tmp_path, quiet=True).table
-    summary = rob.summary(df, config)
+    summary = rob.summarise(df, config)
     json.dumps(summary)
     assert summary["n_settings"] == 6
     assert summary["argmin_is_true_everywhere"] is True
@@ -110,7 +110,7 @@ def test_summary_finds_the_true_potential_and_the_report_has_numbers(tmp_path):
     assert "| normal | NE | NE |" in text
     figs = rob.plot(df, config)
     assert list(figs) == ["fig3b"] and len(figs["fig3b"].axes) == 2
-    assert rob.summary(df.iloc[:0], config) == {"n_rows": 0}
+    assert rob.summarise(df.iloc[:0], config) == {"n_rows": 0}
 
 
 def test_experiments_run_goes_through_the_sweep(tmp_path):

@@ -154,7 +154,8 @@ class FlatLoss:
     vectorised backward pass when the loss allows it). No Hessian is formed.
 
     Subclasses may replace :meth:`value_and_grad`, :meth:`hvp_rows` and :meth:`hessian_trace`
-    by closed forms (as :meth:`syngeo.expansion.LinearTask.flat_loss` does); everything else is
+    by closed forms (as :meth:`syngeo.expansion.LinearTask.flat_loss` does; such a subclass sets
+    :attr:`closed_form_trace` so that :meth:`geometry` always uses it); everything else is
     derived from them.
 
     Examples
@@ -166,6 +167,9 @@ class FlatLoss:
     >>> loss.hessian_trace(loss.initial)
     5.0
     """
+
+    #: True when :meth:`hessian_trace` is a closed form (cheap at any ``N``).
+    closed_form_trace: bool = False
 
     def __init__(self, loss_fn: Callable, params: Params) -> None:
         if not callable(loss_fn):
@@ -287,12 +291,17 @@ class FlatLoss:
         generator: torch.Generator | None = None,
         exact_max: int = 3000,
     ) -> LossGeometry:
-        """The :class:`LossGeometry` at ``w`` (see :func:`loss_geometry`)."""
+        """The :class:`LossGeometry` at ``w`` (see :func:`loss_geometry`).
+
+        ``trace="auto"`` is exact when ``N <= exact_max`` or the trace has a closed form
+        (:attr:`closed_form_trace`), Hutchinson's estimate otherwise.
+        """
         trace = as_choice(trace, "trace", ("auto", "exact", "hutchinson"))
         F, g = self.value_and_grad(w)
         gnorm = float(g.norm())
         g_curv = float(g @ self.hvp(w, g)) / gnorm**2 if gnorm > 0 else 0.0
-        method = trace if trace != "auto" else ("exact" if self.n <= exact_max else "hutchinson")
+        exact = self.n <= exact_max or self.closed_form_trace
+        method = trace if trace != "auto" else ("exact" if exact else "hutchinson")
         if method == "exact":
             tr, se = self.hessian_trace(w), 0.0
         else:

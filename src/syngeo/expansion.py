@@ -53,6 +53,8 @@ from dataclasses import dataclass
 
 import torch
 
+from syngeo.bounds import FlatLoss
+
 __all__ = [
     "Expansion",
     "LinearTask",
@@ -158,6 +160,21 @@ class LinearTask:
         r""":math:`\mathrm{Tr}\nabla^2F = o\,\mathrm{Tr}\Sigma` (independent of ``W``)."""
         return float(self.n_outputs * torch.trace(self.input_covariance))
 
+    def flat_loss(self) -> FlatLoss:
+        r"""This task as a :class:`syngeo.bounds.FlatLoss` of the flattened (o·i) weights.
+
+        Value, gradient, Hessian-vector products (:math:`V \mapsto V\Sigma` row by row) and
+        the trace (:math:`o\,\mathrm{Tr}\Sigma`) by their closed forms.
+
+        Examples
+        --------
+        >>> task = make_linear_task(3, 2, rng=0)
+        >>> loss = task.flat_loss()
+        >>> loss.n, round(loss.hessian_trace(loss.initial) - task.hessian_trace(), 12)
+        (6, 0.0)
+        """
+        return _LinearTaskLoss(self)
+
     def grad_curvature(self, W: torch.Tensor) -> float:
         r""":math:`\widehat{\nabla F}^\top\nabla^2F\widehat{\nabla F} = \mathrm{Tr}(G\Sigma G^\top)/\|G\|^2`, :math:`G = \nabla F`."""
         G = self.grad(W)
@@ -165,6 +182,27 @@ class LinearTask:
 
     def __repr__(self) -> str:
         return f"LinearTask(outputs={self.n_outputs}, inputs={self.n_inputs}, N={self.n_synapses})"
+
+
+class _LinearTaskLoss(FlatLoss):
+    """:meth:`LinearTask.flat_loss`: closed-form derivatives of the linear task."""
+
+    closed_form_trace = True
+
+    def __init__(self, task: LinearTask) -> None:
+        super().__init__(task.loss, torch.zeros_like(task.teacher))
+        self.task = task
+
+    def value_and_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
+        W = w.reshape(self.task.teacher.shape)
+        return float(self.task.loss(W)), self.task.grad(W).reshape(-1)
+
+    def hvp_rows(self, w: torch.Tensor, V: torch.Tensor, *, chunk: int = 256) -> torch.Tensor:
+        o, i = self.task.teacher.shape
+        return (V.reshape(-1, o, i) @ self.task.input_covariance).reshape(V.shape)
+
+    def hessian_trace(self, w: torch.Tensor, *, chunk: int = 256) -> float:
+        return self.task.hessian_trace()
 
 
 def make_linear_task(
