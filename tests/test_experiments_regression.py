@@ -198,7 +198,7 @@ def test_summary_report_and_figures_state_the_claims_with_numbers():
     assert list(figs) == ["fig6"] and len(figs["fig6"].axes) == 3 * 4
     figs3a = reg.fig3a_plot(df[df.power == 2.0], reg.Fig3AConfig())
     assert list(figs3a) == ["fig3a"] and len(figs3a["fig3a"].axes) == 2
-    assert reg.fig3a_summary(df.iloc[:0], reg.Fig3AConfig()) == {"n_rows": 0}
+    assert reg.summarise(df.iloc[:0], reg.Fig3AConfig()) == {"n_rows": 0}
 
 
 def test_reproduce_fig3a_quick_end_to_end(tmp_path):
