@@ -119,7 +119,7 @@ def test_size_noisier_synapses_give_smaller_optimum():
         n_draws=4,
     )
     df = run("raman-size", cfg)
-    opt = pd.DataFrame(get("raman-size").summary(df, cfg)["optimal_sizes"]).set_index("gamma3")
+    opt = pd.DataFrame(get("raman-size").summarise(df, cfg)["optimal_sizes"]).set_index("gamma3")
     assert opt.loc[0.05, "n_star_numeric"] < opt.loc[0.03, "n_star_numeric"]
 
 

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.plasticity import (
     PlasticityRates,
     SynapticNoise,
@@ -92,10 +93,10 @@ def test_synaptic_noise_is_isotropic_per_synapse():
 @pytest.mark.parametrize(
     "kwargs, exc",
     [
-        (dict(gamma1=-1, gamma2=0, gamma3=0), ValueError),
-        (dict(gamma1=0, gamma2=float("nan"), gamma3=0), ValueError),
-        (dict(gamma1=0, gamma2=0, gamma3=0, T=0), ValueError),
-        (dict(gamma1="a", gamma2=0, gamma3=0), TypeError),
+        (dict(gamma1=-1, gamma2=0, gamma3=0), InputError),
+        (dict(gamma1=0, gamma2=float("nan"), gamma3=0), InputError),
+        (dict(gamma1=0, gamma2=0, gamma3=0, T=0), InputError),
+        (dict(gamma1="a", gamma2=0, gamma3=0), InputTypeError),
     ],
 )
 def test_bad_rates_raise(kwargs, exc):
@@ -104,9 +105,9 @@ def test_bad_rates_raise(kwargs, exc):
 
 
 def test_bad_generator_and_correlation_raise():
-    with pytest.raises(TypeError, match=r"torch\.Generator"):
+    with pytest.raises(InputTypeError, match=r"torch\.Generator"):
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=0)
-    with pytest.raises(ValueError, match="correlation"):
+    with pytest.raises(InputError, match="correlation"):
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen(), correlation=1.0)
     with pytest.raises(TypeError, match="list of tensors"):
         SynapticNoise(0.1, 0.1, generator=gen())([1.0])
