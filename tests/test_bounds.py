@@ -164,6 +164,15 @@ def test_flat_loss_closed_forms_on_a_quadratic():
     assert linear.hessian_trace(w) == 0.0
 
 
+def test_loss_geometry_auto_switches_to_hutchinson_above_exact_max(mlp_problem):
+    loss, params = mlp_problem
+    n = sum(p.numel() for p in params)
+    at_limit = loss_geometry(loss, params, exact_max=n, generator=gen(3))
+    above = loss_geometry(loss, params, exact_max=n - 1, generator=gen(3))
+    assert (at_limit.trace_method, at_limit.hessian_trace_se) == ("exact", 0.0)
+    assert above.trace_method == "hutchinson" and above.hessian_trace_se > 0
+
+
 def test_hutchinson_matches_exact_trace_within_its_standard_error(mlp_problem):
     loss, params = mlp_problem
     exact = hessian_trace(loss, params)
