@@ -22,6 +22,7 @@ __all__ = [
     "geometry_at",
     "linear_problem",
     "pretrained_mlp",
+    "pretrained_student",
     "rates_from",
     "simulate",
     "single_interval_draws",
@@ -160,3 +161,17 @@ def single_interval_draws(
             row["draw_bound"] = 2.0 * (-vg / gn) / (rates.T * vv)
         rows.append(row)
     return rows
+
+
+def pretrained_student(config, seed: int, n_samples: int) -> tuple[FlatLoss, torch.Tensor]:
+    """The sigmoid problem of a config (``mlp_sizes``, ``teacher_sizes``, ``pretrain_cycles``,
+    ``pretrain_step``) with ``n_samples`` inputs, and the student's pretrained weights (flat)."""
+    _, net, prob = pretrained_mlp(
+        list(config.mlp_sizes),
+        list(config.teacher_sizes),
+        n_samples,
+        config.pretrain_cycles,
+        config.pretrain_step,
+        seed,
+    )
+    return prob, flat_weights(net.weights)

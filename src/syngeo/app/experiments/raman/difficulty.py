@@ -17,10 +17,9 @@ import torch
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman.common import (
-    flat_weights,
     geometry_at,
     linear_problem,
-    pretrained_mlp,
+    pretrained_student,
     simulate,
     single_interval_draws,
 )
@@ -127,15 +126,7 @@ def run_cell(config: DifficultyConfig, cell: dict) -> list[dict]:
     if cell["part"] == "draws":
         g1, g2 = config.draw_gammas
         rates = PlasticityRates(g1, g2, g3, config.draw_T)
-        _, net, prob = pretrained_mlp(
-            list(config.mlp_sizes),
-            list(config.teacher_sizes),
-            config.mlp_samples,
-            config.pretrain_cycles,
-            config.pretrain_step,
-            seed,
-        )
-        w = flat_weights(net.weights)
+        prob, w = pretrained_student(config, seed, config.mlp_samples)
         geo = geometry_at(prob, w, gen)
         extra = {
             "gamma1": g1,
@@ -157,15 +148,7 @@ def run_cell(config: DifficultyConfig, cell: dict) -> list[dict]:
         task, W0 = linear_problem(n_in, n_out, config.n_samples, config.init_std, seed)
         prob, w0 = task.flat_loss(), W0.reshape(-1)
     else:
-        _, net, prob = pretrained_mlp(
-            list(config.mlp_sizes),
-            list(config.teacher_sizes),
-            config.mlp_samples,
-            config.pretrain_cycles,
-            config.pretrain_step,
-            seed,
-        )
-        w0 = flat_weights(net.weights)
+        prob, w0 = pretrained_student(config, seed, config.mlp_samples)
     half = config.n_cycles // 2
     every = 1 if cell["model"] == "linear" else config.measure_every
     out = simulate(

@@ -179,49 +179,30 @@ def plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
     weights = df[df.kind == "weight"]
     summ = df[df.kind == "summary"]
     noise_only = weights[weights.gamma1 == 0]
+    panels = (
+        (axes[0], (-3, 8, 90), lambda w: w, _predicted_density),
+        (axes[1], (-4, 3, 70), lambda w: np.log(np.abs(w[w != 0])), _predicted_log_density),
+    )
+    for ax, (lo, hi, n_bins), transform, density in panels:
+        grid = np.linspace(lo, hi, 600)
+        for j, (pot, g) in enumerate(noise_only.groupby("potential")):
+            c = color_for(pot, j)
+            values = transform(g.aligned_weight.to_numpy())
+            bins = np.linspace(lo, hi, n_bins)
+            ax.hist(
+                values, bins=bins, density=True, alpha=0.45, color=c, label=f"{pot} (simulated)"
+            )
+            noise = summ[(summ.potential == pot) & (summ.gamma1 == 0)]
+            var = float(noise.predicted_dual_change_var.iloc[0])
+            ax.plot(grid, density(pot, var, grid), color=c, lw=1.2, label=f"{pot}: predicted")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=6)
     ax = axes[0]
-    bins = np.linspace(-3, 8, 90)
-    for j, (pot, g) in enumerate(noise_only.groupby("potential")):
-        c = color_for(pot, j)
-        ax.hist(
-            g.aligned_weight,
-            bins=bins,
-            density=True,
-            alpha=0.45,
-            color=c,
-            label=f"{pot} (simulated)",
-        )
-        var = float(
-            summ[(summ.potential == pot) & (summ.gamma1 == 0)].predicted_dual_change_var.iloc[0]
-        )
-        x = np.linspace(-3, 8, 600)
-        ax.plot(x, _predicted_density(pot, var, x), color=c, lw=1.2, label=f"{pot}: predicted")
     ax.set_xlabel("weight × sign(w0)  (start: 1)")
-    ax.set_ylabel("density")
     ax.set_title("noise only (γ1 = 0): weights")
-    ax.legend(fontsize=6)
     ax = axes[1]
-    bins = np.linspace(-4, 3, 70)
-    y = np.linspace(-4, 3, 600)
-    for j, (pot, g) in enumerate(noise_only.groupby("potential")):
-        c = color_for(pot, j)
-        mags = np.abs(g.aligned_weight.to_numpy())
-        ax.hist(
-            np.log(mags[mags > 0]),
-            bins=bins,
-            density=True,
-            alpha=0.45,
-            color=c,
-            label=f"{pot} (simulated)",
-        )
-        var = float(
-            summ[(summ.potential == pot) & (summ.gamma1 == 0)].predicted_dual_change_var.iloc[0]
-        )
-        ax.plot(y, _predicted_log_density(pot, var, y), color=c, lw=1.2, label=f"{pot}: predicted")
     ax.set_xlabel("log |w|")
-    ax.set_ylabel("density")
     ax.set_title("noise only: log-magnitudes")
-    ax.legend(fontsize=6)
     ax = axes[2]
     curves = df[(df.kind == "curve") & (df.gamma1 > 0)]
     for j, (pot, g) in enumerate(curves.groupby("potential")):

@@ -18,10 +18,9 @@ import torch
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman.common import (
-    flat_weights,
     geometry_at,
     linear_problem,
-    pretrained_mlp,
+    pretrained_student,
     rates_from,
     single_interval_draws,
 )
@@ -88,16 +87,7 @@ def _k_problem(config, model, seed):
         task, W0 = linear_problem(n_in, n_out, config.n_samples, config.init_std, seed)
         return task.flat_loss(), W0.reshape(-1)
     if model == "mlp":
-        sizes = list(config.mlp_sizes)
-        _, net, prob = pretrained_mlp(
-            sizes,
-            list(config.teacher_sizes),
-            config.n_samples,
-            config.pretrain_cycles,
-            config.pretrain_step,
-            seed,
-        )
-        return prob, flat_weights(net.weights)
+        return pretrained_student(config, seed, config.n_samples)
     raise InputError(f"unknown model {model!r}; use 'linear' or 'mlp'")
 
 
