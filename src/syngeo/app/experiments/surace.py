@@ -35,6 +35,7 @@ import pandas as pd
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.formatting import fmt
+from syngeo.errors import InputError
 from syngeo.metrics import (
     Constant,
     Euclidean,
@@ -131,7 +132,7 @@ def fig1_metrics(config: Fig1Config) -> dict[str, Metric]:
     ``1/anisotropy``); the long axis is fixed (constant) or turns with the point (position).
     """
     if config.anisotropy <= 0:
-        raise ValueError(f"anisotropy must be > 0, got {config.anisotropy}")
+        raise InputError(f"anisotropy must be > 0, got {config.anisotropy}")
     eig = np.diag([1.0, config.anisotropy**2])
     rot = _rotation(math.radians(config.constant_angle_deg))
     rate = float(config.rotation_rate)
@@ -368,9 +369,9 @@ class Fig2Config:
         """Base points (P, q[mV]), shape=[n_q, n_p, 2]."""
         (p0, p1), (q0, q1) = self.p_range, self.q_range_mv
         if not 0 < p0 < p1 < 1:
-            raise ValueError(f"p_range must satisfy 0 < P_min < P_max < 1, got {self.p_range}")
+            raise InputError(f"p_range must satisfy 0 < P_min < P_max < 1, got {self.p_range}")
         if not 0 < q0 < q1:
-            raise ValueError(f"q_range_mv must satisfy 0 < q_min < q_max, got {self.q_range_mv}")
+            raise InputError(f"q_range_mv must satisfy 0 < q_min < q_max, got {self.q_range_mv}")
         return coordinate_grid(np.linspace(p0, p1, self.n_p), np.linspace(q0, q1, self.n_q))
 
 
@@ -381,7 +382,7 @@ def fig2_panel_field(config: Fig2Config, panel: str):
     and whose vectors are in (1, mV) per unit time.
     """
     if panel not in _FIG2_PANELS:
-        raise ValueError(f"unknown panel {panel!r}; choose one of {sorted(_FIG2_PANELS)}")
+        raise InputError(f"unknown panel {panel!r}; choose one of {sorted(_FIG2_PANELS)}")
     kind, q_unit = _FIG2_PANELS[panel]
     model_mv = config.model()
     change = model_mv.unit_change(q_unit)
@@ -394,7 +395,7 @@ def fig2_panel_field(config: Fig2Config, panel: str):
 def fig2_cells(config: Fig2Config) -> list[dict]:
     unknown = [p for p in config.panels if p not in _FIG2_PANELS]
     if unknown:
-        raise ValueError(f"unknown panels {unknown}; choose from {sorted(_FIG2_PANELS)}")
+        raise InputError(f"unknown panels {unknown}; choose from {sorted(_FIG2_PANELS)}")
     return [{"panel": p} for p in config.panels]
 
 
