@@ -62,10 +62,10 @@ def time_quick(name: str, workers: int, tmp: Path) -> float:
 
 
 def time_sample(workers: int, sample_seeds: int, tmp: Path) -> tuple[float, float, int, object]:
-    from syngeo.app.experiments.regression import fig6_Config, regression_problem
+    from syngeo.app.experiments.regression import Fig6Config, regression_problem
     from syngeo.app.sweep import run_sweep
 
-    config = replace(fig6_Config(), n_seeds=sample_seeds)
+    config = replace(Fig6Config(), n_seeds=sample_seeds)
     start = time.perf_counter()
     result = run_sweep("fig6", config, tmp / "sample", workers=workers, quiet=True)
     sweep_s = time.perf_counter() - start
@@ -81,11 +81,11 @@ def time_sample(workers: int, sample_seeds: int, tmp: Path) -> tuple[float, floa
 
 
 def time_full(workers: int, tmp: Path) -> float:
-    from syngeo.app.experiments.regression import fig6_Config
+    from syngeo.app.experiments.regression import Fig6Config
     from syngeo.app.sweep import run_sweep
 
     start = time.perf_counter()
-    run_sweep("fig6", fig6_Config(), tmp / "full", workers=workers, quiet=False)
+    run_sweep("fig6", Fig6Config(), tmp / "full", workers=workers, quiet=False)
     return time.perf_counter() - start
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from syngeo.bounds import (
+    FlatLoss,
     LossGeometry,
     difficulty_bound,
     expected_learning_rate,
@@ -24,6 +25,7 @@ from syngeo.bounds import (
     predicted_learning_rate,
     size_learning_rate,
 )
+from syngeo.errors import InputError
 from syngeo.expansion import init_sigmoid_mlp, make_sigmoid_task
 from syngeo.plasticity import PlasticityRates, ThreeComponentPlasticity
 
@@ -64,7 +66,7 @@ def test_learning_rate_definition():
     assert learning_rate(1.0, 2.0, 1.0) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="F0 must be > 0"):
         learning_rate(0.0, 1.0, 1.0)
-    with pytest.raises(ValueError, match="T must be > 0"):
+    with pytest.raises(InputError, match="T must be a finite number > 0"):
         learning_rate(1.0, 1.0, -1.0)
     with pytest.raises(ValueError, match="finite"):
         learning_rate(float("nan"), 1.0, 1.0)
@@ -96,6 +98,79 @@ def test_hvp_matches_explicit_hessian(mlp_problem):
     assert hessian_trace(loss, params, chunk=7) == pytest.approx(
         torch.trace(H_ref).item(), rel=1e-10
     )
+
+
+def _forward_over_reverse_hvp(loss, params, v):
+    """The previous implementation (torch.func: jvp of grad), kept here as a reference."""
+    sizes = [p.numel() for p in params]
+    flat = torch.cat([p.reshape(-1) for p in params])
+
+    def f(theta):
+        return loss(
+            [c.reshape(p.shape) for c, p in zip(torch.split(theta, sizes), params, strict=True)]
+        )
+
+    return torch.func.jvp(torch.func.grad(f), (flat,), (v,))[1]
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_flat_loss_hvp_matches_forward_over_reverse(mlp_problem, batched, monkeypatch):
+    # the reverse-over-reverse products (batched, or one backward pass per row when the loss
+    # has no batching rule) equal the forward-over-reverse ones to rounding: both are exact
+    # derivatives, so the gap is a few ulps of |H||v| ~ 1 (atol 1e-12)
+    loss, params = mlp_problem
+    if not batched:
+        real_grad = torch.autograd.grad
+
+        def no_batching(*args, **kwargs):
+            if kwargs.get("is_grads_batched"):
+                raise RuntimeError("no batching rule")
+            return real_grad(*args, **kwargs)
+
+        monkeypatch.setattr(torch.autograd, "grad", no_batching)
+    flat_loss = FlatLoss(loss, params)
+    w = flat_loss.initial + 0.1 * torch.randn(flat_loss.n, generator=gen(11), dtype=D)
+    V = torch.randn(5, flat_loss.n, generator=gen(12), dtype=D)
+    rows = flat_loss.hvp_rows(w, V, chunk=2)
+    moved = [
+        w_part.reshape(p.shape)
+        for w_part, p in zip(torch.split(w, [p.numel() for p in params]), params, strict=False)
+    ]
+    for v, row in zip(V, rows, strict=False):
+        reference = _forward_over_reverse_hvp(loss, moved, v)
+        assert torch.allclose(row, reference, rtol=0, atol=1e-12)
+        assert torch.allclose(flat_loss.hvp(w, v), reference, rtol=0, atol=1e-12)
+
+
+def test_flat_loss_closed_forms_on_a_quadratic():
+    # F = 1/2 (w - w*)^T H (w - w*): grad H(w - w*), H v, Tr H, g^T H g / |g|^2 exactly
+    n = 9
+    H, w_star = random_quadratic(n, seed=13)
+    flat_loss = FlatLoss(lambda w: 0.5 * (w - w_star) @ H @ (w - w_star), torch.zeros(n, dtype=D))
+    w = torch.randn(n, generator=gen(14), dtype=D)
+    F, g = flat_loss.value_and_grad(w)
+    assert F == pytest.approx(0.5 * float((w - w_star) @ H @ (w - w_star)), rel=1e-12)
+    assert torch.allclose(g, H @ (w - w_star), rtol=1e-12, atol=1e-12)
+    v = torch.randn(n, generator=gen(15), dtype=D)
+    assert torch.allclose(flat_loss.hvp(w, v), H @ v, rtol=1e-12, atol=1e-12)
+    assert flat_loss.hessian_trace(w, chunk=4) == pytest.approx(torch.trace(H).item(), rel=1e-12)
+    geo = flat_loss.geometry(w)
+    assert geo.grad_curvature == pytest.approx(float(g @ H @ g / (g @ g)), rel=1e-12)
+    assert geo.hessian_trace == pytest.approx(torch.trace(H).item(), rel=1e-12)
+    assert (geo.trace_method, geo.n_synapses, geo.hessian_trace_se) == ("exact", n, 0.0)
+    # a loss linear in w has a zero Hessian (the gradient's graph does not reach w)
+    linear = FlatLoss(lambda w: (w_star * w).sum(), torch.zeros(n, dtype=D))
+    assert torch.equal(linear.hvp(w, v), torch.zeros(n, dtype=D))
+    assert linear.hessian_trace(w) == 0.0
+
+
+def test_loss_geometry_auto_switches_to_hutchinson_above_exact_max(mlp_problem):
+    loss, params = mlp_problem
+    n = sum(p.numel() for p in params)
+    at_limit = loss_geometry(loss, params, exact_max=n, generator=gen(3))
+    above = loss_geometry(loss, params, exact_max=n - 1, generator=gen(3))
+    assert (at_limit.trace_method, at_limit.hessian_trace_se) == ("exact", 0.0)
+    assert above.trace_method == "hutchinson" and above.hessian_trace_se > 0
 
 
 def test_hutchinson_matches_exact_trace_within_its_standard_error(mlp_problem):

@@ -11,7 +11,7 @@ import typer.models
 from syngeo.app import experiments
 from syngeo.app.cli import main
 from syngeo.app.cli._app import app
-from syngeo.app.experiments import ExperimentSpec, _testing
+from syngeo.app.experiments import _testing
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +19,7 @@ def testing_experiment(monkeypatch):
     """Register ``_testing`` and make sure the app dispatches on subcommand names."""
     from syngeo.app.cli import _commands  # noqa: F401  (registers the commands)
 
-    registry = dict(experiments.REGISTRY)
-    registry["_testing"] = ExperimentSpec(
-        "_testing", "syngeo.app.experiments._testing", "", "Sweep machinery test experiment"
-    )
-    monkeypatch.setattr(experiments, "REGISTRY", registry)
+    monkeypatch.setattr(experiments, "EXPERIMENTS", (*experiments.EXPERIMENTS, _testing.EXPERIMENT))
     if len(app.registered_commands) < 2:  # a one-command typer app would swallow the name
         placeholder = typer.models.CommandInfo(
             name="_placeholder", callback=lambda: None, hidden=True
@@ -53,7 +49,8 @@ def test_list_shows_every_registered_experiment(capsys):
     code, out, _ = _run(["reproduce", "--list", "--json"], capsys)
     assert code == 0
     entries = {e["name"]: e for e in json.loads(out)}
-    assert entries["_testing"]["available"] is True
+    assert entries["_testing"]["figures"] == ["testing"]
+    assert [e["name"] for e in json.loads(out)] == [e.name for e in experiments.EXPERIMENTS]
     assert entries["fig3a"]["title"].startswith("Pogodin")
 
 
@@ -138,3 +135,18 @@ def test_bad_workers_value_is_exit_code_2(capsys, tmp_path):
         capsys,
     )
     assert code == 2 and "workers" in err
+
+
+def test_cells_of_other_code_are_refused_with_exit_code_2_until_forced(capsys, tmp_path):
+    # issue 8, defect 5, through the command line: one line saying how to proceed
+    out = tmp_path / "run"
+    argv = ["reproduce", "_testing", "--quick", "--out", str(out), "--quiet"]
+    assert _run(argv, capsys)[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "definition": "f" * 16}))
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert "computed by different code" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1
+    code, stdout, _ = _run([*argv, "--force", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["sweep"]["n_computed"] == 4

@@ -154,3 +154,50 @@ def test_expansion_invariants_hold_for_any_shape(n_in, n_out, c1, c2, seed):
         task.grad(W).norm().item(), rel=1e-9, abs=1e-12
     )
     assert ex.task.hessian_trace() == pytest.approx(c2 * task.hessian_trace(), rel=1e-9)
+
+
+def test_semi_orthogonal_is_haar_distributed():
+    # Haar: every entry has mean 0 (sd 1/sqrt(rows)); QR without the sign fix makes Q[0, 0] <= 0
+    # always (mean about -0.33 for 6 rows). 400 draws: SE of the mean 0.41/20 = 0.02; allow 5 SE.
+    g = torch.Generator().manual_seed(3)
+    first = torch.stack([semi_orthogonal(6, 2, rng=g)[0] for _ in range(400)])
+    assert first.mean(dim=0).abs().max() < 0.1
+
+
+def test_expansion_records_its_factors():
+    task = make_linear_task(4, 3, rng=0)
+    ex = expand_linear(torch.zeros(3, 4, dtype=D), 2, 5, rng=1, task=task)
+    assert (ex.c1, ex.c2) == (2, 5)
+    assert ex.to_dict() == {"c1": 2, "c2": 5, "n_outputs": 3, "n_inputs": 4, "n_synapses": 120}
+    assert ex.weights.shape == (15, 8) and ex.B.shape == (8, 4) and ex.D.shape == (15, 3)
+
+
+def test_sigmoid_task_loss_is_the_average_over_inputs():
+    # P = 13 inputs of dimension 3: F = (1/P) sum_p 1/2 |y*(x_p) - y(x_p)|^2
+    teacher = init_sigmoid_mlp([3, 4, 2], rng=0)
+    student = init_sigmoid_mlp([3, 4, 2], rng=1)
+    task = make_sigmoid_task(teacher, n_samples=13, rng=2)
+    per_input = [
+        0.5 * float(((teacher(x[None]) - student(x[None])) ** 2).sum()) for x in task.inputs
+    ]
+    assert float(task.loss(student.weights)) == pytest.approx(sum(per_input) / 13, rel=1e-12)
+
+
+def test_linear_flat_loss_closed_forms_match_autodiff():
+    # the closed forms of LinearTask.flat_loss against the generic reverse-mode FlatLoss of the
+    # same loss: exact derivatives both, so they agree to rounding (1e-12 relative)
+    from syngeo.bounds import FlatLoss
+
+    task = make_linear_task(5, 3, rng=4)
+    closed = task.flat_loss()
+    generic = FlatLoss(task.loss, torch.zeros(3, 5, dtype=D))
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(15, generator=g, dtype=D)
+    V = torch.randn(4, 15, generator=g, dtype=D)
+    F_c, g_c = closed.value_and_grad(w)
+    F_g, g_g = generic.value_and_grad(w)
+    assert F_c == pytest.approx(F_g, rel=1e-12)
+    assert torch.allclose(g_c, g_g, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(closed.hvp_rows(w, V), generic.hvp_rows(w, V), rtol=1e-12, atol=1e-14)
+    assert closed.hessian_trace(w) == pytest.approx(generic.hessian_trace(w), rel=1e-12)
+    assert closed.geometry(w, exact_max=1).trace_method == "exact"  # closed form at any N

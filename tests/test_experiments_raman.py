@@ -33,7 +33,7 @@ def _contract(name, config):
     df = run(name, config)
     figs = exp.plot(df, config)
     report = exp.report(df, config)
-    summary = exp.summary(df, config)
+    summary = exp.summarise(df, config)
     json.dumps(to_jsonable(summary))  # JSON-serialisable
     assert figs and all(hasattr(f, "savefig") for f in figs.values())
     for stem in figs:
@@ -119,7 +119,7 @@ def test_size_noisier_synapses_give_smaller_optimum():
         n_draws=4,
     )
     df = run("raman-size", cfg)
-    opt = pd.DataFrame(get("raman-size").summary(df, cfg)["optimal_sizes"]).set_index("gamma3")
+    opt = pd.DataFrame(get("raman-size").summarise(df, cfg)["optimal_sizes"]).set_index("gamma3")
     assert opt.loc[0.05, "n_star_numeric"] < opt.loc[0.03, "n_star_numeric"]
 
 

@@ -56,11 +56,11 @@ def test_configs_follow_the_paper_and_the_registry():
 )
 def test_bad_config_values_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        reg.fig6_Config(**kwargs)
+        reg.Fig6Config(**kwargs)
 
 
 def test_cells_cover_the_grid_once_widest_first():
-    config = reg.fig6_Config(widths=(100, 300), n_seeds=2)
+    config = reg.Fig6Config(widths=(100, 300), n_seeds=2)
     cells = reg.cells(config)
     assert len(cells) == config.n_cells == 2 * 2 * 2 * 2
     assert len({json.dumps(c, sort_keys=True) for c in cells}) == len(cells)
@@ -91,7 +91,7 @@ def test_initial_weights_and_labels_have_the_protocol_distribution():
 
 
 def test_run_cell_measures_the_exact_projection_under_the_true_potential():
-    config = reg.fig6_Config(n_seeds=1)
+    config = reg.Fig6Config(n_seeds=1)
     rows = reg.run_cell(config, SMALL)
     assert [r["potential"] for r in rows] == ["NE", "2-norm", "3-norm"]
     X, y, w0 = reg.regression_problem(400, 0.5, 1.0, seed=3)
@@ -112,7 +112,7 @@ def test_run_cell_measures_the_exact_projection_under_the_true_potential():
 
 def test_gaussianity_distance_falls_with_width():
     # the paper's central claim in a small instance: median d over 4 seeds, NE, α = 0.5, a = 2
-    config = reg.fig3a_Config(potentials=("NE",), n_seeds=4)
+    config = reg.Fig3AConfig(potentials=("NE",), n_seeds=4)
 
     def median_d(width):
         return np.median(
@@ -146,9 +146,9 @@ def test_training_protocol_reaches_the_exact_weights(name):
 
 def test_train_solver_rows_agree_with_the_exact_rows():
     cell = {"alpha": 0.5, "power": 2.0, "width": 100, "seed": 0}
-    exact = reg.run_cell(reg.fig3a_Config(potentials=("3-norm",)), cell)[0]
+    exact = reg.run_cell(reg.Fig3AConfig(potentials=("3-norm",)), cell)[0]
     trained = reg.run_cell(
-        reg.fig3a_Config(
+        reg.Fig3AConfig(
             potentials=("3-norm",), solver="train", train_lrs=(1e-2, 3e-2), train_target_mse=1e-12
         ),
         cell,
@@ -183,8 +183,8 @@ def _synthetic_table() -> pd.DataFrame:
 
 def test_summary_report_and_figures_state_the_claims_with_numbers():
     df = _synthetic_table()
-    config = reg.fig6_Config()
-    summary = reg.fig6_summary(df, config)
+    config = reg.Fig6Config()
+    summary = reg.summarise(df, config)
     json.dumps(summary)  # JSON-serialisable
     assert summary["d_decreases_with_width_everywhere"] is True
     assert summary["magnitude_smaller_for_alpha_0.5_everywhere"] is True
@@ -196,9 +196,9 @@ def test_summary_report_and_figures_state_the_claims_with_numbers():
     assert "| NE | 1 | 0.5 |" in report
     figs = reg.fig6_plot(df, config)
     assert list(figs) == ["fig6"] and len(figs["fig6"].axes) == 3 * 4
-    figs3a = reg.fig3a_plot(df[df.power == 2.0], reg.fig3a_Config())
+    figs3a = reg.fig3a_plot(df[df.power == 2.0], reg.Fig3AConfig())
     assert list(figs3a) == ["fig3a"] and len(figs3a["fig3a"].axes) == 2
-    assert reg.fig3a_summary(df.iloc[:0], reg.fig3a_Config()) == {"n_rows": 0}
+    assert reg.summarise(df.iloc[:0], reg.Fig3AConfig()) == {"n_rows": 0}
 
 
 def test_reproduce_fig3a_quick_end_to_end(tmp_path):
@@ -206,7 +206,7 @@ def test_reproduce_fig3a_quick_end_to_end(tmp_path):
 
     result = reproduce("fig3a", quick=True, out=tmp_path / "fig3a")
     table = pd.read_parquet(tmp_path / "fig3a" / "results.parquet")
-    config = reg.fig3a_Config.quick()
+    config = reg.Fig3AConfig.quick()
     assert len(table) == config.n_cells * 3
     assert table["constraint_residual"].max() <= config.tol
     assert (tmp_path / "fig3a" / "fig3a.png").is_file()

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.plasticity import (
     PlasticityRates,
     SynapticNoise,
@@ -32,6 +33,30 @@ def test_step_components_have_the_stated_norms():
     assert torch.allclose(step.delta, 2.0 * step.velocity)
     # over the interval: noise of norm γ3 sqrt(N T), i.e. about γ3 sqrt(T) per synapse
     assert math.isclose((2.0 * step.noise).norm().item(), 0.05 * math.sqrt(n * 2.0), rel_tol=1e-12)
+
+
+def test_mean_squared_speed_matches_monte_carlo_and_the_directions_are_independent():
+    # |v|^2 = γ1² + γ2² + γ3²N/T + 2(cross terms); each cross term is a product of norms times
+    # the cosine between independent directions, mean 0, variance 1/N. Over m draws the mean of
+    # |v|^2 has standard error sqrt(4 (γ1²γ2² + γ1²γ3²N/T + γ2²γ3²N/T) / (N m)) (~0.005 here);
+    # the test allows 5 of them.
+    n, m = 50, 4000
+    rates = PlasticityRates(1.0, 0.5, 0.2, T=2.0)
+    expected = 1.0 + 0.25 + 0.04 * n / 2.0
+    assert rates.mean_squared_speed(n) == pytest.approx(expected, rel=1e-12)
+    plast = ThreeComponentPlasticity(rates, generator=gen(21))
+    grad = torch.ones(n, dtype=torch.float64)
+    speeds, cos2 = [], []
+    for _ in range(m):
+        step = plast.step(grad)
+        speeds.append(float(step.velocity @ step.velocity))
+        c = float(step.irrelevant @ step.noise) / float(step.irrelevant.norm() * step.noise.norm())
+        cos2.append(c * c)
+    cross = 1.0 * 0.25 + (1.0 + 0.25) * 0.04 * n / 2.0
+    se = math.sqrt(4 * cross / (n * m))
+    assert abs(sum(speeds) / m - expected) < 5 * se
+    # independent uniform directions: E cos² = 1/N (sd of the mean ≈ sqrt(2/N²/m) ≈ 4.5e-4)
+    assert abs(sum(cos2) / m - 1 / n) < 5 * math.sqrt(2 / m) / n
 
 
 def test_zero_gradient_gives_no_task_component():
@@ -92,10 +117,10 @@ def test_synaptic_noise_is_isotropic_per_synapse():
 @pytest.mark.parametrize(
     "kwargs, exc",
     [
-        (dict(gamma1=-1, gamma2=0, gamma3=0), ValueError),
-        (dict(gamma1=0, gamma2=float("nan"), gamma3=0), ValueError),
-        (dict(gamma1=0, gamma2=0, gamma3=0, T=0), ValueError),
-        (dict(gamma1="a", gamma2=0, gamma3=0), TypeError),
+        (dict(gamma1=-1, gamma2=0, gamma3=0), InputError),
+        (dict(gamma1=0, gamma2=float("nan"), gamma3=0), InputError),
+        (dict(gamma1=0, gamma2=0, gamma3=0, T=0), InputError),
+        (dict(gamma1="a", gamma2=0, gamma3=0), InputTypeError),
     ],
 )
 def test_bad_rates_raise(kwargs, exc):
@@ -104,9 +129,9 @@ def test_bad_rates_raise(kwargs, exc):
 
 
 def test_bad_generator_and_correlation_raise():
-    with pytest.raises(TypeError, match=r"torch\.Generator"):
+    with pytest.raises(InputTypeError, match=r"torch\.Generator"):
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=0)
-    with pytest.raises(ValueError, match="correlation"):
+    with pytest.raises(InputError, match="correlation"):
         ThreeComponentPlasticity(PlasticityRates(1, 0, 0), generator=gen(), correlation=1.0)
     with pytest.raises(TypeError, match="list of tensors"):
         SynapticNoise(0.1, 0.1, generator=gen())([1.0])

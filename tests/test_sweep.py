@@ -21,6 +21,7 @@ import pytest
 
 from syngeo.app.experiments import _testing
 from syngeo.app.sweep import SweepResult, cell_key, run_sweep
+from syngeo.errors import InputError, InputTypeError
 
 N_CELLS = 10
 
@@ -67,13 +68,13 @@ def test_serial_sweep_matches_reference_and_resume_recomputes_nothing(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     config = _testing.Config(n_cells=4, delay=0.0, log_dir=str(logs))
-    first = run_sweep(_testing, config, tmp_path / "out", quiet=True)
+    first = run_sweep(_testing.EXPERIMENT, config, tmp_path / "out", quiet=True)
     assert isinstance(first, SweepResult)
     assert (first.n_cells, first.n_computed, first.n_reused) == (4, 4, 0)
     pd.testing.assert_frame_equal(first.table, _reference_table(4))
     before = _stored(tmp_path / "out")
 
-    second = run_sweep(_testing, config, tmp_path / "out", quiet=True)
+    second = run_sweep(_testing.EXPERIMENT, config, tmp_path / "out", quiet=True)
     assert (second.n_computed, second.n_reused) == (0, 4)
     assert _stored(tmp_path / "out") == before
     assert _log_counts(logs) == {i: 1 for i in range(4)}
@@ -84,9 +85,9 @@ def test_serial_sweep_matches_reference_and_resume_recomputes_nothing(tmp_path):
 
 def test_manifest_records_experiment_config_version_and_cell_count(tmp_path):
     config = _testing.Config(n_cells=3, delay=0.0)
-    run_sweep(_testing, config, tmp_path, quiet=True)
+    run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["experiment"] == "syngeo.app.experiments._testing"
+    assert manifest["experiment"] == "_testing"
     assert manifest["config"]["n_cells"] == 3
     assert manifest["n_cells"] == 3
     assert manifest["syngeo_version"]
@@ -94,28 +95,89 @@ def test_manifest_records_experiment_config_version_and_cell_count(tmp_path):
 
 
 def test_different_config_in_the_same_folder_is_an_error_unless_forced(tmp_path):
-    run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp_path, quiet=True)
+    run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=3, delay=0.0), tmp_path, quiet=True)
     with pytest.raises(FileExistsError, match=r"n_cells: 3 -> 4.*--force"):
-        run_sweep(_testing, _testing.Config(n_cells=4, delay=0.0), tmp_path, quiet=True)
+        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=4, delay=0.0), tmp_path, quiet=True)
     forced = run_sweep(
-        _testing, _testing.Config(n_cells=4, seed=5, delay=0.0), tmp_path, force=True, quiet=True
+        _testing.EXPERIMENT,
+        _testing.Config(n_cells=4, seed=5, delay=0.0),
+        tmp_path,
+        force=True,
+        quiet=True,
     )
     assert (forced.n_computed, forced.n_reused) == (4, 0)  # old cells were discarded
     assert len(list((tmp_path / "cells").glob("*.parquet"))) == 4
 
 
+def test_cells_computed_by_other_code_are_not_resumed(tmp_path):
+    # issue 8, defect 5: a folder whose experiment and config match was resumed whatever code
+    # had computed its cells, mixing rows of two versions into one table
+    config = _testing.Config(n_cells=3, delay=0.0)
+    run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
+    manifest_path = tmp_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["definition"] == _testing.EXPERIMENT.definition_hash()
+    # a folder written by syngeo 0.1.0 (no definition hash) or by another version
+    old = {k: v for k, v in manifest.items() if k != "definition"}
+    manifest_path.write_text(json.dumps(old))
+    with pytest.raises(InputError, match=r"different code: definition None \(stored\).*--force"):
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
+    manifest_path.write_text(json.dumps({**manifest, "syngeo_version": "0.0.9"}))
+    with pytest.raises(InputError, match=r"syngeo version '0\.0\.9' \(stored\)"):
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
+    # this version, but the experiment's code was edited since the cells were stored
+    manifest_path.write_text(json.dumps({**manifest, "definition": "0" * 16}))
+    with pytest.raises(InputError, match=r"definition '0{16}' \(stored\)"):
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
+    forced = run_sweep(_testing.EXPERIMENT, config, tmp_path, force=True, quiet=True)
+    assert (forced.n_computed, forced.n_reused) == (3, 0)
+    assert json.loads(manifest_path.read_text())["definition"] == manifest["definition"]
+    resumed = run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
+    assert (resumed.n_computed, resumed.n_reused) == (0, 3)
+
+
+def test_definition_hash_follows_the_code_and_the_config_fields():
+    import dataclasses
+
+    exp = _testing.EXPERIMENT
+    assert exp.definition_hash() == exp.definition_hash()  # deterministic
+    assert exp.source_modules == ("syngeo.app.experiments._testing",)
+    more_code = dataclasses.replace(exp, modules=("syngeo.app.formatting",))
+    assert more_code.definition_hash() != exp.definition_hash()
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(_testing.Config):
+        extra: int = 0
+
+    assert dataclasses.replace(exp, Config=Config).definition_hash() != exp.definition_hash()
+
+
+def test_experiments_are_looked_up_by_exact_name():
+    from syngeo.app.experiments import EXPERIMENTS, get
+
+    assert [get(e.name) for e in EXPERIMENTS] == list(EXPERIMENTS)
+    assert len({e.name for e in EXPERIMENTS}) == len(EXPERIMENTS)
+    for wrong in ("fig3", "FIG3A", "fig3a_", "raman"):
+        with pytest.raises(InputError, match=r"unknown experiment.*fig3a, fig6"):
+            get(wrong)
+    with pytest.raises(InputTypeError, match="must be an Experiment"):
+        run_sweep(_testing, _testing.Config(n_cells=1, delay=0.0), "unused", quiet=True)
+
+
 def test_non_sweep_folder_is_not_taken_over_without_force(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="holds no sweep"):
-        run_sweep(_testing, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
-    run_sweep(_testing, _testing.Config(n_cells=2, delay=0.0), tmp_path, force=True, quiet=True)
+        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
+    run_sweep(
+        _testing.EXPERIMENT, _testing.Config(n_cells=2, delay=0.0), tmp_path, force=True, quiet=True
+    )
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_failing_cell_keeps_the_finished_ones(tmp_path):
     config = _testing.Config(n_cells=4, delay=0.0, fail_on=(2,))
     with pytest.raises(ValueError, match="fails on purpose") as info:
-        run_sweep(_testing, config, tmp_path, quiet=True)
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
     assert any("'index': 2" in note for note in getattr(info.value, "__notes__", ["'index': 2"]))
     assert len(_stored(tmp_path)) == 2  # cells 0 and 1 were stored before the failure
 
@@ -132,25 +194,25 @@ def test_an_interrupted_write_leaves_no_file_and_stale_temporaries_are_removed(
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(_testing, config, tmp_path, quiet=True)
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
     assert list((tmp_path / "cells").iterdir()) == []  # neither a cell nor a temporary
     monkeypatch.setattr(pd.DataFrame, "to_parquet", original)
 
     stale = tmp_path / "cells" / ".0123456789abcdef.xyz.tmp"
     stale.write_bytes(b"left by kill -9")
-    result = run_sweep(_testing, config, tmp_path, quiet=True)
+    result = run_sweep(_testing.EXPERIMENT, config, tmp_path, quiet=True)
     assert result.n_computed == 2
     assert not stale.exists()
 
 
 def test_bad_arguments_are_reported(tmp_path):
     with pytest.raises(ValueError, match="workers"):
-        run_sweep(_testing, None, tmp_path, workers=0)
+        run_sweep(_testing.EXPERIMENT, None, tmp_path, workers=0)
     with pytest.raises(ValueError, match="not both"):
-        run_sweep(_testing, None, tmp_path, workers=2, scheduler="tcp://127.0.0.1:1")
+        run_sweep(_testing.EXPERIMENT, None, tmp_path, workers=2, scheduler="tcp://127.0.0.1:1")
     with pytest.raises(TypeError, match="Config"):
-        run_sweep(_testing, {"n_cells": 2}, tmp_path)
-    with pytest.raises(TypeError, match="run_cell"):
+        run_sweep(_testing.EXPERIMENT, {"n_cells": 2}, tmp_path)
+    with pytest.raises(TypeError, match="must be an Experiment"):
         run_sweep(object(), None, tmp_path)
     with pytest.raises(ValueError, match="unknown experiment"):
         run_sweep("no-such-figure", None, tmp_path)
@@ -158,12 +220,10 @@ def test_bad_arguments_are_reported(tmp_path):
 
 
 def test_duplicate_cells_are_rejected(tmp_path):
-    from types import SimpleNamespace
+    import dataclasses
 
-    exp = SimpleNamespace(
-        Config=_testing.Config,
-        cells=lambda config: [{"index": 0}, {"index": 0}],
-        run_cell=_testing.run_cell,
+    exp = dataclasses.replace(
+        _testing.EXPERIMENT, cells=lambda config: [{"index": 0}, {"index": 0}]
     )
     with pytest.raises(ValueError, match="twice"):
         run_sweep(exp, _testing.Config(), tmp_path, quiet=True)
@@ -173,7 +233,7 @@ def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ImportError, match=r"syngeo\[cluster\]"):
         run_sweep(
-            _testing,
+            _testing.EXPERIMENT,
             _testing.Config(n_cells=2, delay=0.0),
             tmp_path,
             scheduler="tcp://127.0.0.1:1",
@@ -186,7 +246,7 @@ def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
 
 def test_process_pool_gives_the_serial_table(tmp_path):
     config = _testing.Config(n_cells=6, delay=0.0)
-    pooled = run_sweep(_testing, config, tmp_path, workers=2, quiet=True)
+    pooled = run_sweep(_testing.EXPERIMENT, config, tmp_path, workers=2, quiet=True)
     assert pooled.n_computed == 6
     pd.testing.assert_frame_equal(pooled.table, _reference_table(6))
 
@@ -194,7 +254,7 @@ def test_process_pool_gives_the_serial_table(tmp_path):
 def test_process_pool_failure_keeps_other_cells_and_raises(tmp_path):
     config = _testing.Config(n_cells=4, delay=0.0, fail_on=(0,))
     with pytest.raises(ValueError, match="fails on purpose"):
-        run_sweep(_testing, config, tmp_path, workers=2, quiet=True)
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, workers=2, quiet=True)
     assert 0 < len(_stored(tmp_path)) <= 3
 
 
@@ -205,12 +265,12 @@ def test_dask_local_cluster_gives_the_serial_table(tmp_path):
     ) as cluster:
         config = _testing.Config(n_cells=5, delay=0.0)
         result = run_sweep(
-            _testing, config, tmp_path, scheduler=cluster.scheduler_address, quiet=True
+            _testing.EXPERIMENT, config, tmp_path, scheduler=cluster.scheduler_address, quiet=True
         )
         assert result.n_computed == 5
         pd.testing.assert_frame_equal(result.table, _reference_table(5))
         again = run_sweep(
-            _testing, config, tmp_path, scheduler=cluster.scheduler_address, quiet=True
+            _testing.EXPERIMENT, config, tmp_path, scheduler=cluster.scheduler_address, quiet=True
         )
         assert (again.n_computed, again.n_reused) == (0, 5)
 
@@ -222,7 +282,7 @@ def test_dask_failing_cell_raises(tmp_path):
     ) as cluster:
         with pytest.raises(ValueError, match="fails on purpose"):
             run_sweep(
-                _testing,
+                _testing.EXPERIMENT,
                 _testing.Config(n_cells=3, delay=0.0, fail_on=(1,)),
                 tmp_path,
                 scheduler=cluster.scheduler_address,
@@ -240,7 +300,7 @@ _SCRIPT = textwrap.dedent(
 
     out, log_dir, workers, n_cells, delay = sys.argv[1:]
     config = _testing.Config(n_cells=int(n_cells), delay=float(delay), log_dir=log_dir)
-    run_sweep(_testing, config, out, workers=int(workers), quiet=True)
+    run_sweep(_testing.EXPERIMENT, config, out, workers=int(workers), quiet=True)
     """
 )
 
@@ -313,7 +373,7 @@ def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(
     time.sleep(0.05)  # let any orphaned worker notice its parent is gone
 
     config = _testing.Config(n_cells=n_cells, delay=delay, log_dir=str(logs))  # same command
-    resumed = run_sweep(_testing, config, out, quiet=True)
+    resumed = run_sweep(_testing.EXPERIMENT, config, out, quiet=True)
     assert resumed.n_reused == len(stored)
     assert resumed.n_computed == n_cells - len(stored)
     after = _stored(out)
@@ -334,11 +394,11 @@ def _threads_cell(config, cell):
 
 
 def test_serial_cells_run_on_one_thread_and_the_setting_is_restored(tmp_path):
-    from types import SimpleNamespace
+    import dataclasses
 
     import torch
 
-    exp = SimpleNamespace(Config=_testing.Config, cells=_testing.cells, run_cell=_threads_cell)
+    exp = dataclasses.replace(_testing.EXPERIMENT, run_cell=_threads_cell)
     before = torch.get_num_threads()
     result = run_sweep(exp, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
     assert result.table["torch_threads"].tolist() == [1, 1]
@@ -348,5 +408,5 @@ def test_serial_cells_run_on_one_thread_and_the_setting_is_restored(tmp_path):
 def test_a_dead_worker_is_reported_and_finished_cells_are_kept(tmp_path):
     config = _testing.Config(n_cells=4, delay=0.0, crash_on=(3,))
     with pytest.raises(RuntimeError, match="worker process died"):
-        run_sweep(_testing, config, tmp_path, workers=2, quiet=True)
+        run_sweep(_testing.EXPERIMENT, config, tmp_path, workers=2, quiet=True)
     assert len(_stored(tmp_path)) <= 3

@@ -54,8 +54,10 @@ Models and losses
 ``loss_fn(params)`` must be a functional torch computation returning a scalar, where ``params`` is
 a tensor or a list/tuple of tensors with the structure passed in; directions (``delta_w``,
 ``direction``) are given either in the same structure or as one flat vector (parameters
-concatenated in order, each flattened row-major). Gradients and Hessian-vector products use
-``torch.func`` (``jvp`` of ``grad``), so no Hessian is formed unless asked for.
+concatenated in order, each flattened row-major). :class:`FlatLoss` holds such a loss as a
+function of one flat vector; gradients and Hessian-vector products are reverse mode
+(reverse-over-reverse, many products sharing one gradient graph), so no Hessian is formed unless
+asked for.
 """
 
 from __future__ import annotations
@@ -68,13 +70,20 @@ from typing import Literal, Union
 import numpy as np
 import scipy.optimize
 import torch
-from torch.func import grad as func_grad
-from torch.func import jvp, vmap
 
+from syngeo.errors import InputError, InputTypeError
 from syngeo.plasticity import PlasticityRates
+from syngeo.validation import (
+    as_choice,
+    as_finite_float,
+    as_int,
+    as_positive_float,
+    as_positive_int,
+)
 
 __all__ = [
     "ExpectedLearningRate",
+    "FlatLoss",
     "LearningCondition",
     "LearningRatePrediction",
     "LossGeometry",
@@ -101,7 +110,7 @@ Params = Union[torch.Tensor, Sequence[torch.Tensor]]
 Convention = Literal["theory", "reference"]
 
 # ----------------------------------------------------------------------------------------------
-# flat views of a parameter structure
+# a loss of one flat weight vector, with its derivatives
 # ----------------------------------------------------------------------------------------------
 
 
@@ -114,87 +123,204 @@ def _as_param_list(params: Params) -> tuple[list[torch.Tensor], bool]:
         and all(isinstance(p, torch.Tensor) for p in params)
     ):
         return list(params), False
-    raise TypeError(
+    raise InputTypeError(
         f"params must be a tensor or a non-empty list/tuple of tensors, got {type(params).__name__}"
     )
 
 
-def _flat_problem(loss_fn: Callable, params: Params):
-    """Return (f_flat, theta0) with f_flat(theta) = loss_fn(params rebuilt from theta)."""
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable (params -> scalar tensor), got {loss_fn!r}")
-    plist, single = _as_param_list(params)
-    for p in plist:
-        if not p.is_floating_point():
-            raise TypeError(f"parameters must be floating point tensors, got dtype {p.dtype}")
-    shapes = [p.shape for p in plist]
-    sizes = [p.numel() for p in plist]
-    theta0 = torch.cat([p.detach().reshape(-1) for p in plist])
-    if not torch.isfinite(theta0).all():
-        raise ValueError("params contain NaN or inf")
-    is_tuple = isinstance(params, tuple)
+def _backward_rows(x: torch.Tensor, g: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """Rows ``d(g · v)/dx`` for the rows ``v`` of ``V``: Hessian-vector products through ``g``'s graph."""
+    if not g.requires_grad:  # the gradient does not depend on the weights: the Hessian is 0
+        return torch.zeros_like(V)
+    try:
+        (rows,) = torch.autograd.grad(
+            g, x, grad_outputs=V, retain_graph=True, is_grads_batched=True, allow_unused=True
+        )
+    except RuntimeError:  # an op without a batching rule: one backward pass per row
+        rows = torch.stack(
+            [torch.autograd.grad(g, x, grad_outputs=v, retain_graph=True)[0] for v in V]
+        )
+    return torch.zeros_like(V) if rows is None else rows
 
-    def rebuild(theta: torch.Tensor):
-        parts = [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes, strict=False)]
-        if single:
+
+class FlatLoss:
+    r"""A loss as a function of one flat weight vector ``w``, with its gradient and curvature.
+
+    ``FlatLoss(loss_fn, params)`` wraps ``loss_fn(params) -> scalar tensor``; ``w`` is ``params``
+    concatenated in order, each flattened row-major (:attr:`initial` at ``params``;
+    :meth:`unflatten` goes back). Derivatives are reverse mode: one backward pass builds the
+    gradient's graph, and every Hessian-vector product is one more backward pass through it
+    (reverse-over-reverse; several products share the graph, and a batch of them runs as one
+    vectorised backward pass when the loss allows it). No Hessian is formed.
+
+    Subclasses may replace :meth:`value_and_grad`, :meth:`hvp_rows` and :meth:`hessian_trace`
+    by closed forms (as :meth:`syngeo.expansion.LinearTask.flat_loss` does; such a subclass sets
+    :attr:`closed_form_trace` so that :meth:`geometry` always uses it); everything else is
+    derived from them.
+
+    Examples
+    --------
+    >>> A = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    >>> loss = FlatLoss(lambda w: 0.5 * w @ A @ w, torch.zeros(2, dtype=torch.float64))
+    >>> loss.hvp(loss.initial, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    tensor([2., 1.], dtype=torch.float64)
+    >>> loss.hessian_trace(loss.initial)
+    5.0
+    """
+
+    #: True when :meth:`hessian_trace` is a closed form (cheap at any ``N``).
+    closed_form_trace: bool = False
+
+    def __init__(self, loss_fn: Callable, params: Params) -> None:
+        if not callable(loss_fn):
+            raise InputTypeError(
+                f"loss_fn must be callable (params -> scalar tensor), got {loss_fn!r}"
+            )
+        plist, self._single = _as_param_list(params)
+        for p in plist:
+            if not p.is_floating_point():
+                raise InputTypeError(
+                    f"parameters must be floating point tensors, got dtype {p.dtype}"
+                )
+        self._loss_fn = loss_fn
+        self._shapes = [p.shape for p in plist]
+        self._sizes = [p.numel() for p in plist]
+        self._tuple = isinstance(params, tuple)
+        self.initial = torch.cat([p.detach().reshape(-1) for p in plist])
+        if not torch.isfinite(self.initial).all():
+            raise InputError("params contain NaN or inf")
+        self.n = self.initial.numel()
+
+    def unflatten(self, w: torch.Tensor):
+        """``w`` in the structure of ``params`` (a tensor, list or tuple of views of ``w``)."""
+        parts = [
+            c.reshape(s) for c, s in zip(torch.split(w, self._sizes), self._shapes, strict=True)
+        ]
+        if self._single:
             return parts[0]
-        return tuple(parts) if is_tuple else parts
+        return tuple(parts) if self._tuple else parts
 
-    def f_flat(theta: torch.Tensor) -> torch.Tensor:
-        out = loss_fn(rebuild(theta))
+    def direction(self, direction, name: str = "direction") -> torch.Tensor:
+        """A direction given flat or in the structure of ``params``, as one flat vector."""
+        if isinstance(direction, torch.Tensor) and direction.numel() == self.n:
+            v = direction.detach().reshape(-1)
+        elif isinstance(direction, (list, tuple)):
+            v = torch.cat([d.detach().reshape(-1) for d in direction])
+        else:
+            raise InputError(
+                f"{name} must have {self.n} entries (one per parameter entry), "
+                "as one flat tensor or in the structure of params"
+            )
+        if v.numel() != self.n:
+            raise InputError(f"{name} has {v.numel()} entries but params have {self.n}")
+        if not torch.isfinite(v).all():
+            raise InputError(f"{name} contains NaN or inf")
+        return v.to(self.initial.dtype)
+
+    def _scalar(self, w: torch.Tensor) -> torch.Tensor:
+        out = self._loss_fn(self.unflatten(w))
         if not isinstance(out, torch.Tensor) or out.numel() != 1:
-            raise TypeError("loss_fn must return a scalar tensor")
+            raise InputTypeError("loss_fn must return a scalar tensor")
         return out.reshape(())
 
-    return f_flat, theta0
+    def value(self, w: torch.Tensor) -> float:
+        """``F(w)``."""
+        with torch.no_grad():
+            return float(self._scalar(w))
 
+    def value_and_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
+        r"""``F(w)`` and :math:`\nabla F(w)` (flat)."""
+        x = w.detach().requires_grad_(True)
+        with torch.enable_grad():
+            F = self._scalar(x)
+            (g,) = torch.autograd.grad(F, x, allow_unused=True)
+        return float(F.detach()), torch.zeros_like(x) if g is None else g
 
-def _flat_direction(direction, theta0: torch.Tensor, name: str) -> torch.Tensor:
-    if isinstance(direction, torch.Tensor) and direction.numel() == theta0.numel():
-        v = direction.detach().reshape(-1)
-    elif isinstance(direction, (list, tuple)):
-        v = torch.cat([d.detach().reshape(-1) for d in direction])
-    else:
-        raise ValueError(
-            f"{name} must have {theta0.numel()} entries (one per parameter entry), "
-            "as one flat tensor or in the structure of params"
+    def _grad_graph(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = w.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self._scalar(x), x, create_graph=True, allow_unused=True)
+        return x, torch.zeros_like(x) if g is None else g
+
+    def hvp(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla^2F(w)\,v` (flat)."""
+        return self.hvp_rows(w, v.reshape(1, -1))[0]
+
+    def hvp_rows(self, w: torch.Tensor, V: torch.Tensor, *, chunk: int = 256) -> torch.Tensor:
+        r"""The rows :math:`\nabla^2F(w)\,v_j` for the rows :math:`v_j` of ``V`` (shape (m, N))."""
+        x, g = self._grad_graph(w)
+        return torch.cat(
+            [_backward_rows(x, g, V[i : i + chunk]) for i in range(0, V.shape[0], chunk)]
         )
-    if v.numel() != theta0.numel():
-        raise ValueError(f"{name} has {v.numel()} entries but params have {theta0.numel()}")
-    if not torch.isfinite(v).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return v.to(theta0.dtype)
 
+    def hessian_trace(self, w: torch.Tensor, *, chunk: int = 256) -> float:
+        r"""Exact :math:`\mathrm{Tr}\,\nabla^2F(w)` from ``N`` products with the basis vectors.
 
-def _hvp(f_flat, theta0: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return jvp(func_grad(f_flat), (theta0,), (v,))[1]
+        ``chunk`` basis vectors at a time: O(chunk · N) memory.
+        """
+        x, g = self._grad_graph(w)
+        total = 0.0
+        for start in range(0, self.n, chunk):
+            idx = torch.arange(start, min(start + chunk, self.n), device=w.device)
+            E = torch.zeros(idx.numel(), self.n, dtype=w.dtype, device=w.device)
+            E[torch.arange(idx.numel()), idx] = 1.0
+            total += float(_backward_rows(x, g, E)[torch.arange(idx.numel()), idx].sum())
+        return total
 
+    def hutchinson_trace(
+        self, w: torch.Tensor, *, n_probes: int = 64, generator: torch.Generator
+    ) -> TraceEstimate:
+        r"""Hutchinson's estimate of :math:`\mathrm{Tr}\,\nabla^2F(w)` (see :func:`hutchinson_trace`)."""
+        m = as_int(n_probes, "n_probes (two or more, for a standard error)", minimum=2)
+        if not isinstance(generator, torch.Generator):
+            raise InputTypeError(
+                "generator must be a torch.Generator, e.g. torch.Generator().manual_seed(0)"
+            )
+        V = torch.randint(0, 2, (m, self.n), generator=generator).to(w.dtype) * 2 - 1
+        samples = (self.hvp_rows(w, V) * V).sum(dim=1).double()
+        return TraceEstimate(
+            float(samples.mean()), float(samples.std(unbiased=True) / math.sqrt(m)), m
+        )
 
-def _hvp_rows(f_flat, theta0: torch.Tensor, V: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Rows H v_j for the rows v_j of V (batched with vmap, a loop if the loss resists vmap)."""
-    out = []
-    for start in range(0, V.shape[0], chunk):
-        block = V[start : start + chunk]
-        try:
-            out.append(vmap(lambda v: _hvp(f_flat, theta0, v))(block))
-        except Exception:  # some user losses use ops without batching rules
-            out.append(torch.stack([_hvp(f_flat, theta0, v) for v in block]))
-    return torch.cat(out)
+    def geometry(
+        self,
+        w: torch.Tensor,
+        *,
+        trace: Literal["auto", "exact", "hutchinson"] = "auto",
+        n_probes: int = 64,
+        generator: torch.Generator | None = None,
+        exact_max: int = 3000,
+    ) -> LossGeometry:
+        """The :class:`LossGeometry` at ``w`` (see :func:`loss_geometry`).
+
+        ``trace="auto"`` is exact when ``N <= exact_max`` or the trace has a closed form
+        (:attr:`closed_form_trace`), Hutchinson's estimate otherwise.
+        """
+        trace = as_choice(trace, "trace", ("auto", "exact", "hutchinson"))
+        F, g = self.value_and_grad(w)
+        gnorm = float(g.norm())
+        g_curv = float(g @ self.hvp(w, g)) / gnorm**2 if gnorm > 0 else 0.0
+        exact = self.n <= exact_max or self.closed_form_trace
+        method = trace if trace != "auto" else ("exact" if exact else "hutchinson")
+        if method == "exact":
+            tr, se = self.hessian_trace(w), 0.0
+        else:
+            if generator is None:
+                raise InputError(
+                    "Hutchinson's trace estimate is random: pass "
+                    "generator=torch.Generator().manual_seed(...)"
+                )
+            est = self.hutchinson_trace(w, n_probes=n_probes, generator=generator)
+            tr, se = est.estimate, est.standard_error
+        return LossGeometry(F, gnorm, g_curv, tr, se, self.n, method)
+
+    def __repr__(self) -> str:
+        return f"FlatLoss(N={self.n})"
 
 
 # ----------------------------------------------------------------------------------------------
 # learning rate: definition and second-order prediction
 # ----------------------------------------------------------------------------------------------
-
-
-def _finite(name: str, x) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return x
 
 
 def learning_rate(F0: float, FT: float, T: float) -> float:
@@ -207,11 +333,10 @@ def learning_rate(F0: float, FT: float, T: float) -> float:
     >>> learning_rate(2.0, 1.5, T=0.5)
     0.5
     """
-    F0, FT, T = _finite("F0", F0), _finite("FT", FT), _finite("T", T)
+    F0, FT = as_finite_float(F0, "F0"), as_finite_float(FT, "FT")
+    T = as_positive_float(T, "T")
     if F0 <= 0:
-        raise ValueError(f"F0 must be > 0 (the error before learning), got {F0!r}")
-    if T <= 0:
-        raise ValueError(f"T must be > 0, got {T!r}")
+        raise InputError(f"F0 must be > 0 (the error before learning), got {F0!r}")
     return (1.0 - FT / F0) / T
 
 
@@ -261,23 +386,21 @@ def predicted_learning_rate(
     >>> round(p.k, 6), round(learning_rate(2.5, loss(0.9 * w).item(), 1.0), 6)
     (0.19, 0.19)
     """
-    T = _finite("T", T)
-    if T <= 0:
-        raise ValueError(f"T must be > 0, got {T!r}")
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    v = _flat_direction(delta_w, theta0, "delta_w") / T
-    F, g_dot_v = jvp(f_flat, (theta0,), (v,))
-    F = float(F)
+    T = as_positive_float(T, "T")
+    loss = FlatLoss(loss_fn, params)
+    w = loss.initial
+    v = loss.direction(delta_w, "delta_w") / T
+    F, g = loss.value_and_grad(w)
     if F <= 0:
-        raise ValueError(f"the loss must be > 0 to define a learning rate, got F = {F!r}")
-    vHv = float(v @ _hvp(f_flat, theta0, v))
-    grad_term = -float(g_dot_v) / F
+        raise InputError(f"the loss must be > 0 to define a learning rate, got F = {F!r}")
+    vHv = float(v @ loss.hvp(w, v))
+    grad_term = -float(g @ v) / F
     curv_term = -0.5 * T * vHv / F
     return LearningRatePrediction(F, grad_term, curv_term, grad_term + curv_term, T)
 
 
 def hessian_vector_product(loss_fn: Callable, params: Params, v) -> torch.Tensor:
-    r""":math:`\nabla^2 F(w)\,v` as a flat vector, by forward-over-reverse differentiation.
+    r""":math:`\nabla^2 F(w)\,v` as a flat vector, by reverse-over-reverse differentiation.
 
     Examples
     --------
@@ -286,14 +409,14 @@ def hessian_vector_product(loss_fn: Callable, params: Params, v) -> torch.Tensor
     >>> hessian_vector_product(f, torch.zeros(2, dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64))
     tensor([2., 1.], dtype=torch.float64)
     """
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    return _hvp(f_flat, theta0, _flat_direction(v, theta0, "v"))
+    loss = FlatLoss(loss_fn, params)
+    return loss.hvp(loss.initial, loss.direction(v, "v"))
 
 
 def hessian_matrix(loss_fn: Callable, params: Params) -> torch.Tensor:
     """The full ``N × N`` Hessian (flat parameter order); for small models only (O(N²) memory)."""
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    return torch.func.hessian(f_flat)(theta0)
+    loss = FlatLoss(loss_fn, params)
+    return loss.hvp_rows(loss.initial, torch.eye(loss.n, dtype=loss.initial.dtype))
 
 
 def hessian_trace(loss_fn: Callable, params: Params, *, chunk: int = 256) -> float:
@@ -301,16 +424,8 @@ def hessian_trace(loss_fn: Callable, params: Params, *, chunk: int = 256) -> flo
 
     Costs ``N`` HVPs but only O(chunk · N) memory; use :func:`hutchinson_trace` for large ``N``.
     """
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    n = theta0.numel()
-    total = 0.0
-    for start in range(0, n, chunk):
-        idx = torch.arange(start, min(start + chunk, n))
-        E = torch.zeros(idx.numel(), n, dtype=theta0.dtype, device=theta0.device)
-        E[torch.arange(idx.numel()), idx] = 1.0
-        rows = _hvp_rows(f_flat, theta0, E, chunk=chunk)
-        total += float(rows[torch.arange(idx.numel()), idx].sum())
-    return total
+    loss = FlatLoss(loss_fn, params)
+    return loss.hessian_trace(loss.initial, chunk=as_positive_int(chunk, "chunk"))
 
 
 @dataclass(frozen=True)
@@ -356,19 +471,8 @@ def hutchinson_trace(
     >>> est.estimate, est.standard_error    # diagonal Hessian: exact with any probe
     (10.0, 0.0)
     """
-    if isinstance(n_probes, bool) or int(n_probes) != n_probes or n_probes < 2:
-        raise ValueError(
-            f"n_probes must be an integer >= 2 (for a standard error), got {n_probes!r}"
-        )
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            "generator must be a torch.Generator, e.g. torch.Generator().manual_seed(0)"
-        )
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    m, n = int(n_probes), theta0.numel()
-    V = torch.randint(0, 2, (m, n), generator=generator).to(theta0.dtype) * 2 - 1
-    samples = (_hvp_rows(f_flat, theta0, V) * V).sum(dim=1).double()
-    return TraceEstimate(float(samples.mean()), float(samples.std(unbiased=True) / math.sqrt(m)), m)
+    loss = FlatLoss(loss_fn, params)
+    return loss.hutchinson_trace(loss.initial, n_probes=n_probes, generator=generator)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,21 +512,15 @@ class LossGeometry:
 
     def __post_init__(self) -> None:
         for name in ("loss", "grad_norm", "grad_curvature", "hessian_trace", "hessian_trace_se"):
-            object.__setattr__(self, name, _finite(name, getattr(self, name)))
+            object.__setattr__(self, name, as_finite_float(getattr(self, name), name))
         if self.loss <= 0:
-            raise ValueError(f"loss must be > 0 to define a learning rate, got {self.loss!r}")
+            raise InputError(f"loss must be > 0 to define a learning rate, got {self.loss!r}")
         if self.grad_norm < 0 or self.hessian_trace_se < 0:
-            raise ValueError("grad_norm and hessian_trace_se must be >= 0")
-        object.__setattr__(self, "n_synapses", _positive_int("n_synapses", self.n_synapses))
+            raise InputError("grad_norm and hessian_trace_se must be >= 0")
+        object.__setattr__(self, "n_synapses", as_positive_int(self.n_synapses, "n_synapses"))
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _positive_int(name: str, n) -> int:
-    if isinstance(n, bool) or int(n) != n or int(n) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
 
 
 def loss_geometry(
@@ -439,25 +537,10 @@ def loss_geometry(
     ``trace="auto"`` is exact (``N`` HVPs) up to ``exact_max`` weights and Hutchinson's estimator
     (``n_probes`` Rademacher probes, needs ``generator``) above.
     """
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    n = theta0.numel()
-    F = float(f_flat(theta0))
-    g = func_grad(f_flat)(theta0)
-    gnorm = float(g.norm())
-    g_curv = float(g @ _hvp(f_flat, theta0, g)) / gnorm**2 if gnorm > 0 else 0.0
-    if trace not in ("auto", "exact", "hutchinson"):
-        raise ValueError(f"trace must be 'auto', 'exact' or 'hutchinson', got {trace!r}")
-    method = trace if trace != "auto" else ("exact" if n <= exact_max else "hutchinson")
-    if method == "exact":
-        tr, se = hessian_trace(loss_fn, params), 0.0
-    else:
-        if generator is None:
-            raise ValueError(
-                "Hutchinson's trace estimate is random: pass generator=torch.Generator().manual_seed(...)"
-            )
-        est = hutchinson_trace(loss_fn, params, n_probes=n_probes, generator=generator)
-        tr, se = est.estimate, est.standard_error
-    return LossGeometry(F, gnorm, g_curv, tr, se, n, method)
+    loss = FlatLoss(loss_fn, params)
+    return loss.geometry(
+        loss.initial, trace=trace, n_probes=n_probes, generator=generator, exact_max=exact_max
+    )
 
 
 @dataclass(frozen=True)
@@ -493,7 +576,7 @@ class ExpectedLearningRate:
 
 def _check_rates(rates) -> PlasticityRates:
     if not isinstance(rates, PlasticityRates):
-        raise TypeError(
+        raise InputTypeError(
             f"rates must be a PlasticityRates(gamma1, gamma2, gamma3, T), got {type(rates).__name__}"
         )
     return rates
@@ -501,7 +584,7 @@ def _check_rates(rates) -> PlasticityRates:
 
 def _check_geometry(geometry) -> LossGeometry:
     if not isinstance(geometry, LossGeometry):
-        raise TypeError(
+        raise InputTypeError(
             f"geometry must be a LossGeometry (see loss_geometry()), got {type(geometry).__name__}"
         )
     return geometry
@@ -547,7 +630,7 @@ def _check_convention(convention: str) -> float:
         return 1.0
     if convention == "reference":
         return 0.5
-    raise ValueError(
+    raise InputError(
         f"convention must be 'theory' (G = ŵᵀHŵ/‖∇F‖) or 'reference' (the authors' scripts, "
         f"G = ŵᵀHŵ/(2‖∇F‖)), got {convention!r}"
     )
@@ -570,18 +653,18 @@ def local_task_difficulty(
     0.970143
     """
     scale = _check_convention(convention)
-    f_flat, theta0 = _flat_problem(loss_fn, params)
-    d = _flat_direction(direction, theta0, "direction")
+    loss = FlatLoss(loss_fn, params)
+    d = loss.direction(direction, "direction")
     dn = d.norm()
     if dn == 0:
-        raise ValueError("direction is the zero vector; the difficulty needs a direction")
+        raise InputError("direction is the zero vector; the difficulty needs a direction")
     d = d / dn
-    gnorm = float(func_grad(f_flat)(theta0).norm())
+    gnorm = float(loss.value_and_grad(loss.initial)[1].norm())
     if gnorm == 0:
-        raise ValueError(
+        raise InputError(
             "the gradient is zero here: the task difficulty is undefined at a critical point"
         )
-    return scale * float(d @ _hvp(f_flat, theta0, d)) / gnorm
+    return scale * float(d @ loss.hvp(loss.initial, d)) / gnorm
 
 
 def mean_task_difficulty(
@@ -595,7 +678,7 @@ def mean_task_difficulty(
     scale = _check_convention(convention)
     geo, r = _check_geometry(geometry), _check_rates(rates)
     if geo.grad_norm == 0:
-        raise ValueError(
+        raise InputError(
             "the gradient is zero: the task difficulty is undefined at a critical point"
         )
     quad = r.gamma1**2 * geo.grad_curvature + geo.hessian_trace * (
@@ -682,12 +765,12 @@ def size_learning_rate(
     :math:`\mathrm{Tr}H' = c_2\mathrm{Tr}H`). ``n_synapses`` may be an array.
     """
     geo, r = _check_geometry(geometry), _check_rates(rates)
-    beta = _finite("beta", beta)
+    beta = as_finite_float(beta, "beta")
     if not 0 <= beta <= 1:
-        raise ValueError(f"beta must lie in [0, 1], got {beta!r}")
+        raise InputError(f"beta must lie in [0, 1], got {beta!r}")
     N = np.asarray(n_synapses, dtype=np.float64)
     if np.any(~np.isfinite(N)) or np.any(N <= 0):
-        raise ValueError("n_synapses must be positive and finite")
+        raise InputError("n_synapses must be positive and finite")
     trace = geo.hessian_trace * (N / geo.n_synapses) ** beta
     k = r.gamma1 * geo.grad_norm / geo.loss - r.T / (2 * geo.loss) * (
         r.gamma1**2 * geo.grad_curvature + trace * (r.gamma2**2 / N + r.gamma3**2 / r.T)
@@ -710,9 +793,9 @@ def optimal_size(rates: PlasticityRates, *, beta: float = 0.5) -> float:
     1111.111111111111
     """
     r = _check_rates(rates)
-    beta = _finite("beta", beta)
+    beta = as_finite_float(beta, "beta")
     if not 0 < beta <= 1:
-        raise ValueError(f"beta must lie in (0, 1], got {beta!r}")
+        raise InputError(f"beta must lie in (0, 1], got {beta!r}")
     if r.gamma3 == 0:
         return math.inf if r.gamma2 > 0 and beta < 1 else 0.0
     return (1.0 - beta) / beta * r.T * r.gamma2**2 / r.gamma3**2
@@ -751,9 +834,9 @@ def optimal_size_numeric(
     >>> round(res.n_star)
     400
     """
-    n_min, n_max = _finite("n_min", n_min), _finite("n_max", n_max)
+    n_min, n_max = as_finite_float(n_min, "n_min"), as_finite_float(n_max, "n_max")
     if not 0 < n_min < n_max:
-        raise ValueError(f"need 0 < n_min < n_max, got n_min={n_min!r}, n_max={n_max!r}")
+        raise InputError(f"need 0 < n_min < n_max, got n_min={n_min!r}, n_max={n_max!r}")
     res = scipy.optimize.minimize_scalar(
         lambda x: -float(k_of_n(math.exp(x))),
         bounds=(math.log(n_min), math.log(n_max)),

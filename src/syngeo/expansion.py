@@ -48,10 +48,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from syngeo.bounds import FlatLoss
+from syngeo.errors import InputError, InputTypeError
+from syngeo.validation import as_positive_int, as_seed
 
 __all__ = [
     "Expansion",
@@ -70,15 +75,15 @@ __all__ = [
 def _generator(rng) -> torch.Generator:
     if isinstance(rng, torch.Generator):
         return rng
-    if isinstance(rng, int) and not isinstance(rng, bool):
-        return torch.Generator().manual_seed(rng)
-    raise TypeError(f"rng must be a torch.Generator or an integer seed, got {type(rng).__name__}")
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return torch.Generator().manual_seed(as_seed(rng, "rng"))
+    raise InputTypeError(
+        f"rng must be a torch.Generator or an integer seed, got {type(rng).__name__}"
+    )
 
 
 def _pos_int(name: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return n
+    return as_positive_int(n, name)
 
 
 def semi_orthogonal(
@@ -94,7 +99,7 @@ def semi_orthogonal(
     """
     rows, cols = _pos_int("rows", rows), _pos_int("cols", cols)
     if rows < cols:
-        raise ValueError(f"a semi-orthogonal matrix needs rows >= cols, got {rows} x {cols}")
+        raise InputError(f"a semi-orthogonal matrix needs rows >= cols, got {rows} x {cols}")
     g = _generator(rng)
     A = torch.randn(rows, cols, generator=g, dtype=torch.float64)
     Q, R = torch.linalg.qr(A)
@@ -120,7 +125,7 @@ class LinearTask:
     def __post_init__(self) -> None:
         W, S = self.teacher, self.input_covariance
         if W.ndim != 2 or S.ndim != 2 or S.shape != (W.shape[1], W.shape[1]):
-            raise ValueError(
+            raise InputError(
                 f"teacher must be (o, i) and input_covariance (i, i); got {tuple(W.shape)} and {tuple(S.shape)}"
             )
 
@@ -139,7 +144,7 @@ class LinearTask:
     def _check(self, W: torch.Tensor) -> None:
         if not isinstance(W, torch.Tensor) or W.shape != self.teacher.shape:
             shape = tuple(W.shape) if isinstance(W, torch.Tensor) else type(W).__name__
-            raise ValueError(
+            raise InputError(
                 f"student weights must have shape {tuple(self.teacher.shape)}, got {shape}"
             )
 
@@ -158,6 +163,21 @@ class LinearTask:
         r""":math:`\mathrm{Tr}\nabla^2F = o\,\mathrm{Tr}\Sigma` (independent of ``W``)."""
         return float(self.n_outputs * torch.trace(self.input_covariance))
 
+    def flat_loss(self) -> FlatLoss:
+        r"""This task as a :class:`syngeo.bounds.FlatLoss` of the flattened (o·i) weights.
+
+        Value, gradient, Hessian-vector products (:math:`V \mapsto V\Sigma` row by row) and
+        the trace (:math:`o\,\mathrm{Tr}\Sigma`) by their closed forms.
+
+        Examples
+        --------
+        >>> task = make_linear_task(3, 2, rng=0)
+        >>> loss = task.flat_loss()
+        >>> loss.n, round(loss.hessian_trace(loss.initial) - task.hessian_trace(), 12)
+        (6, 0.0)
+        """
+        return _LinearTaskLoss(self)
+
     def grad_curvature(self, W: torch.Tensor) -> float:
         r""":math:`\widehat{\nabla F}^\top\nabla^2F\widehat{\nabla F} = \mathrm{Tr}(G\Sigma G^\top)/\|G\|^2`, :math:`G = \nabla F`."""
         G = self.grad(W)
@@ -165,6 +185,27 @@ class LinearTask:
 
     def __repr__(self) -> str:
         return f"LinearTask(outputs={self.n_outputs}, inputs={self.n_inputs}, N={self.n_synapses})"
+
+
+class _LinearTaskLoss(FlatLoss):
+    """:meth:`LinearTask.flat_loss`: closed-form derivatives of the linear task."""
+
+    closed_form_trace = True
+
+    def __init__(self, task: LinearTask) -> None:
+        super().__init__(task.loss, torch.zeros_like(task.teacher))
+        self.task = task
+
+    def value_and_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
+        W = w.reshape(self.task.teacher.shape)
+        return float(self.task.loss(W)), self.task.grad(W).reshape(-1)
+
+    def hvp_rows(self, w: torch.Tensor, V: torch.Tensor, *, chunk: int = 256) -> torch.Tensor:
+        o, i = self.task.teacher.shape
+        return (V.reshape(-1, o, i) @ self.task.input_covariance).reshape(V.shape)
+
+    def hessian_trace(self, w: torch.Tensor, *, chunk: int = 256) -> float:
+        return self.task.hessian_trace()
 
 
 def make_linear_task(
@@ -266,7 +307,7 @@ def expand_linear(
     True
     """
     if not isinstance(W, torch.Tensor) or W.ndim != 2:
-        raise ValueError("W must be a 2-d tensor of shape (outputs, inputs)")
+        raise InputError("W must be a 2-d tensor of shape (outputs, inputs)")
     c1, c2 = _pos_int("c1", c1), _pos_int("c2", c2)
     o, i = W.shape
     g = _generator(rng)
@@ -275,7 +316,7 @@ def expand_linear(
     expanded_task = None
     if task is not None:
         if not isinstance(task, LinearTask) or task.teacher.shape != W.shape:
-            raise ValueError("task must be a LinearTask whose teacher has the shape of W")
+            raise InputError("task must be a LinearTask whose teacher has the shape of W")
         expanded_task = LinearTask(
             D @ task.teacher.to(W.dtype) @ B.T, B @ task.input_covariance.to(W.dtype) @ B.T
         )
@@ -306,10 +347,10 @@ class SigmoidMLP:
     def __post_init__(self) -> None:
         ws = tuple(self.weights)
         if not ws:
-            raise ValueError("a SigmoidMLP needs at least one weight matrix")
+            raise InputError("a SigmoidMLP needs at least one weight matrix")
         for a, b in itertools.pairwise(ws):
             if b.shape[1] != a.shape[0] + 1:
-                raise ValueError(
+                raise InputError(
                     f"layer shapes {tuple(a.shape)} -> {tuple(b.shape)} do not chain: the next layer "
                     "needs (previous outputs + 1 bias) columns"
                 )
@@ -350,7 +391,7 @@ def init_sigmoid_mlp(
     """
     sizes = [_pos_int("layer size", s) for s in sizes]
     if len(sizes) < 2:
-        raise ValueError(f"sizes needs an input and an output size, got {sizes!r}")
+        raise InputError(f"sizes needs an input and an output size, got {sizes!r}")
     g = _generator(rng)
     ws = []
     for n_in, n_out in itertools.pairwise(sizes):
@@ -380,7 +421,7 @@ class SigmoidTask:
         """``F`` of the network with ``weights`` (differentiable, functional)."""
         y = SigmoidMLP.apply(weights, self.inputs)
         if y.shape != self.targets.shape:
-            raise ValueError(
+            raise InputError(
                 f"network outputs {tuple(y.shape)} but targets are {tuple(self.targets.shape)}"
             )
         return 0.5 * torch.sum((self.targets - y) ** 2) / self.inputs.shape[0]
@@ -418,16 +459,16 @@ def expand_sigmoid(net: SigmoidMLP, hidden_sizes: Sequence[int]) -> SigmoidMLP:
     ((3, 5, 1), True)
     """
     if not isinstance(net, SigmoidMLP):
-        raise TypeError(f"net must be a SigmoidMLP, got {type(net).__name__}")
+        raise InputTypeError(f"net must be a SigmoidMLP, got {type(net).__name__}")
     old = net.sizes
-    hidden = [int(h) for h in hidden_sizes]
+    hidden = [as_positive_int(h, "each hidden size") for h in hidden_sizes]
     if len(hidden) != len(old) - 2:
-        raise ValueError(
+        raise InputError(
             f"the network has {len(old) - 2} hidden layers, got {len(hidden)} new sizes"
         )
     for h_new, h_old in zip(hidden, old[1:-1], strict=False):
         if h_new < h_old:
-            raise ValueError(f"expansion cannot shrink a layer ({h_old} -> {h_new})")
+            raise InputError(f"expansion cannot shrink a layer ({h_old} -> {h_new})")
     new_sizes = [old[0], *hidden, old[-1]]
     ws = []
     for k, W in enumerate(net.weights):

@@ -45,6 +45,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from syngeo.errors import InputError, InputTypeError
+from syngeo.validation import as_finite_float, as_positive_float, as_positive_int
+
 __all__ = [
     "PlasticityRates",
     "PlasticityStep",
@@ -52,19 +55,6 @@ __all__ = [
     "ThreeComponentPlasticity",
     "random_unit_vector",
 ]
-
-
-def _check_rate(name: str, value: float, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # numpy scalars, 0-d tensors
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        need = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be finite and {need}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -96,8 +86,9 @@ class PlasticityRates:
 
     def __post_init__(self) -> None:
         for name in ("gamma1", "gamma2", "gamma3"):
-            object.__setattr__(self, name, _check_rate(name, getattr(self, name)))
-        object.__setattr__(self, "T", _check_rate("T", self.T, positive=True))
+            value = as_positive_float(getattr(self, name), name, allow_zero=True)
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "T", as_positive_float(self.T, "T"))
 
     def mean_squared_speed(self, n_synapses: int) -> float:
         r""":math:`\langle\|\dot w_T\|^2\rangle = \gamma_1^2 + \gamma_2^2 + \gamma_3^2 N/T`."""
@@ -113,9 +104,7 @@ class PlasticityRates:
 
 
 def _check_n(n: int) -> int:
-    if isinstance(n, bool) or int(n) != n or int(n) < 1:
-        raise ValueError(f"the number of synapses must be a positive integer, got {n!r}")
-    return int(n)
+    return as_positive_int(n, "the number of synapses")
 
 
 def random_unit_vector(
@@ -222,17 +211,17 @@ class ThreeComponentPlasticity:
         correlation: float = 0.0,
     ) -> None:
         if not isinstance(rates, PlasticityRates):
-            raise TypeError(
+            raise InputTypeError(
                 f"rates must be a PlasticityRates(gamma1, gamma2, gamma3, T), got {type(rates).__name__}"
             )
         if not isinstance(generator, torch.Generator):
-            raise TypeError(
+            raise InputTypeError(
                 "generator must be a torch.Generator, e.g. torch.Generator().manual_seed(0); "
                 f"got {type(generator).__name__}"
             )
-        rho = float(correlation)
+        rho = as_finite_float(correlation, "correlation")
         if not (0.0 <= rho < 1.0):
-            raise ValueError(f"correlation must lie in [0, 1), got {correlation!r}")
+            raise InputError(f"correlation must lie in [0, 1), got {correlation!r}")
         self.rates = rates
         self.generator = generator
         self.correlation = rho
@@ -272,10 +261,10 @@ class ThreeComponentPlasticity:
         A zero gradient gives a zero task-relevant component (there is no direction to follow).
         """
         if not isinstance(grad, torch.Tensor):
-            raise TypeError(f"grad must be a torch.Tensor, got {type(grad).__name__}")
+            raise InputTypeError(f"grad must be a torch.Tensor, got {type(grad).__name__}")
         g = grad.detach().reshape(-1)
         if not torch.isfinite(g).all():
-            raise ValueError("grad contains NaN or inf; check the loss at the current weights")
+            raise InputError("grad contains NaN or inf; check the loss at the current weights")
         norm = g.norm()
         task = -self.rates.gamma1 * (g / norm if norm > 0 else torch.zeros_like(g))
         irrelevant, noise = self.noise_velocity(g.numel(), dtype=g.dtype, device=g.device)
@@ -348,7 +337,9 @@ class SynapticNoise:
             params = [params]
         params = list(params)
         if not params or not all(isinstance(p, torch.Tensor) for p in params):
-            raise TypeError("SynapticNoise expects a non-empty list of tensors (the parameters)")
+            raise InputTypeError(
+                "SynapticNoise expects a non-empty list of tensors (the parameters)"
+            )
         ref = params[0]
         dtype = ref.dtype if ref.is_floating_point() else torch.float64
         n = sum(p.numel() for p in params)

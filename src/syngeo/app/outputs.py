@@ -11,14 +11,14 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_write_text", "prepare_out_dir", "to_jsonable", "write_outputs"]
+__all__ = ["atomic_write", "atomic_write_text", "prepare_out_dir", "to_jsonable", "write_outputs"]
 
 _OUTPUT_NAMES = ("results.parquet", "results.csv", "summary.json", "report.md")
 
@@ -75,21 +75,10 @@ def _default_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (all or nothing)."""
+def atomic_write(path: str | os.PathLike, writer: Callable[[str], Any]) -> None:
+    """Write ``path`` all or nothing: ``writer(tmp)`` fills a temporary file in the same folder,
+    which is then moved into place with ``os.replace`` (removed if ``writer`` fails)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, _default_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_via(path: Path, writer) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -99,6 +88,11 @@ def _atomic_via(path: Path, writer) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (all or nothing)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_outputs(
@@ -117,8 +111,8 @@ def write_outputs(
     out = Path(out)
     written: dict[str, Path] = {}
     if table is not None:
-        _atomic_via(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
-        _atomic_via(out / "results.csv", lambda p: table.to_csv(p, index=False))
+        atomic_write(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+        atomic_write(out / "results.csv", lambda p: table.to_csv(p, index=False))
         written["parquet"] = out / "results.parquet"
         written["csv"] = out / "results.csv"
     if summary is not None:
@@ -130,7 +124,7 @@ def write_outputs(
         for stem, fig in figures.items():
             for ext in ("png", "pdf"):
                 target = out / f"{stem}.{ext}"
-                _atomic_via(
+                atomic_write(
                     target,
                     lambda p, fig=fig, ext=ext: fig.savefig(
                         p, format=ext, dpi=150, bbox_inches="tight"

@@ -21,9 +21,11 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from syngeo.app.formatting import frame_to_markdown
 from syngeo.app.plotting import color_for, paper_style, subplots
 from syngeo.gaussianity import dual_change
 from syngeo.potentials import potential
+from syngeo.validation import as_positive_int
 
 __all__ = [
     "FIGURE_TITLES",
@@ -51,9 +53,7 @@ def _ranked(fit: Any) -> pd.DataFrame:
 
 
 def _top_candidates(fit: Any, top: int) -> list[str]:
-    if not isinstance(top, (int, np.integer)) or isinstance(top, bool) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
-    return list(_ranked(fit)["candidate"].head(int(top)))
+    return list(_ranked(fit)["candidate"].head(as_positive_int(top, "top")))
 
 
 def _label(name: str) -> str:
@@ -220,25 +220,6 @@ def inference_summary(fit: Any, context: Mapping[str, Any] | None = None) -> dic
     return summary
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return "" if not math.isfinite(float(value)) else f"{float(value):.{digits}g}"
-    return str(value).replace("|", "\\|")
-
-
-def _markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
 _REPORT_COLUMNS = (
     "rank",
     "candidate",
@@ -323,7 +304,7 @@ def inference_report(
     excluded = ranking[ranking["rank"].isna()]
     shown = pd.concat([shown, excluded]) if len(excluded) else shown
     columns = [c for c in _REPORT_COLUMNS if c in shown.columns]
-    lines += [_markdown_table(shown[columns]), ""]
+    lines += [frame_to_markdown(shown[columns]), ""]
     lines.append(
         "Scores: ΔAIC of the dual-Gaussian likelihood (lower is better), the paper's CDF "
         "distance of the standardised dual change to a Gaussian (lower is better), the "
@@ -336,7 +317,7 @@ def inference_report(
         frame = pd.DataFrame(
             {"": list(context.keys()), "value": pd.Series(list(context.values()), dtype=object)}
         )
-        lines += [_markdown_table(frame), ""]
+        lines += [frame_to_markdown(frame), ""]
     if figures:
         lines += ["## Figures", ""]
         for stem in figures:

@@ -10,8 +10,12 @@ Folder layout
 -------------
 ``OUT/manifest.json``
     The experiment's name, its config (``dataclasses.asdict``), the syngeo version that created
-    the folder, the number of cells and the creation time. A folder whose manifest names another
-    experiment or config is an error unless ``force=True`` (which discards its cells).
+    the folder, the experiment's definition hash (:meth:`Experiment.definition_hash
+    <syngeo.app.experiments.base.Experiment.definition_hash>`: its code and Config fields), the
+    number of cells and the creation time. A folder whose manifest names another experiment or
+    config is an error unless ``force=True`` (which discards its cells); so is one written by
+    another syngeo version or another definition of the experiment, since its cells were computed
+    by different code and must not be mixed with new ones.
 ``OUT/cells/<key>.parquet``
     The rows of one finished cell. ``key`` is :func:`cell_key`: the first 16 hex digits of the
     SHA-256 of the cell's canonical JSON (sorted keys, no spaces), so it does not depend on the
@@ -23,12 +27,12 @@ Folder layout
 Executors
 ---------
 * in-process, one cell after another (``workers=1``, the default), with torch and BLAS limited to
-  one thread while the cells run (restored afterwards);
+  one thread while the cells run (:func:`syngeo.threads.limit_threads`; restored afterwards);
 * a local process pool (``workers=N``): ``concurrent.futures.ProcessPoolExecutor`` with the
   ``forkserver`` start method where available (``spawn`` elsewhere): workers are forked from a
   clean single-threaded server process, never from this one, which is safe with torch's thread
   pools; the server imports syngeo once, so later pools start in well under a second. One
-  BLAS/torch thread per worker;
+  BLAS/torch thread per worker (:func:`syngeo.threads.limit_process_threads`);
 * an existing Dask cluster (``scheduler="tcp://host:8786"``; needs the ``cluster`` extra,
   ``pip install 'syngeo[cluster]'``), e.g. one started by ``dask-jobqueue`` on SLURM/PBS.
 
@@ -38,11 +42,11 @@ the executor, on the order of completion, or on how many times the sweep was int
 
 Example
 -------
->>> from syngeo.app.experiments import _testing
+>>> from syngeo.app.experiments._testing import EXPERIMENT, Config
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as tmp:
-...     result = run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp, quiet=True)
-...     again = run_sweep(_testing, _testing.Config(n_cells=3, delay=0.0), tmp, quiet=True)
+...     result = run_sweep(EXPERIMENT, Config(n_cells=3, delay=0.0), tmp, quiet=True)
+...     again = run_sweep(EXPERIMENT, Config(n_cells=3, delay=0.0), tmp, quiet=True)
 >>> (result.n_computed, again.n_computed, again.n_reused)
 (3, 0, 3)
 """
@@ -55,31 +59,27 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from syngeo.app.outputs import atomic_write_text, to_jsonable
+from syngeo.app.outputs import atomic_write, atomic_write_text, to_jsonable
+from syngeo.errors import InputError, InputTypeError
+from syngeo.threads import THREAD_VARIABLES, limit_process_threads, limit_threads
+from syngeo.validation import as_positive_int
+
+if TYPE_CHECKING:
+    from syngeo.app.experiments.base import Experiment
 
 __all__ = ["SweepResult", "cell_key", "run_sweep"]
 
 MANIFEST_NAME = "manifest.json"
 CELLS_DIR = "cells"
 CELL_SUFFIX = ".parquet"
-#: Environment variables that cap the threads of BLAS/OpenMP libraries in worker processes.
-_THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 
 
 @dataclass(frozen=True, repr=False)
@@ -153,61 +153,47 @@ def cell_key(cell: Mapping[str, Any]) -> str:
     True
     """
     if not isinstance(cell, Mapping):
-        raise TypeError(f"a cell must be a dict of JSON values, got {type(cell).__name__}")
+        raise InputTypeError(f"a cell must be a dict of JSON values, got {type(cell).__name__}")
     try:
         text = _canonical_json(cell)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise InputTypeError(
             f"cell {cell!r} is not JSON-serialisable ({exc}); cells must hold numbers, strings, "
             "booleans, None and lists/dicts of those"
         ) from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _resolve_experiment(experiment: str | ModuleType | SimpleNamespace | Any) -> SimpleNamespace:
-    """A namespace with ``name``, ``Config``, ``cells`` and ``run_cell`` for a name or object."""
-    if isinstance(experiment, str):
-        from syngeo.app import experiments
+def _resolve_experiment(experiment: Experiment | str) -> Experiment:
+    """The :class:`Experiment` for an experiment object or a registered name."""
+    from syngeo.app import experiments
 
-        exp = experiments.get(experiment)
-        return SimpleNamespace(
-            name=experiment, Config=exp.Config, cells=exp.cells, run_cell=exp.run_cell
+    if isinstance(experiment, str):
+        return experiments.get(experiment)
+    if not isinstance(experiment, experiments.Experiment):
+        raise InputTypeError(
+            "experiment must be an Experiment (syngeo.app.experiments.EXPERIMENTS) or the name "
+            f"of one such as 'fig3a', got {type(experiment).__name__}"
         )
-    missing = [a for a in ("Config", "cells", "run_cell") if not hasattr(experiment, a)]
-    if missing:
-        raise TypeError(
-            f"an experiment needs Config, cells and run_cell (missing: {', '.join(missing)}); "
-            "pass a registered name such as 'fig3a' or a module/namespace following the contract "
-            "in syngeo.app.experiments"
-        )
-    spec = getattr(experiment, "spec", None)
-    name = getattr(spec, "name", None) or getattr(experiment, "name", None)
-    if not isinstance(name, str) and isinstance(experiment, ModuleType):
-        name = experiment.__name__
-    if not isinstance(name, str):
-        fn = experiment.run_cell
-        name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
-    return SimpleNamespace(
-        name=name, Config=experiment.Config, cells=experiment.cells, run_cell=experiment.run_cell
-    )
+    return experiment
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise TypeError(
+        raise InputTypeError(
             f"config must be an instance of the experiment's Config dataclass, got {config!r}"
         )
     return to_jsonable(dataclasses.asdict(config))
 
 
-def _expand_cells(exp: SimpleNamespace, config: Any) -> list[tuple[str, dict]]:
+def _expand_cells(exp: Experiment, config: Any) -> list[tuple[str, dict]]:
     cells = list(exp.cells(config))
     keyed: list[tuple[str, dict]] = []
     seen: dict[str, dict] = {}
     for cell in cells:
         key = cell_key(cell)
         if key in seen:
-            raise ValueError(
+            raise InputError(
                 f"experiment {exp.name!r} lists the cell {cell!r} twice; cells must be distinct"
             )
         seen[key] = cell
@@ -220,13 +206,14 @@ def _expand_cells(exp: SimpleNamespace, config: Any) -> list[tuple[str, dict]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _manifest(exp_name: str, config_dict: dict, n_cells: int) -> dict[str, Any]:
+def _manifest(exp: Experiment, config_dict: dict, n_cells: int) -> dict[str, Any]:
     from syngeo import __version__
 
     return {
-        "experiment": exp_name,
+        "experiment": exp.name,
         "config": config_dict,
         "syngeo_version": __version__,
+        "definition": exp.definition_hash(),
         "n_cells": n_cells,
         "cell_format": CELL_SUFFIX.lstrip("."),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -254,7 +241,7 @@ def _prepare_store(out: Path, manifest: dict[str, Any], *, force: bool) -> Path:
             old = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             if not force:
-                raise ValueError(
+                raise InputError(
                     f"{manifest_path} is unreadable ({exc}); pass --force to start the sweep "
                     "afresh or choose another --out"
                 ) from None
@@ -262,9 +249,11 @@ def _prepare_store(out: Path, manifest: dict[str, Any], *, force: bool) -> Path:
         same = old.get("experiment") == manifest["experiment"] and _canonical_json(
             old.get("config")
         ) == _canonical_json(manifest["config"])
-        if same:
+        if same and _same_code(old, manifest):
             return cells_dir  # resume: keep the original manifest (its creation time)
         if not force:
+            if same:
+                raise _different_code_error(out, old, manifest)
             raise FileExistsError(
                 f"--out {out} holds a different sweep: {_describe_difference(old, manifest)}; "
                 "pass --force to discard its results or choose another --out"
@@ -280,6 +269,25 @@ def _prepare_store(out: Path, manifest: dict[str, Any], *, force: bool) -> Path:
     cells_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return cells_dir
+
+
+def _same_code(old: Mapping, new: Mapping) -> bool:
+    return all(old.get(key) == new[key] for key in ("syngeo_version", "definition"))
+
+
+def _different_code_error(out: Path, old: Mapping, new: Mapping) -> InputError:
+    """Why cells computed by another syngeo version or experiment definition are not resumed."""
+    differences = [
+        f"{label} {old.get(key)!r} (stored) vs {new[key]!r} (now)"
+        for key, label in (("syngeo_version", "syngeo version"), ("definition", "definition"))
+        if old.get(key) != new[key]
+    ]
+    return InputError(
+        f"--out {out} holds cells of {new['experiment']!r} computed by different code: "
+        f"{'; '.join(differences)}. Mixing them with new cells would give a table from two "
+        "versions of the experiment: pass --force to discard them and start afresh, or choose "
+        "another --out"
+    )
 
 
 def _discard_cells(cells_dir: Path) -> None:
@@ -303,27 +311,11 @@ def _cell_path(cells_dir: Path, key: str) -> Path:
 def _write_cell(cells_dir: Path, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Store one cell's rows all-or-nothing: temp file in the same folder, then ``os.replace``."""
     if not isinstance(rows, (list, tuple)) or not all(isinstance(r, Mapping) for r in rows):
-        raise TypeError(
+        raise InputTypeError(
             f"run_cell must return a list of dicts (one per row), got {type(rows).__name__}"
         )
     frame = pd.DataFrame([dict(r) for r in rows])
-    target = _cell_path(cells_dir, key)
-    fd, tmp = tempfile.mkstemp(dir=cells_dir, prefix=f".{key}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, _default_file_mode())
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _default_file_mode() -> int:
-    """0o666 minus the umask: what ``open()`` would give (``mkstemp`` gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    atomic_write(_cell_path(cells_dir, key), lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def _read_table(cells_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
@@ -339,30 +331,11 @@ def _read_table(cells_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _limit_threads() -> int:
-    """Run in each worker: one BLAS/OpenMP/torch thread (the pool provides the parallelism)."""
-    for var in _THREAD_VARS:
-        os.environ[var] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)  # BLAS libraries loaded before the variables were set
-    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-        pass
-    return os.getpid()
-
-
 @contextlib.contextmanager
 def _single_threaded_children() -> Iterator[None]:
     """Set the thread caps in the environment inherited by processes started inside."""
-    saved = {var: os.environ.get(var) for var in _THREAD_VARS}
-    os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
+    saved = {var: os.environ.get(var) for var in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     try:
         yield
     finally:
@@ -404,36 +377,10 @@ def _with_note(exc: BaseException, cell: Mapping) -> BaseException:
     return exc
 
 
-@contextlib.contextmanager
-def _one_thread_here() -> Iterator[None]:
-    """Run this process's torch and BLAS on one thread inside; restore the settings after.
-
-    Cells are small independent units: on a shared or busy machine, multi-threaded BLAS on
-    small matrices spends most of its time waiting for cores (measured: a 1000-weight regression
-    cell took 7x longer with 2 threads than with 1 on a loaded 2-core machine). Parallelism
-    comes from ``workers`` instead.
-    """
-    import torch
-
-    saved = torch.get_num_threads()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-        limits = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(limits=1)
-    torch.set_num_threads(1)
-    try:
-        with limits:
-            yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def _run_serial(
     run_cell: Callable, config: Any, pending: list[tuple[str, dict]], store: Callable
 ) -> None:
-    with _one_thread_here():
+    with limit_threads(1):
         for key, cell in pending:
             try:
                 rows = run_cell(config, cell)
@@ -476,7 +423,12 @@ def _run_pool(
     from concurrent.futures.process import BrokenProcessPool
 
     context = _worker_context()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads)
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=limit_process_threads,
+        initargs=(1,),
+    )
     futures: dict[Any, tuple[str, dict]] = {}
     error: BaseException | None = None
     try:
@@ -535,7 +487,7 @@ def _run_dask(
     try:
         client = Client(scheduler, timeout="20s", set_as_default=False)
     except OSError as exc:
-        raise ValueError(
+        raise InputError(
             f"could not reach the Dask scheduler at {scheduler!r} ({exc}); start one "
             "(`dask scheduler`) or check the address"
         ) from None
@@ -547,7 +499,7 @@ def _run_dask(
         pids = client.run(os.getpid)
         remote = [addr for addr, pid in pids.items() if pid != here]
         if remote:
-            client.run(_limit_threads, workers=remote)
+            client.run(limit_process_threads, 1, workers=remote)
         by_key: dict[str, tuple[str, dict]] = {}
         for key, cell in pending:
             fut = client.submit(run_cell, config, cell, pure=False, key=f"syngeo-cell-{key}")
@@ -612,7 +564,7 @@ def _progress(total: int, completed: int, label: str, quiet: bool) -> Iterator[C
 
 
 def run_sweep(
-    experiment: str | ModuleType | SimpleNamespace | Any,
+    experiment: Experiment | str,
     config: Any | None,
     out: str | os.PathLike,
     *,
@@ -626,20 +578,23 @@ def run_sweep(
     Parameters
     ----------
     experiment
-        A registered name (``"fig3a"``; see ``syngeo reproduce --list``) or a module/namespace
-        with ``Config``, ``cells`` and a module-level (picklable) ``run_cell``.
+        An :class:`~syngeo.app.experiments.base.Experiment` (its ``run_cell`` a module-level,
+        picklable function) or the name of a registered one (``"fig3a"``; see
+        ``syngeo reproduce --list``).
     config
         An instance of the experiment's ``Config`` (``None``: the paper's defaults).
     out
-        The sweep folder (created if missing). A folder holding the same experiment and config
-        is resumed: finished cells are read back, not recomputed.
+        The sweep folder (created if missing). A folder holding the same experiment and config,
+        computed by the same syngeo version and experiment definition, is resumed: finished
+        cells are read back, not recomputed.
     workers
         Number of local worker processes (1: compute in this process).
     scheduler
         Address of an existing Dask scheduler (``"tcp://host:8786"``) to run the cells on,
         instead of local workers (give one or the other).
     force
-        Discard the stored cells of a different sweep in ``out`` (or of a non-sweep folder).
+        Discard the stored cells in ``out`` and start afresh (needed when ``out`` holds a
+        different sweep, a non-sweep folder, or cells computed by other code).
     quiet
         No progress bar.
 
@@ -653,34 +608,33 @@ def run_sweep(
     ------
     FileExistsError
         ``out`` holds a different sweep, or other files, and ``force`` is false.
-    ValueError, TypeError
-        Bad ``workers``/``scheduler``/``config``, or cells that are not distinct JSON dicts.
+    syngeo.InputError
+        ``out`` holds cells of this sweep computed by another syngeo version or definition of
+        the experiment (and ``force`` is false); bad ``workers``/``scheduler``/``config``, or
+        cells that are not distinct JSON dicts.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    workers = as_positive_int(workers, "workers")
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler.strip():
-            raise ValueError(
+            raise InputError(
                 f"scheduler must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}"
             )
         if workers != 1:
-            raise ValueError(
+            raise InputError(
                 "give either --workers (local processes) or --scheduler (a Dask cluster), not both"
             )
     start = time.perf_counter()
     exp = _resolve_experiment(experiment)
     if config is None:
-        config = exp.Config()
+        config = exp.config()
     if not isinstance(config, exp.Config):
-        raise TypeError(
+        raise InputTypeError(
             f"config must be a {exp.Config.__name__} of experiment {exp.name!r}, "
             f"got {type(config).__name__}"
         )
     keyed = _expand_cells(exp, config)
     out = Path(out)
-    cells_dir = _prepare_store(
-        out, _manifest(exp.name, _config_dict(config), len(keyed)), force=force
-    )
+    cells_dir = _prepare_store(out, _manifest(exp, _config_dict(config), len(keyed)), force=force)
     _remove_stale_temporaries(cells_dir)
     pending = [(k, c) for k, c in keyed if not _cell_path(cells_dir, k).exists()]
     n_reused = len(keyed) - len(pending)

@@ -1,15 +1,14 @@
 """``syngeo reproduce``: rerun a paper figure as a resumable sweep and write table, figures, report.
 
-Any experiment registered in :data:`syngeo.app.experiments.REGISTRY` that follows the contract in
-:mod:`syngeo.app.experiments` works here. The cells are run by :func:`syngeo.app.sweep.run_sweep` in the
-output folder (so an interrupted run continues where it stopped), then the experiment's ``plot``,
-``report`` and ``summary`` are written next to them by :func:`syngeo.app.outputs.write_outputs`.
+Every :class:`~syngeo.app.experiments.base.Experiment` in :data:`syngeo.app.experiments.EXPERIMENTS`
+works here. The cells are run by :func:`syngeo.app.sweep.run_sweep` in the output folder (so an
+interrupted run continues where it stopped, with the same code), then the experiment's ``plot``,
+``report`` and ``summarise`` are written next to them by :func:`syngeo.app.outputs.write_outputs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,17 +70,10 @@ class ReproduceResult:
 
 
 def list_experiments() -> list[dict[str, Any]]:
-    """The registered experiments: name, title, and whether their module is installed."""
-    from syngeo.app.experiments import REGISTRY
+    """The registered experiments, in registry order: name, title, figure file stems."""
+    from syngeo.app.experiments import EXPERIMENTS
 
-    return [
-        {
-            "name": spec.name,
-            "title": spec.title,
-            "available": importlib.util.find_spec(spec.module) is not None,
-        }
-        for spec in sorted(REGISTRY.values(), key=lambda s: s.name)
-    ]
+    return [{"name": e.name, "title": e.title, "figures": list(e.figures)} for e in EXPERIMENTS]
 
 
 def default_out(name: str, *, quick: bool) -> Path:
@@ -101,8 +93,8 @@ def reproduce(
 ) -> ReproduceResult:
     """Run experiment ``name`` as a sweep in ``out`` and write its table, figures and report.
 
-    Raises ``ValueError`` for an unknown name, ``ImportError`` when the experiment's module is not
-    available, ``FileExistsError`` when ``out`` holds a different sweep (see ``force``).
+    Raises :class:`syngeo.InputError` for an unknown name or when ``out`` holds cells computed by
+    other code, ``FileExistsError`` when ``out`` holds a different sweep (see ``force``).
     """
     from syngeo import __version__
     from syngeo.app.experiments import get
@@ -110,7 +102,7 @@ def reproduce(
     from syngeo.app.sweep import run_sweep
 
     exp = get(name)
-    config = exp.Config.quick() if quick else exp.Config()
+    config = exp.config(quick=quick)
     preset = "quick" if quick else "paper"
     out = default_out(name, quick=quick) if out is None else Path(out)
     swept = run_sweep(
@@ -119,7 +111,7 @@ def reproduce(
     table = swept.table
     figures = exp.plot(table, config)
     report = exp.report(table, config)
-    headline = to_jsonable(exp.summary(table, config))
+    headline = to_jsonable(exp.summarise(table, config))
     command = f"syngeo reproduce {name}" + (" --quick" if quick else "")
     report = (
         report.rstrip()
@@ -130,7 +122,7 @@ def reproduce(
     )
     summary = {
         "experiment": name,
-        "title": exp.spec.title,
+        "title": exp.title,
         "preset": preset,
         "syngeo_version": __version__,
         "config": to_jsonable(dataclasses.asdict(config)),
@@ -154,8 +146,7 @@ def _print_list(as_json: bool) -> None:
     table.add_column("NAME", style="bold")
     table.add_column("reproduces")
     for entry in entries:
-        title = entry["title"] + ("" if entry["available"] else " [dim](not installed)[/]")
-        table.add_row(entry["name"], title)
+        table.add_row(entry["name"], entry["title"])
     console.print(table)
 
 

@@ -5,8 +5,8 @@ Each cell ``{"index": i}`` waits ``delay`` seconds, optionally appends one line 
 two rows with deterministic values drawn from ``numpy.random.default_rng(seed + i)``. A cell whose
 index is in ``fail_on`` raises ``ValueError``.
 
-It follows the experiment contract of :mod:`syngeo.app.experiments` (``Config``, ``cells``,
-``run_cell``, ``plot``, ``report``, ``summary``) and is not listed in the registry.
+:data:`EXPERIMENT` is its :class:`~syngeo.app.experiments.base.Experiment` object (name
+``"_testing"``); it is not listed in :data:`syngeo.app.experiments.EXPERIMENTS`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["Config", "cells", "plot", "report", "run_cell", "summary"]
+from syngeo.app.experiments.base import Experiment
+
+__all__ = ["EXPERIMENT", "Config", "cells", "plot", "report", "run_cell", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -93,5 +95,19 @@ def report(df: pd.DataFrame, config: Config) -> str:
     return f"# Test experiment\n\n{len(df)} rows.\n\n![values](testing.png)\n"
 
 
-def summary(df: pd.DataFrame, config: Config) -> dict:
+def summarise(df: pd.DataFrame, config: Config) -> dict:
     return {"n_rows": len(df), "mean_value": float(df["value"].mean()) if len(df) else None}
+
+
+EXPERIMENT = Experiment(
+    name="_testing",
+    title="Sweep machinery test experiment",
+    Config=Config,
+    quick=Config.quick,
+    cells=cells,
+    run_cell=run_cell,
+    summarise=summarise,
+    plot=plot,
+    report=report,
+    figures=("testing",),
+)

@@ -1,9 +1,9 @@
 r"""Linear regression under mirror descent: Gaussianity and size of the dual change vs width.
 
 Reproduces Pogodin et al. (ICLR 2024) Fig. 3A and its appendix version Fig. 6 (§4.1, B.1;
-THEORY.md §4). The experiment contract is in :mod:`syngeo.app.experiments`; the registry names are
-``fig3a`` (prefix ``fig3a_``) and ``fig6`` (prefix ``fig6_``). Both share the cells and
-:func:`run_cell`; they differ in the default correlation powers and in the figure layout.
+THEORY.md §4) as two :class:`~syngeo.app.experiments.base.Experiment` objects, :data:`FIG3A`
+(``fig3a``) and :data:`FIG6` (``fig6``). Both share the cells and :func:`run_cell`; they differ in
+the default correlation powers and in the figure layout.
 
 Protocol (one cell = one (α, a, D, seed))
 -----------------------------------------
@@ -19,9 +19,10 @@ Protocol (one cell = one (α, a, D, seed))
   training protocol (``solver="train"``, below).
 * Measured, with the true potential: the dual change :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0)`
   (for the exact solver, :math:`-X^\top\lambda`, free of cancellation), its Gaussianity distance
-  ``d`` = :func:`syngeo.gaussianity.cdf_distance` (uncentred, the paper's statistic) and the
-  centred variant ``d_centred``, and the change magnitude
-  :math:`\|\Delta\| / \|\nabla\phi(w_0)\|`.
+  ``d`` = :func:`syngeo.cdf_distance` (uncentred, the paper's statistic) and the
+  centred variant ``d_centred``, the change magnitude
+  :math:`\|\Delta\| / \|\nabla\phi(w_0)\|` (:func:`syngeo.change_magnitude`) and the fraction
+  of weights that changed sign (:func:`syngeo.sign_changes`).
 
 The random numbers of a cell come from ``numpy.random.SeedSequence((config.seed, seed, D,
 round(1e6 α), round(1e6 a)))`` spawned into three streams (``X``, ``y``, ``w0``), so every cell
@@ -58,24 +59,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import syngeo
+from syngeo import (
+    MirrorDescent,
+    bregman_projection,
+    cdf_distance,
+    change_magnitude,
+    correlated_inputs,
+    sign_changes,
+)
+from syngeo.app.experiments.base import Experiment
+from syngeo.app.formatting import fmt, markdown_table
+from syngeo.errors import InputError, InputTypeError
+from syngeo.validation import as_choice, as_int, as_positive_int
+
 __all__ = [
+    "FIG3A",
+    "FIG6",
     "PAPER_WIDTHS",
+    "Fig3AConfig",
+    "Fig6Config",
     "RegressionConfig",
-    "fig3a_Config",
-    "fig3a_cells",
+    "cells",
     "fig3a_plot",
     "fig3a_report",
-    "fig3a_run_cell",
-    "fig3a_summary",
-    "fig6_Config",
-    "fig6_cells",
     "fig6_plot",
     "fig6_report",
-    "fig6_run_cell",
-    "fig6_summary",
     "n_samples",
     "regression_problem",
+    "run_cell",
     "solve_by_training",
+    "summarise",
 ]
 
 #: The paper's widths: ``numpy.logspace(2, log10(2e4), 10, dtype=int)``.
@@ -152,53 +166,47 @@ class RegressionConfig:
     train_target_mse: float = 1e-3
 
     def __post_init__(self) -> None:
-        from syngeo.potentials import potential
-
         for name in ("widths", "alphas", "powers", "potentials", "train_lrs"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                raise TypeError(f"{name} must be a sequence, got {value!r}")
+                raise InputTypeError(f"{name} must be a sequence, got {value!r}")
             value = tuple(value)
             if not value:
-                raise ValueError(f"{name} must not be empty")
+                raise InputError(f"{name} must not be empty")
             object.__setattr__(self, name, value)
-        for d in self.widths:
-            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
-                raise ValueError(f"widths must be integers >= 2, got {d!r}")
-        object.__setattr__(self, "widths", tuple(int(d) for d in self.widths))
+        widths = tuple(as_int(d, "each of widths", minimum=2) for d in self.widths)
+        object.__setattr__(self, "widths", widths)
         for a in self.alphas:
             if not 0 < float(a) < 1:
-                raise ValueError(f"alphas must lie in (0, 1) so that N < D, got {a!r}")
+                raise InputError(f"alphas must lie in (0, 1) so that N < D, got {a!r}")
         for a in self.powers:
             if not 0 < float(a) <= 2:
-                raise ValueError(
+                raise InputError(
                     f"powers must lie in (0, 2] (the correlation is positive definite there), got {a!r}"
                 )
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         object.__setattr__(self, "powers", tuple(float(a) for a in self.powers))
-        names = tuple(potential(p).name for p in self.potentials)
+        names = tuple(syngeo.potential(p).name for p in self.potentials)
         if len(set(names)) != len(names):
-            raise ValueError(f"potentials must be distinct, got {self.potentials!r}")
+            raise InputError(f"potentials must be distinct, got {self.potentials!r}")
         object.__setattr__(self, "potentials", names)
-        if isinstance(self.n_seeds, bool) or not isinstance(self.n_seeds, int) or self.n_seeds < 1:
-            raise ValueError(f"n_seeds must be an integer >= 1, got {self.n_seeds!r}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        as_positive_int(self.n_seeds, "n_seeds")
+        as_choice(self.solver, "solver", SOLVERS)
         if not (0 < self.tol < 1):
-            raise ValueError(f"tol must lie in (0, 1), got {self.tol!r}")
+            raise InputError(f"tol must lie in (0, 1), got {self.tol!r}")
         if not (float(self.scale) > 0):
-            raise ValueError(f"scale must be > 0, got {self.scale!r}")
+            raise InputError(f"scale must be > 0, got {self.scale!r}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+            raise InputError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if any(not float(lr) > 0 for lr in self.train_lrs):
-            raise ValueError("train_lrs must be positive learning rates")
+            raise InputError("train_lrs must be positive learning rates")
         if not (1 <= self.train_epochs <= self.train_max_epochs):
-            raise ValueError(
+            raise InputError(
                 "need 1 <= train_epochs <= train_max_epochs, got "
                 f"{self.train_epochs} and {self.train_max_epochs}"
             )
         if not self.train_target_mse > 0:
-            raise ValueError(f"train_target_mse must be > 0, got {self.train_target_mse!r}")
+            raise InputError(f"train_target_mse must be > 0, got {self.train_target_mse!r}")
 
     @property
     def n_cells(self) -> int:
@@ -206,25 +214,25 @@ class RegressionConfig:
 
 
 @dataclass(frozen=True)
-class fig3a_Config(RegressionConfig):
+class Fig3AConfig(RegressionConfig):
     """Fig. 3A: one correlation power (a = 2), all three potentials, both α."""
 
     powers: tuple[float, ...] = (2.0,)
 
     @classmethod
-    def quick(cls) -> fig3a_Config:
+    def quick(cls) -> Fig3AConfig:
         """Five widths up to 2000 and 4 seeds (a few seconds on 2 cores)."""
         return cls(widths=(100, 250, 600, 1000, 2000), n_seeds=4)
 
 
 @dataclass(frozen=True)
-class fig6_Config(RegressionConfig):
+class Fig6Config(RegressionConfig):
     """Fig. 6: both correlation powers (a = 1, 2), all three potentials, both α."""
 
     powers: tuple[float, ...] = (1.0, 2.0)
 
     @classmethod
-    def quick(cls) -> fig6_Config:
+    def quick(cls) -> Fig6Config:
         """Five widths up to 2000 and 4 seeds (a few seconds on 2 cores)."""
         return cls(widths=(100, 250, 600, 1000, 2000), n_seeds=4)
 
@@ -256,8 +264,6 @@ def regression_problem(
 
     Deterministic in its arguments (see the module docstring for the seeding).
     """
-    from syngeo.data.correlated import correlated_inputs
-
     n = n_samples(width, alpha)
     entropy = (
         int(base_seed),
@@ -316,8 +322,6 @@ class TrainedSolution:
 def _train_once(X, y, w0, phi, lr: float, epochs: int, momentum: float):
     import torch
 
-    from syngeo.optim import MirrorDescent
-
     w = torch.nn.Parameter(w0.clone())
     opt = MirrorDescent([w], lr=lr, potential=phi, momentum=momentum)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
@@ -354,9 +358,7 @@ def solve_by_training(
     """
     import torch
 
-    from syngeo.potentials import potential as parse
-
-    phi = parse(potential)
+    phi = syngeo.potential(potential)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float64))
     yt = torch.as_tensor(np.asarray(y, dtype=np.float64))
     wt = torch.as_tensor(np.asarray(w0, dtype=np.float64))
@@ -384,10 +386,6 @@ def run_cell(config: RegressionConfig, cell: dict) -> list[dict]:
     """Rows (one per potential) of one (α, a, D, seed) cell; see the module docstring."""
     import torch
 
-    from syngeo.gaussianity import cdf_distance
-    from syngeo.potentials import potential
-    from syngeo.solvers import bregman_projection
-
     alpha, power = float(cell["alpha"]), float(cell["power"])
     width, seed = int(cell["width"]), int(cell["seed"])
     X, y, w0 = regression_problem(
@@ -397,9 +395,8 @@ def run_cell(config: RegressionConfig, cell: dict) -> list[dict]:
     Xt, yt, wt = (torch.from_numpy(a) for a in (X, y, w0))
     rows = []
     for name in config.potentials:
-        phi = potential(name)
+        phi = syngeo.potential(name)
         start = time.perf_counter()
-        u0 = np.asarray(phi.grad(w0), dtype=np.float64)
         extra: dict[str, Any]
         if config.solver == "exact":
             sol = bregman_projection(Xt, yt, wt, phi, tol=config.tol)
@@ -425,7 +422,7 @@ def run_cell(config: RegressionConfig, cell: dict) -> list[dict]:
                 momentum=config.momentum,
             )
             weights = sol.weights
-            delta = np.asarray(phi.grad(weights), dtype=np.float64) - u0
+            delta = np.asarray(phi.grad(weights), dtype=np.float64) - np.asarray(phi.grad(w0))
             extra = {
                 "constraint_residual": float(np.linalg.norm(X @ weights - y) / np.linalg.norm(y)),
                 "n_iter": 0,
@@ -444,8 +441,8 @@ def run_cell(config: RegressionConfig, cell: dict) -> list[dict]:
                 "solver": config.solver,
                 "d": cdf_distance(delta),
                 "d_centred": cdf_distance(delta, centred=True),
-                "magnitude": float(np.linalg.norm(delta) / np.linalg.norm(u0)),
-                "sign_flip_fraction": float(np.mean(np.sign(weights) != np.sign(w0))),
+                "magnitude": change_magnitude(w0, weights, phi),
+                "sign_flip_fraction": sign_changes(w0, weights).n_sign_flips / width,
                 **extra,
                 "solve_seconds": time.perf_counter() - start,
             }
@@ -500,7 +497,7 @@ def _finish_axis(ax, stat: str) -> None:
     ax.set_ylabel(_STAT_LABELS[stat])
 
 
-def fig3a_plot(df: pd.DataFrame, config: fig3a_Config) -> dict:
+def fig3a_plot(df: pd.DataFrame, config: Fig3AConfig) -> dict:
     """Fig. 3A: d and magnitude against width; colour = potential, line style = α.
 
     One row of two panels per correlation power (the default config has one, a = 2).
@@ -532,7 +529,7 @@ def fig3a_plot(df: pd.DataFrame, config: fig3a_Config) -> dict:
     return {"fig3a": fig}
 
 
-def fig6_plot(df: pd.DataFrame, config: fig6_Config) -> dict:
+def fig6_plot(df: pd.DataFrame, config: Fig6Config) -> dict:
     """Fig. 6: rows = potentials; columns = (d, magnitude) for each correlation power; lines = α."""
     from syngeo.app.plotting import subplots
 
@@ -595,7 +592,8 @@ def _summary_rows(df: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _summary(df: pd.DataFrame, config: RegressionConfig) -> dict:
+def summarise(df: pd.DataFrame, config: RegressionConfig) -> dict:
+    """Headline numbers: largest d, whether d falls with width, the magnitudes, per setting."""
     if not len(df):
         return {"n_rows": 0}
     rows = _summary_rows(df)
@@ -624,12 +622,8 @@ def _summary(df: pd.DataFrame, config: RegressionConfig) -> dict:
     }
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
-
-
 def _report(df: pd.DataFrame, config: RegressionConfig, figure: str, title: str) -> str:
-    summary = _summary(df, config)
+    summary = summarise(df, config)
     lines = [f"# {title}", ""]
     if not len(df):
         return "\n".join([*lines, "No cells were run.", ""])
@@ -647,28 +641,45 @@ def _report(df: pd.DataFrame, config: RegressionConfig, figure: str, title: str)
         "",
         "| claim (Pogodin et al. §4.1) | measured here |",
         "| --- | --- |",
-        f"| d is always relatively small | largest 95th percentile of d: {_fmt(summary['max_d_q95'])} |",
+        f"| d is always relatively small | largest 95th percentile of d: {fmt(summary['max_d_q95'])} |",
         "| d converges towards zero as the width grows | median d decreases from the smallest to the "
         f"largest width in every setting: {'yes' if summary['d_decreases_with_width_everywhere'] else 'no'} |",
         "| the dual change is much smaller than 1 at large widths (lazy) | largest median magnitude "
-        f"at the largest width: {_fmt(summary['max_magnitude_median_at_max_width'])} |",
+        f"at the largest width: {fmt(summary['max_magnitude_median_at_max_width'])} |",
         f"| the change is smaller for N = D^0.5 than for N = D^0.75 | {_yes_no(summary['magnitude_smaller_for_alpha_0.5_everywhere'])} |",
         "",
         "## Per setting (medians over seeds)",
         "",
-        "| potential | a | α | d at D_min | d at D_max | slope of log d vs log D | magnitude at D_min | magnitude at D_max |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        markdown_table(
+            [
+                "potential",
+                "a",
+                "α",
+                "d at D_min",
+                "d at D_max",
+                "slope of log d vs log D",
+                "magnitude at D_min",
+                "magnitude at D_max",
+            ],
+            [
+                [
+                    r["potential"],
+                    fmt(r["power"], "g"),
+                    fmt(r["alpha"], "g"),
+                    r["d_median_at_min_width"],
+                    r["d_median_at_max_width"],
+                    r["d_slope_loglog"],
+                    r["magnitude_median_at_min_width"],
+                    r["magnitude_median_at_max_width"],
+                ]
+                for r in summary["by_setting"]
+            ],
+        ),
     ]
-    for r in summary["by_setting"]:
-        lines.append(
-            f"| {r['potential']} | {r['power']:g} | {r['alpha']:g} | {_fmt(r['d_median_at_min_width'])} "
-            f"| {_fmt(r['d_median_at_max_width'])} | {_fmt(r['d_slope_loglog'])} "
-            f"| {_fmt(r['magnitude_median_at_min_width'])} | {_fmt(r['magnitude_median_at_max_width'])} |"
-        )
     lines += [
         "",
         f"Largest relative constraint residual ‖Xw − y‖/‖y‖ over all solutions: "
-        f"{_fmt(summary['max_constraint_residual'])}.",
+        f"{fmt(summary['max_constraint_residual'])}.",
         "",
     ]
     return "\n".join(lines)
@@ -678,27 +689,40 @@ def _yes_no(value) -> str:
     return "n/a (needs both α)" if value is None else ("yes" if value else "no")
 
 
-def fig3a_report(df: pd.DataFrame, config: fig3a_Config) -> str:
+def fig3a_report(df: pd.DataFrame, config: Fig3AConfig) -> str:
     return _report(
         df, config, "fig3a", "Fig. 3A — linear regression: Gaussianity of the dual change vs width"
     )
 
 
-def fig6_report(df: pd.DataFrame, config: fig6_Config) -> str:
+def fig6_report(df: pd.DataFrame, config: Fig6Config) -> str:
     return _report(
         df, config, "fig6", "Fig. 6 — linear regression, all potentials and correlation powers"
     )
 
 
-def fig3a_summary(df: pd.DataFrame, config: fig3a_Config) -> dict:
-    return _summary(df, config)
+FIG3A = Experiment(
+    name="fig3a",
+    title="Pogodin et al. Fig. 3A: linear regression, Gaussianity and change magnitude vs width",
+    Config=Fig3AConfig,
+    quick=Fig3AConfig.quick,
+    cells=cells,
+    run_cell=run_cell,
+    summarise=summarise,
+    plot=fig3a_plot,
+    report=fig3a_report,
+    figures=("fig3a",),
+)
 
-
-def fig6_summary(df: pd.DataFrame, config: fig6_Config) -> dict:
-    return _summary(df, config)
-
-
-fig3a_cells = cells
-fig6_cells = cells
-fig3a_run_cell = run_cell
-fig6_run_cell = run_cell
+FIG6 = Experiment(
+    name="fig6",
+    title="Pogodin et al. Fig. 6: linear regression, both correlation powers",
+    Config=Fig6Config,
+    quick=Fig6Config.quick,
+    cells=cells,
+    run_cell=run_cell,
+    summarise=summarise,
+    plot=fig6_plot,
+    report=fig6_report,
+    figures=("fig6",),
+)

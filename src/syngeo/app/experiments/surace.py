@@ -1,16 +1,16 @@
 r"""Surace & Brea, "The limitations of gradient descent as a principle of brain function".
 
-Two reproductions (``syngeo reproduce NAME``), each with the experiment contract of
-:mod:`syngeo.app.experiments` under its prefix:
+Two reproductions (``syngeo reproduce NAME``), the
+:class:`~syngeo.app.experiments.base.Experiment` objects :data:`FIG1` and :data:`FIG2`:
 
-``surace-fig1`` (``fig1_``)
+``surace-fig1``
     The cost :math:`C(x_1, x_2) = 10\,x_1x_2` and its steepest-descent direction under three
     rulers: the Euclidean metric (unit balls are circles), a constant non-Euclidean metric (equal
     tilted ellipses) and a position-dependent metric (ellipses whose orientation changes from point
     to point). Rows: per metric and point, the partial derivatives, the unit-A-length steepest
     direction, its angle to the Euclidean one, the rate of decrease along it (checked against a
     brute-force search over unit vectors) and the unit ellipse.
-``surace-fig2`` (``fig2_``)
+``surace-fig2``
     Flow fields of the binomial release model (Costa et al. 2017; :mod:`syngeo.release`) over
     :math:`P \in (0, 1)` and a range of ``q``, all drawn in :math:`(P, q\,[\mathrm{mV}])`:
     (A) Euclidean with :math:`\eta_P = 1, \eta_q = 1\,\mathrm{mV}^2`; (B) Fisher (natural
@@ -33,6 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from syngeo.app.experiments.base import Experiment
+from syngeo.app.formatting import fmt
+from syngeo.errors import InputError
 from syngeo.metrics import (
     Constant,
     Euclidean,
@@ -46,6 +49,8 @@ from syngeo.release import BinomialRelease
 from syngeo.units import unit
 
 __all__ = [
+    "FIG1",
+    "FIG2",
     "Fig1Config",
     "Fig2Config",
     "fig1_metrics",
@@ -127,7 +132,7 @@ def fig1_metrics(config: Fig1Config) -> dict[str, Metric]:
     ``1/anisotropy``); the long axis is fixed (constant) or turns with the point (position).
     """
     if config.anisotropy <= 0:
-        raise ValueError(f"anisotropy must be > 0, got {config.anisotropy}")
+        raise InputError(f"anisotropy must be > 0, got {config.anisotropy}")
     eig = np.diag([1.0, config.anisotropy**2])
     rot = _rotation(math.radians(config.constant_angle_deg))
     rate = float(config.rotation_rate)
@@ -364,9 +369,9 @@ class Fig2Config:
         """Base points (P, q[mV]), shape=[n_q, n_p, 2]."""
         (p0, p1), (q0, q1) = self.p_range, self.q_range_mv
         if not 0 < p0 < p1 < 1:
-            raise ValueError(f"p_range must satisfy 0 < P_min < P_max < 1, got {self.p_range}")
+            raise InputError(f"p_range must satisfy 0 < P_min < P_max < 1, got {self.p_range}")
         if not 0 < q0 < q1:
-            raise ValueError(f"q_range_mv must satisfy 0 < q_min < q_max, got {self.q_range_mv}")
+            raise InputError(f"q_range_mv must satisfy 0 < q_min < q_max, got {self.q_range_mv}")
         return coordinate_grid(np.linspace(p0, p1, self.n_p), np.linspace(q0, q1, self.n_q))
 
 
@@ -377,7 +382,7 @@ def fig2_panel_field(config: Fig2Config, panel: str):
     and whose vectors are in (1, mV) per unit time.
     """
     if panel not in _FIG2_PANELS:
-        raise ValueError(f"unknown panel {panel!r}; choose one of {sorted(_FIG2_PANELS)}")
+        raise InputError(f"unknown panel {panel!r}; choose one of {sorted(_FIG2_PANELS)}")
     kind, q_unit = _FIG2_PANELS[panel]
     model_mv = config.model()
     change = model_mv.unit_change(q_unit)
@@ -390,7 +395,7 @@ def fig2_panel_field(config: Fig2Config, panel: str):
 def fig2_cells(config: Fig2Config) -> list[dict]:
     unknown = [p for p in config.panels if p not in _FIG2_PANELS]
     if unknown:
-        raise ValueError(f"unknown panels {unknown}; choose from {sorted(_FIG2_PANELS)}")
+        raise InputError(f"unknown panels {unknown}; choose from {sorted(_FIG2_PANELS)}")
     return [{"panel": p} for p in config.panels]
 
 
@@ -511,8 +516,8 @@ def fig2_plot(df: pd.DataFrame, config: Fig2Config) -> dict:
 def fig2_report(df: pd.DataFrame, config: Fig2Config) -> str:
     s = fig2_summary(df, config)
 
-    def num(key: str, fmt: str = ".3g") -> str:
-        return format(s[key], fmt) if key in s else "n/a"
+    def num(key: str, spec: str = ".3g") -> str:
+        return fmt(s.get(key), spec)
 
     lines = [
         "# Surace & Brea Fig. 2: flow fields of the binomial release model under four metrics",
@@ -569,5 +574,28 @@ def fig2_report(df: pd.DataFrame, config: Fig2Config) -> str:
     return "\n".join(lines)
 
 
-fig1_Config = Fig1Config
-fig2_Config = Fig2Config
+FIG1 = Experiment(
+    name="surace-fig1",
+    title="Surace & Brea Fig. 1: steepest descent under three metrics",
+    Config=Fig1Config,
+    quick=Fig1Config.quick,
+    cells=fig1_cells,
+    run_cell=fig1_run_cell,
+    summarise=fig1_summary,
+    plot=fig1_plot,
+    report=fig1_report,
+    figures=("surace_fig1",),
+)
+
+FIG2 = Experiment(
+    name="surace-fig2",
+    title="Surace & Brea Fig. 2: binomial release flow fields",
+    Config=Fig2Config,
+    quick=Fig2Config.quick,
+    cells=fig2_cells,
+    run_cell=fig2_run_cell,
+    summarise=fig2_summary,
+    plot=fig2_plot,
+    report=fig2_report,
+    figures=("surace_fig2",),
+)

@@ -1,0 +1,177 @@
+"""What the Raman et al. experiments share: the problems, the noisy-plasticity loop, single intervals.
+
+A problem is a :class:`syngeo.bounds.FlatLoss` of the flattened weights (closed forms for the
+linear task, :meth:`syngeo.expansion.LinearTask.flat_loss`; reverse-mode derivatives for the
+sigmoid networks) and its starting weights.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from syngeo.bounds import FlatLoss, LossGeometry, learning_rate
+from syngeo.expansion import SigmoidMLP, init_sigmoid_mlp, make_linear_task, make_sigmoid_task
+from syngeo.plasticity import PlasticityRates, PlasticityStep, ThreeComponentPlasticity
+
+__all__ = [
+    "D",
+    "flat_weights",
+    "geometry_at",
+    "linear_problem",
+    "pretrained_mlp",
+    "pretrained_student",
+    "rates_from",
+    "simulate",
+    "single_interval_draws",
+]
+
+D = torch.float64
+#: Sigmoid networks: exact Hessian trace up to this many weights, Hutchinson's estimate above.
+EXACT_TRACE_MAX = 500
+#: Rademacher probes of Hutchinson's estimate.
+TRACE_PROBES = 48
+
+
+def geometry_at(loss: FlatLoss, w: torch.Tensor, generator: torch.Generator) -> LossGeometry:
+    """The loss geometry at ``w`` (exact trace for the linear task and small networks)."""
+    return loss.geometry(w, generator=generator, exact_max=EXACT_TRACE_MAX, n_probes=TRACE_PROBES)
+
+
+def rates_from(g, T) -> PlasticityRates:
+    """``PlasticityRates`` from a cell's ``[γ1, γ2, γ3]`` and ``T``."""
+    return PlasticityRates(float(g[0]), float(g[1]), float(g[2]), float(T))
+
+
+def flat_weights(weights) -> torch.Tensor:
+    """The weights of a network as one vector (layers in order, each row-major)."""
+    return torch.cat([w.reshape(-1) for w in weights])
+
+
+def linear_problem(n_in, n_out, n_samples, init_std, seed):
+    """The linear task and the student's initial weights ``N(0, init_std²)`` (o × i)."""
+    task = make_linear_task(n_in, n_out, n_samples=n_samples, rng=seed)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    W0 = init_std * torch.randn(n_out, n_in, generator=g, dtype=D)
+    return task, W0
+
+
+def pretrained_mlp(sizes, teacher_sizes, n_samples, pretrain_cycles, pretrain_step, seed):
+    """Student and task: a random teacher, then ``pretrain_cycles`` noiseless normalised-gradient steps.
+
+    Deterministic in its arguments and cached, so the cells of one sweep that share a starting
+    network train it once per process (callers never modify the returned tensors).
+    """
+    return _pretrained_mlp_cached(
+        tuple(sizes), tuple(teacher_sizes), n_samples, pretrain_cycles, pretrain_step, seed
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _pretrained_mlp_cached(sizes, teacher_sizes, n_samples, pretrain_cycles, pretrain_step, seed):
+    teacher = init_sigmoid_mlp(teacher_sizes, rng=20_000 + seed)
+    task = make_sigmoid_task(teacher, n_samples=n_samples, rng=30_000 + seed)
+    student = init_sigmoid_mlp(sizes, rng=40_000 + seed)
+    prob = FlatLoss(task.loss, list(student.weights))
+    w = prob.initial
+    for _ in range(pretrain_cycles):
+        _, g = prob.value_and_grad(w)
+        w = w - pretrain_step * g / g.norm()
+    return task, SigmoidMLP(tuple(prob.unflatten(w))), prob
+
+
+def simulate(
+    prob: FlatLoss,
+    w0: torch.Tensor,
+    rates: PlasticityRates,
+    n_cycles: int,
+    generator: torch.Generator,
+    *,
+    correlation: float = 0.0,
+    measure_difficulty_from: int | None = None,
+    measure_every: int = 1,
+) -> dict:
+    """Run noisy three-component plasticity; return the error trajectory and difficulty sums.
+
+    With ``measure_difficulty_from = t0`` the sums over cycles ``t >= t0`` of
+    :math:`\\dot w^\\top H\\dot w`, :math:`\\|\\dot w\\|^2`, :math:`\\|\\nabla F\\|` are kept
+    (for the ratio-of-means steady-state difficulty), on every ``measure_every``-th cycle.
+    """
+    plast = ThreeComponentPlasticity(rates, generator=generator, correlation=correlation)
+    w = w0.clone()
+    losses = np.empty(n_cycles + 1)
+    ks = np.empty(n_cycles)
+    quad = speed = gnorm = 0.0
+    count = 0
+    F, g = prob.value_and_grad(w)
+    losses[0] = F
+    for t in range(n_cycles):
+        step = plast.step(g)
+        if (
+            measure_difficulty_from is not None
+            and t >= measure_difficulty_from
+            and (t - measure_difficulty_from) % measure_every == 0
+        ):
+            v = step.velocity
+            quad += float(v @ prob.hvp(w, v))
+            speed += float(v @ v)
+            gnorm += float(g.norm())
+            count += 1
+        w = w + step.delta
+        F_new, g = prob.value_and_grad(w)
+        ks[t] = learning_rate(F, F_new, rates.T)
+        F = F_new
+        losses[t + 1] = F
+    out = {"losses": losses, "ks": ks, "w": w}
+    if count:
+        out.update(quad=quad / count, speed=speed / count, gnorm=gnorm / count)
+    return out
+
+
+def single_interval_draws(
+    prob, w, rates, n_draws, generator, *, with_prediction=True, antithetic=False
+):
+    """Measured k, predicted (second-order) k and difficulty for independent draws at ``w``.
+
+    ``antithetic``: draws come in pairs (n2, n3) and (−n2, −n3), which have the same law; the
+    linear noise terms cancel within a pair, so the mean over draws has a much smaller variance.
+    """
+    F0, g = prob.value_and_grad(w)
+    gn = float(g.norm())
+    plast = ThreeComponentPlasticity(rates, generator=generator)
+    rows = []
+    step = None
+    for i in range(n_draws):
+        if antithetic and i % 2 == 1:
+            step = PlasticityStep(step.task, -step.irrelevant, -step.noise, step.T)
+        else:
+            step = plast.step(g)
+        v = step.velocity
+        measured = learning_rate(F0, prob.value(w + step.delta), rates.T)
+        row = {"k_measured": measured}
+        if with_prediction:
+            vHv = float(v @ prob.hvp(w, v))
+            vg = float(v @ g)
+            vv = float(v @ v)
+            row["k_predicted"] = -(vg + 0.5 * rates.T * vHv) / F0
+            row["difficulty"] = vHv / vv / gn  # theory convention: ŵᵀHŵ/‖∇F‖
+            # per-draw learning bound: k > 0  <=>  G < 2(-ẇ·∇F̂)/(T‖ẇ‖²)
+            row["draw_bound"] = 2.0 * (-vg / gn) / (rates.T * vv)
+        rows.append(row)
+    return rows
+
+
+def pretrained_student(config, seed: int, n_samples: int) -> tuple[FlatLoss, torch.Tensor]:
+    """The sigmoid problem of a config (``mlp_sizes``, ``teacher_sizes``, ``pretrain_cycles``,
+    ``pretrain_step``) with ``n_samples`` inputs, and the student's pretrained weights (flat)."""
+    _, net, prob = pretrained_mlp(
+        list(config.mlp_sizes),
+        list(config.teacher_sizes),
+        n_samples,
+        config.pretrain_cycles,
+        config.pretrain_step,
+        seed,
+    )
+    return prob, flat_weights(net.weights)
