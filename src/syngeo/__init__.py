@@ -21,6 +21,7 @@ from importlib import metadata as _metadata
 
 from syngeo.bounds import (
     ExpectedLearningRate,
+    FlatLoss,
     LearningCondition,
     LearningRatePrediction,
     LossGeometry,
@@ -111,6 +112,7 @@ __all__ = [
     "Expansion",
     "ExpectedLearningRate",
     "Fisher",
+    "FlatLoss",
     "FlowField",
     "FlowTrajectory",
     "GaussianityResult",

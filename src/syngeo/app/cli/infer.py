@@ -19,6 +19,7 @@ import numpy as np
 import typer
 
 from syngeo.app.cli._app import app, console, err_console
+from syngeo.app.formatting import fmt
 from syngeo.errors import InputError
 from syngeo.validation import as_choice, as_nonnegative_int, as_seed
 
@@ -272,18 +273,15 @@ def print_ranking(fit: Any, *, top: int = 8, title: str | None = None) -> None:
     ):
         table.add_column(name, justify=justify)
 
-    def fmt(x: Any, spec: str) -> str:
-        return "–" if x is None or not np.isfinite(x) else format(float(x), spec)
-
     for row in shown.itertuples(index=False):
         style = "bold green" if row.candidate == fit.best else None
         table.add_row(
             f"{int(row.rank)}",
             f"{row.candidate}{' (refined)' if row.refined else ''}",
-            fmt(row.delta_aic, ".1f"),
-            fmt(row.cdf_distance, ".4f"),
-            fmt(row.change_magnitude, ".3g"),
-            fmt(row.bootstrap_win_fraction, ".0%"),
+            fmt(row.delta_aic, ".1f", missing="–"),
+            fmt(row.cdf_distance, ".4f", missing="–"),
+            fmt(row.change_magnitude, ".3g", missing="–"),
+            fmt(row.bootstrap_win_fraction, ".0%", missing="–"),
             style=style,
         )
     for row in excluded.itertuples(index=False):
