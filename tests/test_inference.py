@@ -15,18 +15,24 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import DomainError, InputError, InputTypeError
 from syngeo.gaussianity import gaussianity
 from syngeo.inference import (
     MIN_SYNAPSES,
+    BootstrapResamples,
+    CdfEstimator,
     ConfidenceInterval,
     GeometryFit,
+    LikelihoodEstimator,
+    PreparedChange,
     change_log_likelihood,
     default_candidates,
     dual_gaussian_log_density,
     infer_geometry,
-    simulate_change,
 )
 from syngeo.potentials import NegativeEntropy, PNorm
+from syngeo.simulate import simulate_change
+from user_potentials import Quartic
 
 
 def fit(sim, **kw):
@@ -49,7 +55,7 @@ def fit(sim, **kw):
 )
 def test_pnorm_density_of_after_integrates_to_one(psi, w0, mu, sigma):
     def f(w):
-        return math.exp(dual_gaussian_log_density([w], [w0], psi, mean=mu, std=sigma)[0])
+        return math.exp(dual_gaussian_log_density([w0], [w], psi, mean=mu, std=sigma)[0])
 
     # Integrate over w in pieces: the mass sits near w0, and the p < 2 Jacobian is singular at 0.
     pieces = [-5.0, -1.0, -0.1, 0.0, 0.1, 1.0, 5.0]
@@ -63,7 +69,7 @@ def test_pnorm_density_of_after_integrates_to_one(psi, w0, mu, sigma):
 @pytest.mark.parametrize("w0", [0.1, -0.3])
 def test_ne_density_lives_on_the_half_line_of_the_sign(w0):
     def f(w):
-        return math.exp(dual_gaussian_log_density([w], [w0], "ne", mean=0.0, std=0.2)[0])
+        return math.exp(dual_gaussian_log_density([w0], [w], "ne", mean=0.0, std=0.2)[0])
 
     s = math.copysign(1.0, w0)
     lo, hi = sorted((0.0, s * 10.0))
@@ -76,12 +82,12 @@ def test_change_log_likelihood_equals_sum_of_densities_at_the_mle():
     sims = [simulate_change("2.5-norm", 800, rng=1)] * 2 + [simulate_change("ne", 800, rng=1)]
     for psi, sim in zip(("2.5-norm", "1.7-norm", "ne"), sims, strict=True):
         lr = change_log_likelihood(sim.before, sim.after, psi)
-        dens = dual_gaussian_log_density(sim.after, sim.before, psi, mean=lr.mean, std=lr.std)
+        dens = dual_gaussian_log_density(sim.before, sim.after, psi, mean=lr.mean, std=lr.std)
         assert lr.log_likelihood == pytest.approx(dens.sum(), rel=1e-10)
         # the MLE maximises: perturbing μ or σ lowers the likelihood
         for dm, ds in ((1e-3 * lr.std, 0), (0, 0.05 * lr.std), (0, -0.05 * lr.std)):
             other = dual_gaussian_log_density(
-                sim.after, sim.before, psi, mean=lr.mean + dm, std=lr.std + ds
+                sim.before, sim.after, psi, mean=lr.mean + dm, std=lr.std + ds
             ).sum()
             assert other < lr.log_likelihood
 
@@ -247,8 +253,10 @@ def test_sign_flips_rule_out_ne():
     assert "change sign" in ne["note"]
     assert res.ranking["candidate"].iloc[-1] == "NE"
     assert any("NE ruled out" in w for w in res.warnings)
-    with pytest.raises(ValueError, match=r"no usable candidate.*change sign"):
+    with pytest.raises(DomainError, match=r"no usable candidate.*change sign"):
         infer_geometry(sim.before, after, ["ne"], n_bootstrap=0)
+    with pytest.raises(DomainError, match="7 of 1000 weights change sign"):
+        change_log_likelihood(sim.before, after, "ne")
 
 
 def test_zeros_after_are_left_out_of_the_likelihood():
@@ -297,26 +305,27 @@ def test_bootstrap_win_fractions(estimator):
     assert ci.method == "bootstrap-percentile" and ci.low <= 2.0 <= ci.high
 
 
-def test_bootstrap_likelihood_scores_match_a_direct_resample():
-    """The counts-vector bootstrap equals refitting on explicitly resampled synapses."""
-    from syngeo.inference import _bootstrap, _grid, _prepare
+def test_bootstrap_scores_match_a_direct_resample():
+    """The counts-vector bootstrap equals refitting on explicitly resampled synapses.
 
+    Both sides are the same sums in a different order (float64, n = 400): agreement to 1e-9
+    relative (likelihood; ℓ ~ 1e3, rounding ~1e-13) and 1e-9 absolute (cdf distance ≤ 5)."""
     sim = simulate_change("2.5-norm", 400, rng=15)
-    cands = [NegativeEntropy(), PNorm(2.0), PNorm(2.5)]
-    data = _prepare(np.abs(sim.before), np.abs(sim.after), np.random.default_rng(0))
-    t = _grid((-5, 5, 1000))
-    for estimator in ("likelihood", "cdf"):
-        scores, _ = _bootstrap(
-            data, cands, [], estimator, True, True, t, 3, np.random.default_rng(5)
-        )
-        seeds = np.random.default_rng(5).integers(0, 2**63, size=3)
+    cands = [NegativeEntropy(), PNorm(2.0), PNorm(2.5), Quartic()]
+    data = PreparedChange.from_weights(np.abs(sim.before), np.abs(sim.after))
+    resamples = BootstrapResamples(400, 3, np.random.default_rng(5))
+    seeds = np.random.default_rng(5).integers(0, 2**63, size=3)
+    ks = [2, 3, 3, 2]
+    for est in (LikelihoodEstimator(), CdfEstimator()):
+        scores = est.bootstrap(data, cands, resamples, n_params=ks)
+        assert scores.shape == (3, 4)
         for b in range(3):
             idx = np.random.default_rng(seeds[b]).integers(0, 400, size=400)
+            np.testing.assert_array_equal(resamples.counts(b), np.bincount(idx, minlength=400))
             bb, aa = np.abs(sim.before)[idx], np.abs(sim.after)[idx]
             for j, psi in enumerate(cands):
-                if estimator == "likelihood":
-                    k = 2 if isinstance(psi, NegativeEntropy) else 3
-                    ref = 2 * k - 2 * change_log_likelihood(bb, aa, psi).log_likelihood
+                if isinstance(est, LikelihoodEstimator):
+                    ref = 2 * ks[j] - 2 * change_log_likelihood(bb, aa, psi).log_likelihood
                     assert scores[b, j] == pytest.approx(ref, rel=1e-9)
                 else:
                     ref = gaussianity(bb, aa, psi, rng=0).cdf_distance
@@ -369,18 +378,18 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="same for every synapse"):
         grid = np.arange(-100, 100) / 256  # exact in binary: (w + 0.5) - w == 0.5
         infer_geometry(grid, grid + 0.5)
-    with pytest.raises(ValueError, match="unknown estimator 'ks'"):
+    with pytest.raises(InputError, match="unknown estimator 'ks'"):
         infer_geometry(b, a, estimator="ks")
-    with pytest.raises(ValueError, match="n_bootstrap must be >= 0"):
+    with pytest.raises(InputError, match="n_bootstrap must be an integer >= 0"):
         infer_geometry(b, a, n_bootstrap=-1)
-    with pytest.raises(TypeError, match="n_bootstrap must be an integer"):
+    with pytest.raises(InputTypeError, match="n_bootstrap must be an integer"):
         infer_geometry(b, a, n_bootstrap=2.5)
-    with pytest.raises(ValueError, match="confidence"):
+    with pytest.raises(InputError, match="confidence"):
         infer_geometry(b, a, confidence=95)
-    with pytest.raises(TypeError, match="rng"):
+    with pytest.raises(InputTypeError, match="rng"):
         infer_geometry(b, a, rng="abc")
-    with pytest.raises(ValueError, match="unknown init"):
-        simulate_change("ne", 10, init="uniform")
+    with pytest.raises(InputError, match="std"):
+        dual_gaussian_log_density(b, a, "2-norm", mean=0.0, std=0.0)
 
 
 def test_cdf_refinement_stays_out_of_the_ne_neighbourhood():
@@ -395,12 +404,16 @@ def test_cdf_refinement_stays_out_of_the_ne_neighbourhood():
     assert res.best_p < 1.1
 
 
-def test_bootstrap_without_stored_counts_gives_the_same_answer(monkeypatch):
-    import syngeo.inference as inference_module
-
+def test_bootstrap_without_stored_counts_gives_the_same_answer():
     sim = simulate_change("2-norm", 500, rng=19)
-    a = fit(sim, n_bootstrap=12, rng=3)
-    monkeypatch.setattr(inference_module, "_BOOT_STORE_BYTES", 0)
-    b = fit(sim, n_bootstrap=12, rng=3)
-    pd.testing.assert_frame_equal(a.ranking, b.ranking)
-    assert a.p_interval_bootstrap == b.p_interval_bootstrap
+    data = PreparedChange.from_weights(sim.before, sim.after)
+    cands = [PNorm(1.5), PNorm(2.0), PNorm(2.5)]
+    stored = BootstrapResamples(500, 12, 3)
+    streamed = BootstrapResamples(500, 12, 3, store_bytes=0)
+    for b in (0, 11):
+        np.testing.assert_array_equal(stored.counts(b), streamed.counts(b))
+        assert stored.counts(b).sum() == 500
+    for est in (LikelihoodEstimator(), CdfEstimator()):
+        np.testing.assert_array_equal(
+            est.bootstrap(data, cands, stored), est.bootstrap(data, cands, streamed)
+        )

@@ -264,6 +264,31 @@ class LocalPotential:
         """∇φ(w) − ∇φ(w_ref): the change of the dual weights (docs/theory.md, §2)."""
         return self.grad(_as_array(w)) - self.grad(_as_array(w_ref))
 
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """∇φ(w) for a NumPy float64 array when ``log_abs = log|w|`` is already known.
+
+        A consumer that evaluates many potentials on the same weights (geometry inference)
+        computes ``log|w|`` once; potentials whose mirror map is a function of ``log|w|`` and the
+        sign (p-norms, negative entropy) override this to skip the logarithm. The default ignores
+        ``log_abs``. The result is written into ``out`` when given (and returned).
+        """
+        g = np.asarray(self.grad(w), dtype=np.float64)
+        if out is None:
+            return g
+        np.copyto(out, g)
+        return out
+
+    def hessian_power_law(self) -> tuple[float, float] | None:
+        """``(c, k)`` such that log φ''(w) = c + k·log|w| for every w ≠ 0, or None.
+
+        Potentials whose Hessian is a power of |w| (p-norms: ``(log(p−1), p−2)``; negative
+        entropy: ``(0, −1)``) let a likelihood sum Σ log φ''(w_i) over many candidates from one
+        Σ log|w_i|. The default, None, means "call :meth:`log_hessian_diag`".
+        """
+        return None
+
     def __str__(self) -> str:
         return self.name
 
@@ -362,6 +387,23 @@ class PNorm(LocalPotential):
             return torch.ones_like(w) if _is_torch(w) else np.ones_like(w)
         return (self.p - 1.0) * abs(w) ** (self.p - 2.0)
 
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """sign(w)·exp((p−1)·log|w|) (exactly 0 at w = 0, as exp(−inf) = 0); see the base class."""
+        if self.is_euclidean:
+            if out is None:
+                return np.array(w, dtype=np.float64, copy=True)
+            np.copyto(out, w)
+            return out
+        out = np.multiply(log_abs, self.p - 1.0, out=out)
+        np.exp(out, out=out)
+        return np.copysign(out, w, out=out)
+
+    def hessian_power_law(self) -> tuple[float, float]:
+        """(log(p−1), p−2): φ''(w) = (p−1)|w|^(p−2)."""
+        return math.log(self.p - 1.0), self.p - 2.0
+
     def __repr__(self) -> str:
         return f"PNorm(p={_fmt_p(self.p)})"
 
@@ -431,6 +473,22 @@ class NegativeEntropy(LocalPotential):
         """Diagonal of ∇²φ: 1/|w| (``inf`` at 0)."""
         w = _as_array(w)
         return 1.0 / abs(w)
+
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """sign(w)·(log|w| + 1), 0 at w = 0 (as :meth:`grad`); see the base class."""
+        out = np.add(log_abs, 1.0, out=out)
+        with np.errstate(invalid="ignore"):  # 0 · (−inf) at w = 0, set to 0 below
+            np.multiply(out, np.sign(w), out=out)
+        zero = w == 0
+        if zero.any():
+            out[zero] = 0.0
+        return out
+
+    def hessian_power_law(self) -> tuple[float, float]:
+        """(0, −1): φ''(w) = 1/|w|."""
+        return 0.0, -1.0
 
     def __repr__(self) -> str:
         return "NegativeEntropy()"
