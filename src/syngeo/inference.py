@@ -713,9 +713,9 @@ def percentile_interval(
 
     Examples
     --------
-    >>> ci = percentile_interval(range(101), 0.9)
+    >>> ci = percentile_interval(range(101), 0.5)
     >>> (ci.low, ci.high)
-    (5.0, 95.0)
+    (25.0, 75.0)
     """
     q = np.quantile(
         np.asarray(values, dtype=np.float64), [(1 - confidence) / 2, (1 + confidence) / 2]
