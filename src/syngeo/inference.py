@@ -897,12 +897,12 @@ class GeometryFit:
         Name of the winning candidate (``"NE"``, ``"3-norm"``, ``"2.9731-norm"``, ...).
     best_potential : Potential
     best_p : float or None
-        p of the winner; ``None`` when NE wins.
+        The winner's ``parameter`` (p of a p-norm); ``None`` when it has none (NE).
     estimator : str
         ``"likelihood"`` or ``"cdf"``.
     ranking : pandas.DataFrame
         One row per candidate, best first, columns ``RANKING_COLUMNS``: the estimator's rank
-        (NaN for an excluded candidate), p (NaN for NE), both CDF distances, the KS statistic
+        (NaN for an excluded candidate), p (the candidate's ``parameter``; NaN for NE), both CDF distances, the KS statistic
         (on a fixed subsample of ≤ 100 000 synapses), the profile log-likelihood, ΔAIC to the
         best AIC, the change magnitude, the bootstrap win fraction (NaN for the refined row and
         without bootstrap), the fitted mean and std of Δ, whether the row comes from the
@@ -914,9 +914,11 @@ class GeometryFit:
     p_interval_bootstrap : ConfidenceInterval or None
         Bootstrap percentile interval of the estimator's best p (``None`` without bootstrap).
     margin : float
-        Score gap between the two best candidates of the grid (refined row left out): the
-        runner-up's cdf distance minus the best's (cdf), or the runner-up's ΔAIC (likelihood).
+        Score gap between the two best candidates of the grid (refined rows and ruled-out
+        candidates left out): the runner-up's score minus the best's, i.e. a difference of cdf
+        distances (cdf) or of AICs (likelihood). NaN with fewer than two scored grid candidates.
     n_synapses, n_sign_flips, n_zero_weights : int
+        ``n_sign_flips`` as :func:`syngeo.gaussianity.sign_changes` (``before * after < 0``);
         ``n_zero_weights`` counts synapses that are 0 before or after.
     ne_ruled_out : bool
     ne_ruled_out_reason : str or None
