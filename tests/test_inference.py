@@ -98,7 +98,15 @@ def test_fixing_the_mean_at_zero():
     sim = simulate_change("3-norm", 500, rng=2)
     free = change_log_likelihood(sim.before, sim.after, "3-norm")
     fixed = change_log_likelihood(sim.before, sim.after, "3-norm", fit_mean=False)
-    assert fixed.mean == 0.0 and fixed.log_likelihood <= free.log_likelihood
+    assert fixed.mean == 0.0 and fixed.log_likelihood < free.log_likelihood
+    # with μ = 0 the MLE of σ² is the mean square of Δ, not its variance
+    delta = PNorm(3).grad(sim.after) - PNorm(3).grad(sim.before)
+    assert fixed.std == pytest.approx(np.sqrt(np.mean(delta**2)), rel=1e-12)
+    dens = dual_gaussian_log_density(sim.before, sim.after, "3-norm", mean=0.0, std=fixed.std)
+    assert fixed.log_likelihood == pytest.approx(dens.sum(), rel=1e-10)
+    res = infer_geometry(sim.before, sim.after, ["3-norm"], fit_mean=False, refine=False,
+                         n_bootstrap=0)  # fmt: skip
+    assert res.ranking["log_likelihood"].iloc[0] == pytest.approx(fixed.log_likelihood, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -259,6 +267,19 @@ def test_sign_flips_rule_out_ne():
         infer_geometry(sim.before, after, ["ne"], n_bootstrap=0)
     with pytest.raises(DomainError, match="7 of 1000 weights change sign"):
         change_log_likelihood(sim.before, after, "ne")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_zeros_alone_rule_out_a_sign_preserving_candidate(where):
+    """No sign flips, only exact zeros: NE still cannot describe the data."""
+    sim = simulate_change("ne", 600, rng=26)
+    b, a = sim.before.copy(), sim.after.copy()
+    (b if where == "before" else a)[:2] = 0.0
+    res = infer_geometry(b, a, ["ne", "2-norm", "3-norm"], n_bootstrap=0, rng=0)
+    assert res.n_sign_flips == 0 and res.ne_ruled_out and res.best != "NE"
+    assert f"2 of 600 weights in {where.upper()} are 0" in res.ne_ruled_out_reason
+    ne = res.ranking.set_index("candidate").loc["NE"]
+    assert math.isnan(ne["rank"]) and math.isnan(ne["log_likelihood"]) and "are 0" in ne["note"]
 
 
 def test_zeros_after_are_left_out_of_the_likelihood():
@@ -518,12 +539,16 @@ def test_summary_shows_the_top_rows_in_rank_order(top):
     assert shown == expected and len(shown) == min(top, len(res.ranking))
 
 
-@pytest.mark.parametrize(("estimator", "confidence"), [("likelihood", 0.95), ("cdf", 0.8)])
-def test_bootstrap_interval_and_win_fractions_are_the_resampled_argmins(estimator, confidence):
+@pytest.mark.parametrize(
+    ("estimator", "confidence", "n"), [("likelihood", 0.95, 1200), ("cdf", 0.8, 1200),
+                                       ("likelihood", 0.9, 60)]
+)  # fmt: skip
+def test_bootstrap_interval_and_win_fractions_are_the_resampled_argmins(estimator, confidence, n):
     """Rebuild the bootstrap from the public pieces: same resamples (the generator's first use
-    for n ≤ 100 000), the documented fine grid, argmins, and the (1 ± c)/2 quantiles."""
-    n, b, seed = 1200, 25, 31
-    sim = simulate_change("2.5-norm", n, rng=24)
+    for n ≤ 100 000), the documented fine grid, argmins, and the (1 ± c)/2 quantiles. At n = 60
+    the resampled best p spreads over the whole fine grid (±0.15), so its ends matter too."""
+    b, seed = 25, 31
+    sim = simulate_change("2.5-norm", n, rng=24 if n > 100 else 25)
     cands = [PNorm(2.0), PNorm(2.5), PNorm(3.0)]
     res = infer_geometry(
         sim.before, sim.after, cands, estimator=estimator, n_bootstrap=b,
@@ -545,6 +570,8 @@ def test_bootstrap_interval_and_win_fractions_are_the_resampled_argmins(estimato
     ci = res.p_interval_bootstrap
     assert (ci.low, ci.high, ci.level, ci.method) == (lo, hi, confidence, "bootstrap-percentile")
     assert lo < hi  # the resamples disagree, so a quantile mix-up would show
+    if n == 60:
+        assert best.min() <= centre - 0.15 + 1e-9 and best.max() >= centre + 0.15 - 1e-9
     if estimator == "cdf":
         assert res.p_interval == ci
 
