@@ -457,3 +457,15 @@ def test_user_potential_matches_an_independent_scipy_minimiser(seed):
     # and the linearised first Newton step is the Quartic one, exact to first order only
     lin = linearized_change(X, y, w0, phi)
     np.testing.assert_allclose(lin.dual_change, -X.T @ lin.multipliers, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [3.0, 4.0])
+def test_exact_zeros_with_infinite_inverse_slope(p):
+    """For p > 2, (∇φ)⁻¹ has an infinite slope at w = 0 (φ'' = 0): the first Newton matrix must
+    still see those weights (capped slope), or a start with all weights 0 is stuck."""
+    X, y, w0 = _problem(6, 30, 26)
+    for start in (np.zeros(30), np.where(np.arange(30) % 3 == 0, 0.0, w0)):
+        sol = bregman_projection(X, y, start, PNorm(p))
+        assert sol.converged and sol.n_iter <= 30
+        delta = PNorm(p).grad(sol.weights) - PNorm(p).grad(start)
+        assert _row_space_residual(X, delta) < 1e-8
