@@ -118,6 +118,11 @@ def test_learning_rate_is_scaled_by_the_curvature_at_the_typical_weight():
     assert _typical_curvature(PNorm(2), w) == 1.0
     assert _typical_curvature(PNorm(3), w) == pytest.approx(2 * 0.25)
     assert _typical_curvature(NegativeEntropy(), w) == pytest.approx(4.0)
+    # the root-mean-square weight, not the mean |w|: rms(0.1, -0.3, 0.5) = sqrt(0.35/3)
+    w = torch.tensor([0.1, -0.3, 0.5], dtype=torch.float64)
+    rms = (0.35 / 3) ** 0.5
+    assert _typical_curvature(PNorm(3), w) == pytest.approx(2 * rms, rel=1e-12)
+    assert _typical_curvature(NegativeEntropy(), w) == pytest.approx(1 / rms, rel=1e-12)
 
 
 def test_to_dict_has_no_arrays(default_run):
