@@ -1,6 +1,6 @@
 """Recovery study: how often does each estimator find the true plasticity geometry?
 
-Synthetic weights with a known truth (``syngeo.inference.simulate_change``, the paper's §4.2
+Synthetic weights with a known truth (``syngeo.simulate_change``, the paper's §4.2
 protocol: w0 ~ N(0, 1/100) or a signed log-normal with the same |w0| mean and variance, and a
 Gaussian change of 0.1·|∇φ(0.1)| in the dual space of the true potential φ), for
 
@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from syngeo.inference import infer_geometry, simulate_change
-from syngeo.potentials import PNorm, potential
+from syngeo.inference import infer_geometry
+from syngeo.potentials import potential
+from syngeo.simulate import simulate_change
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTHS = ("2-norm", "3-norm", "1.5-norm", "ne")
-INITS = ("gaussian", "lognormal")
+INITS = ("normal", "lognormal")
 NOISES = (0.0, 0.03)
 ESTIMATORS = ("likelihood", "cdf")
 #: seeds per n (fewer where one fit takes seconds)
@@ -47,7 +48,7 @@ def run_case(truth: str, init: str, noise: float, n: int, seed: int) -> list[dic
     ti, ii, ni = TRUTHS.index(truth), INITS.index(init), NOISES.index(noise)
     rng = np.random.default_rng([2024, ti, ii, ni, n, seed])
     sim = simulate_change(phi, n, init=init, noise=noise, rng=rng)
-    true_p = phi.p if isinstance(phi, PNorm) else np.nan
+    true_p = np.nan if phi.parameter is None else phi.parameter
     rows = []
     for estimator in ESTIMATORS:
         t0 = time.perf_counter()

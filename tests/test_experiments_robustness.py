@@ -58,7 +58,7 @@ def test_run_cell_is_the_core_protocol_scored_under_every_candidate(init):
     sim = simulate_change(
         "2-norm",
         1000,
-        init={"normal": "gaussian", "lognormal": "lognormal"}[init],
+        init=init,
         scale=0.1,
         relative_change=0.1,
         rng=np.random.default_rng(entropy),

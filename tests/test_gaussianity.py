@@ -13,17 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from syngeo.errors import DomainError, InputError, InputTypeError
 from syngeo.gaussianity import (
     GaussianityResult,
+    as_weight_pair,
     as_weights,
     cdf_distance,
+    cdf_grid,
     change_magnitude,
+    count_at_or_below,
     dual_change,
     gaussianity,
     gaussianity_of_change,
     sign_changes,
 )
 from syngeo.potentials import NegativeEntropy, PNorm
+from user_potentials import Quartic
 
 GRID = np.linspace(-5.0, 5.0, 1000)
 
@@ -75,11 +80,9 @@ def test_cdf_distance_matches_naive_property(x, centred):
 
 def test_cdf_counts_exact_at_grid_points():
     """Values exactly on, and one ulp either side of, every grid point are binned as `z <= t`."""
-    from syngeo.gaussianity import _count_le
-
     t = GRID
     x = np.concatenate([t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf), [-7.0, 7.0, 1e300]])
-    counts = _count_le(x, t, 0.0, 1.0)
+    counts = count_at_or_below(x, t, 0.0, 1.0)
     np.testing.assert_array_equal(counts, (x[:, None] <= t[None, :]).sum(axis=0))
 
 
@@ -280,3 +283,47 @@ def test_gaussianity_bad_input():
         gaussianity([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], "2-norm")
     with pytest.raises(TypeError, match="rng"):
         gaussianity_of_change([1.0, 2.0, 4.0], rng="seed")
+
+
+def test_sign_changes_zero_convention():
+    """A flip is before·after < 0; going to or from exactly 0 (or -0.0) is a zero, not a flip."""
+    b = [1.0, 0.0, -1.0, 0.0, -0.0, 2.0, -3.0]
+    a = [0.0, 1.0, 0.0, 0.0, 3.0, -2.0, -1.0]
+    sc = sign_changes(b, a)
+    assert (sc.n, sc.n_sign_flips, sc.n_zero_before, sc.n_zero_after) == (7, 1, 3, 3)
+    assert not sc.ne_valid
+    assert sc.to_dict() == {
+        "n": 7, "n_sign_flips": 1, "n_zero_before": 3, "n_zero_after": 3, "ne_valid": False
+    }  # fmt: skip
+    only_zero = sign_changes([1.0, 2.0], [1.0, 0.0])
+    assert only_zero.n_sign_flips == 0 and not only_zero.ne_valid
+    assert "1 of 2 weights in AFTER are 0" in only_zero.reason()
+    # -0.0 against a positive weight is a zero, never a flip (signbit alone would say so)
+    assert sign_changes([-0.0, 0.5], [1.0, -0.0]).n_sign_flips == 0
+
+
+def test_sign_preserving_domain_errors_are_domain_errors():
+    with pytest.raises(DomainError, match="1 of 3 weights change sign"):
+        dual_change([1.0, -1.0, 2.0], [1.0, 1.0, 2.0], "ne")
+    with pytest.raises(DomainError, match="in AFTER are 0"):
+        change_magnitude([1.0, 2.0], [1.0, 0.0], "ne")
+    with pytest.raises(DomainError):
+        gaussianity([1.0, 2.0, 3.0, 4.0], [1.0, -2.0, 3.0, 4.5], NegativeEntropy())
+    # a potential defined in the tests, not sign-preserving, takes any signs and zeros
+    w0, w = np.array([-1.0, 0.0, 0.5]), np.array([1.0, 0.2, 0.0])
+    np.testing.assert_allclose(dual_change(w0, w, Quartic()), (w + w**3) - (w0 + w0**3))
+    expected = np.linalg.norm((w + w**3) - (w0 + w0**3)) / np.linalg.norm(w0 + w0**3)
+    assert change_magnitude(w0, w, Quartic()) == pytest.approx(expected, rel=1e-14)
+
+
+def test_input_errors_are_syngeo_errors():
+    with pytest.raises(InputTypeError):
+        as_weights(["a"])
+    with pytest.raises(InputError, match="same synapses"):
+        as_weight_pair([1.0, 2.0], [1.0])
+    with pytest.raises(InputError, match="all zeros"):
+        change_magnitude([0.0, 0.0], [1.0, 2.0], "2-norm")
+    with pytest.raises(InputTypeError, match="grid must be a tuple"):
+        cdf_grid(5)
+    with pytest.raises(InputTypeError, match="rng"):
+        gaussianity_of_change([1.0, 2.0, 4.0], rng=1.5)

@@ -15,18 +15,25 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syngeo.errors import DomainError, InputError, InputTypeError
 from syngeo.gaussianity import gaussianity
 from syngeo.inference import (
     MIN_SYNAPSES,
+    BootstrapResamples,
+    CdfEstimator,
     ConfidenceInterval,
     GeometryFit,
+    LikelihoodEstimator,
+    PreparedChange,
     change_log_likelihood,
     default_candidates,
     dual_gaussian_log_density,
     infer_geometry,
-    simulate_change,
+    percentile_interval,
 )
 from syngeo.potentials import NegativeEntropy, PNorm
+from syngeo.simulate import simulate_change
+from user_potentials import Quartic
 
 
 def fit(sim, **kw):
@@ -49,7 +56,7 @@ def fit(sim, **kw):
 )
 def test_pnorm_density_of_after_integrates_to_one(psi, w0, mu, sigma):
     def f(w):
-        return math.exp(dual_gaussian_log_density([w], [w0], psi, mean=mu, std=sigma)[0])
+        return math.exp(dual_gaussian_log_density([w0], [w], psi, mean=mu, std=sigma)[0])
 
     # Integrate over w in pieces: the mass sits near w0, and the p < 2 Jacobian is singular at 0.
     pieces = [-5.0, -1.0, -0.1, 0.0, 0.1, 1.0, 5.0]
@@ -63,7 +70,7 @@ def test_pnorm_density_of_after_integrates_to_one(psi, w0, mu, sigma):
 @pytest.mark.parametrize("w0", [0.1, -0.3])
 def test_ne_density_lives_on_the_half_line_of_the_sign(w0):
     def f(w):
-        return math.exp(dual_gaussian_log_density([w], [w0], "ne", mean=0.0, std=0.2)[0])
+        return math.exp(dual_gaussian_log_density([w0], [w], "ne", mean=0.0, std=0.2)[0])
 
     s = math.copysign(1.0, w0)
     lo, hi = sorted((0.0, s * 10.0))
@@ -74,14 +81,15 @@ def test_ne_density_lives_on_the_half_line_of_the_sign(w0):
 
 def test_change_log_likelihood_equals_sum_of_densities_at_the_mle():
     sims = [simulate_change("2.5-norm", 800, rng=1)] * 2 + [simulate_change("ne", 800, rng=1)]
-    for psi, sim in zip(("2.5-norm", "1.7-norm", "ne"), sims, strict=True):
+    sims.append(simulate_change(Quartic(), 800, scale=1.0, rng=1))
+    for psi, sim in zip(("2.5-norm", "1.7-norm", "ne", Quartic()), sims, strict=True):
         lr = change_log_likelihood(sim.before, sim.after, psi)
-        dens = dual_gaussian_log_density(sim.after, sim.before, psi, mean=lr.mean, std=lr.std)
+        dens = dual_gaussian_log_density(sim.before, sim.after, psi, mean=lr.mean, std=lr.std)
         assert lr.log_likelihood == pytest.approx(dens.sum(), rel=1e-10)
         # the MLE maximises: perturbing μ or σ lowers the likelihood
         for dm, ds in ((1e-3 * lr.std, 0), (0, 0.05 * lr.std), (0, -0.05 * lr.std)):
             other = dual_gaussian_log_density(
-                sim.after, sim.before, psi, mean=lr.mean + dm, std=lr.std + ds
+                sim.before, sim.after, psi, mean=lr.mean + dm, std=lr.std + ds
             ).sum()
             assert other < lr.log_likelihood
 
@@ -90,7 +98,15 @@ def test_fixing_the_mean_at_zero():
     sim = simulate_change("3-norm", 500, rng=2)
     free = change_log_likelihood(sim.before, sim.after, "3-norm")
     fixed = change_log_likelihood(sim.before, sim.after, "3-norm", fit_mean=False)
-    assert fixed.mean == 0.0 and fixed.log_likelihood <= free.log_likelihood
+    assert fixed.mean == 0.0 and fixed.log_likelihood < free.log_likelihood
+    # with μ = 0 the MLE of σ² is the mean square of Δ, not its variance
+    delta = PNorm(3).grad(sim.after) - PNorm(3).grad(sim.before)
+    assert fixed.std == pytest.approx(np.sqrt(np.mean(delta**2)), rel=1e-12)
+    dens = dual_gaussian_log_density(sim.before, sim.after, "3-norm", mean=0.0, std=fixed.std)
+    assert fixed.log_likelihood == pytest.approx(dens.sum(), rel=1e-10)
+    res = infer_geometry(sim.before, sim.after, ["3-norm"], fit_mean=False, refine=False,
+                         n_bootstrap=0)  # fmt: skip
+    assert res.ranking["log_likelihood"].iloc[0] == pytest.approx(fixed.log_likelihood, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,8 +263,23 @@ def test_sign_flips_rule_out_ne():
     assert "change sign" in ne["note"]
     assert res.ranking["candidate"].iloc[-1] == "NE"
     assert any("NE ruled out" in w for w in res.warnings)
-    with pytest.raises(ValueError, match=r"no usable candidate.*change sign"):
+    with pytest.raises(DomainError, match=r"no usable candidate.*change sign"):
         infer_geometry(sim.before, after, ["ne"], n_bootstrap=0)
+    with pytest.raises(DomainError, match="7 of 1000 weights change sign"):
+        change_log_likelihood(sim.before, after, "ne")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_zeros_alone_rule_out_a_sign_preserving_candidate(where):
+    """No sign flips, only exact zeros: NE still cannot describe the data."""
+    sim = simulate_change("ne", 600, rng=26)
+    b, a = sim.before.copy(), sim.after.copy()
+    (b if where == "before" else a)[:2] = 0.0
+    res = infer_geometry(b, a, ["ne", "2-norm", "3-norm"], n_bootstrap=0, rng=0)
+    assert res.n_sign_flips == 0 and res.ne_ruled_out and res.best != "NE"
+    assert f"2 of 600 weights in {where.upper()} are 0" in res.ne_ruled_out_reason
+    ne = res.ranking.set_index("candidate").loc["NE"]
+    assert math.isnan(ne["rank"]) and math.isnan(ne["log_likelihood"]) and "are 0" in ne["note"]
 
 
 def test_zeros_after_are_left_out_of_the_likelihood():
@@ -297,26 +328,27 @@ def test_bootstrap_win_fractions(estimator):
     assert ci.method == "bootstrap-percentile" and ci.low <= 2.0 <= ci.high
 
 
-def test_bootstrap_likelihood_scores_match_a_direct_resample():
-    """The counts-vector bootstrap equals refitting on explicitly resampled synapses."""
-    from syngeo.inference import _bootstrap, _grid, _prepare
+def test_bootstrap_scores_match_a_direct_resample():
+    """The counts-vector bootstrap equals refitting on explicitly resampled synapses.
 
+    Both sides are the same sums in a different order (float64, n = 400): agreement to 1e-9
+    relative (likelihood; ℓ ~ 1e3, rounding ~1e-13) and 1e-9 absolute (cdf distance ≤ 5)."""
     sim = simulate_change("2.5-norm", 400, rng=15)
-    cands = [NegativeEntropy(), PNorm(2.0), PNorm(2.5)]
-    data = _prepare(np.abs(sim.before), np.abs(sim.after), np.random.default_rng(0))
-    t = _grid((-5, 5, 1000))
-    for estimator in ("likelihood", "cdf"):
-        scores, _ = _bootstrap(
-            data, cands, [], estimator, True, True, t, 3, np.random.default_rng(5)
-        )
-        seeds = np.random.default_rng(5).integers(0, 2**63, size=3)
+    cands = [NegativeEntropy(), PNorm(2.0), PNorm(2.5), Quartic()]
+    data = PreparedChange.from_weights(np.abs(sim.before), np.abs(sim.after))
+    resamples = BootstrapResamples(400, 3, np.random.default_rng(5))
+    seeds = np.random.default_rng(5).integers(0, 2**63, size=3)
+    ks = [2, 3, 3, 2]
+    for est in (LikelihoodEstimator(), CdfEstimator()):
+        scores = est.bootstrap(data, cands, resamples, n_params=ks)
+        assert scores.shape == (3, 4)
         for b in range(3):
             idx = np.random.default_rng(seeds[b]).integers(0, 400, size=400)
+            np.testing.assert_array_equal(resamples.counts(b), np.bincount(idx, minlength=400))
             bb, aa = np.abs(sim.before)[idx], np.abs(sim.after)[idx]
             for j, psi in enumerate(cands):
-                if estimator == "likelihood":
-                    k = 2 if isinstance(psi, NegativeEntropy) else 3
-                    ref = 2 * k - 2 * change_log_likelihood(bb, aa, psi).log_likelihood
+                if isinstance(est, LikelihoodEstimator):
+                    ref = 2 * ks[j] - 2 * change_log_likelihood(bb, aa, psi).log_likelihood
                     assert scores[b, j] == pytest.approx(ref, rel=1e-9)
                 else:
                     ref = gaussianity(bb, aa, psi, rng=0).cdf_distance
@@ -369,18 +401,18 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="same for every synapse"):
         grid = np.arange(-100, 100) / 256  # exact in binary: (w + 0.5) - w == 0.5
         infer_geometry(grid, grid + 0.5)
-    with pytest.raises(ValueError, match="unknown estimator 'ks'"):
+    with pytest.raises(InputError, match="unknown estimator 'ks'"):
         infer_geometry(b, a, estimator="ks")
-    with pytest.raises(ValueError, match="n_bootstrap must be >= 0"):
+    with pytest.raises(InputError, match="n_bootstrap must be an integer >= 0"):
         infer_geometry(b, a, n_bootstrap=-1)
-    with pytest.raises(TypeError, match="n_bootstrap must be an integer"):
+    with pytest.raises(InputTypeError, match="n_bootstrap must be an integer"):
         infer_geometry(b, a, n_bootstrap=2.5)
-    with pytest.raises(ValueError, match="confidence"):
+    with pytest.raises(InputError, match="confidence"):
         infer_geometry(b, a, confidence=95)
-    with pytest.raises(TypeError, match="rng"):
+    with pytest.raises(InputTypeError, match="rng"):
         infer_geometry(b, a, rng="abc")
-    with pytest.raises(ValueError, match="unknown init"):
-        simulate_change("ne", 10, init="uniform")
+    with pytest.raises(InputError, match="std"):
+        dual_gaussian_log_density(b, a, "2-norm", mean=0.0, std=0.0)
 
 
 def test_cdf_refinement_stays_out_of_the_ne_neighbourhood():
@@ -395,12 +427,187 @@ def test_cdf_refinement_stays_out_of_the_ne_neighbourhood():
     assert res.best_p < 1.1
 
 
-def test_bootstrap_without_stored_counts_gives_the_same_answer(monkeypatch):
-    import syngeo.inference as inference_module
-
+def test_bootstrap_without_stored_counts_gives_the_same_answer():
     sim = simulate_change("2-norm", 500, rng=19)
-    a = fit(sim, n_bootstrap=12, rng=3)
-    monkeypatch.setattr(inference_module, "_BOOT_STORE_BYTES", 0)
-    b = fit(sim, n_bootstrap=12, rng=3)
-    pd.testing.assert_frame_equal(a.ranking, b.ranking)
-    assert a.p_interval_bootstrap == b.p_interval_bootstrap
+    data = PreparedChange.from_weights(sim.before, sim.after)
+    cands = [PNorm(1.5), PNorm(2.0), PNorm(2.5)]
+    stored = BootstrapResamples(500, 12, 3)
+    streamed = BootstrapResamples(500, 12, 3, store_bytes=0)
+    for b in (0, 11):
+        np.testing.assert_array_equal(stored.counts(b), streamed.counts(b))
+        assert stored.counts(b).sum() == 500
+    for est in (LikelihoodEstimator(), CdfEstimator()):
+        np.testing.assert_array_equal(
+            est.bootstrap(data, cands, stored), est.bootstrap(data, cands, streamed)
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# a potential defined only in the tests runs through the whole inference
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_user_potential_is_ranked_first_when_it_is_the_truth(seed):
+    """A change simulated under Quartic (φ = w²/2 + w⁴/4) is attributed to Quartic.
+
+    scale = 1 puts the weights where the quartic term matters (at |w| ~ 0.1 the potential is
+    Euclidean to 1 %, and the 2-norm is then as good an answer). Measured margins at n = 3000 for
+    seeds 0-2: ΔAIC 850-920 to the best p-norm; the bounds below leave a factor of ~5.
+    """
+    sim = simulate_change(Quartic(), 3000, scale=1.0, rng=seed)
+    cands = [Quartic(), "2-norm", "3-norm", "ne"]
+    res = infer_geometry(sim.before, sim.after, cands, n_bootstrap=20, rng=seed)
+    assert res.best == "quartic" and res.best_p is None
+    assert isinstance(res.best_potential, Quartic)
+    assert res.margin > 150
+    row = res.ranking.iloc[0]
+    assert math.isnan(row["p"]) and row["delta_aic"] == 0 and row["bootstrap_win_fraction"] == 1
+    # every p-norm, refined or not, is far behind
+    assert res.ranking["delta_aic"].iloc[1] > 150
+    # the cdf estimator agrees (measured margins 0.01-0.04 in cdf distance)
+    cdf = infer_geometry(sim.before, sim.after, cands, estimator="cdf", n_bootstrap=0, rng=seed)
+    assert cdf.best == "quartic" and cdf.margin > 0.003
+    # and its ranking row is the public functions' numbers
+    g = gaussianity(sim.before, sim.after, Quartic(), rng=0)
+    assert row["cdf_distance"] == pytest.approx(g.cdf_distance, abs=1e-12)
+    assert row["change_magnitude"] == pytest.approx(g.change_magnitude, rel=1e-9)
+    lr = change_log_likelihood(sim.before, sim.after, Quartic())
+    assert row["log_likelihood"] == pytest.approx(lr.log_likelihood, rel=1e-12)
+
+
+def test_user_potential_density_integrates_to_one():
+    def f(w):
+        return math.exp(dual_gaussian_log_density([0.7], [w], Quartic(), mean=0.1, std=0.3)[0])
+
+    assert scipy.integrate.quad(f, -5, 5, points=[0.7], limit=400)[0] == pytest.approx(1, abs=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------
+# GeometryFit bookkeeping, pinned exactly
+# ------------------------------------------------------------------------------------------------
+def _grid_rows(res):
+    r = res.ranking
+    return r[~r["refined"].astype(bool) & r["rank"].notna()]
+
+
+@pytest.mark.parametrize("estimator", ["likelihood", "cdf"])
+def test_margin_is_the_gap_between_the_two_best_grid_candidates(estimator):
+    sim = simulate_change("2.45-norm", 1500, rng=21)
+    res = fit(sim, estimator=estimator)
+    assert res.ranking["refined"].iloc[0]  # the refined p beats the grid: it must not count
+    grid = _grid_rows(res)
+    if estimator == "likelihood":
+        k = np.where(grid["p"].isna(), 2, 3)
+        scores = np.sort(2 * k - 2 * grid["log_likelihood"].to_numpy())
+    else:
+        scores = np.sort(grid["cdf_distance"].to_numpy())
+    assert res.margin == pytest.approx(scores[1] - scores[0], rel=1e-12, abs=1e-15)
+    assert res.margin > 0
+    # a single usable candidate has no runner-up
+    one = infer_geometry(sim.before, sim.after, ["2-norm", "ne"], n_bootstrap=0, refine=False)
+    assert math.isnan(one.margin)
+
+
+def test_zero_and_sign_flip_counts():
+    sim = simulate_change("2-norm", 400, rng=22)
+    b, a = sim.before.copy(), sim.after.copy()
+    b[[0, 1, 2]] = 0.0  # zero before (synapse 2 stays 0)
+    a[[2, 3, 4]] = 0.0  # zero after
+    b[5], a[5] = 0.3, -0.2  # a flip
+    b[6], a[6] = -0.1, 0.4  # a flip
+    b[7], a[7] = -0.0, 0.5  # -0.0 is 0, not a flip
+    flips = int(np.sum((b * a) < 0))
+    res = infer_geometry(b, a, n_bootstrap=0, rng=0)
+    assert res.n_zero_weights == 6  # synapses 0, 1, 2, 3, 4, 7
+    assert res.n_sign_flips == flips
+    assert res.ne_ruled_out and res.n_synapses == 400
+    assert f"{flips} of 400 weights change sign" in res.ne_ruled_out_reason
+    assert "4 of 400 weights in BEFORE are 0" in res.ne_ruled_out_reason
+    assert "3 of 400 weights in AFTER are 0" in res.ne_ruled_out_reason
+    assert any("3 synapses are exactly 0 after learning" in w for w in res.warnings)
+
+
+@pytest.mark.parametrize("top", [1, 3, 50])
+def test_summary_shows_the_top_rows_in_rank_order(top):
+    sim = simulate_change("3-norm", 800, rng=23)
+    res = fit(sim)
+    text = res.summary(top=top)
+    table = text.split("\n")
+    header = next(i for i, line in enumerate(table) if line.split()[:2] == ["rank", "candidate"])
+    shown = [line.split()[1] for line in table[header + 1 :] if not line.startswith("warning")]
+    shown = [s for s in shown if s.endswith("-norm") or s == "NE"]
+    expected = res.ranking["candidate"].head(top).tolist()
+    assert shown == expected and len(shown) == min(top, len(res.ranking))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "confidence", "n"), [("likelihood", 0.95, 1200), ("cdf", 0.8, 1200),
+                                       ("likelihood", 0.9, 60)]
+)  # fmt: skip
+def test_bootstrap_interval_and_win_fractions_are_the_resampled_argmins(estimator, confidence, n):
+    """Rebuild the bootstrap from the public pieces: same resamples (the generator's first use
+    for n ≤ 100 000), the documented fine grid, argmins, and the (1 ± c)/2 quantiles. At n = 60
+    the resampled best p spreads over the whole fine grid (±0.15), so its ends matter too."""
+    b, seed = 25, 31
+    sim = simulate_change("2.5-norm", n, rng=24 if n > 100 else 25)
+    cands = [PNorm(2.0), PNorm(2.5), PNorm(3.0)]
+    res = infer_geometry(
+        sim.before, sim.after, cands, estimator=estimator, n_bootstrap=b,
+        confidence=confidence, rng=seed,
+    )  # fmt: skip
+    est = LikelihoodEstimator() if estimator == "likelihood" else CdfEstimator()
+    data = PreparedChange.from_weights(sim.before, sim.after)
+    resamples = BootstrapResamples(n, b, np.random.default_rng(seed))
+    grid_scores = est.bootstrap(data, cands, resamples, n_params=[3, 3, 3])
+    wins = np.bincount(np.argmin(grid_scores, axis=1), minlength=3) / b
+    got = res.ranking.set_index("candidate")["bootstrap_win_fraction"]
+    np.testing.assert_array_equal(got[[c.name for c in cands]].to_numpy(), wins)
+    centre = res.best_p
+    fine = np.round(np.arange(centre - 0.15, centre + 0.15 + 1e-9, 0.01), 4)
+    ps = sorted({float(p) for p in fine} | {2.0, 2.5, 3.0})
+    scores = est.bootstrap(data, [PNorm(p) for p in ps], resamples, n_params=[3] * len(ps))
+    best = np.asarray(ps)[np.argmin(scores, axis=1)]
+    lo, hi = np.quantile(best, [(1 - confidence) / 2, (1 + confidence) / 2])
+    ci = res.p_interval_bootstrap
+    assert (ci.low, ci.high, ci.level, ci.method) == (lo, hi, confidence, "bootstrap-percentile")
+    assert lo < hi  # the resamples disagree, so a quantile mix-up would show
+    if n == 60:
+        assert best.min() <= centre - 0.15 + 1e-9 and best.max() >= centre + 0.15 - 1e-9
+    if estimator == "cdf":
+        assert res.p_interval == ci
+
+
+def test_percentile_interval_levels():
+    values = np.arange(1001.0)
+    # quantile q of 0..1000 is 1000 q; (1 − 0.9)/2 is 0.05 up to 1 ulp, hence approx
+    ci = percentile_interval(values, 0.9)
+    assert (ci.low, ci.high) == pytest.approx((50.0, 950.0), abs=1e-9)
+    ci = percentile_interval(values[::-1], 0.5)
+    assert (ci.low, ci.high, ci.level) == (250.0, 750.0, 0.5)
+
+
+@pytest.mark.parametrize("psi", [PNorm(1.5), PNorm(2.0), PNorm(3.0), NegativeEntropy(), Quartic()])
+def test_streamed_dual_and_jacobian_equal_the_plain_protocol_methods(psi):
+    """PreparedChange reuses log|w| (grad_with_log_abs, hessian_power_law): it must equal
+    grad(after) − grad(before) and Σ log_hessian_diag(after) computed directly.
+
+    exp((p−1) log|w|) vs |w|^(p−1): a few ulps per entry (relative 1e-13 of the largest |Δ|
+    entry with margin); the Jacobian sums 3000 logs of size ~3: 1e-12 relative.
+    """
+    sim = simulate_change("2.5-norm", 3000, init="lognormal", rng=25)
+    b, a = sim.before, sim.after
+    if psi.preserves_sign:
+        a = np.abs(a) * np.sign(b)
+    a = a.copy()
+    a[:3] = 0.0  # zeros after: left out of the likelihood sums, 0 in NE's dual by convention
+    if psi.preserves_sign:
+        a[:3] = b[:3] * 1.01
+    data = PreparedChange.from_weights(b, a)
+    dual = data.dual(psi)
+    ref = np.asarray(psi.grad(a)) - np.asarray(psi.grad(b))
+    np.testing.assert_allclose(dual.delta, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    assert dual.mean == pytest.approx(ref.mean(), rel=1e-12, abs=1e-15)
+    assert dual.var == pytest.approx(ref.var(), rel=1e-10)
+    assert dual.ref_sq == pytest.approx(np.sum(np.asarray(psi.grad(b)) ** 2), rel=1e-12)
+    keep = a != 0
+    jac = np.sum(np.asarray(psi.log_hessian_diag(a[keep])))
+    assert data.log_jacobian(psi) == pytest.approx(jac, rel=1e-12)

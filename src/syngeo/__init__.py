@@ -68,7 +68,6 @@ from syngeo.inference import (
     GeometryFit,
     default_candidates,
     infer_geometry,
-    simulate_change,
 )
 from syngeo.metrics import (
     Constant,
@@ -86,7 +85,7 @@ from syngeo.optim import MirrorDescent, exponentiated_gradient, mirror_descent, 
 from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlasticity
 from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
 from syngeo.release import BinomialRelease
-from syngeo.simulate import SimulatedLearning, simulate_learning
+from syngeo.simulate import SimulatedLearning, SyntheticChange, simulate_change, simulate_learning
 from syngeo.solvers import (
     BregmanProjection,
     LinearizedChange,
@@ -137,6 +136,7 @@ __all__ = [
     "SignChanges",
     "SimulatedLearning",
     "SynapticNoise",
+    "SyntheticChange",
     "ThreeComponentPlasticity",
     "TraceEstimate",
     "Unit",

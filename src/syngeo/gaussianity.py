@@ -10,11 +10,17 @@ Conventions
 -----------
 * ``before`` is :math:`w_0`, ``after`` is :math:`w`; :math:`\Delta = \nabla\psi(w) - \nabla\psi(w_0)`
   (after minus before), element-wise and flattened.
-* Negative entropy (NE) has the dual weight :math:`\mathrm{sign}(w)(\log|w| + 1)`; it only describes
-  synapses whose sign is fixed and non-zero. :func:`dual_change` (and everything built on it)
-  **raises** ``ValueError`` for NE when any weight is 0 or changes sign, with the counts, rather
-  than returning a number with no meaning; :func:`syngeo.inference.infer_geometry` reports such
-  data as "NE ruled out".
+* A sign-preserving potential (``potential.preserves_sign``; negative entropy, NE, whose dual
+  weight is :math:`\mathrm{sign}(w)(\log|w| + 1)`) only describes synapses whose sign is fixed
+  and non-zero. :func:`dual_change` (and everything built on it) **raises**
+  :class:`~syngeo.errors.DomainError` for such a potential when any weight is 0 or changes sign,
+  with the counts, rather than returning a number with no meaning;
+  :func:`syngeo.inference.infer_geometry` reports such data as "NE ruled out".
+* **Sign changes and zeros** (:func:`sign_changes`, the one definition in the package): a *sign
+  flip* is a synapse that goes from strictly positive to strictly negative or back
+  (``before * after < 0``). A weight that goes to or from exactly 0 is **not** a flip: it is
+  counted in ``n_zero_before`` / ``n_zero_after`` instead (a synapse 0 before and after is
+  counted in both). Both kinds rule out a sign-preserving potential. ``-0.0`` is 0.
 * Standardisation follows the paper: :math:`z = \Delta / \mathrm{std}(\Delta)` *without centring*
   (the change is predicted to be zero-mean); ``std`` is the population standard deviation
   (``ddof=0``). The centred variant uses :math:`(\Delta - \bar\Delta)/\mathrm{std}(\Delta)`.
@@ -29,20 +35,27 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from syngeo.potentials import NegativeEntropy, PotentialLike, potential
+from syngeo.errors import DomainError, InputError, InputTypeError
+from syngeo.potentials import PotentialLike
+from syngeo.potentials import potential as as_potential
+from syngeo.validation import as_generator
 
 __all__ = [
     "AndersonDarlingResult",
     "GaussianityResult",
     "SignChanges",
     "StatTestResult",
+    "as_weight_pair",
     "as_weights",
     "cdf_distance",
+    "cdf_grid",
     "change_magnitude",
+    "count_at_or_below",
     "dual_change",
     "gaussianity",
     "gaussianity_of_change",
     "sign_changes",
+    "standardised_cdf_distance",
 ]
 
 #: The paper's grid: 1000 points on [-5, 5] (so 999 Riemann terms).
@@ -64,9 +77,9 @@ def as_weights(x: Any, name: str = "weights") -> np.ndarray:
 
     Raises
     ------
-    TypeError
+    InputTypeError
         If ``x`` cannot be read as numbers.
-    ValueError
+    InputError
         If ``x`` is empty or holds NaN/inf (the message counts them).
 
     Examples
@@ -79,28 +92,41 @@ def as_weights(x: Any, name: str = "weights") -> np.ndarray:
     try:
         a = np.asarray(x, dtype=np.float64).ravel()
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must be numbers (a NumPy array, list or torch tensor), got "
             f"{type(x).__name__}: {exc}"
         ) from None
     if a.size == 0:
-        raise ValueError(f"{name} is empty: pass at least one weight")
+        raise InputError(f"{name} is empty: pass at least one weight")
     finite = np.isfinite(a)
     if not finite.all():
         n_nan = int(np.isnan(a).sum())
         n_inf = int(a.size - finite.sum() - n_nan)
-        raise ValueError(
+        raise InputError(
             f"{name} holds non-finite values ({n_nan} NaN, {n_inf} inf of {a.size}); "
             "drop or fix those synapses first"
         )
     return a
 
 
-def _pair(before: Any, after: Any) -> tuple[np.ndarray, np.ndarray]:
+def as_weight_pair(before: Any, after: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``before`` and ``after`` as flat float64 arrays of the same synapses (:func:`as_weights`).
+
+    Raises
+    ------
+    InputError
+        If either is empty or non-finite, or their lengths differ.
+
+    Examples
+    --------
+    >>> b, a = as_weight_pair([1, 2], [[1.5], [2.5]])
+    >>> b.tolist(), a.tolist()
+    ([1.0, 2.0], [1.5, 2.5])
+    """
     b = as_weights(before, "BEFORE")
     a = as_weights(after, "AFTER")
     if b.shape != a.shape:
-        raise ValueError(
+        raise InputError(
             f"BEFORE and AFTER must hold the same synapses: got {b.size} and {a.size} weights; "
             "pass matching arrays (same order, same length)"
         )
@@ -109,16 +135,17 @@ def _pair(before: Any, after: Any) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class SignChanges:
-    """Counts of the synapses that negative entropy cannot describe.
+    """Counts of the synapses that a sign-preserving potential (NE) cannot describe.
 
     Attributes
     ----------
     n : int
         Number of synapses.
     n_sign_flips : int
-        Synapses with ``sign(before) * sign(after) < 0``.
+        Synapses with ``before * after < 0`` (strictly positive to strictly negative or back). A
+        weight that goes to or from exactly 0 is not a flip (module docstring).
     n_zero_before, n_zero_after : int
-        Synapses that are exactly 0 before / after.
+        Synapses that are exactly 0 before / after (a synapse 0 in both counts in both).
     """
 
     n: int
@@ -128,7 +155,8 @@ class SignChanges:
 
     @property
     def ne_valid(self) -> bool:
-        """True when every weight is non-zero and keeps its sign (NE is applicable)."""
+        """True when every weight is non-zero and keeps its sign (a sign-preserving potential
+        such as NE is applicable)."""
         return self.n_sign_flips == 0 and self.n_zero_before == 0 and self.n_zero_after == 0
 
     def reason(self) -> str | None:
@@ -154,41 +182,35 @@ class SignChanges:
 def sign_changes(before: Any, after: Any) -> SignChanges:
     """Count sign flips and zeros between ``before`` and ``after`` (the NE validity check).
 
+    A flip is ``before * after < 0``; going to or from exactly 0 is counted as a zero, not as a
+    flip (module docstring).
+
     Examples
     --------
-    >>> sign_changes([1.0, -2.0, 0.5], [0.8, 1.0, 0.0])
-    SignChanges(n=3, n_sign_flips=1, n_zero_before=0, n_zero_after=1)
+    >>> sign_changes([1.0, -2.0, 0.5, 0.0], [0.8, 1.0, 0.0, -1.0])
+    SignChanges(n=4, n_sign_flips=1, n_zero_before=1, n_zero_after=1)
     """
-    b, a = _pair(before, after)
-    return _sign_changes(b, a)
-
-
-def _sign_changes(b: np.ndarray, a: np.ndarray) -> SignChanges:
+    b, a = as_weight_pair(before, after)
+    zero_b, zero_a = b == 0, a == 0
     return SignChanges(
         n=int(b.size),
-        n_sign_flips=int(np.count_nonzero((np.signbit(b) != np.signbit(a)) & (b != 0) & (a != 0))),
-        n_zero_before=int(np.count_nonzero(b == 0)),
-        n_zero_after=int(np.count_nonzero(a == 0)),
+        n_sign_flips=int(np.count_nonzero((np.signbit(b) != np.signbit(a)) & ~zero_b & ~zero_a)),
+        n_zero_before=int(np.count_nonzero(zero_b)),
+        n_zero_after=int(np.count_nonzero(zero_a)),
     )
 
 
 # ------------------------------------------------------------------------------------------------
 # dual change and magnitude
 # ------------------------------------------------------------------------------------------------
-def _check_ne(b: np.ndarray, a: np.ndarray) -> None:
-    sc = _sign_changes(b, a)
-    if not sc.ne_valid:
-        raise ValueError(f"{sc.reason()}; drop those synapses or use a p-norm")
-
-
-def dual_change(before: Any, after: Any, potential_: PotentialLike) -> np.ndarray:
+def dual_change(before: Any, after: Any, potential: PotentialLike) -> np.ndarray:
     r"""The change of the dual weights, :math:`\Delta = \nabla\psi(w) - \nabla\psi(w_0)`.
 
     Parameters
     ----------
     before, after : array-like, shape=[...]
         Weights :math:`w_0` and :math:`w` of the same synapses (any shape; flattened).
-    potential_ : Potential or str or float
+    potential : Potential or str or float
         The hypothesised potential :math:`\psi` (``"ne"``, ``"3-norm"``, ``2.5``, ...).
 
     Returns
@@ -200,9 +222,11 @@ def dual_change(before: Any, after: Any, potential_: PotentialLike) -> np.ndarra
 
     Raises
     ------
-    ValueError
-        For NE when a weight is 0 or changes sign (NE cannot produce such data); for mismatched
-        lengths or non-finite weights.
+    DomainError
+        For a sign-preserving potential (NE) when a weight is 0 or changes sign (NE cannot
+        produce such data).
+    InputError
+        For mismatched lengths or non-finite weights.
 
     Examples
     --------
@@ -211,22 +235,26 @@ def dual_change(before: Any, after: Any, potential_: PotentialLike) -> np.ndarra
     >>> dual_change([1.0, -1.0], [2.0, -2.0], "3-norm").tolist()
     [3.0, -3.0]
     """
-    b, a = _pair(before, after)
-    psi = potential(potential_)
-    if isinstance(psi, NegativeEntropy):
-        _check_ne(b, a)
+    b, a = as_weight_pair(before, after)
+    psi = as_potential(potential)
+    if psi.preserves_sign:
+        sc = sign_changes(b, a)
+        if not sc.ne_valid:
+            raise DomainError(f"{sc.reason()}; drop those synapses or use a p-norm")
     return np.asarray(psi.grad(a), dtype=np.float64) - np.asarray(psi.grad(b), dtype=np.float64)
 
 
-def change_magnitude(before: Any, after: Any, potential_: PotentialLike) -> float:
+def change_magnitude(before: Any, after: Any, potential: PotentialLike) -> float:
     r"""Relative size of the dual change, :math:`\|\Delta\| / \|\nabla\psi(w_0)\|` (THEORY §2).
 
     The theory assumes *lazy* learning: a dual change small next to the dual weights (the paper
-    measured < 0.2 when finetuning, < 0.02 for NE). Euclidean norms over all synapses.
+    measured < 0.2 when finetuning, < 0.02 for NE). Euclidean norms over all synapses. This is
+    the package's one definition of the change magnitude (:func:`syngeo.simulate_learning` and
+    the applications call it).
 
     Raises
     ------
-    ValueError
+    InputError
         If :math:`\nabla\psi(w_0) = 0` (all initial weights 0), besides the checks of
         :func:`dual_change`.
 
@@ -235,12 +263,12 @@ def change_magnitude(before: Any, after: Any, potential_: PotentialLike) -> floa
     >>> change_magnitude([3.0, 4.0], [3.0, 4.5], "2-norm")
     0.1
     """
-    b, a = _pair(before, after)
-    psi = potential(potential_)
+    b, a = as_weight_pair(before, after)
+    psi = as_potential(potential)
     delta = dual_change(b, a, psi)
     ref = float(np.linalg.norm(np.asarray(psi.grad(b), dtype=np.float64)))
     if ref == 0.0:
-        raise ValueError(
+        raise InputError(
             "change magnitude needs non-zero dual weights before learning, but every weight in "
             "BEFORE maps to 0; check that BEFORE is not all zeros"
         )
@@ -250,26 +278,37 @@ def change_magnitude(before: Any, after: Any, potential_: PotentialLike) -> floa
 # ------------------------------------------------------------------------------------------------
 # the paper's CDF distance
 # ------------------------------------------------------------------------------------------------
-def _grid(grid: tuple[float, float, int]) -> np.ndarray:
+def cdf_grid(grid: tuple[float, float, int] = DEFAULT_GRID) -> np.ndarray:
+    """The evaluation points ``linspace(low, high, num)`` of a ``(low, high, num)`` grid, checked.
+
+    Examples
+    --------
+    >>> cdf_grid((-1, 1, 5)).tolist()
+    [-1.0, -0.5, 0.0, 0.5, 1.0]
+    """
     try:
         lo, hi, num = grid
     except (TypeError, ValueError):
-        raise TypeError(f"grid must be a tuple (low, high, num), got {grid!r}") from None
+        raise InputTypeError(f"grid must be a tuple (low, high, num), got {grid!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"grid needs finite low < high, got low={lo!r}, high={hi!r}")
+        raise InputError(f"grid needs finite low < high, got low={lo!r}, high={hi!r}")
     if isinstance(num, bool) or int(num) != num or num < 2:
-        raise ValueError(f"grid needs an integer num >= 2 of points, got {num!r}")
+        raise InputError(f"grid needs an integer num >= 2 of points, got {num!r}")
     return np.linspace(float(lo), float(hi), int(num))
 
 
-def _count_le(
+def count_at_or_below(
     x: np.ndarray,
     t: np.ndarray,
-    shift: float,
-    scale: float,
+    shift: float = 0.0,
+    scale: float = 1.0,
     weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """counts[j] = Σ_i weight_i·[(x_i − shift)/scale ≤ t_j] for a uniform grid ``t``, in O(n).
+
+    The kernel of :func:`cdf_distance` (``counts / n`` is the empirical CDF on the grid), public
+    for estimators that reuse it, e.g. on bootstrap resamples given as count ``weights``. ``x``
+    and ``weights`` are float64 arrays and ``t`` a :func:`cdf_grid`; nothing is checked (hot path).
 
     With z = (x − shift)/scale computed exactly as a direct implementation would, each value gets
     the index j* of the first grid point ≥ z; a bincount of those indices and a cumulative sum
@@ -340,7 +379,7 @@ def cdf_distance(
 
     Raises
     ------
-    ValueError
+    InputError
         If ``delta`` is empty, non-finite or constant (std 0).
 
     Examples
@@ -353,19 +392,24 @@ def cdf_distance(
     5.0
     """
     x = as_weights(delta, "the dual change")
-    t = _grid(grid)
+    t = cdf_grid(grid)
     mean = float(np.mean(x))
     std = float(np.std(x))
     if not std > 0:
-        raise ValueError(
+        raise InputError(
             f"the dual change is constant ({x.size} values, all {x[0]:g}); its Gaussianity is "
             "undefined — check that BEFORE and AFTER differ"
         )
-    return _cdf_distance_moments(x, t, mean if centred else 0.0, std)
+    return standardised_cdf_distance(x, t, mean if centred else 0.0, std)
 
 
-def _cdf_distance_moments(x: np.ndarray, t: np.ndarray, shift: float, scale: float) -> float:
-    ecdf = _count_le(x, t, shift, scale) / x.size
+def standardised_cdf_distance(x: np.ndarray, t: np.ndarray, shift: float, scale: float) -> float:
+    """The CDF distance of ``z = (x − shift)/scale`` on the grid points ``t`` (no checks).
+
+    :func:`cdf_distance` with the moments supplied, for callers that already have them
+    (``shift = 0, scale = std(x)`` is the paper's uncentred statistic).
+    """
+    ecdf = count_at_or_below(x, t, shift, scale) / x.size
     phi = scipy.stats.norm.cdf(t)
     return float(np.sum(np.abs(ecdf[:-1] - phi[:-1]) * np.diff(t)))
 
@@ -407,14 +451,6 @@ def _anderson(x: np.ndarray) -> AndersonDarlingResult:
         res = scipy.stats.anderson(x, "norm")
         pvalue = float("nan")
     return AndersonDarlingResult(statistic=float(res.statistic), pvalue=pvalue)
-
-
-def _rng(rng: Any) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 
 @dataclass(frozen=True)
@@ -505,23 +541,23 @@ def gaussianity_of_change(
     """
     x = as_weights(delta, "the dual change")
     if x.size < 3:
-        raise ValueError(f"Gaussianity needs at least 3 values, got {x.size}")
-    t = _grid(grid)
+        raise InputError(f"Gaussianity needs at least 3 values, got {x.size}")
+    t = cdf_grid(grid)
     mean, std = float(np.mean(x)), float(np.std(x))
     if not std > 0:
-        raise ValueError(
+        raise InputError(
             f"the dual change is constant ({x.size} values, all {x[0]:g}); its Gaussianity is "
             "undefined — check that BEFORE and AFTER differ"
         )
-    gen = _rng(rng)
+    gen = as_generator(rng)
     ks = scipy.stats.kstest(x / std, "norm")
     sub = x if x.size <= SHAPIRO_MAX_N else gen.choice(x, size=SHAPIRO_MAX_N, replace=False)
     sw = scipy.stats.shapiro(sub)
     return GaussianityResult(
         potential=potential_name,
         n=int(x.size),
-        cdf_distance=_cdf_distance_moments(x, t, 0.0, std),
-        cdf_distance_centred=_cdf_distance_moments(x, t, mean, std),
+        cdf_distance=standardised_cdf_distance(x, t, 0.0, std),
+        cdf_distance_centred=standardised_cdf_distance(x, t, mean, std),
         ks=StatTestResult(float(ks.statistic), float(ks.pvalue)),
         anderson=_anderson(x),
         shapiro=StatTestResult(float(sw.statistic), float(sw.pvalue)),
@@ -537,12 +573,12 @@ def gaussianity_of_change(
 def gaussianity(
     before: Any,
     after: Any,
-    potential_: PotentialLike,
+    potential: PotentialLike,
     *,
     rng: Any = None,
     grid: tuple[float, float, int] = DEFAULT_GRID,
 ) -> GaussianityResult:
-    r"""How Gaussian the dual change of ``potential_`` is, from weights before and after learning.
+    r"""How Gaussian the dual change of ``potential`` is, from weights before and after learning.
 
     Computes :math:`\Delta = \nabla\psi(w) - \nabla\psi(w_0)` (:func:`dual_change`) and returns
     :func:`gaussianity_of_change` of it, with the change magnitude filled in.
@@ -557,8 +593,8 @@ def gaussianity(
     >>> gaussianity(w0, w, "3-norm", rng=0).cdf_distance < gaussianity(w0, w, "2-norm", rng=0).cdf_distance
     True
     """
-    b, a = _pair(before, after)
-    psi = potential(potential_)
+    b, a = as_weight_pair(before, after)
+    psi = as_potential(potential)
     delta = dual_change(b, a, psi)
     return gaussianity_of_change(
         delta,

@@ -2,28 +2,30 @@ r"""Infer the plasticity geometry from synaptic weights before and after learnin
 
 The theory (§2) predicts that the dual change of the *true* potential,
 :math:`\Delta_\phi = \nabla\phi(w) - \nabla\phi(w_0)`, is i.i.d. Gaussian. Two estimators rank
-hypothesised potentials :math:`\psi` — negative entropy (NE) and the p-norms:
+hypothesised potentials :math:`\psi` — by default negative entropy (NE) and the p-norms, but any
+object with the :class:`~syngeo.Potential` protocol is a valid candidate:
 
-``estimator="cdf"`` (the paper's)
+:class:`CdfEstimator` (``estimator="cdf"``, the paper's)
     The candidate whose dual change has the smallest CDF distance to a Gaussian
     (:func:`syngeo.gaussianity.cdf_distance`, uncentred). Scores of different candidates are
     distances of different transformed samples, so they rank but do not weigh evidence.
 
-``estimator="likelihood"`` (default)
+:class:`LikelihoodEstimator` (``estimator="likelihood"``, default)
     The likelihood of the observed ``after`` weights under the model
     :math:`\nabla\psi(w_i) = \nabla\psi(w_{0,i}) + \xi_i`, :math:`\xi_i \sim \mathcal N(\mu, \sigma^2)`
     i.i.d. By the change of variables :math:`w \mapsto \nabla\psi(w)` (a bijection of the real line
-    for a p-norm, of the half-line of :math:`\mathrm{sign}(w_0)` for NE) the density of :math:`w_i`
-    given :math:`w_{0,i}` is
+    for a p-norm, of the half-line of :math:`\mathrm{sign}(w_0)` for a sign-preserving potential
+    such as NE) the density of :math:`w_i` given :math:`w_{0,i}` is
 
     .. math::
 
         f_\psi(w_i \mid w_{0,i}) = \mathcal N\big(\nabla\psi(w_i) - \nabla\psi(w_{0,i});\,
             \mu, \sigma^2\big)\; \psi''(w_i),
 
-    where :math:`\psi''(w) = (p-1)|w|^{p-2}` (p-norm) or :math:`1/|w|` (NE) is the Jacobian of the
-    mirror map. With the MLEs :math:`\hat\mu = \bar\Delta`, :math:`\hat\sigma^2 = \overline{(\Delta -
-    \hat\mu)^2}` the profile log-likelihood is
+    where :math:`\psi''` (:meth:`~syngeo.Potential.hessian_diag`; :math:`(p-1)|w|^{p-2}` for a
+    p-norm, :math:`1/|w|` for NE) is the Jacobian of the mirror map. With the MLEs
+    :math:`\hat\mu = \bar\Delta`, :math:`\hat\sigma^2 = \overline{(\Delta - \hat\mu)^2}` the profile
+    log-likelihood is
 
     .. math::
 
@@ -32,12 +34,18 @@ hypothesised potentials :math:`\psi` — negative entropy (NE) and the p-norms:
     Every candidate is a density of the same data in the same (weight) space, so log-likelihoods
     compare directly. :math:`\mu` is fitted (a global drift — net potentiation, homeostatic
     scaling — is common in data; it costs one parameter shared by all candidates and so does not
-    change comparisons); ``fit_mean=False`` fixes :math:`\mu = 0` as the theory states. p is a
-    continuous parameter: the profile likelihood is maximised over p (bounded Brent) and the
+    change comparisons); ``fit_mean=False`` fixes :math:`\mu = 0` as the theory states. A
+    candidate's family parameter (:attr:`~syngeo.Potential.parameter`, p for the p-norms) is
+    continuous: the profile likelihood is maximised over it (bounded Brent) and the
     likelihood-ratio interval :math:`\{p : 2(\hat\ell - \ell(p)) \le \chi^2_{1}(c)\}` gives a
-    confidence interval. NE and p-norms are compared by AIC :math:`= 2k - 2\ell` with
-    :math:`k = 2` (μ, σ) plus 1 for p when p is chosen from the data (more than one p-norm
-    candidate, or ``refine=True``).
+    confidence interval. Candidates are compared by AIC :math:`= 2k - 2\ell` with :math:`k = 2`
+    (μ, σ) plus 1 for the parameter when it is chosen from the data (more than one member of the
+    family among the candidates, or ``refine=True``).
+
+Each estimator has the same four methods — ``score`` (one candidate), ``refine`` (its family
+parameter), ``interval`` (for that parameter) and ``bootstrap`` (scores on resampled synapses) —
+and :func:`infer_geometry` is a short orchestration of them over a :class:`PreparedChange` (the
+weights with ``log|w|`` computed once, shared by all candidates).
 
 Limitations
 -----------
@@ -48,7 +56,8 @@ Limitations
   stay fair) and a warning says how many. The bootstrap intervals need no such assumption.
 * The likelihood-ratio interval is asymptotic and assumes one maximum in p inside the bounds
   (1.01, 6); an interval reaching a bound is reported as open there.
-* NE describes only synapses that keep a non-zero sign; any sign flip or zero rules it out.
+* A sign-preserving candidate (NE) describes only synapses that keep a non-zero sign; any sign
+  flip or zero rules it out (:func:`syngeo.gaussianity.sign_changes`).
 
 Examples
 --------
@@ -67,6 +76,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -75,31 +85,40 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
+from syngeo.errors import DomainError, InputError, InputTypeError
 from syngeo.gaussianity import (
-    _CHUNK,
     DEFAULT_GRID,
-    _cdf_distance_moments,
-    _count_le,
-    _grid,
-    _pair,
-    _rng,
-    _sign_changes,
-    as_weights,
+    as_weight_pair,
+    cdf_grid,
+    count_at_or_below,
+    sign_changes,
+    standardised_cdf_distance,
 )
-from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
+from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike
+from syngeo.potentials import potential as as_potential
+from syngeo.validation import (
+    as_generator,
+    as_nonnegative_int,
+    as_positive_float,
+    as_probability,
+)
 
 __all__ = [
     "ESTIMATORS",
     "MIN_SYNAPSES",
+    "BootstrapResamples",
+    "CdfEstimator",
     "ConfidenceInterval",
+    "DualMoments",
     "GeometryFit",
+    "LikelihoodEstimator",
     "LikelihoodResult",
-    "SyntheticChange",
+    "PreparedChange",
     "change_log_likelihood",
     "default_candidates",
     "dual_gaussian_log_density",
     "infer_geometry",
-    "simulate_change",
+    "percentile_interval",
 ]
 
 #: The two estimators.
@@ -110,15 +129,18 @@ MIN_SYNAPSES = 50
 FEW_SYNAPSES = 300
 #: Change magnitude above which learning may not be lazy (THEORY §2; the paper saw < 0.2).
 LAZY_MAGNITUDE = 0.2
-#: Search bounds for a continuous p.
+#: Search window for a family parameter (p), intersected with the family's own
+#: ``parameter_bounds`` shrunk by 0.01 at finite ends (p-norms: exactly this window).
 P_BOUNDS = (1.01, 6.0)
 #: KS statistics in the ranking use at most this many synapses (a fixed random subsample).
 KS_MAX_N = 100_000
 #: Half-width and step of the fine p grid used by the cdf refinement and the bootstrap.
 FINE_STEP = 0.01
-_BOOT_HALF_WIDTH = 0.15
+BOOT_HALF_WIDTH = 0.15
 #: Bootstrap count vectors are stored (1 byte per synapse and resample) up to this size.
-_BOOT_STORE_BYTES = 200_000_000
+BOOT_STORE_BYTES = 200_000_000
+#: Elements per chunk in the streaming kernels (keeps temporaries in cache).
+_CHUNK = 1 << 15
 
 
 def default_candidates() -> list[Potential]:
@@ -133,40 +155,8 @@ def default_candidates() -> list[Potential]:
 
 
 # ------------------------------------------------------------------------------------------------
-# prepared data and fast per-candidate kernels
+# prepared data and the streaming dual kernel
 # ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class _Data:
-    before: np.ndarray
-    after: np.ndarray
-    log_abs_before: np.ndarray  # log|w0| (−inf at 0)
-    log_abs_after: np.ndarray
-    like_mask: np.ndarray | None  # synapses in the likelihood (after != 0); None = all
-    n_like: int
-    sum_log_abs_after: float  # over like_mask
-    ks_index: np.ndarray | None  # subsample for the KS column; None = all
-    work: np.ndarray  # reused buffer for Δ: every kernel overwrites it (allocating 10^7 floats
-    #                   per candidate costs as much as computing them)
-
-    @property
-    def n(self) -> int:
-        return int(self.before.size)
-
-
-def _prepare(b: np.ndarray, a: np.ndarray, gen: np.random.Generator) -> _Data:
-    with np.errstate(divide="ignore"):
-        lb = np.log(np.abs(b))
-        la = np.log(np.abs(a))
-    zero_after = a == 0
-    mask = None if not zero_after.any() else ~zero_after
-    n_like = int(a.size if mask is None else mask.sum())
-    s = float(np.sum(la if mask is None else la[mask]))
-    ks_index = None
-    if a.size > KS_MAX_N:
-        ks_index = np.sort(gen.choice(a.size, size=KS_MAX_N, replace=False))
-    return _Data(b, a, lb, la, mask, n_like, s, ks_index, np.empty_like(a))
-
-
 def _dot(x: np.ndarray, y: np.ndarray) -> float:
     # einsum, not BLAS: multithreaded BLAS level-1 calls stall on a busy machine
     return float(np.einsum("i,i->", x, y))
@@ -174,63 +164,6 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
 
 def _gemv(m: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,j->i", m, x)
-
-
-class _Dual(NamedTuple):
-    delta: np.ndarray  # Δ (a view of data.work for p-norms: valid until the next call)
-    ref_sq: float  # ‖∇ψ(before)‖²
-    mean: float  # mean of Δ
-    var: float  # population variance of Δ
-
-
-def _dual(data: _Data, psi: Potential) -> _Dual:
-    """Δ = ∇ψ(after) − ∇ψ(before) with its mean, variance and ‖∇ψ(before)‖², in one pass.
-
-    p-norm duals reuse log|w| across candidates: sign(w)|w|^(p−1) = copysign(exp((p−1)·log|w|), w)
-    (exactly 0 at w = 0, as exp(−inf) = 0), computed chunk by chunk into ``data.work``; the
-    moments are accumulated on the way (Σ Δ and Σ Δ², with an exact second pass when the mean
-    dominates the spread and the one-pass variance would lose digits).
-    """
-    b, a = data.before, data.after
-    if not isinstance(psi, PNorm):
-        if isinstance(psi, NegativeEntropy):
-            gb = np.sign(b) * (data.log_abs_before + 1.0)
-            ga = np.sign(a) * (data.log_abs_after + 1.0)
-        else:
-            gb = np.asarray(psi.grad(b), dtype=np.float64)
-            ga = np.asarray(psi.grad(a), dtype=np.float64)
-        delta = ga - gb
-        mean = float(np.mean(delta))
-        return _Dual(delta, _dot(gb, gb), mean, _var(delta, mean))
-    delta = data.work
-    if psi.p == 2.0:
-        np.subtract(a, b, out=delta)
-        mean = float(np.mean(delta))
-        return _Dual(delta, _dot(b, b), mean, _var(delta, mean))
-    q = psi.p - 1.0
-    ref = s1 = s2 = 0.0
-    size = min(_CHUNK, a.size)
-    gb_buf, ga_buf = np.empty(size), np.empty(size)
-    for s in range(0, a.size, _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        m = min(_CHUNK, a.size - s)
-        gb, ga, d = gb_buf[:m], ga_buf[:m], delta[sl]
-        np.multiply(data.log_abs_before[sl], q, out=gb)
-        np.exp(gb, out=gb)
-        np.copysign(gb, b[sl], out=gb)
-        ref += _dot(gb, gb)
-        np.multiply(data.log_abs_after[sl], q, out=ga)
-        np.exp(ga, out=ga)
-        np.copysign(ga, a[sl], out=ga)
-        np.subtract(ga, gb, out=d)
-        s1 += float(np.sum(d))
-        s2 += _dot(d, d)
-    n = a.size
-    mean = s1 / n
-    var = s2 / n - mean * mean
-    if not var > 1e-6 * mean * mean:  # cancellation: redo exactly
-        var = _var(delta, mean)
-    return _Dual(delta, ref, mean, var)
 
 
 def _var(x: np.ndarray, mean: float) -> float:
@@ -245,78 +178,563 @@ def _var(x: np.ndarray, mean: float) -> float:
     return acc / x.size
 
 
-def _log_jacobian(data: _Data, psi: Potential) -> float:
-    """Σ_i log ψ''(w_i) over the likelihood synapses."""
-    if isinstance(psi, PNorm):
-        return data.n_like * math.log(psi.p - 1.0) + (psi.p - 2.0) * data.sum_log_abs_after
-    if isinstance(psi, NegativeEntropy):
-        return -data.sum_log_abs_after
-    a = data.after if data.like_mask is None else data.after[data.like_mask]
-    with np.errstate(divide="ignore"):
-        return float(np.sum(np.log(np.asarray(psi.hessian_diag(a), dtype=np.float64))))
+def _candidate_key(psi: Potential) -> tuple[str, float | None]:
+    return psi.name, psi.parameter
 
 
-def _gauss_part(data: _Data, dual: _Dual, fit_mean: bool) -> tuple[float, float, float]:
-    """(Σ_i log N(Δ_i; μ̂, σ̂²), μ̂, σ̂) over the likelihood synapses, at the MLEs."""
-    if data.like_mask is None:
-        mu = dual.mean if fit_mean else 0.0
-        var = dual.var if fit_mean else dual.var + dual.mean * dual.mean
-    else:
-        d = dual.delta[data.like_mask]
-        mu = float(np.mean(d)) if fit_mean else 0.0
-        var = _var(d, mu)
-    if not var > 0:
-        return math.inf, mu, 0.0
-    return -0.5 * data.n_like * (math.log(2.0 * math.pi * var) + 1.0), mu, math.sqrt(var)
+class DualMoments(NamedTuple):
+    """The dual change of one candidate on a :class:`PreparedChange` and its moments.
+
+    ``delta`` is a view of the prepared data's work buffer, valid until the next
+    :meth:`PreparedChange.dual` call (allocating 10^7 floats per candidate costs as much as
+    computing them); copy it to keep it.
+    """
+
+    delta: np.ndarray  # Δ = ∇ψ(after) − ∇ψ(before), shape [n]
+    ref_sq: float  # ‖∇ψ(before)‖²
+    mean: float  # mean of Δ
+    var: float  # population variance of Δ
+
+    @property
+    def change_magnitude(self) -> float:
+        r""":math:`\|\Delta\| / \|\nabla\psi(w_0)\|` from the moments (NaN if the reference is 0);
+        equal to :func:`syngeo.gaussianity.change_magnitude` (tested)."""
+        sq_norm = (self.var + self.mean * self.mean) * self.delta.size
+        return math.sqrt(sq_norm / self.ref_sq) if self.ref_sq > 0 else math.nan
 
 
-def _loglik(data: _Data, psi: Potential, dual: _Dual, fit_mean: bool) -> float:
-    return _gauss_part(data, dual, fit_mean)[0] + _log_jacobian(data, psi)
+@dataclass(frozen=True, eq=False)
+class PreparedChange:
+    """Weights before/after learning, prepared once for scoring many candidates.
+
+    Build it with :meth:`from_weights`. ``log|w|`` is computed once; every candidate's dual
+    change is then streamed chunk by chunk through :meth:`~syngeo.LocalPotential.grad_with_log_abs`
+    (p-norms and NE skip the logarithm) and its log-Jacobian through
+    :meth:`~syngeo.LocalPotential.hessian_power_law` (one Σ log|w| for all power-law Hessians).
+
+    Attributes
+    ----------
+    before, after : numpy.ndarray, shape=[n]
+    log_abs_before, log_abs_after : numpy.ndarray, shape=[n]
+        ``log|w|`` (−inf at 0).
+    like_mask : numpy.ndarray of bool or None
+        Synapses in the likelihood (``after != 0``); None means all.
+    n_like : int
+        Synapses in the likelihood.
+    sum_log_abs_after : float
+        Σ log|after| over the likelihood synapses.
+    ks_index : numpy.ndarray or None
+        Fixed subsample of at most :data:`KS_MAX_N` synapses for the KS column; None = all.
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    log_abs_before: np.ndarray
+    log_abs_after: np.ndarray
+    like_mask: np.ndarray | None
+    n_like: int
+    sum_log_abs_after: float
+    ks_index: np.ndarray | None
+    _work: np.ndarray = field(repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_weights(cls, before: Any, after: Any, rng: Any = None) -> PreparedChange:
+        """Validate (:func:`~syngeo.gaussianity.as_weight_pair`) and prepare; ``rng`` draws the
+        KS subsample when there are more than :data:`KS_MAX_N` synapses."""
+        b, a = as_weight_pair(before, after)
+        gen = as_generator(rng)
+        with np.errstate(divide="ignore"):
+            lb = np.log(np.abs(b))
+            la = np.log(np.abs(a))
+        zero_after = a == 0
+        mask = None if not zero_after.any() else ~zero_after
+        n_like = int(a.size if mask is None else mask.sum())
+        s = float(np.sum(la if mask is None else la[mask]))
+        ks_index = None
+        if a.size > KS_MAX_N:
+            ks_index = np.sort(gen.choice(a.size, size=KS_MAX_N, replace=False))
+        return cls(b, a, lb, la, mask, n_like, s, ks_index, np.empty_like(a))
+
+    @property
+    def n(self) -> int:
+        """Number of synapses."""
+        return int(self.before.size)
+
+    def dual(self, psi: Potential) -> DualMoments:
+        """Δ = ∇ψ(after) − ∇ψ(before) with its mean, variance and ‖∇ψ(before)‖², in one pass.
+
+        Chunk by chunk into the work buffer, accumulating Σ Δ and Σ Δ² on the way (with an exact
+        second pass when the mean dominates the spread and the one-pass variance would lose
+        digits). A Euclidean candidate is a plain subtraction.
+        """
+        b, a = self.before, self.after
+        delta = self._work
+        if psi.is_euclidean:
+            np.subtract(a, b, out=delta)
+            mean = float(np.mean(delta))
+            return DualMoments(delta, _dot(b, b), mean, _var(delta, mean))
+        ref = s1 = s2 = 0.0
+        size = min(_CHUNK, a.size)
+        gb_buf, ga_buf = np.empty(size), np.empty(size)
+        for s in range(0, a.size, _CHUNK):
+            sl = slice(s, s + _CHUNK)
+            m = min(_CHUNK, a.size - s)
+            d = delta[sl]
+            gb = psi.grad_with_log_abs(b[sl], self.log_abs_before[sl], out=gb_buf[:m])
+            ref += _dot(gb, gb)
+            ga = psi.grad_with_log_abs(a[sl], self.log_abs_after[sl], out=ga_buf[:m])
+            np.subtract(ga, gb, out=d)
+            s1 += float(np.sum(d))
+            s2 += _dot(d, d)
+        n = a.size
+        mean = s1 / n
+        var = s2 / n - mean * mean
+        if not var > 1e-6 * mean * mean:  # cancellation: redo exactly
+            var = _var(delta, mean)
+        return DualMoments(delta, ref, mean, var)
+
+    def log_hessian_after(self, psi: Potential) -> np.ndarray:
+        """log ψ''(after) per synapse, 0 outside the likelihood synapses (for weighted sums)."""
+        lh = np.asarray(psi.log_hessian_diag(self.after), dtype=np.float64)
+        keep = np.isfinite(lh) if self.like_mask is None else np.isfinite(lh) & self.like_mask
+        return np.where(keep, lh, 0.0)
+
+    def log_jacobian(self, psi: Potential) -> float:
+        """Σ_i log ψ''(w_i) over the likelihood synapses."""
+        law = psi.hessian_power_law()
+        if law is not None:
+            c, k = law
+            return self.n_like * c + (k * self.sum_log_abs_after if k else 0.0)
+        a = self.after if self.like_mask is None else self.after[self.like_mask]
+        return float(np.sum(np.asarray(psi.log_hessian_diag(a), dtype=np.float64)))
 
 
-def _loglik_p(data: _Data, p: float, fit_mean: bool) -> float:
-    psi = PNorm(p)
-    return _loglik(data, psi, _dual(data, psi), fit_mean)
+class BootstrapResamples:
+    """Resamples of the synapses as multinomial count vectors (n draws with replacement).
+
+    Resample b draws n synapse indices from its own seed (``rng`` draws the seeds); its count
+    vector is kept (as uint8: a count above 255 has probability ~ e^-1/256!) when all of them fit
+    in ``store_bytes``, and regenerated from the seed on every pass otherwise. Both give the same
+    numbers. A count-weighted statistic equals the statistic of the explicitly resampled synapses.
+
+    Parameters
+    ----------
+    n : int
+        Synapses.
+    n_resamples : int
+    rng : numpy.random.Generator or int or None
+    store_bytes : int
+        Memory limit for keeping the count vectors.
+    """
+
+    def __init__(
+        self, n: int, n_resamples: int, rng: Any = None, *, store_bytes: int = BOOT_STORE_BYTES
+    ) -> None:
+        self.n = int(n)
+        self.n_resamples = int(n_resamples)
+        self.seeds = as_generator(rng).integers(0, 2**63, size=self.n_resamples)
+        self.block = max(1, min(self.n_resamples, 4_000_000 // max(self.n, 1)))
+        self._counts = None
+        if self.n_resamples * self.n <= store_bytes:
+            counts = np.empty((self.n_resamples, self.n), dtype=np.uint8)
+            for b in range(self.n_resamples):
+                counts[b] = self._draw(b)
+            self._counts = counts
+
+    def _draw(self, b: int) -> np.ndarray:
+        draw = np.random.default_rng(self.seeds[b]).integers(0, self.n, size=self.n)
+        return np.bincount(draw, minlength=self.n)
+
+    def counts(self, b: int) -> np.ndarray:
+        """How often each synapse is drawn in resample ``b`` (sums to n)."""
+        if self._counts is not None:
+            return self._counts[b].astype(np.int64)
+        return self._draw(b)
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first resample, counts of a block of resamples as float64 [block, n])``."""
+        for s in range(0, self.n_resamples, self.block):
+            e = min(s + self.block, self.n_resamples)
+            if self._counts is not None:
+                yield s, self._counts[s:e].astype(np.float64)
+            else:
+                yield s, np.stack([self._draw(b) for b in range(s, e)]).astype(np.float64)
 
 
-def _cdf_only(data: _Data, psi: Potential, t: np.ndarray) -> float:
-    dual = _dual(data, psi)
-    delta, std = dual.delta, math.sqrt(dual.var)
-    if not std > 0:
-        return math.nan
-    return _cdf_distance_moments(delta, t, 0.0, std)
+# ------------------------------------------------------------------------------------------------
+# the estimators
+# ------------------------------------------------------------------------------------------------
+def parameter_search_bounds(psi: Potential) -> tuple[float, float]:
+    """Where to search a candidate's family parameter: :data:`P_BOUNDS` intersected with the
+    family's ``parameter_bounds`` shrunk by 0.01 at finite ends ((1.01, 6) for p-norms)."""
+    low, high = psi.parameter_bounds
+    lo = max(P_BOUNDS[0], low + 0.01) if math.isfinite(low) else P_BOUNDS[0]
+    hi = min(P_BOUNDS[1], high - 0.01) if math.isfinite(high) else P_BOUNDS[1]
+    return lo, hi
 
 
-def _evaluate(data: _Data, psi: Potential, t: np.ndarray, fit_mean: bool) -> dict[str, Any]:
-    """Every ranking column of one candidate (moments computed once and shared)."""
-    dual = _dual(data, psi)
-    delta, ref_sq, mean, var = dual
-    std = math.sqrt(var)
-    sq_norm = (var + mean * mean) * delta.size
-    loglik = _loglik(data, psi, dual, fit_mean)
-    row: dict[str, Any] = {
-        "candidate": psi.name,
-        "p": psi.p if isinstance(psi, PNorm) else math.nan,
-        "mean": mean,
-        "std": std,
-        "change_magnitude": math.sqrt(sq_norm / ref_sq) if ref_sq > 0 else math.nan,
-        "log_likelihood": loglik,
-    }
-    if std > 0:
-        row["cdf_distance"] = _cdf_distance_moments(delta, t, 0.0, std)
-        row["cdf_distance_centred"] = _cdf_distance_moments(delta, t, mean, std)
-        z = delta if data.ks_index is None else delta[data.ks_index]
-        row["ks_statistic"] = float(scipy.stats.kstest(z / std, "norm", method="asymp").statistic)
-    else:
-        row["cdf_distance"] = row["cdf_distance_centred"] = row["ks_statistic"] = math.nan
-    return row
+class LikelihoodEstimator:
+    """Ranks candidates by AIC of the dual-Gaussian likelihood (module docstring).
+
+    Parameters
+    ----------
+    fit_mean : bool
+        Fit the mean μ of the dual change (default) or fix μ = 0.
+
+    Examples
+    --------
+    >>> from syngeo.simulate import simulate_change
+    >>> sim = simulate_change("3-norm", 2000, rng=0)
+    >>> data = PreparedChange.from_weights(sim.before, sim.after)
+    >>> est = LikelihoodEstimator()
+    >>> est.score(data, PNorm(3)) < est.score(data, PNorm(2))
+    True
+    >>> p = est.refine(data, PNorm(3), 2.9, 3.1).parameter
+    >>> est.interval(data, PNorm(p), 0.95).low < 3 < est.interval(data, PNorm(p), 0.95).high
+    True
+    """
+
+    name = "likelihood"
+    #: The ranking column the score is computed from.
+    column = "log_likelihood"
+    #: How :meth:`interval` is obtained.
+    interval_method = "likelihood-ratio"
+
+    def __init__(self, *, fit_mean: bool = True) -> None:
+        self.fit_mean = bool(fit_mean)
+
+    def __repr__(self) -> str:
+        return f"LikelihoodEstimator(fit_mean={self.fit_mean})"
+
+    # -- one candidate ---------------------------------------------------------------------------
+    def gaussian_part(self, data: PreparedChange, dual: DualMoments) -> tuple[float, float, float]:
+        """(Σ_i log N(Δ_i; μ̂, σ̂²), μ̂, σ̂) over the likelihood synapses, at the MLEs."""
+        if data.like_mask is None:
+            mu = dual.mean if self.fit_mean else 0.0
+            var = dual.var if self.fit_mean else dual.var + dual.mean * dual.mean
+        else:
+            d = dual.delta[data.like_mask]
+            mu = float(np.mean(d)) if self.fit_mean else 0.0
+            var = _var(d, mu)
+        if not var > 0:
+            return math.inf, mu, 0.0
+        return -0.5 * data.n_like * (math.log(2.0 * math.pi * var) + 1.0), mu, math.sqrt(var)
+
+    def log_likelihood(
+        self, data: PreparedChange, psi: Potential, dual: DualMoments | None = None
+    ) -> float:
+        """Profile log-likelihood ℓ(ψ) (remembered per candidate on ``data``)."""
+        key = ("log_likelihood", self.fit_mean, _candidate_key(psi))
+        if key not in data._memo:
+            dual = data.dual(psi) if dual is None else dual
+            data._memo[key] = self.gaussian_part(data, dual)[0] + data.log_jacobian(psi)
+        return data._memo[key]
+
+    def score_from_statistic(self, log_likelihood: float, n_params: int) -> float:
+        """AIC = 2k − 2ℓ (lower is better)."""
+        return 2 * n_params - 2 * log_likelihood
+
+    def score(self, data: PreparedChange, psi: Potential, *, n_params: int = 2) -> float:
+        """AIC of one candidate with ``n_params`` fitted parameters (2: μ, σ; 3 with p)."""
+        return self.score_from_statistic(self.log_likelihood(data, psi), n_params)
+
+    # -- the family parameter --------------------------------------------------------------------
+    def refine(self, data: PreparedChange, best: Potential, low: float, high: float) -> Potential:
+        """The member of ``best``'s family maximising ℓ on (low, high), near ``best``, to 1e-4.
+
+        Where (low, high) extends past ``best`` by more than 0.25 (a grid end), first walk
+        outwards in steps of 0.1 while ℓ improves, so that bounded Brent works on a bracket of
+        width ≤ 0.2 around the maximum. Returns ``best`` itself unless the refined parameter
+        (rounded to 4 decimals) has a higher likelihood.
+        """
+
+        def ell(x: float) -> float:
+            return self.log_likelihood(data, best.with_parameter(float(x)))
+
+        p0 = float(best.parameter)
+        start = p0
+        for direction in (-1.0, 1.0):
+            if (p0 - low if direction < 0 else high - p0) <= 0.25:
+                continue
+            p = p0
+            while low < p + direction * 0.1 < high and ell(p + direction * 0.1) > ell(p):
+                p = p + direction * 0.1
+            if ell(p) > ell(start):
+                start = p
+        a, b = max(low, start - 0.1), min(high, start + 0.1)
+        res = scipy.optimize.minimize_scalar(
+            lambda x: -ell(x), bounds=(a, b), method="bounded", options={"xatol": 1e-4}
+        )
+        p_new = float(res.x) if -res.fun > ell(start) else start
+        p_new = round(p_new, 4)
+        return best.with_parameter(p_new) if ell(p_new) > ell(p0) else best
+
+    def interval(
+        self, data: PreparedChange, best: Potential, confidence: float
+    ) -> ConfidenceInterval:
+        """{p : 2(ℓ̂ − ℓ(p)) ≤ χ²₁(confidence)} by root finding on each side of p̂ = best's.
+
+        The half-width is first guessed from the curvature of ℓ at p̂ (quadratic approximation,
+        w = sqrt(2·drop/|ℓ''|)); a bracket [p̂ ± w/2, p̂ ± 3^k·1.5w] is grown until ℓ has dropped
+        by more than χ²₁(confidence)/2, and brentq finds the crossing inside it (to 1e-5). An end
+        that reaches the search bounds (:func:`parameter_search_bounds`) is reported open.
+        """
+        p_hat = float(best.parameter)
+        drop = 0.5 * float(scipy.stats.chi2.ppf(confidence, 1))
+
+        def ell(x: float) -> float:
+            return self.log_likelihood(data, best.with_parameter(float(x)))
+
+        l_hat = ell(p_hat)
+
+        def f(p: float) -> float:
+            return ell(p) - (l_hat - drop)
+
+        lo_b, hi_b = parameter_search_bounds(best)
+        h = min(1e-3, (p_hat - lo_b) / 2, (hi_b - p_hat) / 2)
+        curv = (ell(p_hat + h) + ell(p_hat - h) - 2 * l_hat) / h**2 if h > 0 else 0.0
+        w = math.sqrt(2 * drop / -curv) if curv < 0 else 0.1
+        ends, opened = [], []
+        for side, bound in ((-1.0, lo_b), (1.0, hi_b)):
+            inner, reach = p_hat, 0.5 * w
+            is_open = False
+            while True:
+                outer = p_hat + side * reach
+                if side * (outer - bound) >= 0:
+                    outer = bound
+                if f(outer) < 0:
+                    break
+                inner = outer
+                if outer == bound:
+                    is_open = True
+                    break
+                reach *= 3
+            if is_open:
+                ends.append(bound)
+            else:
+                a, b = sorted((inner, outer))
+                ends.append(scipy.optimize.brentq(f, a, b, xtol=1e-5))
+            opened.append(is_open)
+        return ConfidenceInterval(
+            float(ends[0]), float(ends[1]), float(confidence), "likelihood-ratio", *opened
+        )
+
+    # -- resampled synapses ----------------------------------------------------------------------
+    def bootstrap(
+        self,
+        data: PreparedChange,
+        candidates: Sequence[Potential],
+        resamples: BootstrapResamples,
+        *,
+        n_params: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """AIC of each candidate on each resample, shape [n_resamples, len(candidates)].
+
+        A resample's likelihood is the count-weighted one: n_b = Σ c_i, Σ c_i Δ_i, Σ c_i Δ_i²
+        and Σ c_i log ψ''(w_i) over the likelihood synapses (one matrix-vector product each).
+        ``n_params`` gives k per candidate (default 2).
+        """
+        ks = [2] * len(candidates) if n_params is None else list(n_params)
+        mask = data.like_mask
+        la = np.where(np.isfinite(data.log_abs_after), data.log_abs_after, 0.0)
+        if mask is not None:
+            la = np.where(mask, la, 0.0)
+
+        def masked(c: np.ndarray) -> np.ndarray:
+            return c if mask is None else c * mask
+
+        n_like_b = np.concatenate([masked(c).sum(axis=1) for _, c in resamples.blocks()])
+        sum_la_b = np.concatenate([_gemv(masked(c), la) for _, c in resamples.blocks()])
+        out = np.empty((resamples.n_resamples, len(candidates)))
+        for j, psi in enumerate(candidates):
+            delta = data.dual(psi).delta
+            d = delta if mask is None else np.where(mask, delta, 0.0)
+            d2 = d * d
+            s1 = np.empty(resamples.n_resamples)
+            s2 = np.empty(resamples.n_resamples)
+            for s, c in resamples.blocks():
+                cl = masked(c)
+                s1[s : s + cl.shape[0]] = _gemv(cl, d)
+                s2[s : s + cl.shape[0]] = _gemv(cl, d2)
+            mu = s1 / n_like_b if self.fit_mean else 0.0
+            var = s2 / n_like_b - (mu * mu if self.fit_mean else 0.0)
+            var = np.maximum(var, np.finfo(float).tiny)
+            gauss = -0.5 * n_like_b * (np.log(2 * math.pi * var) + 1.0)
+            law = psi.hessian_power_law()
+            if law is not None:
+                jac = n_like_b * law[0] + law[1] * sum_la_b
+            else:
+                lh = data.log_hessian_after(psi)
+                jac = np.concatenate([_gemv(masked(c), lh) for _, c in resamples.blocks()])
+            out[:, j] = self.score_from_statistic(gauss + jac, ks[j])
+        return out
+
+
+class CdfEstimator:
+    """Ranks candidates by the paper's CDF distance of the dual change to a Gaussian.
+
+    Parameters
+    ----------
+    grid : (low, high, num)
+        Grid of the CDF distance (:func:`syngeo.gaussianity.cdf_distance`).
+
+    Examples
+    --------
+    >>> from syngeo.simulate import simulate_change
+    >>> sim = simulate_change("2-norm", 5000, rng=0)
+    >>> data = PreparedChange.from_weights(sim.before, sim.after)
+    >>> est = CdfEstimator()
+    >>> est.score(data, PNorm(2)) < est.score(data, PNorm(3))
+    True
+    """
+
+    name = "cdf"
+    column = "cdf_distance"
+    interval_method = "bootstrap-percentile"
+
+    def __init__(self, *, grid: tuple[float, float, int] = DEFAULT_GRID) -> None:
+        self.grid = grid
+        self.points = cdf_grid(grid)
+
+    def __repr__(self) -> str:
+        return f"CdfEstimator(grid={self.grid!r})"
+
+    def distance(self, dual: DualMoments) -> float:
+        """Uncentred CDF distance of a candidate's dual change (NaN when it is constant)."""
+        std = math.sqrt(dual.var)
+        if not std > 0:
+            return math.nan
+        return standardised_cdf_distance(dual.delta, self.points, 0.0, std)
+
+    def score_from_statistic(self, cdf_distance: float, n_params: int) -> float:
+        """The distance itself (lower is better; ``n_params`` plays no role)."""
+        return cdf_distance
+
+    def cdf_distance(
+        self, data: PreparedChange, psi: Potential, dual: DualMoments | None = None
+    ) -> float:
+        """Uncentred CDF distance of ``psi``'s dual change (remembered per candidate on ``data``)."""
+        key = ("cdf_distance", self.grid, _candidate_key(psi))
+        if key not in data._memo:
+            data._memo[key] = self.distance(data.dual(psi) if dual is None else dual)
+        return data._memo[key]
+
+    def score(self, data: PreparedChange, psi: Potential, *, n_params: int = 2) -> float:
+        """CDF distance of one candidate's dual change."""
+        return self.cdf_distance(data, psi)
+
+    def refine(self, data: PreparedChange, best: Potential, low: float, high: float) -> Potential:
+        """Minimise the CDF distance over ``best``'s family parameter in (low, high).
+
+        Where (low, high) extends past ``best`` by more than 0.25 (a grid end), first walk
+        outwards in steps of 0.1 while the distance keeps improving (stopping after two steps
+        without improvement); then scan the best ± 0.05 at step 0.05 and ± 0.04 at step 0.01
+        (11 evaluations). The CDF distance is not smooth in p for small n, so grid scans are
+        safer than a derivative-free scalar minimiser.
+        """
+
+        def at(p: float) -> float:
+            p = round(p, 4)
+            if not low < p < high:
+                return math.inf
+            return self.score(data, best.with_parameter(p))
+
+        p0 = float(best.parameter)
+        p_best = p0
+        for direction in (-1.0, 1.0):
+            if (p0 - low if direction < 0 else high - p0) <= 0.25:
+                continue
+            misses, p = 0, p0
+            while misses < 2:
+                p = round(p + direction * 0.1, 4)
+                if not low < p < high:
+                    break
+                if at(p) < at(p_best):
+                    p_best, misses = p, 0
+                else:
+                    misses += 1
+        for step, half in ((0.05, 1), (FINE_STEP, 4)):  # ± (previous step − step)
+            centre = p_best
+            for k in range(-half, half + 1):
+                p = round(centre + k * step, 4)
+                if at(p) < at(p_best):
+                    p_best = p
+        return best if p_best == p0 else best.with_parameter(float(p_best))
+
+    def interval(
+        self, data: PreparedChange, best: Potential, confidence: float
+    ) -> ConfidenceInterval | None:
+        """None: the CDF distance has no likelihood; its interval is the bootstrap percentile
+        interval (:func:`percentile_interval` of :meth:`bootstrap` argmins)."""
+        return None
+
+    def bootstrap(
+        self,
+        data: PreparedChange,
+        candidates: Sequence[Potential],
+        resamples: BootstrapResamples,
+        *,
+        n_params: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """CDF distance of each candidate on each resample, shape [n_resamples, len(candidates)].
+
+        A resample's distance uses the count-weighted std and the count-weighted empirical CDF
+        (:func:`syngeo.gaussianity.count_at_or_below` with ``weights``). NaN for a constant
+        resampled change.
+        """
+        t = self.points
+        m = t.size
+        phi = scipy.stats.norm.cdf(t[:-1])
+        dt = np.diff(t)
+        n = data.n
+        out = np.empty((resamples.n_resamples, len(candidates)))
+        for j, psi in enumerate(candidates):
+            delta = data.dual(psi).delta
+            d2 = delta * delta
+            for s, c_block in resamples.blocks():
+                for r, c in enumerate(c_block):
+                    mean = _dot(c, delta) / n
+                    std = math.sqrt(max(_dot(c, d2) / n - mean * mean, 0.0))
+                    if not std > 0:
+                        out[s + r, j] = math.nan
+                        continue
+                    ecdf = count_at_or_below(delta, t, 0.0, std, weights=c) / n
+                    out[s + r, j] = float(np.sum(np.abs(ecdf[: m - 1] - phi) * dt))
+        return out
+
+
+def percentile_interval(
+    values: Any, confidence: float, *, method: str = "bootstrap-percentile"
+) -> ConfidenceInterval:
+    """The equal-tailed percentile interval: quantiles (1 − c)/2 and (1 + c)/2 of ``values``.
+
+    NumPy's default (linear) quantile definition.
+
+    Examples
+    --------
+    >>> ci = percentile_interval(range(101), 0.5)
+    >>> (ci.low, ci.high)
+    (25.0, 75.0)
+    """
+    q = np.quantile(
+        np.asarray(values, dtype=np.float64), [(1 - confidence) / 2, (1 + confidence) / 2]
+    )
+    return ConfidenceInterval(float(q[0]), float(q[1]), float(confidence), method)
 
 
 # ------------------------------------------------------------------------------------------------
 # public likelihood helpers
 # ------------------------------------------------------------------------------------------------
+def _check_domain(b: np.ndarray, a: np.ndarray, psi: Potential) -> None:
+    if psi.preserves_sign:
+        sc = sign_changes(b, a)
+        if not sc.ne_valid:
+            raise DomainError(f"{sc.reason()}; drop those synapses or use a p-norm")
+
+
 def dual_gaussian_log_density(
-    after: Any, before: Any, potential_: PotentialLike, *, mean: float, std: float
+    before: Any, after: Any, potential: PotentialLike, *, mean: float, std: float
 ) -> np.ndarray:
     r"""Element-wise log-density of ``after`` given ``before`` under the dual-Gaussian model.
 
@@ -325,37 +743,30 @@ def dual_gaussian_log_density(
         \log f_\psi(w \mid w_0) = \log\mathcal N(\nabla\psi(w) - \nabla\psi(w_0); \mu, \sigma^2)
             + \log\psi''(w)
 
-    For NE the density lives on the half-line of :math:`\mathrm{sign}(w_0)`: it is
-    :math:`-\infty` where ``after`` has the other sign or is 0.
+    For a sign-preserving potential (NE) the density lives on the half-line of
+    :math:`\mathrm{sign}(w_0)`: it is :math:`-\infty` where ``after`` has the other sign or is 0.
 
     Examples
     --------
     >>> import numpy as np, scipy.integrate
-    >>> f = lambda w: np.exp(dual_gaussian_log_density([w], [0.3], "3-norm", mean=0, std=0.05))[0]
+    >>> f = lambda w: np.exp(dual_gaussian_log_density([0.3], [w], "3-norm", mean=0, std=0.05))[0]
     >>> round(scipy.integrate.quad(f, -2, 2, points=[0.0, 0.3], limit=200)[0], 6)
     1.0
     """
-    a = as_weights(after, "AFTER")
-    b = as_weights(before, "BEFORE")
-    if a.shape != b.shape:
-        raise ValueError(f"AFTER and BEFORE must have the same length, got {a.size} and {b.size}")
-    if not (math.isfinite(std) and std > 0):
-        raise ValueError(f"std must be a finite positive number, got {std!r}")
-    psi = potential(potential_)
-    if isinstance(psi, NegativeEntropy):
-        ok = (np.sign(a) == np.sign(b)) & (a != 0)
-        out = np.full(a.shape, -np.inf)
-        if ok.any():
-            delta = np.sign(a[ok]) * (np.log(np.abs(a[ok])) + 1) - np.sign(b[ok]) * (
-                np.log(np.abs(b[ok])) + 1
+    b, a = as_weight_pair(before, after)
+    std = as_positive_float(std, "std")
+    mean = float(mean)
+    psi = as_potential(potential)
+    ok = (np.sign(a) == np.sign(b)) & (a != 0) if psi.preserves_sign else np.ones(a.shape, bool)
+    out = np.full(a.shape, -np.inf)
+    if ok.any():
+        aa, bb = a[ok], b[ok]
+        delta = np.asarray(psi.grad(aa), dtype=np.float64) - np.asarray(psi.grad(bb), np.float64)
+        with np.errstate(divide="ignore"):
+            out[ok] = scipy.stats.norm.logpdf(delta, mean, std) + np.asarray(
+                psi.log_hessian_diag(aa), dtype=np.float64
             )
-            out[ok] = scipy.stats.norm.logpdf(delta, mean, std) - np.log(np.abs(a[ok]))
-        return out
-    delta = np.asarray(psi.grad(a), dtype=np.float64) - np.asarray(psi.grad(b), dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return scipy.stats.norm.logpdf(delta, mean, std) + np.log(
-            np.asarray(psi.hessian_diag(a), dtype=np.float64)
-        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -387,11 +798,18 @@ class LikelihoodResult:
 
 
 def change_log_likelihood(
-    before: Any, after: Any, potential_: PotentialLike, *, fit_mean: bool = True
+    before: Any, after: Any, potential: PotentialLike, *, fit_mean: bool = True
 ) -> LikelihoodResult:
     r"""Profile log-likelihood of ``after`` given ``before`` under a candidate potential.
 
     Synapses with ``after == 0`` are left out (see Limitations in the module docstring).
+
+    Raises
+    ------
+    DomainError
+        For a sign-preserving potential (NE) when a weight is 0 or changes sign.
+    InputError
+        Bad weights, or every weight in AFTER is 0.
 
     Examples
     --------
@@ -403,128 +821,15 @@ def change_log_likelihood(
     >>> l2 > l3
     True
     """
-    b, a = _pair(before, after)
-    psi = potential(potential_)
-    if isinstance(psi, NegativeEntropy):
-        sc = _sign_changes(b, a)
-        if not sc.ne_valid:
-            raise ValueError(f"{sc.reason()}; drop those synapses or use a p-norm")
-    data = _prepare(b, a, np.random.default_rng(0))
+    psi = as_potential(potential)
+    data = PreparedChange.from_weights(before, after, rng=0)
+    _check_domain(data.before, data.after, psi)
     if data.n_like == 0:
-        raise ValueError("every weight in AFTER is 0: the likelihood has no data")
-    gauss, mu, sigma = _gauss_part(data, _dual(data, psi), fit_mean)
-    jac = _log_jacobian(data, psi)
+        raise InputError("every weight in AFTER is 0: the likelihood has no data")
+    est = LikelihoodEstimator(fit_mean=fit_mean)
+    gauss, mu, sigma = est.gaussian_part(data, data.dual(psi))
+    jac = data.log_jacobian(psi)
     return LikelihoodResult(psi.name, gauss + jac, jac, mu, sigma, data.n_like)
-
-
-# ------------------------------------------------------------------------------------------------
-# synthetic data with known truth
-# ------------------------------------------------------------------------------------------------
-INITS = ("gaussian", "lognormal")
-
-
-@dataclass(frozen=True, eq=False)
-class SyntheticChange:
-    """Weights before/after a change that is exactly Gaussian in a known dual space.
-
-    Attributes
-    ----------
-    before, after : numpy.ndarray, shape=[n]
-        Observed weights (with measurement noise if requested).
-    before_true, after_true : numpy.ndarray, shape=[n]
-        Noise-free weights.
-    potential : Potential
-        The true potential φ.
-    init : str
-    dual_std : float
-        Standard deviation of the dual change ξ.
-    noise : float
-        Relative measurement noise.
-    """
-
-    before: np.ndarray
-    after: np.ndarray
-    before_true: np.ndarray
-    after_true: np.ndarray
-    potential: Potential
-    init: str
-    dual_std: float
-    noise: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "potential": self.potential.name,
-            "init": self.init,
-            "n": int(self.before.size),
-            "dual_std": self.dual_std,
-            "noise": self.noise,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"SyntheticChange(potential={self.potential.name!r}, init={self.init!r}, "
-            f"n={self.before.size}, dual_std={self.dual_std:.3g}, noise={self.noise:g})"
-        )
-
-
-def simulate_change(
-    potential_: PotentialLike,
-    n: int,
-    *,
-    init: str = "gaussian",
-    scale: float = 0.1,
-    relative_change: float = 0.1,
-    noise: float = 0.0,
-    rng: Any = None,
-) -> SyntheticChange:
-    r"""Weights whose change is i.i.d. Gaussian in the dual space of ``potential_`` (THEORY §4).
-
-    The "robustness to the potential" protocol of the paper (§4.2, B.2):
-
-    .. math::
-
-        \nabla\phi(w) = \nabla\phi(w_0) + c\,|\nabla\phi(s)|\,\xi, \qquad \xi \sim \mathcal N(0, I),
-
-    with :math:`s` = ``scale`` (1/√100 = 0.1 in the paper), :math:`c` = ``relative_change`` (0.1),
-    and :math:`w_0 \sim \mathcal N(0, s^2)` (``init="gaussian"``) or, for ``init="lognormal"``,
-    :math:`|w_0|` log-normal with the mean :math:`s\sqrt{2/\pi}` and variance
-    :math:`s^2(1 - 2/\pi)` of :math:`|\mathcal N(0, s^2)|`, times a random sign. NE keeps each
-    weight's sign (:math:`w = \mathrm{sign}(w_0)\exp(\mathrm{sign}(w_0)u - 1)`).
-    ``noise`` > 0 multiplies every observed weight, before and after independently, by
-    :math:`1 + \text{noise}\cdot\eta`, :math:`\eta \sim \mathcal N(0, 1)` (measurement noise).
-
-    Examples
-    --------
-    >>> sim = simulate_change("3-norm", 1000, rng=0)
-    >>> sim.before.shape, sim.potential.name
-    ((1000,), '3-norm')
-    """
-    phi = potential(potential_)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
-    if not (scale > 0 and relative_change > 0 and noise >= 0):
-        raise ValueError(
-            f"need scale > 0, relative_change > 0 and noise >= 0, got {scale}, {relative_change}, "
-            f"{noise}"
-        )
-    gen = _rng(rng)
-    if init == "gaussian":
-        w0 = gen.normal(0.0, scale, n)
-    else:
-        mean = scale * math.sqrt(2.0 / math.pi)
-        var = scale**2 * (1.0 - 2.0 / math.pi)
-        s2 = math.log1p(var / mean**2)
-        w0 = gen.lognormal(math.log(mean) - s2 / 2, math.sqrt(s2), n) * gen.choice([-1.0, 1.0], n)
-    dual_std = relative_change * abs(float(phi.grad(np.array(scale))))
-    u = np.asarray(phi.grad(w0), dtype=np.float64) + dual_std * gen.normal(size=n)
-    w = np.asarray(phi.grad_inverse(u, sign=np.sign(w0)), dtype=np.float64)
-    b_obs, a_obs = w0, w
-    if noise > 0:
-        b_obs = w0 * (1.0 + noise * gen.normal(size=n))
-        a_obs = w * (1.0 + noise * gen.normal(size=n))
-    return SyntheticChange(b_obs, a_obs, w0, w, phi, init, dual_std, float(noise))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -532,7 +837,7 @@ def simulate_change(
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ConfidenceInterval:
-    """A confidence interval for p.
+    """A confidence interval for a family parameter (p).
 
     Attributes
     ----------
@@ -592,12 +897,12 @@ class GeometryFit:
         Name of the winning candidate (``"NE"``, ``"3-norm"``, ``"2.9731-norm"``, ...).
     best_potential : Potential
     best_p : float or None
-        p of the winner; ``None`` when NE wins.
+        The winner's ``parameter`` (p of a p-norm); ``None`` when it has none (NE).
     estimator : str
         ``"likelihood"`` or ``"cdf"``.
     ranking : pandas.DataFrame
         One row per candidate, best first, columns ``RANKING_COLUMNS``: the estimator's rank
-        (NaN for an excluded candidate), p (NaN for NE), both CDF distances, the KS statistic
+        (NaN for an excluded candidate), p (the candidate's ``parameter``; NaN for NE), both CDF distances, the KS statistic
         (on a fixed subsample of ≤ 100 000 synapses), the profile log-likelihood, ΔAIC to the
         best AIC, the change magnitude, the bootstrap win fraction (NaN for the refined row and
         without bootstrap), the fitted mean and std of Δ, whether the row comes from the
@@ -609,9 +914,11 @@ class GeometryFit:
     p_interval_bootstrap : ConfidenceInterval or None
         Bootstrap percentile interval of the estimator's best p (``None`` without bootstrap).
     margin : float
-        Score gap between the two best candidates of the grid (refined row left out): the
-        runner-up's cdf distance minus the best's (cdf), or the runner-up's ΔAIC (likelihood).
+        Score gap between the two best candidates of the grid (refined rows and ruled-out
+        candidates left out): the runner-up's score minus the best's, i.e. a difference of cdf
+        distances (cdf) or of AICs (likelihood). NaN with fewer than two scored grid candidates.
     n_synapses, n_sign_flips, n_zero_weights : int
+        ``n_sign_flips`` as :func:`syngeo.gaussianity.sign_changes` (``before * after < 0``);
         ``n_zero_weights`` counts synapses that are 0 before or after.
     ne_ruled_out : bool
     ne_ruled_out_reason : str or None
@@ -700,7 +1007,7 @@ class GeometryFit:
 
 
 # ------------------------------------------------------------------------------------------------
-# infer_geometry
+# infer_geometry: a short orchestration of the estimators
 # ------------------------------------------------------------------------------------------------
 def _parse_candidates(candidates: Any) -> list[Potential]:
     if candidates is None:
@@ -708,9 +1015,9 @@ def _parse_candidates(candidates: Any) -> list[Potential]:
     if isinstance(candidates, (str, Potential, int, float)):
         candidates = [candidates]
     try:
-        parsed = [potential(c) for c in candidates]
+        parsed = [as_potential(c) for c in candidates]
     except TypeError:
-        raise TypeError(
+        raise InputTypeError(
             "candidates must be a list of potentials, names ('ne', '3-norm') or numbers p > 1"
         ) from None
     out: list[Potential] = []
@@ -720,243 +1027,55 @@ def _parse_candidates(candidates: Any) -> list[Potential]:
             seen.add(psi.name)
             out.append(psi)
     if not out:
-        raise ValueError("candidates is empty: pass at least one potential, or None for defaults")
+        raise InputError("candidates is empty: pass at least one potential, or None for defaults")
     return out
 
 
-def _check_args(estimator: str, n_bootstrap: Any, confidence: Any) -> None:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)):
-        raise TypeError(f"n_bootstrap must be an integer >= 0, got {n_bootstrap!r}")
-    if n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
-    if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
-
-
-def _aic_k(psi: Potential, p_fitted: bool) -> int:
-    return 2 + (1 if isinstance(psi, PNorm) and p_fitted else 0)
-
-
-def _bracket(ps: list[float], best: float) -> tuple[float, float]:
-    """Neighbours of ``best`` in the sorted grid ``ps``; search bounds beyond the grid ends."""
-    ps = sorted(ps)
-    i = ps.index(best)
-    lo = ps[i - 1] if i > 0 else P_BOUNDS[0]
-    hi = ps[i + 1] if i < len(ps) - 1 else P_BOUNDS[1]
-    return max(lo, P_BOUNDS[0]), min(hi, P_BOUNDS[1])
-
-
-def _zoom_cdf(data: _Data, t: np.ndarray, lo: float, hi: float, p0: float, d0: float) -> float:
-    """Minimise the CDF distance over p in (lo, hi) around the grid best p0.
-
-    Where (lo, hi) extends past a grid end (wider than 0.25), first walk outwards from p0 in steps
-    of 0.1 while the distance keeps improving (stopping after two steps without improvement);
-    then scan the best ± 0.05 at step 0.05 and ± 0.04 at step 0.01 (11 evaluations). The CDF distance is not smooth in
-    p for small n, so grid scans are safer than a derivative-free scalar minimiser.
-    """
-    cache: dict[float, float] = {round(p0, 4): d0}
-
-    def dist(p: float) -> float:
-        p = round(p, 4)
-        if p not in cache:
-            cache[p] = _cdf_only(data, PNorm(p), t) if lo < p < hi else math.inf
-        return cache[p]
-
-    best = p0
-    for direction in (-1.0, 1.0):
-        if (p0 - lo if direction < 0 else hi - p0) <= 0.25:
-            continue
-        misses, p = 0, p0
-        while misses < 2:
-            p = round(p + direction * 0.1, 4)
-            if not lo < p < hi:
-                break
-            if dist(p) < dist(best):
-                best, misses = p, 0
-            else:
-                misses += 1
-    for step, half in ((0.05, 1), (FINE_STEP, 4)):  # ± (previous step − step)
-        centre = best
-        for k in range(-half, half + 1):
-            p = round(centre + k * step, 4)
-            if dist(p) < dist(best):
-                best = p
-    return float(best)
-
-
-class _ProfileLikelihood:
-    """ℓ(p) of the p-norm family with a cache (Brent, the interval search and brentq share it)."""
-
-    def __init__(self, data: _Data, fit_mean: bool) -> None:
-        self.data, self.fit_mean, self.cache = data, fit_mean, {}
-
-    def __call__(self, p: float) -> float:
-        p = float(p)
-        if p not in self.cache:
-            self.cache[p] = _loglik_p(self.data, p, self.fit_mean)
-        return self.cache[p]
-
-
-def _maximise_likelihood(ell: _ProfileLikelihood, lo: float, hi: float, p0: float) -> float:
-    """argmax ℓ(p) on (lo, hi) near the grid best p0, to 1e-4.
-
-    Where (lo, hi) extends past a grid end, first walk outwards from p0 in steps of 0.1 while ℓ
-    improves, so that bounded Brent works on a bracket of width ≤ 0.2 around the maximum.
-    """
-    best = p0
-    for direction in (-1.0, 1.0):
-        if (p0 - lo if direction < 0 else hi - p0) <= 0.25:
-            continue
-        p = p0
-        while lo < p + direction * 0.1 < hi and ell(p + direction * 0.1) > ell(p):
-            p = p + direction * 0.1
-        if ell(p) > ell(best):
-            best = p
-    a, b = max(lo, best - 0.1), min(hi, best + 0.1)
-    res = scipy.optimize.minimize_scalar(
-        lambda p: -ell(p), bounds=(a, b), method="bounded", options={"xatol": 1e-4}
-    )
-    return float(res.x) if -res.fun > ell(best) else best
-
-
-def _lr_interval(ell: _ProfileLikelihood, p_hat: float, confidence: float) -> ConfidenceInterval:
-    """{p : 2(ℓ̂ − ℓ(p)) ≤ χ²₁(confidence)} by root finding on each side of p̂.
-
-    The half-width is first guessed from the curvature of ℓ at p̂ (quadratic approximation,
-    w = sqrt(2·drop/|ℓ''|)); a bracket [p̂ ± w/2, p̂ ± 3^k·1.5w] is grown until ℓ has dropped by
-    more than χ²₁(confidence)/2, and brentq finds the crossing inside it (to 1e-5).
-    """
-    drop = 0.5 * float(scipy.stats.chi2.ppf(confidence, 1))
-    l_hat = ell(p_hat)
-
-    def f(p: float) -> float:
-        return ell(p) - (l_hat - drop)
-
-    lo_b, hi_b = P_BOUNDS
-    h = min(1e-3, (p_hat - lo_b) / 2, (hi_b - p_hat) / 2)
-    curv = (ell(p_hat + h) + ell(p_hat - h) - 2 * l_hat) / h**2 if h > 0 else 0.0
-    w = math.sqrt(2 * drop / -curv) if curv < 0 else 0.1
-    ends, opened = [], []
-    for side, bound in ((-1.0, lo_b), (1.0, hi_b)):
-        inner, reach = p_hat, 0.5 * w
-        is_open = False
-        while True:
-            outer = p_hat + side * reach
-            if side * (outer - bound) >= 0:
-                outer = bound
-            if f(outer) < 0:
-                break
-            inner = outer
-            if outer == bound:
-                is_open = True
-                break
-            reach *= 3
-        if is_open:
-            ends.append(bound)
-        else:
-            a, b = sorted((inner, outer))
-            ends.append(scipy.optimize.brentq(f, a, b, xtol=1e-5))
-        opened.append(is_open)
-    return ConfidenceInterval(
-        float(ends[0]), float(ends[1]), float(confidence), "likelihood-ratio", *opened
+def _check_args(estimator: Any, n_bootstrap: Any, confidence: Any) -> tuple[str, int, float]:
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise InputError(f"unknown estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}")
+    return (
+        estimator,
+        as_nonnegative_int(n_bootstrap, "n_bootstrap"),
+        as_probability(confidence, "confidence"),
     )
 
 
-def _bootstrap(
-    data: _Data,
-    grid_cands: list[Potential],
-    boot_ps: list[float],
-    estimator: str,
-    p_fitted: bool,
-    fit_mean: bool,
-    t: np.ndarray,
-    n_bootstrap: int,
-    gen: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of each candidate on each resample of synapses.
+def _bracket(values: list[float], best: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Neighbours of ``best`` in the sorted grid ``values``; the search bounds beyond its ends."""
+    values = sorted(values)
+    i = values.index(best)
+    lo = values[i - 1] if i > 0 else bounds[0]
+    hi = values[i + 1] if i < len(values) - 1 else bounds[1]
+    return max(lo, bounds[0]), min(hi, bounds[1])
 
-    Returns ``(grid_scores, p_scores)`` of shapes [B, len(grid_cands)] and [B, len(boot_ps)],
-    lower is better (cdf distance, or AIC). A resample is a multinomial count vector over the
-    synapses (equivalent to drawing n synapses with replacement).
-    """
-    n = data.n
-    # Resample b draws n synapse indices with replacement from its own seed; its count vector
-    # is kept (as uint8: a count above 255 has probability ~ e^-1/256!) when all of them fit in
-    # _BOOT_STORE_BYTES, and regenerated from the seed for every candidate otherwise.
-    seeds = gen.integers(0, 2**63, size=n_bootstrap)
 
-    def resample_counts(b: int) -> np.ndarray:
-        return np.bincount(np.random.default_rng(seeds[b]).integers(0, n, size=n), minlength=n)
-
-    store = n_bootstrap * n <= _BOOT_STORE_BYTES
-    if store:
-        counts = np.empty((n_bootstrap, n), dtype=np.uint8)
-        for b in range(n_bootstrap):
-            counts[b] = resample_counts(b)
-    block = max(1, min(n_bootstrap, 4_000_000 // max(n, 1)))
-    mask = data.like_mask
-    la = np.where(np.isfinite(data.log_abs_after), data.log_abs_after, 0.0)
-    if mask is not None:
-        la = np.where(mask, la, 0.0)
-
-    def blocks():
-        for s in range(0, n_bootstrap, block):
-            e = min(s + block, n_bootstrap)
-            if store:
-                c = counts[s:e].astype(np.float64)
-            else:
-                c = np.stack([resample_counts(b) for b in range(s, e)]).astype(np.float64)
-            cl = c if mask is None else c * mask
-            yield s, c, cl
-
-    n_like_b = np.concatenate([cl.sum(axis=1) for _, _, cl in blocks()])
-    sum_la_b = np.concatenate([_gemv(cl, la) for _, _, cl in blocks()])
-
-    def scores(psi: Potential) -> np.ndarray:
-        delta = _dual(data, psi).delta
-        if estimator == "likelihood":
-            d = delta if mask is None else np.where(mask, delta, 0.0)
-            d2 = d * d
-            s1 = np.empty(n_bootstrap)
-            s2 = np.empty(n_bootstrap)
-            for s, _, cl in blocks():
-                s1[s : s + cl.shape[0]] = _gemv(cl, d)
-                s2[s : s + cl.shape[0]] = _gemv(cl, d2)
-            mu = s1 / n_like_b if fit_mean else 0.0
-            var = s2 / n_like_b - (mu * mu if fit_mean else 0.0)
-            var = np.maximum(var, np.finfo(float).tiny)
-            gauss = -0.5 * n_like_b * (np.log(2 * math.pi * var) + 1.0)
-            if isinstance(psi, PNorm):
-                jac = n_like_b * math.log(psi.p - 1.0) + (psi.p - 2.0) * sum_la_b
-            elif isinstance(psi, NegativeEntropy):
-                jac = -sum_la_b
-            else:
-                with np.errstate(divide="ignore"):
-                    lh = np.log(np.asarray(psi.hessian_diag(data.after), dtype=np.float64))
-                lh = np.where(np.isfinite(lh), lh, 0.0)
-                jac = np.concatenate([_gemv(cl, lh) for _, _, cl in blocks()])
-            return 2 * _aic_k(psi, p_fitted) - 2 * (gauss + jac)
-        out = np.empty(n_bootstrap)
-        m = t.size
-        phi = scipy.stats.norm.cdf(t[:-1])
-        dt = np.diff(t)
-        d2 = delta * delta
-        for s, c_block, _ in blocks():
-            for r, c in enumerate(c_block):
-                mean = _dot(c, delta) / n
-                std = math.sqrt(max(_dot(c, d2) / n - mean * mean, 0.0))
-                if not std > 0:
-                    out[s + r] = math.nan
-                    continue
-                ecdf = _count_le(delta, t, 0.0, std, weights=c) / n
-                out[s + r] = float(np.sum(np.abs(ecdf[: m - 1] - phi) * dt))
-        return out
-
-    grid_scores = np.column_stack([scores(psi) for psi in grid_cands])
-    p_scores = np.column_stack([scores(PNorm(p)) for p in boot_ps]) if boot_ps else None
-    return grid_scores, p_scores
+def _ranking_row(
+    data: PreparedChange, psi: Potential, likelihood: LikelihoodEstimator, cdf: CdfEstimator
+) -> dict[str, Any]:
+    """Every ranking column of one candidate (its dual change computed once and shared)."""
+    dual = data.dual(psi)
+    std = math.sqrt(dual.var)
+    row: dict[str, Any] = {
+        "candidate": psi.name,
+        "p": math.nan if psi.parameter is None else float(psi.parameter),
+        "mean": dual.mean,
+        "std": std,
+        "change_magnitude": dual.change_magnitude,
+        "log_likelihood": likelihood.log_likelihood(data, psi, dual),
+        "cdf_distance": cdf.cdf_distance(data, psi, dual),
+        "refined": False,
+        "note": "",
+    }
+    if std > 0:
+        row["cdf_distance_centred"] = standardised_cdf_distance(
+            dual.delta, cdf.points, dual.mean, std
+        )
+        z = dual.delta if data.ks_index is None else dual.delta[data.ks_index]
+        row["ks_statistic"] = float(scipy.stats.kstest(z / std, "norm", method="asymp").statistic)
+    else:
+        row["cdf_distance_centred"] = row["ks_statistic"] = math.nan
+    return row
 
 
 def infer_geometry(
@@ -980,29 +1099,32 @@ def infer_geometry(
         Weights of the same synapses before and after learning (NumPy, list or torch; flattened).
         At least :data:`MIN_SYNAPSES` (50) synapses; a warning below 300.
     candidates : sequence of Potential / str / float, optional
-        Default: NE and p = 1.1, 1.2, …, 3.0 (:func:`default_candidates`).
+        Default: NE and p = 1.1, 1.2, …, 3.0 (:func:`default_candidates`). Any object with the
+        :class:`~syngeo.Potential` protocol (e.g. a :class:`~syngeo.LocalPotential` subclass).
     estimator : {"likelihood", "cdf"}
-        ``"likelihood"`` ranks by AIC of the dual-Gaussian likelihood (module docstring);
-        ``"cdf"`` by the paper's CDF distance (smaller is better).
+        ``"likelihood"`` ranks by AIC of the dual-Gaussian likelihood
+        (:class:`LikelihoodEstimator`); ``"cdf"`` by the paper's CDF distance, smaller is better
+        (:class:`CdfEstimator`).
     n_bootstrap : int
         Bootstrap resamples of the synapses (0 to skip). Each resample recomputes every grid
-        candidate's score and the best p on a fine grid (step 0.01, ±0.15 around the estimate,
-        plus the grid). Cost O(n_bootstrap × candidates × n).
+        candidate's score and the best parameter on a fine grid (step 0.01, ±0.15 around the
+        estimate, plus the grid). Cost O(n_bootstrap × candidates × n).
     refine : bool
-        Refine p near the best grid p-norm: bounded Brent on the profile likelihood
-        (likelihood), or 0.05- then 0.01-step grids between the neighbouring grid values (cdf,
-        whose score is not smooth in p). At a grid end the search extends to the bounds
-        (1.01, 6) — except, for the cdf estimator with NE among the candidates, below the
-        smallest grid p: p-norms with p -> 1 approach NE and the CDF distance cannot separate
-        them (see docs/inference.md).
+        Refine the parameter (p) of the best candidate with one (``parameter`` not None) near the
+        best grid value (the estimator's ``refine``: bounded Brent on the profile likelihood, or
+        0.05- then 0.01-step grids for the cdf, whose score is not smooth in p), between the
+        neighbouring grid values. At a grid end the search extends to the bounds (1.01, 6) —
+        except, for the cdf estimator with a sign-preserving candidate (NE) among the valid ones,
+        below the smallest grid p: p-norms with p -> 1 approach NE and the CDF distance cannot
+        separate them (see docs/inference.md).
     confidence : float
-        Level of the p intervals.
+        Level of the parameter intervals.
     fit_mean : bool
         Fit the mean μ of the dual change (default) or fix μ = 0 (likelihood only).
     grid : (low, high, num)
         Grid of the CDF distance.
     rng : numpy.random.Generator or int or None
-        Bootstrap resamples and the KS subsample (n > 100 000).
+        Bootstrap resamples and the KS subsample (n > 100 000); None is fresh entropy.
 
     Returns
     -------
@@ -1010,105 +1132,105 @@ def infer_geometry(
 
     Raises
     ------
-    ValueError
+    InputError
         Length mismatch, NaN/inf, fewer than 50 synapses, no change or a constant change, an
-        unknown estimator or candidate, no usable candidate (only NE with sign flips).
+        unknown estimator or candidate; :class:`~syngeo.errors.DomainError` when no candidate is
+        usable (only sign-preserving candidates with sign flips or zeros).
 
     Notes
     -----
-    NE needs every synapse to keep a non-zero sign. If any weight flips sign or is 0, NE is
-    *ruled out*: it stays in the ranking with NaN scores, no rank and the reason in ``note``.
+    A sign-preserving candidate (NE) needs every synapse to keep a non-zero sign. If any weight
+    flips sign or is 0, it is *ruled out*: it stays in the ranking with NaN scores, no rank and
+    the reason in ``note``.
     """
-    _check_args(estimator, n_bootstrap, confidence)
-    b, a = _pair(before, after)
+    estimator, n_bootstrap, confidence = _check_args(estimator, n_bootstrap, confidence)
+    b, a = as_weight_pair(before, after)
     n = b.size
     if n < MIN_SYNAPSES:
-        raise ValueError(
+        raise InputError(
             f"too few synapses: {n}; inferring a geometry needs at least {MIN_SYNAPSES} "
             "(several hundred for a reliable answer, see docs/inference.md)"
         )
     change = a - b
     if not np.any(change != change[0]):
-        raise ValueError(
+        raise InputError(
             "AFTER − BEFORE is the same for every synapse "
             f"({change[0]:g}): there is no learning signal to infer a geometry from"
         )
-    t = _grid(grid)
-    gen = _rng(rng)
+    cdf = CdfEstimator(grid=grid)
+    like = LikelihoodEstimator(fit_mean=fit_mean)
+    est: LikelihoodEstimator | CdfEstimator = like if estimator == "likelihood" else cdf
+    gen = as_generator(rng)
     cands = _parse_candidates(candidates)
-    sc = _sign_changes(b, a)
+    sc = sign_changes(b, a)
     warn: list[str] = []
     if n < FEW_SYNAPSES:
         warn.append(
             f"only {n} synapses: the recovery study (docs/inference.md) finds the estimators "
             "unreliable below a few hundred"
         )
-    valid = [c for c in cands if not (isinstance(c, NegativeEntropy) and not sc.ne_valid)]
-    ne_listed = any(isinstance(c, NegativeEntropy) for c in cands)
-    ne_ruled_out = not sc.ne_valid
+    ruled_out = [c for c in cands if c.preserves_sign and not sc.ne_valid]
+    valid = [c for c in cands if c not in ruled_out]
     reason = sc.reason()
-    if ne_ruled_out and ne_listed:
-        warn.append(f"NE ruled out: {reason}")
+    if ruled_out:
+        warn.append(f"{', '.join(c.name for c in ruled_out)} ruled out: {reason}")
     if not valid:
-        raise ValueError(f"no usable candidate: {reason}; add p-norm candidates")
-    data = _prepare(b, a, gen)
+        raise DomainError(f"no usable candidate: {reason}; add p-norm candidates")
+    data = PreparedChange.from_weights(b, a, gen)
     if data.n_like == 0:
-        raise ValueError("every weight in AFTER is 0: there is nothing to infer from")
+        raise InputError("every weight in AFTER is 0: there is nothing to infer from")
     if data.like_mask is not None:
         warn.append(
             f"{n - data.n_like} synapses are exactly 0 after learning; they are left out of the "
             "likelihood (a point mass outside the continuous model)"
         )
 
-    pnorms = [c for c in valid if isinstance(c, PNorm)]
-    p_fitted = len(pnorms) > 1 or (refine and len(pnorms) == 1)
+    parametric = [c for c in valid if c.parameter is not None]
+    p_fitted = len(parametric) > 1 or (refine and len(parametric) == 1)
 
-    rows = [_evaluate(data, psi, t, fit_mean) | {"refined": False, "note": ""} for psi in valid]
+    def n_params(psi: Potential) -> int:
+        return 2 + (1 if psi.parameter is not None and p_fitted else 0)
+
+    def score_of(row: dict[str, Any], psi: Potential) -> float:
+        return est.score_from_statistic(row[est.column], n_params(psi))
+
+    rows = [_ranking_row(data, psi, like, cdf) for psi in valid]
     by_name = {psi.name: psi for psi in valid}
+    # (1, smallest grid p) is NE's neighbourhood (NE is the p -> 1 end of the p-norm family) and
+    # the CDF distance cannot tell it from NE: the cdf estimator does not search there.
+    keep_above_grid = estimator == "cdf" and any(c.preserves_sign for c in valid)
 
-    def score_of(row: dict[str, Any]) -> float:
-        if estimator == "cdf":
-            return row["cdf_distance"]
-        return 2 * _aic_k(by_name[row["candidate"]], p_fitted) - 2 * row["log_likelihood"]
-
-    # --- refinement in p --------------------------------------------------------------------
+    # --- refinement of the family parameter ---------------------------------------------------
     p_interval = None
-    p_best_family = math.nan
-    if pnorms:
-        best_grid_pn = min(
-            (r for r in rows if not math.isnan(r["p"])), key=lambda r: _nan_last(score_of(r))
+    family: list[Potential] = []
+    if parametric:
+        best_grid = min(
+            (psi for psi in parametric),
+            key=lambda psi: _nan_last(score_of(rows[valid.index(psi)], psi)),
         )
-        p0 = best_grid_pn["p"]
+        family = [c for c in parametric if type(c) is type(best_grid)]
+        bounds = parameter_search_bounds(best_grid)
+        if keep_above_grid:
+            bounds = (max(bounds[0], min(c.parameter for c in family) - 1e-9), bounds[1])
+        refined = best_grid
         if refine:
-            lo, hi = _bracket([c.p for c in pnorms], p0)
-            if estimator == "likelihood":
-                ell = _ProfileLikelihood(data, fit_mean)
-                ell.cache[float(p0)] = float(best_grid_pn["log_likelihood"])
-                p_new = round(_maximise_likelihood(ell, lo, hi, p0), 4)
-                if ell(p_new) <= best_grid_pn["log_likelihood"]:
-                    p_new = p0
-            else:
-                if any(isinstance(c, NegativeEntropy) for c in valid):
-                    # (1, min grid p) is NE's neighbourhood (NE is the p -> 1 end of the family)
-                    # and the CDF distance cannot tell it from NE: do not refine into it.
-                    lo = max(lo, min(c.p for c in pnorms) - 1e-9)
-                p_new = _zoom_cdf(data, t, lo, hi, p0, float(best_grid_pn["cdf_distance"]))
-            if p_new != p0 and PNorm(p_new).name not in by_name:
-                psi = PNorm(p_new)
-                by_name[psi.name] = psi
-                rows.append(_evaluate(data, psi, t, fit_mean) | {"refined": True, "note": ""})
-            p_best_family = p_new
-            if estimator == "likelihood":
-                p_interval = _lr_interval(ell, p_best_family, confidence)
-        else:
-            p_best_family = p0
+            lo, hi = _bracket([c.parameter for c in family], best_grid.parameter, bounds)
+            refined = est.refine(data, best_grid, lo, hi)
+            if refined.name not in by_name:
+                by_name[refined.name] = refined
+                rows.append(_ranking_row(data, refined, like, cdf) | {"refined": True})
+            p_interval = est.interval(data, refined, confidence)
+        p_best_family = float(refined.parameter)
     # (bound warnings are added once the winner is known: with NE best, a p-norm fit running to
     # p -> 1 is expected — NE is the p -> 1 limit of the family — and not worth a warning)
 
-    # --- scores, AIC, ranks -----------------------------------------------------------------
+    # --- scores, AIC, ranks -------------------------------------------------------------------
     df = pd.DataFrame(rows)
-    df["score"] = [score_of(r) for r in rows]
-    aic = [2 * _aic_k(by_name[r["candidate"]], p_fitted) - 2 * r["log_likelihood"] for r in rows]
+    df["score"] = [score_of(r, by_name[r["candidate"]]) for r in rows]
+    aic = [
+        like.score_from_statistic(r["log_likelihood"], n_params(by_name[r["candidate"]]))
+        for r in rows
+    ]
     df["delta_aic"] = np.asarray(aic) - np.nanmin(aic)
     df = df.sort_values("score", kind="stable", na_position="last").reset_index(drop=True)
     df["rank"] = np.arange(1, len(df) + 1, dtype=float)
@@ -1122,57 +1244,61 @@ def infer_geometry(
         else math.nan
     )
 
-    if pnorms and not isinstance(best_psi, NegativeEntropy):
-        if p_best_family <= P_BOUNDS[0] + 1e-3 or p_best_family >= P_BOUNDS[1] - 1e-3:
-            warn.append(f"the best p ({p_best_family:g}) is at the search bound {P_BOUNDS}")
+    if parametric and best_psi.parameter is not None:
+        lo_b, hi_b = parameter_search_bounds(best_psi)
+        if p_best_family <= lo_b + 1e-3 or p_best_family >= hi_b - 1e-3:
+            warn.append(f"the best p ({p_best_family:g}) is at the search bound {(lo_b, hi_b)}")
         if p_interval is not None and (p_interval.open_low or p_interval.open_high):
             warn.append(
                 f"the {confidence:.0%} likelihood interval for p reaches the search bound "
-                f"{P_BOUNDS}: p is poorly determined"
+                f"{(lo_b, hi_b)}: p is poorly determined"
             )
 
-    # --- bootstrap --------------------------------------------------------------------------
+    # --- bootstrap ----------------------------------------------------------------------------
     win = {name: math.nan for name in df["candidate"]}
     p_interval_boot = None
     if n_bootstrap > 0:
         grid_cands = [by_name[c] for c in grid_df["candidate"] if not _is_nan(df, c)]
-        centre = float(best_row["p"]) if isinstance(best_psi, PNorm) else None
-        if centre is None and pnorms:
-            centre = float(df.loc[df["p"].notna(), "p"].iloc[0])
-        boot_ps: list[float] = []
-        if centre is not None:
-            fine = np.round(
-                np.arange(centre - _BOOT_HALF_WIDTH, centre + _BOOT_HALF_WIDTH + 1e-9, FINE_STEP),
-                4,
-            )
-            p_min = P_BOUNDS[0] - 1e-12
-            if estimator == "cdf" and any(isinstance(c, NegativeEntropy) for c in valid):
-                p_min = min(c.p for c in pnorms) - 1e-9  # as in the refinement
-            boot_ps = sorted({float(p) for p in fine if p > p_min} | {c.p for c in pnorms})
-        gs, ps = _bootstrap(
-            data, grid_cands, boot_ps, estimator, p_fitted, fit_mean, t, n_bootstrap, gen
-        )
-        winners = np.nanargmin(np.where(np.isnan(gs), np.inf, gs), axis=1)
+        resamples = BootstrapResamples(n, n_bootstrap, gen)
+        gs = est.bootstrap(data, grid_cands, resamples, n_params=[n_params(c) for c in grid_cands])
+        winners = np.argmin(np.where(np.isnan(gs), np.inf, gs), axis=1)
         for j, psi in enumerate(grid_cands):
             win[psi.name] = float(np.mean(winners == j))
-        if ps is not None:
-            best_ps = np.asarray(boot_ps)[np.argmin(np.where(np.isnan(ps), np.inf, ps), axis=1)]
-            q = np.quantile(best_ps, [(1 - confidence) / 2, (1 + confidence) / 2])
-            p_interval_boot = ConfidenceInterval(
-                float(q[0]), float(q[1]), float(confidence), "bootstrap-percentile"
+        if family:
+            centre_psi = best_psi if best_psi.parameter is not None else None
+            if centre_psi is None:  # the best-ranked parametric candidate
+                centre_psi = by_name[df.loc[df["p"].notna(), "candidate"].iloc[0]]
+            centre = float(centre_psi.parameter)
+            p_min = parameter_search_bounds(centre_psi)[0] - 1e-12
+            if keep_above_grid:
+                p_min = min(c.parameter for c in family) - 1e-9  # as in the refinement
+            fine = np.round(
+                np.arange(centre - BOOT_HALF_WIDTH, centre + BOOT_HALF_WIDTH + 1e-9, FINE_STEP), 4
             )
+            boot_ps = sorted({float(p) for p in fine if p > p_min} | {c.parameter for c in family})
+            ps = est.bootstrap(
+                data,
+                [centre_psi.with_parameter(p) for p in boot_ps],
+                resamples,
+                n_params=[n_params(centre_psi)] * len(boot_ps),
+            )
+            best_ps = np.asarray(boot_ps)[np.argmin(np.where(np.isnan(ps), np.inf, ps), axis=1)]
+            p_interval_boot = percentile_interval(best_ps, confidence)
     df["bootstrap_win_fraction"] = [
         math.nan if r else win.get(c, math.nan)
         for c, r in zip(df["candidate"], df["refined"], strict=True)
     ]
-    if estimator == "cdf":
+    if est.interval_method == "bootstrap-percentile":
         p_interval = p_interval_boot
 
-    # --- excluded NE row, warnings ----------------------------------------------------------
-    if ne_ruled_out and ne_listed:
-        ne_row = {col: math.nan for col in RANKING_COLUMNS}
-        ne_row.update(candidate="NE", refined=False, note=reason)
-        df = pd.concat([df, pd.DataFrame([ne_row])], ignore_index=True)
+    # --- excluded rows, warnings --------------------------------------------------------------
+    if ruled_out:
+        excluded = []
+        for psi in ruled_out:
+            row = {col: math.nan for col in RANKING_COLUMNS}
+            row.update(candidate=psi.name, refined=False, note=reason)
+            excluded.append(row)
+        df = pd.concat([df, pd.DataFrame(excluded)], ignore_index=True)
     df = df[list(RANKING_COLUMNS)]
     mag = float(best_row["change_magnitude"])
     if mag > LAZY_MAGNITUDE:
@@ -1183,7 +1309,7 @@ def infer_geometry(
     return GeometryFit(
         best=best_psi.name,
         best_potential=best_psi,
-        best_p=float(best_psi.p) if isinstance(best_psi, PNorm) else None,
+        best_p=None if best_psi.parameter is None else float(best_psi.parameter),
         estimator=estimator,
         ranking=df,
         p_interval=p_interval,
@@ -1192,7 +1318,7 @@ def infer_geometry(
         n_synapses=int(n),
         n_sign_flips=sc.n_sign_flips,
         n_zero_weights=int(np.count_nonzero((b == 0) | (a == 0))),
-        ne_ruled_out=ne_ruled_out,
+        ne_ruled_out=not sc.ne_valid,
         ne_ruled_out_reason=reason,
         n_bootstrap=int(n_bootstrap),
         confidence=float(confidence),

@@ -155,6 +155,12 @@ class Potential(Protocol):
         foreach: bool | None = None,
     ) -> None: ...
 
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def hessian_power_law(self) -> tuple[float, float] | None: ...
+
 
 class LocalPotential:
     r"""Base class of a local potential :math:`\phi(w) = \sum_i \varphi(w_i)`.
@@ -326,6 +332,31 @@ class LocalPotential:
             sign = torch.sign(w) if self.preserves_sign else None
             w.copy_(self.grad_inverse(u, sign=sign))
 
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """∇φ(w) for a NumPy float64 array when ``log_abs = log|w|`` is already known.
+
+        A consumer that evaluates many potentials on the same weights (geometry inference)
+        computes ``log|w|`` once; potentials whose mirror map is a function of ``log|w|`` and the
+        sign (p-norms, negative entropy) override this to skip the logarithm. The default ignores
+        ``log_abs``. The result is written into ``out`` when given (and returned).
+        """
+        g = np.asarray(self.grad(w), dtype=np.float64)
+        if out is None:
+            return g
+        np.copyto(out, g)
+        return out
+
+    def hessian_power_law(self) -> tuple[float, float] | None:
+        """``(c, k)`` such that log φ''(w) = c + k·log|w| for every w ≠ 0, or None.
+
+        Potentials whose Hessian is a power of |w| (p-norms: ``(log(p−1), p−2)``; negative
+        entropy: ``(0, −1)``) let a likelihood sum Σ log φ''(w_i) over many candidates from one
+        Σ log|w_i|. The default, None, means "call :meth:`log_hessian_diag`".
+        """
+        return None
+
     def __str__(self) -> str:
         return self.name
 
@@ -459,6 +490,23 @@ class PNorm(LocalPotential):
         else:
             _pnorm_step_lists(params, directions, dual_noise, duals, self.p, lr)
 
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """sign(w)·exp((p−1)·log|w|) (exactly 0 at w = 0, as exp(−inf) = 0); see the base class."""
+        if self.is_euclidean:
+            if out is None:
+                return np.array(w, dtype=np.float64, copy=True)
+            np.copyto(out, w)
+            return out
+        out = np.multiply(log_abs, self.p - 1.0, out=out)
+        np.exp(out, out=out)
+        return np.copysign(out, w, out=out)
+
+    def hessian_power_law(self) -> tuple[float, float]:
+        """(log(p−1), p−2): φ''(w) = (p−1)|w|^(p−2)."""
+        return math.log(self.p - 1.0), self.p - 2.0
+
     def __repr__(self) -> str:
         return f"PNorm(p={_fmt_p(self.p)})"
 
@@ -566,6 +614,22 @@ class NegativeEntropy(LocalPotential):
             torch._foreach_mul_(step, signs)
             torch._foreach_exp_(step)
             torch._foreach_mul_(params, step)
+
+    def grad_with_log_abs(
+        self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """sign(w)·(log|w| + 1), 0 at w = 0 (as :meth:`grad`); see the base class."""
+        out = np.add(log_abs, 1.0, out=out)
+        with np.errstate(invalid="ignore"):  # 0 · (−inf) at w = 0, set to 0 below
+            np.multiply(out, np.sign(w), out=out)
+        zero = w == 0
+        if zero.any():
+            out[zero] = 0.0
+        return out
+
+    def hessian_power_law(self) -> tuple[float, float]:
+        """(0, −1): φ''(w) = 1/|w|."""
+        return 0.0, -1.0
 
     def __repr__(self) -> str:
         return "NegativeEntropy()"

@@ -13,8 +13,12 @@ Conventions (used by every function here)
   :math:`\nabla\phi(w) = \nabla\phi(w_0) - X^\top\lambda`, i.e.
   :math:`w(\lambda) = (\nabla\phi)^{-1}(u_0 - X^\top\lambda)`, :math:`u_0 = \nabla\phi(w_0)`.
 * **Dual change.** :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0) = -X^\top\lambda` (THEORY's Δ).
-* **Signs under negative entropy.** :math:`(\nabla\phi)^{-1}` is taken with the signs of
-  :math:`w_0`; weights with :math:`w_{0,i} = 0` stay exactly 0 (their columns of ``X`` drop out).
+* **Signs under a sign-preserving potential** (``potential.preserves_sign``: negative entropy).
+  :math:`(\nabla\phi)^{-1}` is taken with the signs of :math:`w_0`; weights with
+  :math:`w_{0,i} = 0` stay exactly 0 (their columns of ``X`` drop out). Nothing here depends on
+  the potential's class: the solver calls the :class:`~syngeo.Potential` protocol only
+  (``grad``, ``grad_inverse``, ``hessian_diag``, ``conjugate``, ``preserves_sign``), so a
+  user's own potential works too.
 
 Newton's method on the dual
 ---------------------------
@@ -52,10 +56,11 @@ matters for p > 2, where :math:`(\nabla\phi)^{-1}` has an infinite slope at 0 an
 of weights that cross zero overshoot by about 2x (with plain Armijo backtracking instead, a
 3-norm problem with D = 2000, N = 299 took 41 Newton iterations instead of 20).
 
-Conjugates. :math:`\phi^*(u) = \sum |u_i|^q / q`, :math:`q = p/(p-1)` for the p-norm, and
-:math:`\phi^*(u) = \sum_i \exp(s_i u_i - 1) = \sum_i |w_i(u)|` for negative entropy (sign :math:`s_i` fixed); any other potential uses the
-Fenchel identity :math:`\phi^*(u) = \langle u, w\rangle - \phi(w)` at
-:math:`w = (\nabla\phi)^{-1}(u)`. Close to the solution :math:`s(0)` drops below its rounding
+Conjugates come from the potential (:meth:`~syngeo.Potential.conjugate`, with the signs of
+:math:`w_0`): :math:`\phi^*(u) = \sum |u_i|^q / q`, :math:`q = p/(p-1)` for the p-norm,
+:math:`\phi^*(u) = \sum_i \exp(s_i u_i - 1) = \sum_i |w_i(u)|` for negative entropy (sign
+:math:`s_i` fixed), and by default the Fenchel identity :math:`\phi^*(u) = \langle u, w\rangle -
+\phi(w)` at :math:`w = (\nabla\phi)^{-1}(u)`. Close to the solution :math:`s(0)` drops below its rounding
 error; there the full Newton step is taken if it lowers :math:`\|r\|`, else the iteration stops.
 ``line_search=False`` always takes :math:`t = 1`.
 
@@ -82,9 +87,9 @@ the Cholesky factorisation succeeds; infinite slopes (:math:`p > 2` at an exact 
 solution, which is certified by the residual.
 
 Errors. Inconsistent constraints (``y`` outside the range of ``X``, e.g. rank-deficient ``X``)
-raise ``ValueError`` with the least-squares residual (checked by an SVD of ``X`` only when the
-Newton matrix is singular or the iteration fails); failure to reach ``tol`` on a consistent
-system raises :class:`ConvergenceError` (a ``RuntimeError``) with the final residual. Under
+raise :class:`~syngeo.errors.InputError` (a ``ValueError``) with the least-squares residual
+(checked by an SVD of ``X`` only when the Newton matrix is singular or the iteration fails);
+failure to reach ``tol`` on a consistent system raises :class:`ConvergenceError` (a ``RuntimeError``) with the final residual. Under
 negative entropy the signs are fixed, so a consistent ``Xw = y`` may still have no solution with
 the signs of ``w0``; that surfaces as a :class:`ConvergenceError` whose message says so.
 
@@ -96,15 +101,16 @@ change is about ``tol · ‖y‖ / ‖y − X w0‖``.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from syngeo.errors import ConvergenceError
-from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
+from syngeo.errors import ConvergenceError, DomainError, InputError, InputTypeError
+from syngeo.potentials import Potential, PotentialLike
+from syngeo.potentials import potential as as_potential
+from syngeo.validation import as_positive_int, as_probability
 
 __all__ = [
     "BregmanProjection",
@@ -243,10 +249,10 @@ class LinearizedChange:
 def _as_float64(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         if x.is_complex():
-            raise TypeError(f"{name} must be real, got a complex tensor")
+            raise InputTypeError(f"{name} must be real, got a complex tensor")
         t = x.detach().to(dtype=torch.float64)
         if device is not None and t.device != device:
-            raise ValueError(
+            raise InputError(
                 f"{name} is on {t.device} but the other inputs are on {device}; "
                 "move all tensors to one device"
             )
@@ -254,19 +260,19 @@ def _as_float64(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
     try:
         a = np.asarray(x)
     except Exception as exc:  # pragma: no cover - numpy accepts almost anything
-        raise TypeError(f"{name} must be an array or tensor, got {type(x).__name__}") from exc
+        raise InputTypeError(f"{name} must be an array or tensor, got {type(x).__name__}") from exc
     if a.dtype == object or not (
         np.issubdtype(a.dtype, np.floating)
         or np.issubdtype(a.dtype, np.integer)
         or np.issubdtype(a.dtype, np.bool_)
     ):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+        raise InputTypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
     return t if device is None else t.to(device)
 
 
 def _prepare(
-    X: Any, y: Any, w0: Any, phi: PotentialLike
+    X: Any, y: Any, w0: Any, potential: PotentialLike
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Potential, bool]:
     """Validate; return float64 tensors on one device, the potential, and whether input was torch."""
     is_torch = any(isinstance(a, torch.Tensor) for a in (X, y, w0))
@@ -275,17 +281,17 @@ def _prepare(
     yt = _as_float64(y, "y", device)
     wt = _as_float64(w0, "w0", device)
     if Xt.ndim != 2:
-        raise ValueError(f"X must be a 2-D (N, D) matrix, got shape {tuple(Xt.shape)}")
+        raise InputError(f"X must be a 2-D (N, D) matrix, got shape {tuple(Xt.shape)}")
     n, d = Xt.shape
     if n == 0 or d == 0:
-        raise ValueError(f"X must be non-empty, got shape {tuple(Xt.shape)}")
+        raise InputError(f"X must be non-empty, got shape {tuple(Xt.shape)}")
     if yt.shape != (n,):
-        raise ValueError(
+        raise InputError(
             f"y must have shape (N,) = ({n},) to match X of shape {tuple(Xt.shape)}, "
             f"got {tuple(yt.shape)}; flatten it or check the data"
         )
     if wt.shape != (d,):
-        raise ValueError(
+        raise InputError(
             f"w0 must have shape (D,) = ({d},) to match X of shape {tuple(Xt.shape)}, "
             f"got {tuple(wt.shape)}"
         )
@@ -294,18 +300,15 @@ def _prepare(
             continue
         bad = int((~torch.isfinite(t)).sum())
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"{name} has {bad} non-finite entries (NaN or inf); remove or impute them"
             )
-    pot = potential(phi)
+    pot = as_potential(potential)
     return Xt, yt, wt, pot, is_torch
 
 
-def _check_options(tol: float, max_iter: int) -> None:
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 < tol < 1):
-        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+def _check_options(tol: Any, max_iter: Any) -> tuple[float, int]:
+    return as_probability(tol, "tol"), as_positive_int(max_iter, "max_iter")
 
 
 # -- potential-specific pieces -------------------------------------------------------------------
@@ -321,16 +324,6 @@ def _inverse_slope(pot: Potential, w: torch.Tensor) -> torch.Tensor:
         top = float(finite.max()) if finite.numel() else 1.0
         h = torch.where(infinite, torch.full_like(h, _SLOPE_CAP * max(top, 1e-300)), h)
     return h
-
-
-def _conjugate_sum(pot: Potential, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """φ*(u) = Σ_i φ_i*(u_i) at w = (∇φ)⁻¹(u) (module docstring)."""
-    if isinstance(pot, PNorm):
-        q = pot.p / (pot.p - 1.0)
-        return (u.abs() ** q).sum() / q
-    if isinstance(pot, NegativeEntropy):
-        return w.abs().sum()
-    return (u * w).sum() - pot.value(w)
 
 
 # -- linear algebra ------------------------------------------------------------------------------
@@ -470,21 +463,22 @@ def _least_squares_residual(X: torch.Tensor, y: torch.Tensor) -> float:
 
 def _infeasibility_error(
     X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, pot: Potential, tol: float
-) -> ValueError | None:
-    active = X if not isinstance(pot, NegativeEntropy) else X[:, w0 != 0]
+) -> InputError | None:
+    active = X[:, w0 != 0] if pot.preserves_sign else X
     if active.shape[1] == 0:
-        return ValueError(
-            "no solution: every weight in w0 is 0, and under negative entropy zero weights never "
-            "move, so Xw = y cannot hold for y != 0; use non-zero initial weights or a p-norm"
+        return DomainError(
+            f"no solution: every weight in w0 is 0, and under {pot.name} (sign-preserving) zero "
+            "weights never move, so Xw = y cannot hold for y != 0; use non-zero initial weights "
+            "or a p-norm"
         )
     lsq = _least_squares_residual(active, y)
     if lsq > max(100.0 * tol, 1e-8):
         extra = (
-            " (only the columns with w0 != 0 count: NE keeps zero weights at zero)"
-            if isinstance(pot, NegativeEntropy)
+            f" (only the columns with w0 != 0 count: {pot.name} keeps zero weights at zero)"
+            if pot.preserves_sign
             else ""
         )
-        return ValueError(
+        return InputError(
             f"no solution: y is not in the range of X{extra}; the best least-squares fit leaves a "
             f"relative residual of {lsq:.3g}. X has rank below N or inconsistent rows: remove "
             "duplicated/dependent rows or make y consistent"
@@ -522,7 +516,7 @@ def _line_search(
     def at(t: float) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         u_t = u - t * du
         w_t = pot.grad_inverse(u_t, sign=signs)
-        g_t = float(-_conjugate_sum(pot, u_t, w_t)) - lam_y - t * y_delta
+        g_t = float(-pot.conjugate(u_t, sign=signs)) - lam_y - t * y_delta
         s_t = float(w_t @ du) - y_delta
         if not (math.isfinite(g_t) and math.isfinite(s_t)):
             return u_t, w_t, -math.inf, -math.inf
@@ -639,7 +633,9 @@ def bregman_projection(
         Initial weights. Under negative entropy, the signs of ``w0`` are kept and exact zeros
         stay zero.
     potential : Potential or spec
-        The potential φ (``PNorm(p)``, ``NegativeEntropy()``, or a spec such as ``"3-norm"``).
+        The potential φ (``PNorm(p)``, ``NegativeEntropy()``, a spec such as ``"3-norm"``, or any
+        object with the :class:`~syngeo.Potential` protocol, e.g. a
+        :class:`~syngeo.LocalPotential` subclass).
     tol : float
         Target relative constraint residual ``‖Xw − y‖ / ‖y‖``.
     max_iter : int
@@ -656,9 +652,11 @@ def bregman_projection(
 
     Raises
     ------
-    ValueError
-        Bad shapes, non-finite entries, or no solution (``y`` outside the range of ``X``).
-    TypeError
+    InputError
+        Bad shapes, non-finite entries, or no solution (``y`` outside the range of ``X``);
+        :class:`~syngeo.errors.DomainError` when every weight is 0 under a sign-preserving
+        potential.
+    InputTypeError
         Non-numeric or complex input.
     ConvergenceError
         The residual did not reach ``tol`` in ``max_iter`` iterations (or the line search
@@ -679,7 +677,7 @@ def bregman_projection(
     >>> bool(np.allclose(euclid, closed))
     True
     """
-    _check_options(tol, max_iter)
+    tol, max_iter = _check_options(tol, max_iter)
     Xt, yt, wt, pot, is_torch = _prepare(X, y, w0, potential)
     signs = torch.sign(wt)
     u0 = pot.grad(wt)
@@ -691,7 +689,7 @@ def bregman_projection(
     w = wt.clone()
     r = Xt @ w - yt
     res = res_prev = float(r.norm()) / scale
-    g = float(-_conjugate_sum(pot, u0, w))
+    g = float(-pot.conjugate(u0, sign=signs))
     h = _inverse_slope(pot, w)
     newton: _NewtonMatrix | None = None
     n_cg = 0
@@ -741,9 +739,9 @@ def bregman_projection(
             raise err
         why = "the line search stalled" if stalled else f"max_iter={max_iter} was reached"
         hint = (
-            " Under negative entropy the signs of w0 are fixed, so Xw = y may have no solution "
+            f" Under {pot.name} the signs of w0 are fixed, so Xw = y may have no solution "
             "with those signs."
-            if isinstance(pot, NegativeEntropy)
+            if pot.preserves_sign
             else ""
         )
         raise ConvergenceError(
@@ -755,7 +753,7 @@ def bregman_projection(
         )
 
     dual = -(Xt.T @ lam)
-    if isinstance(pot, NegativeEntropy):
+    if pot.preserves_sign:
         dual = torch.where(signs == 0, torch.zeros_like(dual), dual)  # zero weights stay out
     out = (w, lam, dual)
     if not is_torch:
@@ -800,7 +798,7 @@ def linearized_change(X: Any, y: Any, w0: Any, potential: PotentialLike) -> Line
 
     Raises
     ------
-    ValueError
+    InputError
         Bad input; ``H`` not invertible (``p > 2`` with exact zeros in ``w0``); ``G`` singular
         (rank-deficient ``X``).
 
@@ -819,7 +817,7 @@ def linearized_change(X: Any, y: Any, w0: Any, potential: PotentialLike) -> Line
     h = 1.0 / pot.hessian_diag(wt)
     if not bool(torch.isfinite(h).all()):
         bad = int((~torch.isfinite(h)).sum())
-        raise ValueError(
+        raise InputError(
             f"the linearised change needs a non-zero Hessian at w0, but {pot.name} has "
             f"Hessian 0 at {bad} entries of w0 (exact zeros); perturb them or use "
             "bregman_projection"
@@ -827,7 +825,7 @@ def linearized_change(X: Any, y: Any, w0: Any, potential: PotentialLike) -> Line
     gram = _weighted_gram(Xt, h)
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) != 0:
-        raise ValueError(
+        raise InputError(
             "X H^-1 X^T is singular: X has rank below N (dependent rows) or too many weights "
             "with an infinite Hessian; remove dependent rows"
         )

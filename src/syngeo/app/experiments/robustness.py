@@ -65,9 +65,6 @@ __all__ = [
 ]
 
 INITS = ("normal", "lognormal")
-#: ``init`` of :func:`syngeo.simulate_change` for each of :data:`INITS`. (Identity once the core
-#: names its Gaussian initialisation "normal"; until then it is "gaussian".)
-_SIMULATE_INIT = {"normal": "gaussian", "lognormal": "lognormal"}
 #: The paper's hypothesised potentials: NE and p = 1.1, 1.2, ..., 3.0.
 PAPER_CANDIDATES: tuple[str, ...] = ("NE", *(f"{p / 10:.1f}-norm" for p in range(11, 31)))
 
@@ -155,7 +152,7 @@ def run_cell(config: Config, cell: dict) -> list[dict]:
     sim = simulate_change(
         true,
         config.n_weights,
-        init=_SIMULATE_INIT[init],
+        init=init,
         scale=1.0 / math.sqrt(config.reference_width),
         relative_change=config.change_scale,
         rng=np.random.default_rng(entropy),
