@@ -1,7 +1,7 @@
 """FFT circulant-embedding sampling of Toeplitz-correlated inputs against dense Cholesky.
 
 The Fig. 3A largest case: d = 2·10^4 inputs, n = ⌊d^0.75⌋ = 1681 samples. Both methods generate
-the same thing, ``x = L z + u`` with ``L Lᵀ = C`` (Toeplitz, THEORY §4) and uniform noise ``u``:
+the same thing, ``x = L z + u`` with ``L Lᵀ = C`` (Toeplitz, docs/theory.md §4) and uniform noise ``u``:
 
 * FFT: :func:`syngeo.data.correlated.correlated_inputs` (``O(n d log d)``);
 * Cholesky: build the dense ``d × d`` matrix, factorise it (``O(d³)``, part of generating the

@@ -25,7 +25,7 @@ from syngeo.potentials import PNorm
 
 
 def synthetic_pairs(n: int, p: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """w0 ~ N(0, 1/100); Gaussian change in the dual space of the p-norm (THEORY §4 protocol)."""
+    """w0 ~ N(0, 1/100); Gaussian change in the dual space of the p-norm (docs/theory.md §4 protocol)."""
     g = np.random.default_rng(seed)
     phi = PNorm(p)
     w0 = g.normal(0.0, 0.1, n)

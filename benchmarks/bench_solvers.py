@@ -1,6 +1,6 @@
 """Cost of the exact implicit-bias solver on the Fig. 3A problem, against the p = 2 closed form.
 
-Problem (THEORY §4): ``X`` of ``N = ⌊D^α⌋`` Toeplitz-correlated inputs (power 1), labels ±1,
+Problem (docs/theory.md §4): ``X`` of ``N = ⌊D^α⌋`` Toeplitz-correlated inputs (power 1), labels ±1,
 ``w0 ~ N(0, 1/D)``. Baseline, measured in the same run: the minimum-norm closed form
 ``w = w0 + Xᵀ (X Xᵀ)⁻¹ (y − X w0)`` in NumPy float64 (``X @ X.T`` then ``numpy.linalg.solve``).
 Rows: :func:`syngeo.bregman_projection` for the 2-norm, 3-norm and negative entropy, and

@@ -34,7 +34,7 @@ GRID = np.linspace(-5.0, 5.0, 1000)
 
 
 def naive_cdf_distance(delta, centred=False):
-    """Direct O(grid × n) transcription of THEORY §3 (the reference implementation)."""
+    """Direct O(grid × n) transcription of docs/theory.md §3 (the reference implementation)."""
     x = np.asarray(delta, dtype=np.float64)
     z = ((x - x.mean()) if centred else (x - 0.0)) / x.std()
     ecdf = (z[:, None] <= GRID[None, :]).mean(axis=0)
@@ -263,7 +263,9 @@ def test_report_agrees_with_scipy_direct_calls():
 def test_gaussianity_prefers_true_potential_and_is_reproducible():
     g = np.random.default_rng(4)
     w0 = g.normal(0, 0.1, 4000)
-    u = np.sign(w0) * w0**2 + 0.1 * 0.01 * g.normal(size=4000)  # 3-norm dual, THEORY §4 scale
+    u = np.sign(w0) * w0**2 + 0.1 * 0.01 * g.normal(
+        size=4000
+    )  # 3-norm dual, docs/theory.md §4 scale
     w = np.sign(u) * np.sqrt(np.abs(u))
     r3, r2 = gaussianity(w0, w, "3-norm", rng=0), gaussianity(w0, w, "2-norm", rng=0)
     assert isinstance(r3, GaussianityResult)

@@ -330,6 +330,12 @@ def test_custom_potential_takes_the_generic_path_and_agrees():
         def with_parameter(self, parameter):
             raise ValueError("no parameter")
 
+        def grad_with_log_abs(self, w, log_abs, out=None):
+            return self._inner.grad_with_log_abs(w, log_abs, out=out)
+
+        def hessian_power_law(self):
+            return None
+
         def mirror_step_(self, params, directions, lr, *, dual_noise=None, duals=None,
                          foreach=None):  # fmt: skip
             # the protocol's generic composition grad -> subtract -> grad_inverse, written out
@@ -439,7 +445,7 @@ def test_ne_closed_form_matches_mirror_form_property(seed, lr, scale):
 
 
 # --------------------------------------------------------------------------------------------
-# implicit bias: convergence to the Bregman projection (THEORY §2, Eq. 8 and 12–13)
+# implicit bias: convergence to the Bregman projection (docs/theory.md §2, Eq. 8 and 12–13)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Property tests for potentials (THEORY.md §1).
+"""Property tests for potentials (docs/theory.md §1).
 
 ``PotentialTestCase`` holds the invariants every potential must satisfy; a new potential gets them
 by subclassing it with a ``phi`` fixture (see ``TestBuiltinPotentials``). Reference formulas used
@@ -253,41 +253,6 @@ class TestUserPotential(PotentialTestCase):
     @pytest.fixture
     def phi(self):
         return Quartic()
-
-    def test_name_parses_back_to_the_same_potential(self, phi):
-        assert potential(phi.name) == phi
-        assert potential(phi) is phi
-        assert isinstance(phi, Potential)
-        assert str(phi) == phi.name
-
-
-@pytest.fixture(params=BUILTIN, ids=lambda phi: phi.name)
-def phi(request):
-    return request.param
-
-
-class TestBuiltinPotentials(PotentialTestCase):
-    """Every built-in potential: p-norms for p ∈ {1.05, …, 4} and negative entropy."""
-
-
-class TestUserPotential(PotentialTestCase):
-    """``Quartic``, defined only in the tests (tests/user_potentials.py): the same invariants,
-    through the derived methods and the generic ``mirror_step_`` of :class:`LocalPotential`."""
-
-    @pytest.fixture
-    def phi(self):
-        return Quartic()
-
-    @settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE_OK)
-    @given(w=signed_weights)
-    def test_inverse_of_mirror_is_identity_float32(self, phi, w):
-        """Quartic's float32 inverse is Cardano's formula, whose second cube root cancels:
-        cbrt(u/2 − r) with r ≈ |u|/2 has an absolute error up to e0 = cbrt(eps32·|u|/2); the one
-        Newton step that follows leaves e1 ≈ e0²·3|w|/(3w² + 1) ≤ e0²/|w|, and with u ≈ w³ the
-        relative error is (eps32/2)^(2/3) ≈ 1.5e-5 (largest near |w| ≈ 10): rtol 2e-5."""
-        wt = torch.from_numpy(w).float()
-        back = phi.grad_inverse(phi.grad(wt))
-        torch.testing.assert_close(back, wt, rtol=2e-5, atol=0)
 
     def test_name_parses_back_to_the_same_potential(self, phi):
         assert potential(phi) is phi  # not a built-in name: the object is kept

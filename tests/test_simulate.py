@@ -51,7 +51,7 @@ def test_default_run_shapes_exclude_the_readout(default_run):
 def test_default_run_is_lazy(default_run):
     sim = default_run
     assert not np.array_equal(sim.before, sim.after)
-    # THEORY §2: the theory needs a small dual change; the paper saw < 0.2 when finetuning.
+    # docs/theory.md §2: the theory needs a small dual change; the paper saw < 0.2 when finetuning.
     assert sim.change_magnitude < 0.1
     dual_b = np.sign(sim.before) * sim.before**2
     dual_a = np.sign(sim.after) * sim.after**2

@@ -53,7 +53,7 @@ def _null_space(X: np.ndarray) -> np.ndarray:
 
 
 def _mirror_descent(X, y, w0, phi, lr, n_steps):
-    """Plain float64 full-batch mirror descent on ½‖Xw − y‖²/N (the reference, THEORY Eq. 5–6)."""
+    """Plain float64 full-batch mirror descent on ½‖Xw − y‖²/N (the reference, paper Eq. 5–6, docs/theory.md §1)."""
     n = X.shape[0]
     sign = np.sign(w0)
     u = phi.grad(w0)

@@ -1,4 +1,4 @@
-r"""Learning-rate bounds under noisy plasticity (Raman, Rotondo & O'Leary 2019; THEORY.md §6).
+r"""Learning-rate bounds under noisy plasticity (Raman, Rotondo & O'Leary 2019; docs/theory.md §6).
 
 Definitions and conventions (derived in ``docs/raman.md``)
 ---------------------------------------------------------
@@ -30,7 +30,7 @@ Definitions and conventions (derived in ``docs/raman.md``)
   (``docs/raman.md``).
 * **Local task difficulty** along a unit direction :math:`\hat w`:
   :math:`G_F[\hat w] = \hat w^\top H\hat w / \|\nabla F\|` (``convention="theory"``, the default, as
-  in THEORY.md §6). The authors' scripts use :math:`G^{\rm ref} = \hat w^\top H\hat w/(2\|\nabla F\|)
+  in docs/theory.md §6). The authors' scripts use :math:`G^{\rm ref} = \hat w^\top H\hat w/(2\|\nabla F\|)
   = G_F/2` (``convention="reference"``); then :math:`k = (\|\nabla F\|/F)(\gamma_1 - G^{\rm ref}
   \|\Delta w\|^2/T)` when :math:`\dot w_T^\top\widehat{\nabla F} = -\gamma_1`.
 * **Learning condition**: :math:`\langle k\rangle > 0` exactly when the mean difficulty

@@ -1,4 +1,4 @@
-r"""Student–teacher tasks and network expansions that keep the task fixed (THEORY.md §6).
+r"""Student–teacher tasks and network expansions that keep the task fixed (docs/theory.md §6).
 
 Linear task
 -----------

@@ -1,4 +1,4 @@
-r"""Is the weight change Gaussian in the dual space of a potential? (THEORY.md §2–3)
+r"""Is the weight change Gaussian in the dual space of a potential? (docs/theory.md §2–3)
 
 The theory predicts that learning changes the *dual* weights by an i.i.d. zero-mean Gaussian
 vector, :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0) \sim \mathcal N(0, \sigma^2 I)`, where
@@ -245,7 +245,7 @@ def dual_change(before: Any, after: Any, potential: PotentialLike) -> np.ndarray
 
 
 def change_magnitude(before: Any, after: Any, potential: PotentialLike) -> float:
-    r"""Relative size of the dual change, :math:`\|\Delta\| / \|\nabla\psi(w_0)\|` (THEORY §2).
+    r"""Relative size of the dual change, :math:`\|\Delta\| / \|\nabla\psi(w_0)\|` (docs/theory.md §2).
 
     The theory assumes *lazy* learning: a dual change small next to the dual weights (the paper
     measured < 0.2 when finetuning, < 0.02 for NE). Euclidean norms over all synapses. This is
@@ -353,7 +353,7 @@ def cdf_distance(
     centred: bool = False,
     grid: tuple[float, float, int] = DEFAULT_GRID,
 ) -> float:
-    r"""The paper's distance between the standardised change and a standard normal (THEORY §3).
+    r"""The paper's distance between the standardised change and a standard normal (docs/theory.md §3).
 
     .. math::
 

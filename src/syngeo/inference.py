@@ -1,4 +1,4 @@
-r"""Infer the plasticity geometry from synaptic weights before and after learning (THEORY.md §3).
+r"""Infer the plasticity geometry from synaptic weights before and after learning (docs/theory.md §3).
 
 The theory (§2) predicts that the dual change of the *true* potential,
 :math:`\Delta_\phi = \nabla\phi(w) - \nabla\phi(w_0)`, is i.i.d. Gaussian. Two estimators rank
@@ -127,7 +127,7 @@ ESTIMATORS = ("likelihood", "cdf")
 MIN_SYNAPSES = 50
 #: Fewer synapses than this gives a warning (the recovery study shows unreliable answers).
 FEW_SYNAPSES = 300
-#: Change magnitude above which learning may not be lazy (THEORY §2; the paper saw < 0.2).
+#: Change magnitude above which learning may not be lazy (docs/theory.md §2; the paper saw < 0.2).
 LAZY_MAGNITUDE = 0.2
 #: Search window for a family parameter (p), intersected with the family's own
 #: ``parameter_bounds`` shrunk by 0.01 at finite ends (p-norms: exactly this window).

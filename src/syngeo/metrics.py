@@ -1,4 +1,4 @@
-r"""Riemannian metrics and the metric-dependent steepest descent (THEORY.md §5 and §1).
+r"""Riemannian metrics and the metric-dependent steepest descent (docs/theory.md §5 and §1).
 
 "Gradient descent" needs a ruler. With an inner product :math:`\langle u, v\rangle_A = u^T A v`
 (``A`` symmetric positive definite, possibly depending on the point), the gradient defined by
@@ -533,7 +533,7 @@ class Hessian(Metric):
 
     Its gradient flow :math:`\dot w = -(\nabla^2\phi(w))^{-1}\nabla L(w)` is the continuous-time
     limit of mirror descent :math:`\nabla\phi(w_{t+1}) = \nabla\phi(w_t) - \eta\nabla L(w_t)`
-    at times :math:`t = k\eta` (THEORY.md §1): every potential is a metric.
+    at times :math:`t = k\eta` (docs/theory.md §1): every potential is a metric.
 
     Parameters
     ----------

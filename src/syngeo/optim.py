@@ -1,4 +1,4 @@
-r"""Mirror descent as a ``torch.optim.Optimizer`` (THEORY.md §1).
+r"""Mirror descent as a ``torch.optim.Optimizer`` (docs/theory.md §1).
 
 Gradient descent in the dual space of a potential :math:`\phi`:
 
@@ -222,7 +222,7 @@ class MirrorDescent(Optimizer):
       :math:`w_t = w_{t-1} \odot \exp(-\eta\,\mathrm{sign}(w_{t-1}) \odot d_t)`: signs never change
       and a weight at exactly 0 stays 0. Its weight decay is :math:`\lambda\,\mathrm{sign}(w)`,
       which shrinks magnitudes multiplicatively, :math:`|w| \leftarrow |w|\,e^{-\eta\lambda}`
-      (THEORY §1); for p-norms it is :math:`\lambda w` (the L2 penalty, as in SGD).
+      (docs/theory.md §1); for p-norms it is :math:`\lambda w` (the L2 penalty, as in SGD).
     * **Plasticity noise** ``noise(params) -> list[Tensor]`` receives the group's parameters
       that have a gradient (before the update) and returns one additive perturbation per
       parameter, same shape; it is added as is (not multiplied by ``lr``) in the dual space

@@ -1,4 +1,4 @@
-r"""The three-component plasticity model of Raman, Rotondo & O'Leary (THEORY.md §6).
+r"""The three-component plasticity model of Raman, Rotondo & O'Leary (docs/theory.md §6).
 
 Over a feedback interval of length ``T`` the weights change by :math:`\Delta w = T\,\dot w_T`, with
 the *per-unit-time* weight velocity

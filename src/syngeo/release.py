@@ -7,7 +7,7 @@ with probability :math:`P \in (0, 1)`, and each vesicle adds a quantal amplitude
 
 .. math::  \mu = NPq, \qquad \sigma^2 = Nq^2P(1-P),
 
-and the model replaces it by the Gaussian :math:`\mathcal N(\mu, \sigma^2)` (THEORY.md §5).
+and the model replaces it by the Gaussian :math:`\mathcal N(\mu, \sigma^2)` (docs/theory.md §5).
 
 Cost
 ----

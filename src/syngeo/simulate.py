@@ -10,7 +10,7 @@ Two generators, from the simplest to the most realistic:
 weights before and after learning. Feeding them to :func:`syngeo.inference.infer_geometry` should
 recover the potential: that is what ``syngeo demo`` shows.
 
-The set-up follows the regime of the theory (THEORY.md §2, Pogodin et al. §3–4.3):
+The set-up follows the regime of the theory (docs/theory.md §2, Pogodin et al. §3–4.3):
 
 * **over-parametrised and lazy**: a wide hidden layer (``n_hidden`` × ``n_inputs`` synapses, D)
   fitted on only N ≈ √D training images, full batch, until the mean squared error is below
@@ -153,7 +153,7 @@ def simulate_change(
     noise: float = 0.0,
     rng: Any = None,
 ) -> SyntheticChange:
-    r"""Weights whose change is i.i.d. Gaussian in the dual space of ``potential`` (THEORY §4).
+    r"""Weights whose change is i.i.d. Gaussian in the dual space of ``potential`` (docs/theory.md §4).
 
     The "robustness to the potential" protocol of the paper (§4.2, B.2):
 
@@ -260,7 +260,7 @@ class SimulatedLearning:
         Whether the loss fell below ``target_loss`` with 100 % training accuracy.
     change_magnitude : float
         :math:`\\|\nabla\\phi(w) - \nabla\\phi(w_0)\\| / \\|\nabla\\phi(w_0)\\|` under the true
-        potential (THEORY §2; lazy when small).
+        potential (docs/theory.md §2; lazy when small).
     seed : int
     config : dict
         Every setting used (learning rate, momentum, target loss, ...).

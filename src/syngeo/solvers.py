@@ -1,4 +1,4 @@
-r"""Exact and linearised implicit-bias solutions of mirror descent (THEORY.md §2).
+r"""Exact and linearised implicit-bias solutions of mirror descent (docs/theory.md §2).
 
 Mirror descent on an interpolating least-squares problem converges to the **Bregman projection**
 of the initial weights onto the solution set ("Eq. 8"),
@@ -12,7 +12,7 @@ Conventions (used by every function here)
 * **Multipliers.** Stationarity of :math:`D_\phi(w, w_0) + \lambda^\top(Xw - y)` gives
   :math:`\nabla\phi(w) = \nabla\phi(w_0) - X^\top\lambda`, i.e.
   :math:`w(\lambda) = (\nabla\phi)^{-1}(u_0 - X^\top\lambda)`, :math:`u_0 = \nabla\phi(w_0)`.
-* **Dual change.** :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0) = -X^\top\lambda` (THEORY's Δ).
+* **Dual change.** :math:`\Delta = \nabla\phi(w) - \nabla\phi(w_0) = -X^\top\lambda` (docs/theory.md §2).
 * **Signs under a sign-preserving potential** (``potential.preserves_sign``: negative entropy).
   :math:`(\nabla\phi)^{-1}` is taken with the signs of :math:`w_0`; weights with
   :math:`w_{0,i} = 0` stay exactly 0 (their columns of ``X`` drop out). Nothing here depends on
@@ -207,7 +207,7 @@ class BregmanProjection:
 
 @dataclass(frozen=True, repr=False)
 class LinearizedChange:
-    r"""Linearised implicit-bias solution (THEORY Eq. 14–15); see :func:`linearized_change`.
+    r"""Linearised implicit-bias solution (paper Eq. 14–15, docs/theory.md §2); see :func:`linearized_change`.
 
     Attributes
     ----------
@@ -773,7 +773,7 @@ def bregman_projection(
 
 
 def linearized_change(X: Any, y: Any, w0: Any, potential: PotentialLike) -> LinearizedChange:
-    r"""First-order implicit bias around :math:`w_0` (THEORY Eq. 14–15).
+    r"""First-order implicit bias around :math:`w_0` (paper Eq. 14–15, docs/theory.md §2).
 
     With :math:`H = \nabla^2\phi(w_0)` (diagonal) and :math:`G = X H^{-1} X^\top`:
 

@@ -4,7 +4,7 @@ A parameter vector such as the binomial release model's :math:`\theta = (P, q)` 
 dimensionless release probability with a quantal amplitude in volts. Changing the unit of ``q``
 (mV → V) is a linear change of coordinates :math:`\theta' = S\theta` with
 :math:`S = \mathrm{diag}(1, 10^{-3})`. Geometric objects transform in three different ways
-(THEORY.md §5; Surace & Brea, Appendix "Physical units"):
+(docs/theory.md §5; Surace & Brea, Appendix "Physical units"):
 
 ================================  =====================================================
 object                            rule under :math:`\theta' = S\theta`

@@ -1,6 +1,6 @@
 r"""Inputs with the alternating Toeplitz correlation of the paper's regression experiment.
 
-THEORY.md §4 (Fig. 3A/6): the inputs are :math:`x = L z + u` with
+docs/theory.md §4 (Fig. 3A/6): the inputs are :math:`x = L z + u` with
 
 * :math:`C = L L^\top` the symmetric Toeplitz matrix with first row
   :math:`c_k = (-1)^k / (1 + |k/s|^a)`, :math:`k = 0, \dots, d-1` (power ``a``, scale ``s``);
@@ -353,7 +353,7 @@ def correlated_inputs(
     method: str = "fft",
     workers: int | None = None,
 ) -> np.ndarray:
-    r"""Draw ``n`` input vectors ``x = L z + u`` with Toeplitz correlation (THEORY §4).
+    r"""Draw ``n`` input vectors ``x = L z + u`` with Toeplitz correlation (docs/theory.md §4).
 
     Parameters
     ----------

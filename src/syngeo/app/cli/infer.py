@@ -382,7 +382,7 @@ def infer_command(
 ) -> None:
     """Infer the plasticity geometry from weights BEFORE and AFTER learning.
 
-    Ranks negative entropy and the p-norms by how Gaussian the change is in each one's dual space (THEORY §3), with a bootstrap over synapses and a sign-flip check that rules NE out.
+    Ranks negative entropy and the p-norms by how Gaussian the change is in each one's dual space (docs/theory.md §3), with a bootstrap over synapses and a sign-flip check that rules NE out.
     """
     as_nonnegative_int(n_bootstrap, "--bootstrap")
     as_seed(seed, "--seed")

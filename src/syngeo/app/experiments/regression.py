@@ -1,7 +1,7 @@
 r"""Linear regression under mirror descent: Gaussianity and size of the dual change vs width.
 
 Reproduces Pogodin et al. (ICLR 2024) Fig. 3A and its appendix version Fig. 6 (§4.1, B.1;
-THEORY.md §4) as two :class:`~syngeo.app.experiments.base.Experiment` objects, :data:`FIG3A`
+docs/theory.md §4) as two :class:`~syngeo.app.experiments.base.Experiment` objects, :data:`FIG3A`
 (``fig3a``) and :data:`FIG6` (``fig6``). Both share the cells and :func:`run_cell`; they differ in
 the default correlation powers and in the figure layout.
 
@@ -631,7 +631,7 @@ def _report(df: pd.DataFrame, config: RegressionConfig, figure: str, title: str)
     lines += [
         f"![{figure}]({figure}.png)",
         "",
-        "Protocol (THEORY §4, paper B.1): inputs with Toeplitz correlation "
+        "Protocol (docs/theory.md §4, paper B.1): inputs with Toeplitz correlation "
         "c_k = (−1)^k / (1 + |k|^a) plus U(−½, ½) noise, labels ±1, w0 ~ N(0, 1/D), N = ⌊D^α⌋; "
         f"final weights by the {'exact Bregman projection (Eq. 8)' if config.solver == 'exact' else 'paper training protocol'}; "
         f"widths {', '.join(str(w) for w in sorted(df['width'].unique()))}; {n_seeds} seeds per point; "

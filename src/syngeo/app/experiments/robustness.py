@@ -1,13 +1,13 @@
 r"""Robustness of the inferred potential: Gaussianity of the dual change under a wrong potential.
 
-Reproduces Pogodin et al. (ICLR 2024) Fig. 3B (§4.2, B.2; THEORY.md §2 "Consequence used for
+Reproduces Pogodin et al. (ICLR 2024) Fig. 3B (§4.2, B.2; docs/theory.md §2 "Consequence used for
 inference" and §4) as the :class:`~syngeo.app.experiments.base.Experiment` :data:`FIG3B`
 (``syngeo reproduce fig3b``).
 
 Protocol (one cell = one (initialisation, true potential, seed))
 ----------------------------------------------------------------
 * ``n_weights = 1000`` weights before and after learning from :func:`syngeo.simulate_change`
-  (the library's one protocol, THEORY §4) with ``scale`` :math:`s = 1/\sqrt{D_{ref}}`,
+  (the library's one protocol, docs/theory.md §4) with ``scale`` :math:`s = 1/\sqrt{D_{ref}}`,
   :math:`D_{ref} = 100`, and ``relative_change`` :math:`c = 0.1` (``change_scale``):
 
   - initial weights ``"normal"``, :math:`w_0 \sim \mathcal N(0, s^2)`, or ``"lognormal"``,
