@@ -16,6 +16,7 @@ from syngeo.snapshot import (
     InitialMixture,
     SnapshotModel,
     compare_snapshot_models,
+    connection_spread,
     fit_snapshot,
 )
 from user_potentials import Quartic
@@ -157,3 +158,50 @@ def test_bad_sizes_are_rejected():
         NE_TWO_POINT.log_density([0.1, -0.2])
     with pytest.raises(InputError):
         InitialMixture.two_point(0.1, 0.2, 1.5)
+
+
+def _shared_history(phi, n_connections, rng):
+    """Connections of 2-3 synapses sharing one log-normal initial weight, independent dual
+    changes of the given potential (the premise of connection_spread)."""
+    from syngeo import potential
+
+    phi = potential(phi)
+    gen = np.random.default_rng(rng)
+    sizes = gen.integers(2, 4, size=n_connections)
+    labels = np.repeat(np.arange(n_connections), sizes)
+    w0 = np.exp(gen.normal(math.log(0.05), 0.8, n_connections))[labels]
+    s = 0.3 * float(np.std(phi.grad(w0)))
+    u = phi.grad(w0) + s * gen.standard_normal(labels.size)
+    w = np.asarray(phi.grad_inverse(u, sign=np.ones_like(u)))
+    keep = w > 0
+    return w[keep], labels[keep]
+
+
+@pytest.mark.parametrize("true", ["ne", "3-norm"])
+def test_connection_spread_singles_out_the_generating_geometry(true):
+    w, labels = _shared_history(true, 600, rng=2)
+    # NE against the 3-norm: the two ends of what the test can tell apart with ~1200 pairs
+    # (neighbouring p, e.g. 2.5 vs 3, are within the Gaussian floor of each other at this size)
+    table = connection_spread(w, labels, ["ne", "3-norm"], n_shuffles=50, rng=0)
+    table = table.set_index("potential")
+    name, wrong = ("NE", "3-norm") if true == "ne" else ("3-norm", "NE")
+    floor = table["gaussian_floor"].iloc[0] + 3 * table["gaussian_floor_sd"].iloc[0]
+    # the true geometry's within differences are at the Gaussian floor (3 sd), the wrong one's
+    # above it, and shared initial weights make them much smaller than across connections
+    assert table.loc[name, "cdf_distance"] < floor < table.loc[wrong, "cdf_distance"]
+    assert table.loc[name, "variance_ratio"] < 0.5
+
+
+def test_within_pairs_enumerates_all_pairs_of_each_connection():
+    from syngeo.snapshot import _within_pairs
+
+    left, right = _within_pairs(np.array([5, 1, 5, 2, 5, 1]))
+    pairs = sorted(zip(left.tolist(), right.tolist(), strict=True))
+    assert pairs == [(0, 2), (0, 4), (1, 5), (2, 4)]
+
+
+def test_connection_spread_rejects_mismatched_or_pairless_input():
+    with pytest.raises(InputError, match="differ in length"):
+        connection_spread(np.ones(30), np.arange(29))
+    with pytest.raises(InputError, match="at least 20"):
+        connection_spread(np.linspace(1, 2, 30), np.arange(30))

@@ -64,6 +64,7 @@ from syngeo.validation import as_generator, as_positive_float, as_positive_int, 
 
 __all__ = [
     "FAMILIES",
+    "GoodnessOfFit",
     "InitialMixture",
     "LogNormal",
     "PointMass",
@@ -72,7 +73,10 @@ __all__ = [
     "SnapshotModel",
     "SnapshotSample",
     "compare_snapshot_models",
+    "connection_spread",
     "fit_snapshot",
+    "goodness_of_fit",
+    "snapshot_profile",
 ]
 
 #: Initial-distribution families that :func:`fit_snapshot` can fit.
@@ -256,9 +260,12 @@ class SnapshotModel:
         v0 = self._dual(np.exp(comp.mu + comp.sigma * z))
         r = (u[:, None] - mu - v0) / s
         log_terms = -0.5 * r * r - 0.5 * z * z - 2 * _LOG_SQRT_2PI - math.log(s)
+        # log Σ_j g_j exp(t_j) with the largest term factored out (rows are never all −inf:
+        # the window always holds the kernel's centre or the log-normal's bulk)
+        top = log_terms.max(axis=1)
+        total = np.exp(log_terms - top[:, None]) @ _GL_W
         with np.errstate(divide="ignore"):
-            log_w = np.log(_GL_W)[None, :] + np.log(half)[:, None]
-        return scipy.special.logsumexp(log_terms + log_w, axis=1)
+            return top + np.log(total) + np.log(half)
 
     def _cdf_of_dual(self, comp: Component, a: np.ndarray) -> np.ndarray:
         """P(∇φ(w0) + ξ ≤ a) for w0 ~ comp, per entry of a (a may be ±inf)."""
@@ -528,15 +535,17 @@ def fit_snapshot(
     potential: PotentialLike,
     family: str = "two-point",
     *,
-    start: SnapshotModel | None = None,
+    starts: Sequence[SnapshotModel] = (),
+    data_starts: bool = True,
 ) -> SnapshotFit:
     """Maximum-likelihood fit of (initial ``family``, dual spread s) under a fixed potential.
 
     The dual mean μ is fixed at 0, as in the paper's fits (under negative entropy and a two-point
     start it is not identifiable: it shifts both constants). The optimizer works on
     unconstrained parameters (logs of scales, logits of weights): L-BFGS-B from several starts
-    derived from a Gaussian-mixture fit of the dual weights (or from ``start``, e.g. a fit on more
-    data), then a short Nelder–Mead polish. The fit is deterministic.
+    derived from a Gaussian-mixture fit of the dual weights (``data_starts``) and from the models
+    in ``starts`` (e.g. a fit on more data, or at a neighbouring p), then a short Nelder–Mead
+    polish. The fit is deterministic.
 
     Parameters
     ----------
@@ -556,25 +565,29 @@ def fit_snapshot(
         try:
             mix, s = _unpack(family, theta)
             model = SnapshotModel(phi, mix, s)
-            ll = float(np.sum(model.log_density(w)))
-        except (InputError, FloatingPointError, OverflowError, ValueError):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                ll = float(np.sum(model.log_density(w)))
+        except (InputError, OverflowError, ValueError):  # parameters outside their domain
             return math.inf
         return -ll if math.isfinite(ll) else math.inf
 
-    starts = [_pack(start)] if start is not None else _starts(w, phi, family)
+    x0s = [_pack(replace(m, potential=phi)) for m in starts if m.initial.family == family]
+    if data_starts or not x0s:
+        x0s += _starts(w, phi, family)
     best = None
-    for x0 in starts:
+    for x0 in x0s:
         res = scipy.optimize.minimize(nll, x0, method="L-BFGS-B")
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None
-    # quasi-Newton steps on finite-difference gradients can stop on a kink of the survival
-    # truncation; a short simplex polish from the best point settles it
-    polish = scipy.optimize.minimize(
-        nll, best.x, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-8, "maxfev": 600}
-    )
-    if polish.fun <= best.fun:
-        best = polish
+    if not best.success:
+        # quasi-Newton steps on finite-difference gradients can stop on a kink of the survival
+        # truncation; a short simplex polish from the best point settles it
+        polish = scipy.optimize.minimize(
+            nll, best.x, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-8, "maxfev": 400}
+        )
+        if polish.fun <= best.fun:
+            best = polish
     if not math.isfinite(best.fun):
         raise InputError(
             f"no {family} initial distribution gives these sizes a finite likelihood under "
@@ -622,7 +635,7 @@ def _heldout(
     for k in range(n_folds):
         test = folds[k]
         train = np.concatenate([folds[j] for j in range(n_folds) if j != k])
-        fit = fit_snapshot(w[train], phi, family, start=full.model)
+        fit = fit_snapshot(w[train], phi, family, starts=[full.model], data_starts=False)
         total += float(np.sum(fit.model.log_density(w[test])))
     return total / w.size
 
@@ -673,3 +686,222 @@ def compare_snapshot_models(
 def with_dual_std(model: SnapshotModel, dual_std: float) -> SnapshotModel:
     """A copy of ``model`` with another dual spread (for profiles and sensitivity checks)."""
     return replace(model, dual_std=dual_std)
+
+
+# ------------------------------------------------------------------------------------------------
+# likelihood profile over p, goodness of fit
+# ------------------------------------------------------------------------------------------------
+def snapshot_profile(
+    weights: Any,
+    family: str,
+    ps: Sequence[float] = tuple(np.round(np.arange(1.25, 4.001, 0.25), 2)),
+    *,
+    include_ne: bool = True,
+) -> pd.DataFrame:
+    """Maximum log-likelihood of the ``family`` model as a function of the p-norm exponent.
+
+    Each p is fitted from the data-driven starts and from the optimum at the previous p (the
+    profile is smooth in p, so a warm start guards against a local optimum at one grid point).
+    With ``include_ne`` the negative-entropy fit is added as the row with ``p = 1`` (the p → 1 end
+    of the family, docs/theory.md §1). Returns one row per geometry (:meth:`SnapshotFit.to_dict`
+    plus ``delta_log_likelihood`` to the best row).
+    """
+    w = _check_sizes(weights)
+    if family not in FAMILIES:
+        raise InputError(f"unknown initial family {family!r}: use one of {', '.join(FAMILIES)}")
+    rows = []
+    previous: SnapshotFit | None = None
+    for p in sorted(float(x) for x in ps):
+        fit = fit_snapshot(w, p, family, starts=[previous.model] if previous else ())
+        rows.append(fit.to_dict())
+        previous = fit
+    if include_ne:
+        row = fit_snapshot(w, "ne", family).to_dict()
+        row["p"] = 1.0
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values("p", kind="stable").reset_index(drop=True)
+    table["delta_log_likelihood"] = table["log_likelihood"] - table["log_likelihood"].max()
+    return table
+
+
+@dataclass(frozen=True)
+class GoodnessOfFit:
+    """Kolmogorov–Smirnov and Anderson–Darling tests of a fitted snapshot model.
+
+    The p-values come from a parametric bootstrap: samples of the same size drawn from the fitted
+    model are refitted and tested the same way, so the estimation of the parameters is accounted
+    for (the tabulated KS/AD null distributions assume known parameters and would be too lenient).
+
+    Attributes
+    ----------
+    ks, ad : float
+        The statistics on the data (KS: sup |F̂ − F|; AD: the A² statistic).
+    ks_pvalue, ad_pvalue : float
+        (1 + #{bootstrap statistic ≥ observed}) / (1 + n_bootstrap).
+    n_bootstrap : int
+    """
+
+    ks: float
+    ks_pvalue: float
+    ad: float
+    ad_pvalue: float
+    n_bootstrap: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ks": self.ks,
+            "ks_pvalue": self.ks_pvalue,
+            "ad": self.ad,
+            "ad_pvalue": self.ad_pvalue,
+            "n_bootstrap": self.n_bootstrap,
+        }
+
+
+def _ks_ad(w: np.ndarray, model: SnapshotModel) -> tuple[float, float]:
+    x = np.sort(w)
+    n = x.size
+    f = np.clip(model.cdf(x), 1e-300, 1 - 1e-16)
+    i = np.arange(1, n + 1)
+    ks = float(max(np.max(i / n - f), np.max(f - (i - 1) / n)))
+    ad = float(-n - np.sum((2 * i - 1) * (np.log(f) + np.log1p(-f[::-1]))) / n)
+    return ks, ad
+
+
+def _sample_survivors(model: SnapshotModel, n: int, gen: np.random.Generator) -> np.ndarray:
+    out: list[np.ndarray] = []
+    have = 0
+    surv = max(model.survival_probability(), 1e-3)
+    while have < n:
+        draw = model.sample(int(math.ceil((n - have) / surv * 1.1)) + 10, rng=gen).weights
+        out.append(draw)
+        have += draw.size
+    return np.concatenate(out)[:n]
+
+
+def goodness_of_fit(
+    fit: SnapshotFit, weights: Any, *, n_bootstrap: int = 100, rng: Any = 0
+) -> GoodnessOfFit:
+    """KS and AD statistics of ``weights`` against ``fit.model``, with parametric-bootstrap p-values.
+
+    Each bootstrap replicate draws ``len(weights)`` surviving synapses from the fitted model,
+    refits it (warm-started at the fit) and computes both statistics against the refit.
+    """
+    w = _check_sizes(weights)
+    n_bootstrap = as_positive_int(n_bootstrap, "n_bootstrap")
+    gen = as_generator(rng)
+    ks, ad = _ks_ad(w, fit.model)
+    family = fit.model.initial.family
+    ks_null, ad_null = np.empty(n_bootstrap), np.empty(n_bootstrap)
+    for b in range(n_bootstrap):
+        sample = _sample_survivors(fit.model, w.size, gen)
+        refit = fit_snapshot(
+            sample, fit.model.potential, family, starts=[fit.model], data_starts=False
+        )
+        ks_null[b], ad_null[b] = _ks_ad(sample, refit.model)
+    return GoodnessOfFit(
+        ks=ks,
+        ks_pvalue=float((1 + np.sum(ks_null >= ks)) / (1 + n_bootstrap)),
+        ad=ad,
+        ad_pvalue=float((1 + np.sum(ad_null >= ad)) / (1 + n_bootstrap)),
+        n_bootstrap=n_bootstrap,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# connections with several synapses
+# ------------------------------------------------------------------------------------------------
+def _within_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of entries that share a group label."""
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], g.size]
+    left, right = [], []
+    for a, b in zip(starts, ends, strict=True):
+        if b - a >= 2:
+            idx = order[a:b]
+            i, j = np.triu_indices(b - a, k=1)
+            left.append(idx[i])
+            right.append(idx[j])
+    if not left:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(left), np.concatenate(right)
+
+
+def connection_spread(
+    sizes: Any,
+    connections: Any,
+    potentials: Sequence[PotentialLike] = ("ne", "1.5-norm", "2-norm", "3-norm"),
+    *,
+    n_shuffles: int = 200,
+    rng: Any = 0,
+) -> pd.DataFrame:
+    r"""Spread of the dual weights within connections, against pairs shuffled across connections.
+
+    If the synapses of one connection (same pre- and post-synaptic cell) started from one initial
+    weight and then changed independently, the difference of two of them in the dual space of the
+    true potential is :math:`\xi_i - \xi_j \sim \mathcal N(0, 2s^2)`: Gaussian, and smaller than
+    the difference of two unrelated synapses. For every candidate this returns, over all pairs
+    of synapses within a connection (each pair in a random orientation, so the differences are
+    symmetric about 0):
+
+    * ``variance_ratio`` — variance of within-connection dual differences over the mean variance
+      of as many pairs of the same synapses drawn across connections (``n_shuffles`` draws; the
+      control uses only synapses of multi-synapse connections, so that their size composition,
+      which differs from single-synapse connections, cancels); below 1 when connections share
+      their history;
+    * ``cdf_distance`` — the paper's Gaussianity distance (docs/theory.md §3) of the within
+      differences, with ``gaussian_floor``/``gaussian_floor_sd``: its mean and spread for as many
+      truly Gaussian values (Monte Carlo), the level a Gaussian sample reaches by chance;
+    * ``shuffled_cdf_distance`` — the same distance for the shuffled pairs (mean over draws).
+
+    The shared-history premise is an assumption, not a fact (Dorkenwald et al. report a
+    correlation of 0.42 between the two volumes of a dual connection, far from 1); read the
+    result as "which geometry makes the within-connection differences most Gaussian".
+    """
+    from syngeo.gaussianity import cdf_distance
+
+    w = _check_sizes(sizes)
+    groups = pd.factorize(pd.Series(np.asarray(connections).ravel()))[0]
+    if groups.size != w.size:
+        raise InputError(f"sizes and connections differ in length ({w.size} vs {groups.size})")
+    n_shuffles = as_positive_int(n_shuffles, "n_shuffles")
+    gen = as_generator(rng)
+    left, right = _within_pairs(groups)
+    n_pairs = left.size
+    if n_pairs < 20:
+        raise InputError(f"only {n_pairs} synapse pairs share a connection; at least 20 are needed")
+    flips = gen.choice([-1.0, 1.0], size=n_pairs)
+    shuffles = []
+    # the control pairs come from the same synapses (those in multi-synapse connections), so a
+    # difference in size composition between single and multi-synapse connections cancels
+    pool = np.unique(np.concatenate([left, right]))
+    for _ in range(n_shuffles):
+        a = pool[gen.integers(0, pool.size, size=3 * n_pairs)]
+        b = pool[gen.integers(0, pool.size, size=3 * n_pairs)]
+        keep = groups[a] != groups[b]
+        shuffles.append((a[keep][:n_pairs], b[keep][:n_pairs]))
+    floor = [cdf_distance(gen.standard_normal(n_pairs)) for _ in range(n_shuffles)]
+    rows = []
+    for spec in potentials:
+        phi = as_potential(spec)
+        u = np.asarray(phi.grad(w), dtype=np.float64)
+        within = flips * (u[left] - u[right])
+        shuffled_var, shuffled_d = [], []
+        for a, b in shuffles:
+            d = flips[: a.size] * (u[a] - u[b])
+            shuffled_var.append(float(np.mean(d * d)))
+            shuffled_d.append(cdf_distance(d))
+        rows.append(
+            {
+                "potential": phi.name,
+                "p": phi.parameter,
+                "n_pairs": n_pairs,
+                "variance_ratio": float(np.mean(within * within)) / float(np.mean(shuffled_var)),
+                "cdf_distance": cdf_distance(within),
+                "shuffled_cdf_distance": float(np.mean(shuffled_d)),
+                "gaussian_floor": float(np.mean(floor)),
+                "gaussian_floor_sd": float(np.std(floor)),
+            }
+        )
+    return pd.DataFrame(rows)
