@@ -84,7 +84,7 @@ FAMILIES = ("two-point", "constant-lognormal")
 
 _Z_MAX = 9.0  # |z| beyond 9 carries < 1e-18 of a standard normal's mass
 _KERNEL_WIDTH = 9.0  # kernel windows of ±9 s
-_N_NODES = 48
+_N_NODES = 32  # log-density error < 2e-9 against closed forms (tests)
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(_N_NODES)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -544,8 +544,9 @@ def fit_snapshot(
     start it is not identifiable: it shifts both constants). The optimizer works on
     unconstrained parameters (logs of scales, logits of weights): L-BFGS-B from several starts
     derived from a Gaussian-mixture fit of the dual weights (``data_starts``) and from the models
-    in ``starts`` (e.g. a fit on more data, or at a neighbouring p), then a short Nelder–Mead
-    polish. The fit is deterministic.
+    in ``starts`` (e.g. a fit on more data, or at a neighbouring p): a coarse pass from each, the
+    best continued to full precision, and a short Nelder–Mead polish if L-BFGS-B stopped short.
+    The fit is deterministic.
 
     Parameters
     ----------
@@ -574,12 +575,17 @@ def fit_snapshot(
     x0s = [_pack(replace(m, potential=phi)) for m in starts if m.initial.family == family]
     if data_starts or not x0s:
         x0s += _starts(w, phi, family)
+    # a coarse pass from every start, then the best one to full precision
     best = None
     for x0 in x0s:
-        res = scipy.optimize.minimize(nll, x0, method="L-BFGS-B")
+        res = scipy.optimize.minimize(
+            nll, x0, method="L-BFGS-B", options={"ftol": 1e-6, "maxiter": 40}
+        )
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None
+    if len(x0s) > 1 or not best.success:
+        best = scipy.optimize.minimize(nll, best.x, method="L-BFGS-B")
     if not best.success:
         # quasi-Newton steps on finite-difference gradients can stop on a kink of the survival
         # truncation; a short simplex polish from the best point settles it
