@@ -89,6 +89,16 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(_N_NODES)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def _log_gl_sum(log_terms: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """log(half · Σ_j g_j exp(log_terms[:, j])) per row, the largest term factored out."""
+    top = log_terms.max(axis=1)
+    finite = np.isfinite(top)
+    top = np.where(finite, top, 0.0)
+    total = np.exp(log_terms - top[:, None]) @ _GL_W
+    with np.errstate(divide="ignore"):
+        return np.where(finite, top + np.log(total) + np.log(half), -np.inf)
+
+
 # ------------------------------------------------------------------------------------------------
 # initial distributions
 # ------------------------------------------------------------------------------------------------
@@ -253,19 +263,57 @@ class SnapshotModel:
             v0 = float(self._dual(np.array([comp.value]))[0])
             r = (u - mu - v0) / s
             return -0.5 * r * r - _LOG_SQRT_2PI - math.log(s)
-        lo = self._z_of_dual(u - mu - _KERNEL_WIDTH * s, comp)
-        hi = self._z_of_dual(u - mu + _KERNEL_WIDTH * s, comp)
+        # Two quadratures, each where it resolves the narrower factor of the integrand:
+        # * the kernel is narrow in z (its width s·dz/dv < 1/2 at its centre): nodes in the
+        #   kernel's own variable t = (u − μ − v)/s, weighting by the density of the initial dual
+        #   weight v, q(v) = φ_N(z(v)) / (σ w0 φ''(w0));
+        # * otherwise: nodes in z on the window where the kernel is not negligible.
+        out = np.empty_like(u)
+        centre = u - mu
+        w_c = self._initial_weight(centre)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            width_z = s / (comp.sigma * w_c * self._hessian(w_c))
+        narrow = (w_c > 0) & np.isfinite(width_z) & (width_z < 0.5)
+        if narrow.any():
+            out[narrow] = self._log_expectation_in_t(comp, centre[narrow])
+        if (~narrow).any():
+            out[~narrow] = self._log_expectation_in_z(comp, centre[~narrow])
+        return out
+
+    def _initial_weight(self, v: np.ndarray) -> np.ndarray:
+        """(∇φ)⁻¹(v) on the positive side; 0 where v is below the mirror map's range."""
+        floor = _dual_floor(self.potential)
+        above = v > floor
+        safe = np.where(above, v, floor + 1.0 if math.isfinite(floor) else 0.0)
+        w0 = np.asarray(self.potential.grad_inverse(safe, sign=np.ones_like(safe)), np.float64)
+        return np.where(above, np.maximum(w0, 0.0), 0.0)
+
+    def _hessian(self, w: np.ndarray) -> np.ndarray:
+        return np.asarray(self.potential.hessian_diag(w), dtype=np.float64)
+
+    def _log_expectation_in_t(self, comp: LogNormal, centre: np.ndarray) -> np.ndarray:
+        s = self.dual_std
+        t = _KERNEL_WIDTH * _GL_X
+        v = centre[:, None] - s * t[None, :]
+        w0 = self._initial_weight(v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (np.log(w0) - comp.mu) / comp.sigma
+            log_q = -0.5 * z * z - _LOG_SQRT_2PI - math.log(comp.sigma) - np.log(w0)
+            log_q = log_q - np.log(self._hessian(w0))
+        log_q = np.where(w0 > 0, log_q, -np.inf)
+        log_terms = log_q - 0.5 * t * t - _LOG_SQRT_2PI
+        return _log_gl_sum(log_terms, np.full(centre.shape, _KERNEL_WIDTH))
+
+    def _log_expectation_in_z(self, comp: LogNormal, centre: np.ndarray) -> np.ndarray:
+        s = self.dual_std
+        lo = self._z_of_dual(centre - _KERNEL_WIDTH * s, comp)
+        hi = self._z_of_dual(centre + _KERNEL_WIDTH * s, comp)
         half = 0.5 * (hi - lo)
         z = (0.5 * (hi + lo))[:, None] + half[:, None] * _GL_X[None, :]
         v0 = self._dual(np.exp(comp.mu + comp.sigma * z))
-        r = (u[:, None] - mu - v0) / s
+        r = (centre[:, None] - v0) / s
         log_terms = -0.5 * r * r - 0.5 * z * z - 2 * _LOG_SQRT_2PI - math.log(s)
-        # log Σ_j g_j exp(t_j) with the largest term factored out (rows are never all −inf:
-        # the window always holds the kernel's centre or the log-normal's bulk)
-        top = log_terms.max(axis=1)
-        total = np.exp(log_terms - top[:, None]) @ _GL_W
-        with np.errstate(divide="ignore"):
-            return top + np.log(total) + np.log(half)
+        return _log_gl_sum(log_terms, half)
 
     def _cdf_of_dual(self, comp: Component, a: np.ndarray) -> np.ndarray:
         """P(∇φ(w0) + ξ ≤ a) for w0 ~ comp, per entry of a (a may be ±inf)."""
@@ -348,6 +396,7 @@ class SnapshotModel:
 # fitting
 # ------------------------------------------------------------------------------------------------
 _FAMILY_N_PARAMS = {"two-point": 3, "constant-lognormal": 4}
+_INFEASIBLE = 1e300
 
 
 def _unpack(family: str, theta: np.ndarray) -> tuple[InitialMixture, float]:
@@ -454,6 +503,21 @@ def _starts(w: np.ndarray, phi: Potential, family: str) -> list[np.ndarray]:
         ]
     )
     starts.append(small)
+    # the likelihood has separate optima with a dual spread far below the data's: a constant
+    # component whose Gaussian change makes a skewed bump, next to a log-normal bulk
+    for frac in (0.01, 0.1):
+        for weight in (0.2, 0.5):
+            starts.append(
+                np.array(
+                    [
+                        math.log(float(np.quantile(w, 0.2))),
+                        float(np.mean(lw)),
+                        math.log(float(np.std(lw))),
+                        _clip_logit(weight),
+                        math.log(frac * float(np.std(u))),
+                    ]
+                )
+            )
     return starts
 
 
@@ -569,8 +633,9 @@ def fit_snapshot(
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 ll = float(np.sum(model.log_density(w)))
         except (InputError, OverflowError, ValueError):  # parameters outside their domain
-            return math.inf
-        return -ll if math.isfinite(ll) else math.inf
+            return _INFEASIBLE
+        # a large finite value keeps finite-difference gradients defined near the boundary
+        return -ll if math.isfinite(ll) else _INFEASIBLE
 
     x0s = [_pack(replace(m, potential=phi)) for m in starts if m.initial.family == family]
     if data_starts or not x0s:
@@ -594,7 +659,7 @@ def fit_snapshot(
         )
         if polish.fun <= best.fun:
             best = polish
-    if not math.isfinite(best.fun):
+    if not best.fun < _INFEASIBLE:
         raise InputError(
             f"no {family} initial distribution gives these sizes a finite likelihood under "
             f"{phi.name}"
