@@ -843,7 +843,7 @@ def _sample_survivors(model: SnapshotModel, n: int, gen: np.random.Generator) ->
     have = 0
     surv = max(model.survival_probability(), 1e-3)
     while have < n:
-        draw = model.sample(int(math.ceil((n - have) / surv * 1.1)) + 10, rng=gen).weights
+        draw = model.sample(math.ceil((n - have) / surv * 1.1) + 10, rng=gen).weights
         out.append(draw)
         have += draw.size
     return np.concatenate(out)[:n]
