@@ -10,6 +10,8 @@ The public API, re-exported from the modules that define it (see the README for 
   :mod:`syngeo.release`, :mod:`syngeo.units`;
 * learning-rate bounds under noisy plasticity (Raman et al.): :mod:`syngeo.bounds`,
   :mod:`syngeo.plasticity`, :mod:`syngeo.expansion`;
+* one snapshot of synapse sizes (which geometry and initial distribution explain it):
+  :mod:`syngeo.snapshot`, with the bundled data of :mod:`syngeo.datasets`;
 * data: :mod:`syngeo.data.correlated`, :mod:`syngeo.data.weights`;
 * errors and input checks: :mod:`syngeo.errors`, :mod:`syngeo.validation`.
 
@@ -86,6 +88,15 @@ from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlas
 from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
 from syngeo.release import BinomialRelease
 from syngeo.simulate import SimulatedLearning, SyntheticChange, simulate_change, simulate_learning
+from syngeo.snapshot import (
+    InitialMixture,
+    SnapshotModel,
+    compare_snapshot_models,
+    connection_spread,
+    fit_snapshot,
+    goodness_of_fit,
+    snapshot_profile,
+)
 from syngeo.solvers import (
     BregmanProjection,
     LinearizedChange,
@@ -117,6 +128,7 @@ __all__ = [
     "GaussianityResult",
     "GeometryFit",
     "Hessian",
+    "InitialMixture",
     "InputError",
     "InputTypeError",
     "LearningCondition",
@@ -135,6 +147,7 @@ __all__ = [
     "Quantity",
     "SignChanges",
     "SimulatedLearning",
+    "SnapshotModel",
     "SynapticNoise",
     "SyntheticChange",
     "ThreeComponentPlasticity",
@@ -147,6 +160,8 @@ __all__ = [
     "bregman_projection",
     "cdf_distance",
     "change_magnitude",
+    "compare_snapshot_models",
+    "connection_spread",
     "correlated_inputs",
     "default_candidates",
     "difficulty_bound",
@@ -155,8 +170,10 @@ __all__ = [
     "expand_sigmoid",
     "expected_learning_rate",
     "exponentiated_gradient",
+    "fit_snapshot",
     "flow_field",
     "gaussianity_of_change",
+    "goodness_of_fit",
     "hessian_trace",
     "hessian_vector_product",
     "hutchinson_trace",
@@ -178,6 +195,7 @@ __all__ = [
     "sign_changes",
     "simulate_change",
     "simulate_learning",
+    "snapshot_profile",
     "toeplitz_correlation_matrix",
     "toeplitz_correlation_row",
 ]
