@@ -44,6 +44,17 @@ assert "site-packages" in path.parts, f"syngeo imported from {path}, not from th
 print(f"syngeo {syngeo.__version__} from {path.parent}")
 PY
 
+step "bundled data ship inside the wheel"
+"$VPY" - <<'PY'
+import hashlib
+from syngeo import datasets
+path = datasets.dorkenwald2022_path()
+assert "site-packages" in path.parts, f"data read from {path}, not from the install"
+assert hashlib.md5(path.read_bytes()).hexdigest() == datasets.DORKENWALD2022_MD5
+assert (path.parent / "SOURCE.md").is_file(), "the data's SOURCE.md is missing from the wheel"
+print(f"{len(datasets.dorkenwald2022())} synapses from {path.name}")
+PY
+
 step "syngeo --help"
 "$SYNGEO" --help
 step "syngeo --version"
