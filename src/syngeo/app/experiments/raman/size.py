@@ -56,6 +56,8 @@ def slides_optimal_size(rates: PlasticityRates) -> float:
     Negative whenever γ1 > γ2; see ``docs/raman.md`` for why it is not the maximiser of
     :math:`\langle k\rangle`.
     """
+    if rates.gamma3 == 0:
+        return math.copysign(math.inf, rates.gamma2 - rates.gamma1)
     return rates.T * (rates.gamma2**2 - rates.gamma1**2) / rates.gamma3**2
 
 
@@ -65,6 +67,8 @@ def slides_plus_optimal_size(rates: PlasticityRates) -> float:
     What "the gradient projects equally onto the Hessian eigenvectors", taken literally, gives
     (``docs/raman.md``).
     """
+    if rates.gamma3 == 0:
+        return math.inf
     return rates.T * (rates.gamma2**2 + rates.gamma1**2) / rates.gamma3**2
 
 
@@ -304,7 +308,7 @@ def _seed_spread(per_seed: dict, key: tuple) -> dict:
     }
 
 
-def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
+def size_tables(df: pd.DataFrame, *, with_curves: bool = False):
     """Per (model, γ, size) means, per (model, γ) optimal sizes (and the predicted k(N) curves)."""
     keys = ["model", "gamma1", "gamma2", "gamma3", "T", "size"]
     # per-seed changes relative to the smallest size: the N-independent parts (which differ
@@ -394,7 +398,7 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
             n_star_slides_plus=slides_plus_optimal_size(rates),
             # the scripts' cubic for nonlinear networks (N0 = weights before growth)
             n_star_paper_cubic=nonlinear_optimal_size(rates, int(g.base_n_synapses.iloc[0]))
-            if key[0] == "mlp"
+            if key[0] != "linear"
             else float("nan"),
             # maximiser of <k> if the gradient curvature grew like c2 (the slides' assumption)
             n_star_slides_scaling=_slides_scaling_optimum(rates, g)
@@ -418,7 +422,7 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
 
     from syngeo.app.plotting import subplots
 
-    agg, opt, curves = _size_tables(df, with_curves=True)
+    agg, opt, curves = size_tables(df, with_curves=True)
     models = [m for m in ("linear", "mlp") if m in set(agg.model)]
     fig, axes = subplots(len(models), 2, width=3.6, height=3.0, squeeze=False)
     for r, model in enumerate(models):
@@ -492,7 +496,7 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
 
 
 def summarise(df: pd.DataFrame, config: SizeConfig) -> dict:
-    _agg, opt = _size_tables(df)
+    _agg, opt = size_tables(df)
     return {"optimal_sizes": opt.to_dict(orient="records")}
 
 
@@ -509,9 +513,9 @@ def nstar_verdict(
     return best, bool(dist[best] <= 2 * log_se)
 
 
-def _nonlinear_nstar_section(opt: pd.DataFrame) -> list[str]:
+def nonlinear_nstar_section(opt: pd.DataFrame, model: str = "mlp") -> list[str]:
     """The paper's cubic, the fitted-β heuristic and the measured optimum, with a computed verdict."""
-    rows = opt[opt.model == "mlp"]
+    rows = opt[(opt.model == model) & (opt.gamma3 > 0)]
     if rows.empty:
         return []
     lines = [
@@ -616,7 +620,7 @@ def _slides_plus_section(opt: pd.DataFrame) -> list[str]:
 
 
 def report(df: pd.DataFrame, config: SizeConfig) -> str:
-    agg, opt = _size_tables(df)
+    agg, opt = size_tables(df)
     lines = [
         "# Raman et al.: learning rate against network size, and the optimal size N*",
         "",
@@ -656,7 +660,7 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
         "Measured optima are the vertex of a parabola in log N through the best grid point and its two "
         "neighbours (a grid end when the extremum lies there).",
         "",
-        *_nonlinear_nstar_section(opt),
+        *nonlinear_nstar_section(opt),
         *_slides_plus_section(opt),
         "",
         "| model | γ | N | ⟨k⟩ predicted | k measured ± SE | steady-state F ± SE |",
