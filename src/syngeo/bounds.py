@@ -817,8 +817,8 @@ def nonlinear_optimal_size(rates: PlasticityRates, n_original: int) -> float:
     :math:`T\gamma_2\sqrt{S}/\gamma_3^2 \approx T\gamma_2^2/\gamma_3^2`, the linear
     :func:`optimal_size` at β = 1/2. What the cubic assumes and how it compares with
     simulation: ``docs/raman.md``. Descartes' rule of signs gives exactly one positive root;
-    it is bracketed by 0 and :math:`\sqrt{2a} + (2b)^{1/3}` (``a``, ``b`` the two
-    coefficients above) and found by Brent's method. ``inf`` without synaptic noise, 0
+    it is bracketed by :math:`\sqrt a` and :math:`\sqrt{2a} + (2b)^{1/3}` (``a``, ``b`` the two
+    coefficients above) and found by Brent's method (:math:`\sqrt a` itself when b = 0). ``inf`` without synaptic noise, 0
     without any plasticity besides noise.
 
     Examples
@@ -835,11 +835,12 @@ def nonlinear_optimal_size(rates: PlasticityRates, n_original: int) -> float:
     S = r.gamma1**2 + r.gamma2**2
     a = r.T**2 * S * r.gamma2**2 / r.gamma3**4
     b = r.T**2 * r.gamma1**2 * S * n0 / r.gamma3**4
-    if a == 0 and b == 0:
-        return 0.0
+    lo = math.sqrt(a)  # N(N² − a) = b >= 0: the positive root is at least √a
+    if b == 0:
+        return lo
     hi = math.sqrt(2.0 * a) + (2.0 * b) ** (1.0 / 3.0)
     return float(
-        scipy.optimize.brentq(lambda n: n**3 - a * n - b, 0.0, hi, xtol=1e-12 * hi, rtol=1e-14)
+        scipy.optimize.brentq(lambda n: n**3 - a * n - b, lo, hi, xtol=1e-12 * hi, rtol=1e-14)
     )
 
 
