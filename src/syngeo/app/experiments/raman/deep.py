@@ -377,6 +377,24 @@ def report(df: pd.DataFrame, config: DeepConfig) -> str:
                 + (" (at a grid end)" if o.n_star_numeric_at_boundary else "")
                 + "."
             )
+    ends = {}
+    for key, g in agg.groupby("gamma3"):
+        _, ratio, se = _monotone_fall(g)
+        ends[key] = (ratio, se)
+    if len(ends) >= 2 and 0.0 in ends:
+        r0, s0 = ends[0.0]
+        for g3, (r1, s1) in ends.items():
+            if g3 == 0.0:
+                continue
+            diff = r1 - r0
+            se = math.hypot(s0, s1) if np.isfinite(s0) and np.isfinite(s1) else float("nan")
+            lines.append(
+                f"* Largest over smallest network: steady-state error ratio {r1:.3g} ± {fmt(s1, '.2g')} "
+                f"with γ3 = {g3:g} against {r0:.3g} ± {fmt(s0, '.2g')} without noise; 'synaptic noise "
+                "removes the benefit of size' "
+                + ("holds" if np.isfinite(se) and diff > 2 * se else "does not hold")
+                + f" (difference {diff:.3g} ± {fmt(se, '.2g')}, 2 SE required)."
+            )
     lines += ["", *nonlinear_nstar_section(opt, model="deep")]
     lines += [
         "| γ | w | N | ⟨k⟩ predicted | k measured ± SE | steady-state F ± SE | F_ss / F_ss(smallest) |",

@@ -530,55 +530,60 @@ def nonlinear_nstar_section(opt: pd.DataFrame, model: str = "mlp") -> list[str]:
         "(vertex of a parabola in log N), geometric mean over seeds with its range; 'within spread' means "
         "|log(prediction/measured)| ≤ 2 standard errors of the mean log optimum.",
         "",
-        "| γ | paper's cubic N* | fitted-β heuristic N* | measured N* (steady F), seeds | per-seed range | closest | within spread |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| γ | paper's cubic N* | fitted-β heuristic N* | measured N* (steady F), seeds | per-seed range | closest | cubic within spread | heuristic within spread |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    verdicts = []
+    names = ("the paper's cubic", "the fitted-β heuristic")
+    closest, inside = [], {n: 0 for n in names}
+    testable = 0
     for r in rows.itertuples():
-        pred = {
-            "the paper's cubic": r.n_star_paper_cubic,
-            "the fitted-β heuristic": r.n_star_closed_form,
-        }
-        best, within = nstar_verdict(pred, r.n_star_seed_mean, r.n_star_seed_log_se)
-        verdicts.append((best, within))
+        pred = dict(zip(names, (r.n_star_paper_cubic, r.n_star_closed_form), strict=True))
+        best, _ = nstar_verdict(pred, r.n_star_seed_mean, r.n_star_seed_log_se)
+        closest.append(best)
+        cells = []
+        for name, value in pred.items():
+            _, w = nstar_verdict({name: value}, r.n_star_seed_mean, r.n_star_seed_log_se)
+            cells.append("n/a (one seed)" if w is None else ("yes" if w else "no"))
+            inside[name] += bool(w)
+        testable += np.isfinite(r.n_star_seed_log_se)
         lines.append(
             f"| ({r.gamma1:g}, {r.gamma2:g}, {r.gamma3:g}) | {fmt(r.n_star_paper_cubic, '.4g')} | "
             f"{fmt(r.n_star_closed_form, '.4g')} (β = {r.beta:.2f}) | {fmt(r.n_star_seed_mean, '.4g')} "
-            f"({r.n_seeds}) | {r.n_star_seed_min:.4g}–{r.n_star_seed_max:.4g} | {best} | "
-            f"{'n/a (one seed)' if within is None else ('yes' if within else 'no')} |"
+            f"({r.n_seeds}) | {r.n_star_seed_min:.4g}–{r.n_star_seed_max:.4g} | {best} | {cells[0]} | {cells[1]} |"
         )
-    names = {b for b, _ in verdicts}
-    n_within = sum(bool(w) for _, w in verdicts)
-    n_testable = sum(w is not None for _, w in verdicts)
-    lines.append("")
-    if len(names) == 1:
-        (name,) = names
-        many = len(verdicts) > 1
-        head = (
-            f"In {'all ' if many else ''}{len(verdicts)} setting{'s' if many else ''} {name} is the "
-            "prediction closest to the measured optimum"
-        )
-        if n_testable == 0:
-            tail = " (one seed: no spread to test it against)."
-        elif n_within == n_testable:
-            tail = f"; it lies within the seed spread in {n_within} of {n_testable}: the data support it."
-        else:
-            tail = (
-                f"; it lies within the seed spread in only {n_within} of {n_testable}: that the data "
-                "single it out does not hold at this resolution."
-            )
-        lines.append(head + tail)
-    else:
-        lines.append(
-            "The closest prediction differs between settings ("
-            + ", ".join(
-                f"γ3 = {r.gamma3:g}: {b}"
-                for r, (b, _) in zip(rows.itertuples(), verdicts, strict=True)
-            )
-            + "): the claim that the data support one formula does not hold."
-        )
-    lines.append("")
+    n = len(closest)
+    cubic, heur = names
+    lines += [
+        "",
+        f"{cubic.capitalize()} is the closer prediction in {closest.count(cubic)} of {n} setting(s), "
+        f"{heur} in {closest.count(heur)}. "
+        + (
+            "With one seed there is no spread to test them against."
+            if testable == 0
+            else f"Within the seed spread: {cubic} in {inside[cubic]} of {testable}, {heur} in "
+            f"{inside[heur]} of {testable}. "
+            + _support_sentence(closest, inside, testable, cubic, heur)
+        ),
+        "",
+    ]
     return lines
+
+
+def _support_sentence(closest, inside, testable, a, b) -> str:
+    """Which prediction the data support, from closeness and the within-spread counts."""
+    n = len(closest)
+    if inside[a] == testable and inside[b] == testable:
+        return "Both are consistent with the data everywhere: the data cannot tell them apart."
+    for x, y in ((a, b), (b, a)):
+        if closest.count(x) == n and inside[x] >= inside[y]:
+            if inside[x] == testable:
+                return f"The data support {x}" + (f" and rule out {y}." if inside[y] == 0 else ".")
+            return (
+                f"The data favour {x} (closer everywhere, and more often within the spread), but "
+                f"that they support it fully does not hold: it misses the spread in "
+                f"{testable - inside[x]} of {testable}."
+            )
+    return "Neither prediction is consistently closer: that the data support one of them does not hold."
 
 
 def _slides_plus_section(opt: pd.DataFrame) -> list[str]:
