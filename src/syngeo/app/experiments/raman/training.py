@@ -125,10 +125,10 @@ def run_cell(config: TrainingConfig, cell: dict) -> list[dict]:
     align = gcos / gnorm if count else float("nan")
     mean_speed = speed / count if count else float("nan")
     idx = np.linspace(0, len(G) - 1, 40).round().astype(int)
-    # running mean of G over a window of 10 measurements, at 40 checkpoints, for the figure
-    G_arr = np.asarray(G)
-    kernel = np.ones(min(10, len(G_arr))) / min(10, len(G_arr))
-    G_smooth = np.convolve(G_arr, kernel, mode="same")
+    # trailing mean of G over (up to) the last 10 measurements, at 40 checkpoints, for the figure
+    csum = np.concatenate([[0.0], np.cumsum(G)])
+    start = np.maximum(np.arange(1, len(G) + 1) - 10, 0)
+    G_smooth = (csum[1:] - csum[start]) / (np.arange(1, len(G) + 1) - start)
     return [
         {
             "hidden": hidden,
@@ -214,7 +214,7 @@ def plot(df: pd.DataFrame, config: TrainingConfig) -> dict:
         axes[1][c].set_xlabel("cycle")
         axes[0][c].legend(fontsize=6)
     fig.suptitle(
-        "Mean over seeds; G smoothed over 10 measurements; dashed: predicted steady-state "
+        "Mean over seeds; G: trailing mean over 10 measurements; dashed: predicted steady-state "
         "difficulty 2cγ1/(T⟨‖ẇ‖²⟩) (c = 1 for the true gradient)",
         fontsize=7,
     )
