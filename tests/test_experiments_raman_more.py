@@ -54,14 +54,18 @@ def test_protocols():
 def test_both_protocols_give_the_same_linear_n_star_within_seed_spread():
     # linear [10, 5] grown by c = 1…6 at γ = (0.05, 1, 0.05): N* = Tγ2²/γ3² = 400. Each protocol's
     # measured optimum is the geometric mean of per-seed optima (steady-state error); the two
-    # must agree within 2.5 combined log-SEs, and each must lie within 2.5 of its own log-SEs of
-    # 400 (with 6 seeds the per-seed log-sd is ≈ 0.2 (docs/raman.md §7), SE ≈ 0.08).
+    # must agree within 2.5 combined log-SEs (with 6 seeds each log-SE is ≈ 0.09, measured), and
+    # each must lie within 2.5 of its own log-SEs (+0.05 for the grid vertex) of its prediction:
+    # 400 for syngeo's protocol; for the reference protocol the persistent task-irrelevant term
+    # (lag-k correlation ρ^k, ρ = p/√(p² + (1-p)²) = 0.110) accumulates like a random walk with
+    # γ2² → γ2²(1+ρ)/(1-ρ) when the error relaxes slowly, so the steady-state optimum moves to
+    # 400·(1+ρ)/(1-ρ) ≈ 499 (docs/raman.md §7).
     common = dict(
         models=("linear",),
         factors=(1, 2, 3, 4, 5, 6),
         linear_gammas=((0.05, 1.0, 0.05),),
         linear_repeats=6,
-        n_draws=2,
+        n_draws=4,
     )
     out = {}
     for protocol, cycles in (("syngeo", 1000), ("reference", 1500)):
@@ -71,8 +75,9 @@ def test_both_protocols_give_the_same_linear_n_star_within_seed_spread():
     a, b = out["syngeo"], out["reference"]
     se = math.hypot(a.n_star_seed_log_se, b.n_star_seed_log_se)
     assert abs(math.log(a.n_star_seed_mean / b.n_star_seed_mean)) < 2.5 * se
-    for r in (a, b):
-        assert abs(math.log(r.n_star_seed_mean / 400.0)) < 2.5 * r.n_star_seed_log_se + 0.05
+    rho = 0.1 / math.hypot(0.1, 0.9)
+    for r, predicted in ((a, 400.0), (b, 400.0 * (1 + rho) / (1 - rho))):
+        assert abs(math.log(r.n_star_seed_mean / predicted)) < 2.5 * r.n_star_seed_log_se + 0.05
 
 
 def test_reference_protocol_changes_the_run():

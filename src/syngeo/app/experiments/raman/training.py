@@ -215,7 +215,7 @@ def plot(df: pd.DataFrame, config: TrainingConfig) -> dict:
         axes[0][c].legend(fontsize=6)
     fig.suptitle(
         "Mean over seeds; G: trailing mean over 10 measurements; dashed: predicted steady-state "
-        "difficulty 2cγ1/(T⟨‖ẇ‖²⟩) (c = 1 for the true gradient)",
+        "difficulty 2cγ1/(T⟨‖ẇ‖²⟩) (c = 1 for the true gradient; with γ3 = 0 both sizes share it)",
         fontsize=7,
     )
     return {"raman_training": fig}
