@@ -145,6 +145,7 @@ def test_nstar_verdict_and_the_plus_reading():
     best, within = nstar_verdict({"a": 100.0, "b": 1000.0}, 150.0, 0.1)
     assert best == "a" and within is False  # |log(100/150)| = 0.41 > 0.2
     assert nstar_verdict({"a": 100.0, "b": math.inf}, 90.0, float("nan")) == ("a", None)
+    assert nstar_verdict({"a": float("nan")}, 90.0, 0.1) == ("none", None)
     r = PlasticityRates(0.5, 0.3, 0.01, T=2.0)
     assert slides_plus_optimal_size(r) == pytest.approx(2.0 * 0.34 / 1e-4)
     assert slides_plus_optimal_size(PlasticityRates(0.5, 0.3, 0.0)) == math.inf

@@ -509,6 +509,8 @@ def nstar_verdict(
     dist = {
         name: abs(math.log(v / measured)) for name, v in pred.items() if v > 0 and np.isfinite(v)
     }
+    if not dist or not (measured > 0 and np.isfinite(measured)):
+        return "none", None
     best = min(dist, key=dist.get)
     if not np.isfinite(log_se):
         return best, None
@@ -543,7 +545,7 @@ def nonlinear_nstar_section(opt: pd.DataFrame, model: str = "mlp") -> list[str]:
         cells = []
         for name, value in pred.items():
             _, w = nstar_verdict({name: value}, r.n_star_seed_mean, r.n_star_seed_log_se)
-            cells.append("n/a (one seed)" if w is None else ("yes" if w else "no"))
+            cells.append("n/a" if w is None else ("yes" if w else "no"))
             inside[name] += bool(w)
         testable += np.isfinite(r.n_star_seed_log_se)
         lines.append(
