@@ -47,7 +47,9 @@ Definitions and conventions (derived in ``docs/raman.md``)
   .. math::  N^* = \frac{1-\beta}{\beta}\,\frac{T\gamma_2^2}{\gamma_3^2}
 
   (:func:`optimal_size`; :math:`T\gamma_2^2/\gamma_3^2` for :math:`c_1 = c_2`), always
-  :math:`\ge 0`; :func:`optimal_size_numeric` finds the maximiser of any ``k(N)`` curve.
+  :math:`\ge 0`; :func:`optimal_size_numeric` finds the maximiser of any ``k(N)`` curve;
+  :func:`nonlinear_optimal_size` is the paper's cubic for grown sigmoid networks (what it
+  assumes, and how it compares with simulation: ``docs/raman.md``).
 
 Models and losses
 -----------------
