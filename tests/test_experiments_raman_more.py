@@ -45,6 +45,8 @@ def test_protocols():
     assert ref.steady_window == 50 and ref.persistence == 0.1 and ref.warmup_cycles == 1000
     assert ref.steady_state(np.arange(101.0)) == pytest.approx(np.mean(np.arange(51.0, 101.0)))
     assert "reference protocol" in ref.describe() and "syngeo" in syn.describe()
+    assert "1000 warm-up cycles" in ref.describe()
+    assert "no warm-up" in ref.describe(warmup=False)
     assert set(PROTOCOLS) == {"syngeo", "reference"}
     with pytest.raises(InputError, match="protocol"):
         protocol_from("scripts")

@@ -70,15 +70,21 @@ class Protocol:
         window = self.steady_window if self.steady_window > 0 else len(tail) - len(tail) // 2
         return float(np.mean(tail[-window:]))
 
-    def describe(self) -> str:
+    def describe(self, *, warmup: bool = True) -> str:
+        """One sentence for a report; ``warmup=False`` where the experiment skips the warm-up."""
         if self.name == "syngeo":
             return (
                 "syngeo's protocol (no warm-up, a fresh task-irrelevant direction every cycle, "
                 "steady state = mean error over the second half of each run)"
             )
+        start = (
+            f"{self.warmup_cycles} warm-up cycles on a fake teacher under the same plasticity"
+            if warmup
+            else "no warm-up, as in the scripts' runs for this figure"
+        )
         return (
-            f"the reference protocol of the authors' scripts ({self.warmup_cycles} warm-up cycles "
-            f"on a fake teacher under the same plasticity, {self.persistence:.0%} persistence of the "
+            f"the reference protocol of the authors' scripts ({start}, "
+            f"{self.persistence:.0%} persistence of the "
             f"task-irrelevant direction between cycles, steady state = mean error over the last "
             f"{self.steady_window} cycles)"
         )

@@ -644,7 +644,13 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
         "",
         f"Settings: T = {config.T:g}; linear {list(config.linear_base)} expanded by c = {list(config.factors)}, "
         f"{config.n_cycles} cycles, {config.linear_repeats} repeats, {config.n_samples} inputs; sigmoid "
-        f"{list(config.mlp_base)} (pretrained {config.pretrain_cycles} steps) grown to h = {list(config.mlp_hidden)}, "
+        f"{list(config.mlp_base)} ("
+        + (
+            "warmed up on a fake teacher, see Protocol"
+            if protocol_from(config.protocol).warmup_cycles
+            else f"pretrained {config.pretrain_cycles} noiseless steps"
+        )
+        + f") grown to h = {list(config.mlp_hidden)}, "
         f"{config.mlp_cycles} cycles, {config.mlp_repeats} repeats, {config.mlp_samples} inputs (the scripts use "
         "1500 cycles, 12 repeats and 1000 inputs for both, and 500–1000 pretraining cycles: scaled down to fit "
         "2 CPU cores). 'Measured k' is the mean "

@@ -240,7 +240,7 @@ def report(df: pd.DataFrame, config: TrainingConfig) -> str:
         f"T = {config.T:g}; {config.n_samples} inputs; {config.n_cycles} cycles; {config.repeats} seeds; "
         f"subsampled gradient from {config.subsample} input(s), rescaled to norm γ1; G measured every "
         f"{config.every} cycles; steady-state difficulty as a ratio of means over the second half. "
-        f"Protocol: {protocol.describe()}.",
+        f"Protocol: {protocol.describe(warmup=False)}.",
         "",
         "| h | N | gradient | G early | G steady | alignment c | G_ss / (2γ1/T⟨‖ẇ‖²⟩) | G_ss / (2cγ1/T⟨‖ẇ‖²⟩) | steady-state F ± SE |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
