@@ -25,7 +25,7 @@ from syngeo.bounds import (
     predicted_learning_rate,
     size_learning_rate,
 )
-from syngeo.errors import InputError
+from syngeo.errors import InputError, InputTypeError
 from syngeo.expansion import init_sigmoid_mlp, make_sigmoid_task
 from syngeo.plasticity import PlasticityRates, ThreeComponentPlasticity
 
@@ -412,3 +412,70 @@ def test_bad_inputs_raise_helpful_errors(mlp_problem):
         local_task_difficulty(loss, params, torch.zeros(sum(p.numel() for p in params), dtype=D))
     with pytest.raises(ValueError, match="n_min"):
         optimal_size_numeric(lambda n: n, 10, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the paper's nonlinear N* (the scripts' cubic)
+# ----------------------------------------------------------------------------------------------
+
+
+def _scripts_cubic_root(g1, g2, g3, T, n0):
+    # independent path: the companion-matrix roots (numpy.roots) of the scripts' cubic
+    # N^3 + 0 N^2 - T^2 (g1^2+g2^2) g2^2/g3^4 N - T^2 g1^2 (g1^2+g2^2) N0/g3^4
+    S = g1**2 + g2**2
+    roots = np.roots([1.0, 0.0, -(T**2) * S * g2**2 / g3**4, -(T**2) * g1**2 * S * n0 / g3**4])
+    real = roots[np.abs(roots.imag) < 1e-9 * np.abs(roots).max()].real
+    return float(real.max())
+
+
+@pytest.mark.parametrize(
+    ("g3", "expected"),
+    # the scripts' values at their three sigmoid settings γ = (0.04, 1.5, γ3), T = 1, N0 = 115
+    # ([10, 5, 10] with biases): about 2501, 1407, 900 (issue 12)
+    [(0.03, 2501), (0.04, 1407), (0.05, 900)],
+)
+def test_nonlinear_optimal_size_reproduces_the_scripts_values(g3, expected):
+    from syngeo.bounds import nonlinear_optimal_size
+
+    n = nonlinear_optimal_size(PlasticityRates(0.04, 1.5, g3, T=1.0), 115)
+    assert round(n) == expected
+    # the same root as numpy.roots of the cubic (relative 1e-9: companion-matrix roots are
+    # backward stable, condition number of a simple root ~ 1)
+    assert n == pytest.approx(_scripts_cubic_root(0.04, 1.5, g3, 1.0, 115), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("g1", "g2", "g3", "T", "n0"),
+    [(0.5, 0.3, 0.01, 2.0, 50), (0.2, 0.0, 0.1, 1.0, 30), (1.0, 1.0, 0.3, 0.5, 1000)],
+)
+def test_nonlinear_optimal_size_is_the_root_and_its_bounds(g1, g2, g3, T, n0):
+    from syngeo.bounds import nonlinear_optimal_size
+
+    n = nonlinear_optimal_size(PlasticityRates(g1, g2, g3, T=T), n0)
+    S = g1**2 + g2**2
+    a = T**2 * S * g2**2 / g3**4
+    b = T**2 * g1**2 * S * n0 / g3**4
+    # residual relative to the size of the terms (float64: ~1e-15; Brent to 1e-14)
+    assert abs(n**3 - a * n - b) <= 1e-10 * max(n**3, a * n, b)
+    # N(N² − a) = b >= 0 gives N >= √a; then N² = a + b/N <= a + b/√a
+    assert math.sqrt(a) * (1 - 1e-12) <= n <= math.sqrt(a + b / max(math.sqrt(a), n)) * (1 + 1e-12)
+    assert n == pytest.approx(_scripts_cubic_root(g1, g2, g3, T, n0), rel=1e-9)
+
+
+def test_nonlinear_optimal_size_limits_and_scaling():
+    from syngeo.bounds import nonlinear_optimal_size
+
+    # γ1 = 0: the cubic factorises to N (N² − (Tγ2²/γ3²)²): the linear N* = Tγ2²/γ3²
+    for T in (0.5, 1.0, 3.0):
+        r = PlasticityRates(0.0, 0.8, 0.04, T=T)
+        assert nonlinear_optimal_size(r, 100) == pytest.approx(optimal_size(r), rel=1e-12)
+    # more weights before growth push the optimum up (the constant term grows)
+    r = PlasticityRates(0.3, 0.5, 0.05, T=1.0)
+    assert nonlinear_optimal_size(r, 10) < nonlinear_optimal_size(r, 1000)
+    # no synaptic noise: no finite optimum; no plasticity at all: 0
+    assert nonlinear_optimal_size(PlasticityRates(0.1, 1.0, 0.0), 10) == math.inf
+    assert nonlinear_optimal_size(PlasticityRates(0.0, 0.0, 0.1), 10) == 0.0
+    with pytest.raises(InputError, match="n_original"):
+        nonlinear_optimal_size(r, 0)
+    with pytest.raises(InputTypeError):
+        nonlinear_optimal_size((0.1, 1.0, 0.1), 10)

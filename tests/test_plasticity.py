@@ -161,3 +161,68 @@ def test_synaptic_noise_drives_mirror_descent_in_the_dual_space():
             )
         else:
             assert torch.allclose(w - w0, expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# the scripts' persistence rule for the task-irrelevant direction
+# ----------------------------------------------------------------------------------------------
+
+
+def test_persistence_zero_draws_exactly_the_fresh_directions():
+    rates = PlasticityRates(0.1, 0.7, 0.05, T=1.0)
+    a = ThreeComponentPlasticity(rates, generator=gen(5))
+    b = ThreeComponentPlasticity(rates, generator=gen(5), persistence=0.0)
+    grad = torch.ones(30, dtype=torch.float64)
+    for _ in range(5):
+        sa, sb = a.step(grad), b.step(grad)
+        assert torch.equal(sa.irrelevant, sb.irrelevant)
+        assert torch.equal(sa.noise, sb.noise)
+
+
+def test_persistence_mixes_unit_directions_and_renormalises():
+    # n_t = (p n_{t-1} + (1-p) ξ̂_t)/‖·‖, ξ̂_t the fresh unit vector drawn from the same stream
+    p, n = 0.3, 40
+    rates = PlasticityRates(0.0, 0.7, 0.0, T=1.0)
+    plast = ThreeComponentPlasticity(rates, generator=gen(8), persistence=p)
+    replay = gen(8)
+    grad = torch.ones(n, dtype=torch.float64)
+    prev = None
+    for _ in range(4):
+        step = plast.step(grad)
+        xi = torch.randn(n, generator=replay, dtype=torch.float64)
+        torch.randn(n, generator=replay, dtype=torch.float64)  # the noise direction
+        fresh = xi / xi.norm()
+        z = fresh if prev is None else p * prev + (1 - p) * fresh
+        prev = z / z.norm()
+        assert torch.allclose(step.irrelevant, 0.7 * prev, atol=1e-14)
+
+
+def test_persistence_gives_the_predicted_correlation_between_cycles():
+    # cos(n_t, n_{t-1}) = (p + (1-p)u)/sqrt(p² + (1-p)² + 2p(1-p)u), u = ξ̂·n_{t-1} with mean 0 and
+    # variance 1/N: mean p/s + O(1/N) (s = sqrt(p² + (1-p)²)), per-step sd ≈ (1-p)/(s√N) ≈ 0.022
+    # at N = 2000; over m = 300 nearly independent steps the SE is ≈ 0.0013; 5 SE allowed.
+    p, n, m = 0.1, 2000, 300
+    s = math.sqrt(p * p + (1 - p) ** 2)
+    plast = ThreeComponentPlasticity(
+        PlasticityRates(0.0, 1.0, 0.0), generator=gen(9), persistence=p
+    )
+    grad = torch.ones(n, dtype=torch.float64)
+    prev = plast.step(grad).irrelevant
+    cosines = []
+    for _ in range(m):
+        cur = plast.step(grad).irrelevant
+        cosines.append(float(cur @ prev))  # both have norm γ2 = 1
+        prev = cur
+    se = (1 - p) / (s * math.sqrt(n)) / math.sqrt(m)
+    assert abs(sum(cosines) / m - p / s) < 5 * se
+    assert p / s == pytest.approx(0.1104, abs=1e-4)  # the scripts' 10 %
+
+
+def test_persistence_input_checks():
+    rates = PlasticityRates(0.1, 0.7, 0.05)
+    with pytest.raises(InputError, match="persistence"):
+        ThreeComponentPlasticity(rates, generator=gen(), persistence=1.0)
+    with pytest.raises(InputError, match="persistence"):
+        ThreeComponentPlasticity(rates, generator=gen(), persistence=-0.1)
+    with pytest.raises(InputError, match="not both"):
+        ThreeComponentPlasticity(rates, generator=gen(), persistence=0.1, correlation=0.5)

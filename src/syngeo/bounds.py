@@ -47,7 +47,9 @@ Definitions and conventions (derived in ``docs/raman.md``)
   .. math::  N^* = \frac{1-\beta}{\beta}\,\frac{T\gamma_2^2}{\gamma_3^2}
 
   (:func:`optimal_size`; :math:`T\gamma_2^2/\gamma_3^2` for :math:`c_1 = c_2`), always
-  :math:`\ge 0`; :func:`optimal_size_numeric` finds the maximiser of any ``k(N)`` curve.
+  :math:`\ge 0`; :func:`optimal_size_numeric` finds the maximiser of any ``k(N)`` curve;
+  :func:`nonlinear_optimal_size` is the paper's cubic for grown sigmoid networks (what it
+  assumes, and how it compares with simulation: ``docs/raman.md``).
 
 Models and losses
 -----------------
@@ -100,6 +102,7 @@ __all__ = [
     "local_task_difficulty",
     "loss_geometry",
     "mean_task_difficulty",
+    "nonlinear_optimal_size",
     "optimal_size",
     "optimal_size_numeric",
     "predicted_learning_rate",
@@ -799,6 +802,48 @@ def optimal_size(rates: PlasticityRates, *, beta: float = 0.5) -> float:
     if r.gamma3 == 0:
         return math.inf if r.gamma2 > 0 and beta < 1 else 0.0
     return (1.0 - beta) / beta * r.T * r.gamma2**2 / r.gamma3**2
+
+
+def nonlinear_optimal_size(rates: PlasticityRates, n_original: int) -> float:
+    r"""The paper's optimal size for nonlinear networks: the positive root of a cubic.
+
+    The authors' scripts take the optimal size of a grown sigmoid network as the positive root
+    of
+
+    .. math::  N^3 - \frac{T^2 S\gamma_2^2}{\gamma_3^4}\,N
+               - \frac{T^2\gamma_1^2 S}{\gamma_3^4}\,N_0 = 0, \qquad S = \gamma_1^2 + \gamma_2^2,
+
+    with :math:`N_0` the number of weights of the network before growth (``n_original``);
+    equivalently :math:`(\gamma_3^2N/T)^2 = S(\gamma_2^2 + \gamma_1^2N_0/N)`. With
+    :math:`\gamma_1 \ll \gamma_2` the root is close to
+    :math:`T\gamma_2\sqrt{S}/\gamma_3^2 \approx T\gamma_2^2/\gamma_3^2`, the linear
+    :func:`optimal_size` at β = 1/2. What the cubic assumes and how it compares with
+    simulation: ``docs/raman.md``. Descartes' rule of signs gives exactly one positive root;
+    it is bracketed by :math:`\sqrt a` and :math:`\sqrt{2a} + (2b)^{1/3}` (``a``, ``b`` the two
+    coefficients above) and found by Brent's method (:math:`\sqrt a` itself when b = 0). ``inf`` without synaptic noise, 0
+    without any plasticity besides noise.
+
+    Examples
+    --------
+    >>> round(nonlinear_optimal_size(PlasticityRates(0.04, 1.5, 0.03, T=1.0), 115))
+    2501
+    >>> round(nonlinear_optimal_size(PlasticityRates(0.0, 1.0, 0.05, T=2.0), 50), 6)  # γ1 = 0: Tγ2²/γ3²
+    800.0
+    """
+    r = _check_rates(rates)
+    n0 = as_positive_int(n_original, "n_original (weights before growth)")
+    if r.gamma3 == 0:
+        return math.inf if (r.gamma1 > 0 or r.gamma2 > 0) else 0.0
+    S = r.gamma1**2 + r.gamma2**2
+    a = r.T**2 * S * r.gamma2**2 / r.gamma3**4
+    b = r.T**2 * r.gamma1**2 * S * n0 / r.gamma3**4
+    lo = math.sqrt(a)  # N(N² − a) = b >= 0: the positive root is at least √a
+    if b == 0:
+        return lo
+    hi = math.sqrt(2.0 * a) + (2.0 * b) ** (1.0 / 3.0)
+    return float(
+        scipy.optimize.brentq(lambda n: n**3 - a * n - b, lo, hi, xtol=1e-12 * hi, rtol=1e-14)
+    )
 
 
 @dataclass(frozen=True)

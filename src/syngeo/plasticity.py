@@ -30,6 +30,12 @@ Conventions
   :math:`z_t = \rho z_{t-1} + \sqrt{1-\rho^2}\,\xi_t`, so each :math:`\hat n_2` is still uniform
   on the sphere (the stationary law of ``z`` is standard normal) and consecutive directions have
   correlation about :math:`\rho`. :math:`\hat n_3` is always fresh.
+* Alternatively (``persistence=p``, the authors' scripts' rule) the new direction mixes the
+  previous *unit* direction with a fresh uniform one and is renormalised,
+  :math:`\hat n_2^{(t)} = (p\,\hat n_2^{(t-1)} + (1-p)\hat\xi_t)/\|\cdot\|`; consecutive
+  directions then have correlation :math:`p/\sqrt{p^2 + (1-p)^2} + O(1/N)` (0.110 for the
+  scripts' p = 0.1). Each direction is still uniform on the sphere (a rotation-invariant
+  function of independent uniform vectors).
 * The same generator drives :class:`SynapticNoise`, the ``plasticity_noise`` callable of
   ``syngeo.optim.MirrorDescent``: it returns the *non-gradient* part
   :math:`T(\gamma_2\hat n_2 + \gamma_3\sqrt{N/T}\hat n_3)` for one interval, split into the
@@ -191,6 +197,9 @@ class ThreeComponentPlasticity:
         Source of all randomness (required: results are reproducible from its seed).
     correlation : float
         AR(1) coefficient ρ ∈ [0, 1) of the task-irrelevant direction across intervals.
+    persistence : float
+        p ∈ [0, 1): the scripts' rule instead of the AR(1) (module docstring); at most one of
+        ``correlation`` and ``persistence`` may be non-zero.
 
     Examples
     --------
@@ -209,6 +218,7 @@ class ThreeComponentPlasticity:
         *,
         generator: torch.Generator,
         correlation: float = 0.0,
+        persistence: float = 0.0,
     ) -> None:
         if not isinstance(rates, PlasticityRates):
             raise InputTypeError(
@@ -222,20 +232,41 @@ class ThreeComponentPlasticity:
         rho = as_finite_float(correlation, "correlation")
         if not (0.0 <= rho < 1.0):
             raise InputError(f"correlation must lie in [0, 1), got {correlation!r}")
+        p = as_finite_float(persistence, "persistence")
+        if not (0.0 <= p < 1.0):
+            raise InputError(f"persistence must lie in [0, 1), got {persistence!r}")
+        if rho > 0 and p > 0:
+            raise InputError(
+                "give either correlation (AR(1) of the Gaussian direction) or persistence "
+                "(the scripts' mixing of unit directions), not both"
+            )
         self.rates = rates
         self.generator = generator
         self.correlation = rho
+        self.persistence = p
         self._z2: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         r = self.rates
         return (
             f"ThreeComponentPlasticity(gamma1={r.gamma1:g}, gamma2={r.gamma2:g}, "
-            f"gamma3={r.gamma3:g}, T={r.T:g}, correlation={self.correlation:g})"
+            f"gamma3={r.gamma3:g}, T={r.T:g}, correlation={self.correlation:g}, "
+            f"persistence={self.persistence:g})"
         )
 
     def _irrelevant_direction(self, n: int, dtype, device) -> torch.Tensor:
         xi = torch.randn(n, generator=self.generator, dtype=dtype, device=device)
+        if self.persistence > 0.0:
+            fresh = xi / xi.norm()
+            old = self._z2
+            if old is None or old.numel() != n:
+                z = fresh
+            else:
+                p = self.persistence
+                z = p * old.to(dtype) + (1.0 - p) * fresh
+            z = z / z.norm()
+            self._z2 = z
+            return z
         z = self._z2
         if z is None or z.numel() != n or self.correlation == 0.0:
             z = xi

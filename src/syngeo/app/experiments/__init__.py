@@ -12,7 +12,8 @@ module                      experiments
 ``robustness``              ``fig3b`` (Pogodin et al. Fig. 3B)
 ``surace``                  ``surace-fig1``, ``surace-fig2`` (Surace & Brea Figs. 1, 2)
 ``raman`` (a package)       ``raman-k``, ``raman-difficulty``, ``raman-size``,
-                            ``raman-geometry`` (Raman et al.)
+                            ``raman-geometry``, ``raman-deep``,
+                            ``raman-training`` (Raman et al.)
 ==========================  ==========================================================
 
 :func:`get` looks an experiment up by its exact name; :func:`run` returns the table of every
@@ -33,7 +34,7 @@ import pandas as pd
 
 from syngeo.app.experiments import regression, robustness, surace
 from syngeo.app.experiments.base import Experiment
-from syngeo.app.experiments.raman import difficulty, geometry, k, size
+from syngeo.app.experiments.raman import deep, difficulty, geometry, k, size, training
 from syngeo.errors import InputError
 
 __all__ = ["EXPERIMENTS", "Experiment", "get", "run"]
@@ -49,6 +50,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     difficulty.EXPERIMENT,
     size.EXPERIMENT,
     geometry.EXPERIMENT,
+    deep.EXPERIMENT,
+    training.EXPERIMENT,
 )
 
 

@@ -8,6 +8,7 @@ sigmoid networks) and its starting weights.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,12 +18,15 @@ from syngeo.expansion import SigmoidMLP, init_sigmoid_mlp, make_linear_task, mak
 from syngeo.plasticity import PlasticityRates, PlasticityStep, ThreeComponentPlasticity
 
 __all__ = [
+    "PROTOCOLS",
     "D",
+    "Protocol",
     "flat_weights",
     "geometry_at",
     "linear_problem",
     "pretrained_mlp",
     "pretrained_student",
+    "protocol_from",
     "rates_from",
     "simulate",
     "single_interval_draws",
@@ -33,6 +37,72 @@ D = torch.float64
 EXACT_TRACE_MAX = 500
 #: Rademacher probes of Hutchinson's estimate.
 TRACE_PROBES = 48
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a noisy-learning run starts and what its steady state is.
+
+    Attributes
+    ----------
+    name : str
+        ``"syngeo"`` (default: no warm-up, fresh task-irrelevant directions, steady state = mean
+        error over the second half of the run) or ``"reference"`` (the authors' scripts: the
+        student first learns a *fake* teacher for ``warmup_cycles`` under the same plasticity,
+        the task-irrelevant direction keeps 10 % of the previous one each cycle, steady state =
+        mean error over the last 50 cycles).
+    warmup_cycles : int
+        Cycles on the fake teacher (0: none).
+    persistence : float
+        ``persistence`` of :class:`syngeo.plasticity.ThreeComponentPlasticity`.
+    steady_window : int
+        Cycles averaged at the end for the steady state (0: the second half).
+    """
+
+    name: str
+    warmup_cycles: int
+    persistence: float
+    steady_window: int
+
+    def steady_state(self, losses: np.ndarray) -> float:
+        """Mean error over the steady-state window of a trajectory (``losses[0]`` = start)."""
+        tail = losses[1:]
+        window = self.steady_window if self.steady_window > 0 else len(tail) - len(tail) // 2
+        return float(np.mean(tail[-window:]))
+
+    def describe(self, *, warmup: bool = True) -> str:
+        """One sentence for a report; ``warmup=False`` where the experiment skips the warm-up."""
+        if self.name == "syngeo":
+            return (
+                "syngeo's protocol (no warm-up, a fresh task-irrelevant direction every cycle, "
+                "steady state = mean error over the second half of each run)"
+            )
+        start = (
+            f"{self.warmup_cycles} warm-up cycles on a fake teacher under the same plasticity"
+            if warmup
+            else "no warm-up, as in the scripts' runs for this figure"
+        )
+        return (
+            f"the reference protocol of the authors' scripts ({start}, "
+            f"{self.persistence:.0%} persistence of the "
+            f"task-irrelevant direction between cycles, steady state = mean error over the last "
+            f"{self.steady_window} cycles)"
+        )
+
+
+PROTOCOLS = {
+    "syngeo": Protocol("syngeo", 0, 0.0, 0),
+    "reference": Protocol("reference", 1000, 0.1, 50),
+}
+
+
+def protocol_from(name: str) -> Protocol:
+    """The :class:`Protocol` called ``name`` (``"syngeo"`` or ``"reference"``)."""
+    from syngeo.errors import InputError
+
+    if name not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {sorted(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name]
 
 
 def geometry_at(loss: FlatLoss, w: torch.Tensor, generator: torch.Generator) -> LossGeometry:
@@ -90,6 +160,7 @@ def simulate(
     generator: torch.Generator,
     *,
     correlation: float = 0.0,
+    persistence: float = 0.0,
     measure_difficulty_from: int | None = None,
     measure_every: int = 1,
 ) -> dict:
@@ -99,7 +170,9 @@ def simulate(
     :math:`\\dot w^\\top H\\dot w`, :math:`\\|\\dot w\\|^2`, :math:`\\|\\nabla F\\|` are kept
     (for the ratio-of-means steady-state difficulty), on every ``measure_every``-th cycle.
     """
-    plast = ThreeComponentPlasticity(rates, generator=generator, correlation=correlation)
+    plast = ThreeComponentPlasticity(
+        rates, generator=generator, correlation=correlation, persistence=persistence
+    )
     w = w0.clone()
     losses = np.empty(n_cycles + 1)
     ks = np.empty(n_cycles)

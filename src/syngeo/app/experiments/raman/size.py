@@ -18,10 +18,12 @@ import torch
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman.common import (
+    Protocol,
     flat_weights,
     geometry_at,
     linear_problem,
     pretrained_mlp,
+    protocol_from,
     rates_from,
     simulate,
     single_interval_draws,
@@ -31,12 +33,20 @@ from syngeo.bounds import (
     FlatLoss,
     LossGeometry,
     expected_learning_rate,
+    nonlinear_optimal_size,
     optimal_size,
     optimal_size_numeric,
     size_learning_rate,
 )
 from syngeo.errors import InputError
-from syngeo.expansion import expand_linear, expand_sigmoid
+from syngeo.expansion import (
+    SigmoidMLP,
+    expand_linear,
+    expand_sigmoid,
+    init_sigmoid_mlp,
+    make_linear_task,
+    make_sigmoid_task,
+)
 from syngeo.plasticity import PlasticityRates
 
 
@@ -46,7 +56,20 @@ def slides_optimal_size(rates: PlasticityRates) -> float:
     Negative whenever γ1 > γ2; see ``docs/raman.md`` for why it is not the maximiser of
     :math:`\langle k\rangle`.
     """
+    if rates.gamma3 == 0:
+        return math.copysign(math.inf, rates.gamma2 - rates.gamma1)
     return rates.T * (rates.gamma2**2 - rates.gamma1**2) / rates.gamma3**2
+
+
+def slides_plus_optimal_size(rates: PlasticityRates) -> float:
+    r"""The slides' formula with + for −: :math:`T(\gamma_1^2 + \gamma_2^2)/\gamma_3^2` (for comparison only).
+
+    What "the gradient projects equally onto the Hessian eigenvectors", taken literally, gives
+    (``docs/raman.md``).
+    """
+    if rates.gamma3 == 0:
+        return math.inf
+    return rates.T * (rates.gamma2**2 + rates.gamma1**2) / rates.gamma3**2
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,12 @@ class SizeConfig:
     mlp_draws: int = 40
     pretrain_cycles: int = 300
     pretrain_step: float = 0.1
+    protocol: str = "syngeo"
+
+    @classmethod
+    def reference(cls) -> SizeConfig:
+        """The scripts' protocol (:class:`~.common.Protocol`) with their 1500 linear cycles."""
+        return cls(protocol="reference", n_cycles=1500)
 
     @classmethod
     def quick(cls) -> SizeConfig:
@@ -136,18 +165,46 @@ def cells(config: SizeConfig) -> list[dict]:
     return cells
 
 
-def _size_setup(config: SizeConfig, model: str, size: int, seed: int):
+def _warm_up(prob: FlatLoss, w0, rates: PlasticityRates, protocol: Protocol, seed: int):
+    """The reference protocol's warm-up: ``w0`` after learning a fake teacher (same seed at every size)."""
+    gen = torch.Generator().manual_seed(70_000 + seed)
+    out = simulate(prob, w0, rates, protocol.warmup_cycles, gen, persistence=protocol.persistence)
+    return out["w"]
+
+
+def _size_setup(config: SizeConfig, model: str, size: int, seed: int, rates: PlasticityRates):
     """(problem, initial weights, base problem, base weights) for one size."""
+    protocol = protocol_from(config.protocol)
     if model == "linear":
         n_in, n_out = config.linear_base
         task, W0 = linear_problem(n_in, n_out, config.n_samples, config.init_std, seed)
+        if protocol.warmup_cycles:
+            fake = make_linear_task(n_in, n_out, n_samples=config.n_samples, rng=80_000 + seed)
+            W0 = _warm_up(fake.flat_loss(), W0.reshape(-1), rates, protocol, seed).reshape(W0.shape)
         ex = expand_linear(W0, size, size, 50_000 + 97 * seed + size, task=task)
         return ex.task.flat_loss(), ex.weights.reshape(-1), task.flat_loss(), W0.reshape(-1)
     if model == "mlp":
         base = list(config.mlp_base)
-        task, net, base_prob = pretrained_mlp(
-            base, base, config.mlp_samples, config.pretrain_cycles, config.pretrain_step, seed
-        )
+        if protocol.warmup_cycles:
+            task = make_sigmoid_task(
+                init_sigmoid_mlp(base, rng=20_000 + seed),
+                n_samples=config.mlp_samples,
+                rng=30_000 + seed,
+            )
+            fake = make_sigmoid_task(
+                init_sigmoid_mlp(base, rng=90_000 + seed),
+                n_samples=config.mlp_samples,
+                rng=95_000 + seed,
+            )
+            student = init_sigmoid_mlp(base, rng=40_000 + seed)
+            fake_prob = FlatLoss(fake.loss, list(student.weights))
+            w = _warm_up(fake_prob, fake_prob.initial, rates, protocol, seed)
+            net = SigmoidMLP(tuple(fake_prob.unflatten(w)))
+            base_prob = FlatLoss(task.loss, list(net.weights))
+        else:
+            task, net, base_prob = pretrained_mlp(
+                base, base, config.mlp_samples, config.pretrain_cycles, config.pretrain_step, seed
+            )
         big = expand_sigmoid(net, [size])
         prob = FlatLoss(task.loss, list(big.weights))
         return prob, flat_weights(big.weights), base_prob, flat_weights(net.weights)
@@ -157,7 +214,8 @@ def _size_setup(config: SizeConfig, model: str, size: int, seed: int):
 def run_cell(config: SizeConfig, cell: dict) -> list[dict]:
     model, size, seed = cell["model"], int(cell["size"]), int(cell["seed"])
     rates = rates_from(cell["gammas"], config.T)
-    prob, w0, base_prob, base_w = _size_setup(config, model, size, seed)
+    protocol = protocol_from(config.protocol)
+    prob, w0, base_prob, base_w = _size_setup(config, model, size, seed, rates)
     gen = torch.Generator().manual_seed(3_000 + 131 * seed + size)
     geo = geometry_at(prob, w0, gen)
     base_geo = geometry_at(base_prob, base_w, gen)
@@ -167,8 +225,7 @@ def run_cell(config: SizeConfig, cell: dict) -> list[dict]:
     )
     k_pairs = np.array([d["k_measured"] for d in draws]).reshape(-1, 2).mean(axis=1)
     n_cycles = config.n_cycles if model == "linear" else config.mlp_cycles
-    sim = simulate(prob, w0, rates, n_cycles, gen)
-    half = n_cycles // 2
+    sim = simulate(prob, w0, rates, n_cycles, gen, persistence=protocol.persistence)
     return [
         {
             "model": model,
@@ -192,7 +249,7 @@ def run_cell(config: SizeConfig, cell: dict) -> list[dict]:
             "k_initial": float(k_pairs.mean()),
             "k_initial_se": float(k_pairs.std(ddof=1) / math.sqrt(k_pairs.size)),
             "k_early": float(sim["ks"][: min(20, n_cycles)].mean()),
-            "steady_loss": float(sim["losses"][half:].mean()),
+            "steady_loss": protocol.steady_state(sim["losses"]),
             "final_loss": float(sim["losses"][-1]),
         }
     ]
@@ -235,7 +292,23 @@ def _slides_scaling_optimum(rates: PlasticityRates, g: pd.DataFrame) -> float:
     return rates.T * rates.gamma2**2 / (rates.gamma3**2 + rates.T * rates.gamma1**2 * g0 / tr0)
 
 
-def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
+def _seed_spread(per_seed: dict, key: tuple) -> dict:
+    """Per-seed optima of the steady-state error for one setting: geometric mean and log-spread."""
+    values = np.array([v for k, v in per_seed.items() if k[:-1] == key], dtype=float)
+    logs = np.log(values)
+    n = len(values)
+    sd = float(logs.std(ddof=1)) if n > 1 else float("nan")
+    return {
+        "n_star_seed_mean": float(np.exp(logs.mean())),
+        "n_star_seed_min": float(values.min()),
+        "n_star_seed_max": float(values.max()),
+        "n_star_seed_log_sd": sd,
+        "n_star_seed_log_se": sd / math.sqrt(n) if n > 1 else float("nan"),
+        "n_seeds": n,
+    }
+
+
+def size_tables(df: pd.DataFrame, *, with_curves: bool = False):
     """Per (model, γ, size) means, per (model, γ) optimal sizes (and the predicted k(N) curves)."""
     keys = ["model", "gamma1", "gamma2", "gamma3", "T", "size"]
     # per-seed changes relative to the smallest size: the N-independent parts (which differ
@@ -281,6 +354,12 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
         )
         .reset_index()
     )
+    per_seed = {
+        key: _peak_log_parabola(
+            g.n_synapses.to_numpy(dtype=float), g.steady_loss.to_numpy(), maximum=False
+        )
+        for key, g in df.groupby(run_keys)
+    }
     opt_rows, curves = [], {}
     for key, g in agg.groupby(keys[:-1]):
         g = g.sort_values("n_synapses")
@@ -316,6 +395,11 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
             n_star_numeric=num.n_star,
             n_star_numeric_at_boundary=num.at_boundary,
             n_star_slides=slides_optimal_size(rates),
+            n_star_slides_plus=slides_plus_optimal_size(rates),
+            # the scripts' cubic for nonlinear networks (N0 = weights before growth)
+            n_star_paper_cubic=nonlinear_optimal_size(rates, int(g.base_n_synapses.iloc[0]))
+            if key[0] != "linear"
+            else float("nan"),
             # maximiser of <k> if the gradient curvature grew like c2 (the slides' assumption)
             n_star_slides_scaling=_slides_scaling_optimum(rates, g)
             if key[0] == "linear"
@@ -324,6 +408,7 @@ def _size_tables(df: pd.DataFrame, *, with_curves: bool = False):
             n_star_measured_steady=_peak_log_parabola(N, g.steady_ratio.to_numpy(), maximum=False),
             n_min=float(N.min()),
             n_max=float(N.max()),
+            **_seed_spread(per_seed, key),
         )
         opt_rows.append(row)
         curves[key[:4]] = curve
@@ -337,7 +422,7 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
 
     from syngeo.app.plotting import subplots
 
-    agg, opt, curves = _size_tables(df, with_curves=True)
+    agg, opt, curves = size_tables(df, with_curves=True)
     models = [m for m in ("linear", "mlp") if m in set(agg.model)]
     fig, axes = subplots(len(models), 2, width=3.6, height=3.0, squeeze=False)
     for r, model in enumerate(models):
@@ -389,6 +474,8 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
                 ax.plot(fine, pred / pred[0], "-", color=color, lw=1)
             if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
+            if model != "linear" and np.isfinite(o.n_star_paper_cubic):
+                ax.axvline(o.n_star_paper_cubic, color=color, ls="--", lw=1)
         for c in (0, 1):
             ax = axes[r][c]
             ax.set_xscale("log")
@@ -404,19 +491,145 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
     fig.suptitle(
         "Per run, relative to its smallest network. Dots: simulation (±2 SE over runs); crosses: ⟨k⟩ "
         "from the measured geometry at each size;\nlines: predicted curve (sigmoid: crosses "
-        "interpolated); dotted: predicted N*",
+        "interpolated); dotted: N* maximising the predicted ⟨k⟩ curve; dashed (sigmoid): the paper's cubic N*",
         fontsize=7,
     )
     return {"raman_size": fig}
 
 
 def summarise(df: pd.DataFrame, config: SizeConfig) -> dict:
-    _agg, opt = _size_tables(df)
+    _agg, opt = size_tables(df)
     return {"optimal_sizes": opt.to_dict(orient="records")}
 
 
+def nstar_verdict(
+    pred: dict[str, float], measured: float, log_se: float
+) -> tuple[str, bool | None]:
+    """Which prediction lies closest to ``measured`` in log N, and whether it is within 2 log-SE."""
+    dist = {
+        name: abs(math.log(v / measured)) for name, v in pred.items() if v > 0 and np.isfinite(v)
+    }
+    if not dist or not (measured > 0 and np.isfinite(measured)):
+        return "none", None
+    best = min(dist, key=dist.get)
+    if not np.isfinite(log_se):
+        return best, None
+    return best, bool(dist[best] <= 2 * log_se)
+
+
+def nonlinear_nstar_section(opt: pd.DataFrame, model: str = "mlp") -> list[str]:
+    """The paper's cubic, the fitted-β heuristic and the measured optimum, with a computed verdict."""
+    rows = opt[(opt.model == model) & (opt.gamma3 > 0)]
+    if rows.empty:
+        return []
+    lines = [
+        "## The nonlinear N*: the paper's cubic against the fitted-β heuristic",
+        "",
+        "The paper's nonlinear N* is the positive root of the scripts' cubic "
+        "N³ − T²(γ1²+γ2²)γ2²N/γ3⁴ − T²γ1²(γ1²+γ2²)N0/γ3⁴ = 0 (N0: weights before growth; "
+        "`syngeo.bounds.nonlinear_optimal_size`, docs/raman.md); the heuristic is ((1−β)/β)·Tγ2²/γ3² with β "
+        "from a power-law fit of Tr∇²F against N. Measured: the optimum of the steady-state error, per seed "
+        "(vertex of a parabola in log N), geometric mean over seeds with its range; 'within spread' means "
+        "|log(prediction/measured)| ≤ 2 standard errors of the mean log optimum.",
+        "",
+        "| γ | paper's cubic N* | fitted-β heuristic N* | measured N* (steady F), seeds | per-seed range | closest | cubic within spread | heuristic within spread |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    names = ("the paper's cubic", "the fitted-β heuristic")
+    closest, inside = [], {n: 0 for n in names}
+    testable = 0
+    for r in rows.itertuples():
+        pred = dict(zip(names, (r.n_star_paper_cubic, r.n_star_closed_form), strict=True))
+        best, _ = nstar_verdict(pred, r.n_star_seed_mean, r.n_star_seed_log_se)
+        closest.append(best)
+        cells = []
+        for name, value in pred.items():
+            _, w = nstar_verdict({name: value}, r.n_star_seed_mean, r.n_star_seed_log_se)
+            cells.append("n/a" if w is None else ("yes" if w else "no"))
+            inside[name] += bool(w)
+        testable += np.isfinite(r.n_star_seed_log_se)
+        lines.append(
+            f"| ({r.gamma1:g}, {r.gamma2:g}, {r.gamma3:g}) | {fmt(r.n_star_paper_cubic, '.4g')} | "
+            f"{fmt(r.n_star_closed_form, '.4g')} (β = {r.beta:.2f}) | {fmt(r.n_star_seed_mean, '.4g')} "
+            f"({r.n_seeds}) | {r.n_star_seed_min:.4g}–{r.n_star_seed_max:.4g} | {best} | {cells[0]} | {cells[1]} |"
+        )
+    n = len(closest)
+    cubic, heur = names
+    lines += [
+        "",
+        f"{cubic.capitalize()} is the closer prediction in {closest.count(cubic)} of {n} setting(s), "
+        f"{heur} in {closest.count(heur)}. "
+        + (
+            "With one seed there is no spread to test them against."
+            if testable == 0
+            else f"Within the seed spread: {cubic} in {inside[cubic]} of {testable}, {heur} in "
+            f"{inside[heur]} of {testable}. "
+            + _support_sentence(closest, inside, testable, cubic, heur)
+        ),
+        "",
+    ]
+    return lines
+
+
+def _support_sentence(closest, inside, testable, a, b) -> str:
+    """Which prediction the data support, from closeness and the within-spread counts."""
+    n = len(closest)
+    if inside[a] == testable and inside[b] == testable:
+        return "Both are consistent with the data everywhere: the data cannot tell them apart."
+    for x, y in ((a, b), (b, a)):
+        if closest.count(x) == n and inside[x] >= inside[y]:
+            if inside[x] == testable:
+                return f"The data support {x}" + (f" and rule out {y}." if inside[y] == 0 else ".")
+            return (
+                f"The data favour {x} (closer everywhere, and more often within the spread), but "
+                f"that they support it fully does not hold: it misses the spread in "
+                f"{testable - inside[x]} of {testable}."
+            )
+    return "Neither prediction is consistently closer: that the data support one of them does not hold."
+
+
+def _slides_plus_section(opt: pd.DataFrame) -> list[str]:
+    """The slides' formula with + instead of −, against the measured linear optima."""
+    rows = opt[opt.model == "linear"]
+    if rows.empty:
+        return []
+    lines = [
+        "## The slides' formula read with a sign slip, N* = T(γ1²+γ2²)/γ3²",
+        "",
+        "| γ | Tγ2²/γ3² | T(γ1²+γ2²)/γ3² | measured N* (steady F), seeds | per-seed range | closest |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    out = []
+    for r in rows.itertuples():
+        pred = {"Tγ2²/γ3²": r.n_star_closed_form, "T(γ1²+γ2²)/γ3²": r.n_star_slides_plus}
+        best, within = nstar_verdict(pred, r.n_star_seed_mean, r.n_star_seed_log_se)
+        sep = abs(math.log(r.n_star_slides_plus / r.n_star_closed_form))
+        out.append((r, best, within, sep))
+        lines.append(
+            f"| ({r.gamma1:g}, {r.gamma2:g}, {r.gamma3:g}) | {fmt(r.n_star_closed_form, '.4g')} | "
+            f"{fmt(r.n_star_slides_plus, '.4g')} | {fmt(r.n_star_seed_mean, '.4g')} ({r.n_seeds}) | "
+            f"{r.n_star_seed_min:.4g}–{r.n_star_seed_max:.4g} | {best} |"
+        )
+    lines.append("")
+    for r, _best, _within, sep in out:
+        meas = r.n_star_seed_mean
+        plus_dist = abs(math.log(r.n_star_slides_plus / meas))
+        excluded = np.isfinite(r.n_star_seed_log_se) and plus_dist > 2 * r.n_star_seed_log_se
+        lines.append(
+            f"* γ = ({r.gamma1:g}, {r.gamma2:g}, {r.gamma3:g}): the two formulas differ by a factor "
+            f"{math.exp(sep):.4g}; the measured optimum {meas:.4g} is "
+            + (
+                f"more than 2 log-SE away from the + version ({r.n_star_slides_plus:.4g}): simulation rules it out here."
+                if excluded
+                else f"within 2 log-SE of the + version ({r.n_star_slides_plus:.4g}): simulation cannot rule it out here."
+            )
+        )
+    lines.append("")
+    return lines
+
+
 def report(df: pd.DataFrame, config: SizeConfig) -> str:
-    agg, opt = _size_tables(df)
+    agg, opt = size_tables(df)
     lines = [
         "# Raman et al.: learning rate against network size, and the optimal size N*",
         "",
@@ -431,12 +644,19 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
         "",
         f"Settings: T = {config.T:g}; linear {list(config.linear_base)} expanded by c = {list(config.factors)}, "
         f"{config.n_cycles} cycles, {config.linear_repeats} repeats, {config.n_samples} inputs; sigmoid "
-        f"{list(config.mlp_base)} (pretrained {config.pretrain_cycles} steps) grown to h = {list(config.mlp_hidden)}, "
+        f"{list(config.mlp_base)} ("
+        + (
+            "warmed up on a fake teacher, see Protocol"
+            if protocol_from(config.protocol).warmup_cycles
+            else f"pretrained {config.pretrain_cycles} noiseless steps"
+        )
+        + f") grown to h = {list(config.mlp_hidden)}, "
         f"{config.mlp_cycles} cycles, {config.mlp_repeats} repeats, {config.mlp_samples} inputs (the scripts use "
         "1500 cycles, 12 repeats and 1000 inputs for both, and 500–1000 pretraining cycles: scaled down to fit "
         "2 CPU cores). 'Measured k' is the mean "
-        "learning rate over single feedback intervals from the expanded weights; 'steady state' the mean error "
-        "over the second half of the run.",
+        "learning rate over single feedback intervals from the expanded weights.",
+        "",
+        f"Protocol: {protocol_from(config.protocol).describe()}.",
         "",
         "| model | γ1 | γ2 | γ3 | N* closed form | N* numeric (⟨k⟩ curve) | N* measured (k) | N* measured (steady F) | slides' N* | N* if g grew like c2 | grid |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -454,6 +674,9 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
         "",
         "Measured optima are the vertex of a parabola in log N through the best grid point and its two "
         "neighbours (a grid end when the extremum lies there).",
+        "",
+        *nonlinear_nstar_section(opt),
+        *_slides_plus_section(opt),
         "",
         "| model | γ | N | ⟨k⟩ predicted | k measured ± SE | steady-state F ± SE |",
         "| --- | --- | --- | --- | --- | --- |",
