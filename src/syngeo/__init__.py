@@ -85,7 +85,15 @@ from syngeo.metrics import (
 )
 from syngeo.optim import MirrorDescent, exponentiated_gradient, mirror_descent, pnorm_sgd
 from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlasticity
-from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
+from syngeo.potentials import (
+    Hypentropy,
+    LocalPotential,
+    NegativeEntropy,
+    PNorm,
+    Potential,
+    Tsallis,
+    potential,
+)
 from syngeo.release import BinomialRelease
 from syngeo.simulate import SimulatedLearning, SyntheticChange, simulate_change, simulate_learning
 from syngeo.snapshot import (
@@ -128,6 +136,7 @@ __all__ = [
     "GaussianityResult",
     "GeometryFit",
     "Hessian",
+    "Hypentropy",
     "InitialMixture",
     "InputError",
     "InputTypeError",
@@ -152,6 +161,7 @@ __all__ = [
     "SyntheticChange",
     "ThreeComponentPlasticity",
     "TraceEstimate",
+    "Tsallis",
     "Unit",
     "UnitChange",
     "WeightPair",
