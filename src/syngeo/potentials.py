@@ -715,6 +715,8 @@ class Hypentropy(LocalPotential):
     preserves_sign = False
     is_euclidean = False
     parameter_bounds = (0.0, math.inf)
+    #: Where inference should search β (a hint; see docs/geometries.md).
+    parameter_search_window = (0.01, 10.0)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -872,6 +874,8 @@ class Tsallis(LocalPotential):
     preserves_sign = True
     is_euclidean = False
     parameter_bounds = (0.0, 1.0)
+    #: Where inference should search q (a hint; see docs/geometries.md).
+    parameter_search_window = (0.01, 0.99)
 
     @property
     def name(self) -> str:  # type: ignore[override]
