@@ -109,6 +109,38 @@ class Constraint:
         if self.soft and math.isinf(self.max_abs):
             raise InputError("a soft ceiling needs a finite max_abs")
 
+    def interval_bounds(self, w: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Per-weight bounds (lo, hi) of the allowed interval, cached per dtype, device and
+        shape; (None, None) without a sign mask (the interval is [−M, M])."""
+        s = self.sign_like(w)
+        if s is None:
+            return None, None
+        key = (w.dtype, w.device, tuple(w.shape))
+        cache = self.__dict__.setdefault("_bounds", {})
+        if key not in cache:
+
+            def full(v: float) -> Tensor:  # in w's dtype (python scalars would give float32)
+                return torch.full_like(s, v)
+
+            m, big = self.min_abs, self.max_abs
+            lo = torch.where(s > 0, full(m), full(-big))
+            hi = torch.where(s < 0, full(-m), full(big))
+            cache.clear()  # one shape per constraint in practice; keep memory bounded
+            cache[key] = (lo.contiguous(), hi.contiguous())
+        return cache[key]
+
+    def has_free_weights(self, w: Tensor) -> bool:
+        """True when some weight has no sign constraint (cached with the bounds)."""
+        s = self.sign_like(w)
+        if s is None:
+            return True
+        key = ("free", w.dtype, w.device, tuple(w.shape))
+        cache = self.__dict__.setdefault("_free", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = bool((s == 0).any())
+        return cache[key]
+
     def sign_like(self, w: Tensor) -> Tensor | None:
         """The sign mask as a tensor of ``w``'s shape, dtype and device (None without one)."""
         if self.sign is None:
@@ -229,21 +261,23 @@ def soften(
 
 
 def project_(params: list[Tensor], constraints: list[Constraint | None]) -> None:
-    """After the step: the Bregman projection onto the box, i.e. the coordinate-wise clip."""
+    """After the step: the Bregman projection onto the box, i.e. the coordinate-wise clip.
+
+    Where the allowed set of a weight is an interval (a sign, or no floor) this is one
+    ``clamp`` with cached per-weight bounds; a floor on a weight free to take either sign (a
+    set of two intervals) keeps the sign the step gave it (0 stays 0)."""
     for w, c in zip(params, constraints, strict=True):
         if c is None:
             continue
-        s = c.sign_like(w)
-        if s is not None:
-            wrong = s * w < 0
-            w.copy_(torch.where(wrong, torch.zeros_like(w), w))
-        if c.min_abs > 0 or math.isfinite(c.max_abs):
-            a = w.abs().clamp_(min=c.min_abs, max=c.max_abs)
-            # a weight at 0 stays 0 unless a floor asks for a sign: then the mask's sign
-            sgn = torch.sign(w)
-            if s is not None:
-                sgn = torch.where(sgn == 0, s, sgn)
-            w.copy_(torch.where(sgn == 0, w, sgn * a))
+        lo, hi = c.interval_bounds(w)
+        if lo is None:
+            w.clamp_(min=-c.max_abs, max=c.max_abs)
+        else:
+            torch.clamp(w, min=lo, max=hi, out=w)
+        if c.min_abs > 0 and c.has_free_weights(w):
+            s = c.sign_like(w)
+            free = (w != 0) & (w.abs() < c.min_abs) & (True if s is None else s == 0)
+            w.copy_(torch.where(free, torch.sign(w) * c.min_abs, w))
 
 
 def warn_frozen_zeros(

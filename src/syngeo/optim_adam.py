@@ -14,9 +14,12 @@ r"""Adam and AdamW in the dual space of a potential (docs/geometries.md).
 normalised step is taken in the dual space, :math:`\nabla\phi(w)`, exactly as
 :class:`~syngeo.MirrorDescent` takes SGD's step there (its momentum buffer averages gradients
 too). Bias corrections, ``amsgrad``, ``maximize``, ``eps`` and the learning-rate schedule are
-``torch.optim.Adam``'s own: the dual update is computed by ``torch.optim.adam.adam`` on the dual
-weights, so for the 2-norm (identity mirror map) :class:`MirrorAdam` **is** ``torch.optim.Adam``
-and :class:`MirrorAdamW` **is** ``torch.optim.AdamW``, bit for bit.
+``torch.optim.Adam``'s own: the dual step :math:`\Delta u` is computed by
+``torch.optim.adam.adam`` (its single-tensor or foreach kernels) applied to zeros, and the
+potential's fused :meth:`~syngeo.LocalPotential.mirror_step_` then sets
+:math:`w \leftarrow (\nabla\phi)^{-1}(\nabla\phi(w) + \Delta u)`. For the 2-norm (identity
+mirror map) :class:`MirrorAdam` **is** ``torch.optim.Adam`` and :class:`MirrorAdamW` **is**
+``torch.optim.AdamW`` (their own call on the weights), bit for bit.
 
 Weight decay (``decay_space``; docs/geometries.md lists which published rule each gives):
 
@@ -60,7 +63,6 @@ from syngeo.optim import (
     _as_potential,
     _check_decay,
     _decay_term,
-    _dual_reference,
     _potential_to_state,
 )
 from syngeo.potentials import Potential, PotentialLike, potential
@@ -272,7 +274,8 @@ def mirror_adam(
         raise InputError(f"got {len(params)} parameters but {len(constraints)} constraints")
     kw = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps, foreach=foreach)
     primal = decay_space == "primal" or (decay_space == "auto" and not phi.preserves_sign)
-    if phi.is_euclidean and primal:
+    soft = constraints is not None and any(c is not None and c.soft for c in constraints)
+    if phi.is_euclidean and primal and not soft:
         # torch's Adam/AdamW itself: the mirror maps are identities
         _torch_adam(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
@@ -292,24 +295,21 @@ def mirror_adam(
             w.mul_(1 - lr_f * weight_decay)
     if constraints is not None and phi.preserves_sign:
         lift_zeros_(params, g, constraints)
-    signs = [torch.sign(w) for w in params] if phi.preserves_sign else None
-    duals = [phi.grad(w) for w in params]
-    if weight_decay != 0 and decoupled and not primal:
-        for u, w in zip(duals, params, strict=True):
-            if decay_space == "dual":
-                u.add_(u - _dual_reference(phi, w, decay_to), alpha=-lr_f * weight_decay)
-            else:  # auto, sign-preserving: u ← u − ηλ sign(w)
-                u.add_(torch.sign(w), alpha=-lr_f * weight_decay)
-    soft = constraints is not None and any(c is not None and c.soft for c in constraints)
-    before = [u.clone() for u in duals] if soft else None
+    # Adam's dual step Δu = −η m̂/(√v̂ + ε), by torch's own kernels run on zeros; then the
+    # potential's fused mirror step u ← ∇φ(w) + Δu (mirror_step_ with lr = −1).
+    steps = [torch.zeros_like(w) for w in params]
     _torch_adam(
-        duals, g, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
+        steps, g, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
         weight_decay=0.0, maximize=False, decoupled_weight_decay=False, **kw,
     )  # fmt: skip
+    if weight_decay != 0 and decoupled and not primal:
+        for du, w in zip(steps, params, strict=True):
+            if decay_space == "dual":  # Δu −= ηλ(∇φ(w) − ∇φ(w_ref))
+                du.sub_(_decay_term(phi, w, "dual", decay_to), alpha=lr_f * weight_decay)
+            else:  # auto, sign-preserving: Δu −= ηλ sign(w)
+                du.sub_(torch.sign(w), alpha=lr_f * weight_decay)
     if soft:
-        steps = soften(params, [u - u0 for u, u0 in zip(duals, before, strict=True)], constraints)  # type: ignore[arg-type]
-        duals = [u0 + du for u0, du in zip(before, steps, strict=True)]  # type: ignore[arg-type]
-    for i, w in enumerate(params):
-        w.copy_(phi.grad_inverse(duals[i], sign=None if signs is None else signs[i]))
+        steps = soften(params, steps, constraints)  # type: ignore[arg-type]
+    phi.mirror_step_(params, steps, -1.0, foreach=foreach)
     if constraints is not None:
         project_(params, constraints)
