@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             "MD tsallis(0.5)": (lambda ps: MirrorDescent(ps, lr, potential="tsallis(q=0.5)", momentum=0.9), None),
             "MD 3-norm + Dale": (lambda ps: MirrorDescent(ps, lr, potential="3-norm", momentum=0.9, constraints=dale(ps)), None),
             "MD 3-norm dual decay": (lambda ps: MirrorDescent(ps, lr, potential="3-norm", momentum=0.9, weight_decay=1e-4, decay_space="dual"), None),
-            "Adam (baseline 2)": (lambda ps: torch.optim.Adam(ps, lr=lr, foreach=True), None),
+            "Adam (baseline 2)": (lambda ps: torch.optim.Adam(ps, lr=lr), None),
             "MirrorAdam 2-norm": (lambda ps: MirrorAdam(ps, lr, potential="2-norm"), None),
             "MirrorAdam 3-norm": (lambda ps: MirrorAdam(ps, lr, potential="3-norm"), None),
             "MirrorAdam NE": (lambda ps: MirrorAdam(ps, lr, potential="ne"), None),

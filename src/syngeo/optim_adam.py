@@ -297,6 +297,27 @@ def mirror_adam(
         lift_zeros_(params, g, constraints)
     # Adam's dual step Δu = −η m̂/(√v̂ + ε), by torch's own kernels run on zeros; then the
     # potential's fused mirror step u ← ∇φ(w) + Δu (mirror_step_ with lr = −1).
+    per_tensor = foreach is False or (
+        foreach is None and all(w.device.type == "cpu" for w in params)
+    )
+    if per_tensor and not soft and not (weight_decay != 0 and decoupled and not primal):
+        # CPU: one tensor at a time through one reused scratch buffer (no allocation, in cache)
+        flat = torch.empty(max(w.numel() for w in params), dtype=params[0].dtype,
+                           device=params[0].device)  # fmt: skip
+        for i, w in enumerate(params):
+            if flat.dtype == w.dtype and flat.device == w.device:
+                du = flat[: w.numel()].view(w.shape).zero_()
+            else:
+                du = torch.zeros_like(w, memory_format=torch.contiguous_format)
+            maxes = [max_exp_avg_sqs[i]] if amsgrad else []
+            _torch_adam(
+                [du], [g[i]], [exp_avgs[i]], [exp_avg_sqs[i]], maxes, [state_steps[i]],
+                weight_decay=0.0, maximize=False, decoupled_weight_decay=False, **kw,
+            )  # fmt: skip
+            phi.mirror_step_([w], [du], -1.0, foreach=False)
+        if constraints is not None:
+            project_(params, constraints)
+        return
     steps = [torch.zeros_like(w) for w in params]
     _torch_adam(
         steps, g, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,

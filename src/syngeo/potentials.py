@@ -798,12 +798,14 @@ class Hypentropy(LocalPotential):
                     u.add_(dual_noise[j])
                 torch.sinh(u, out=w).mul_(beta)
             return
+        bufs = [_scratch(params) for _ in range(3)]  # reused by every tensor: no allocation
         for j, w in enumerate(params):
-            x = torch.mul(directions[j], lr)
+            x, r, sh = (_scratch_like(b, w) for b in bufs)
+            torch.mul(directions[j], lr, out=x)
             if dual_noise is not None:
                 x.sub_(dual_noise[j])
-            r = torch.hypot(w, torch.tensor(beta, dtype=w.dtype, device=w.device))
-            r.mul_(torch.sinh(x))
+            torch.hypot(w, torch.tensor(beta, dtype=w.dtype, device=w.device), out=r)
+            r.mul_(torch.sinh(x, out=sh))
             w.mul_(x.cosh_()).sub_(r)
 
     def __repr__(self) -> str:
@@ -972,14 +974,18 @@ class Tsallis(LocalPotential):
         _check_step_lists(params, directions, dual_noise, None)
         q = self.q
         c = (1.0 - q) / q
+        if not params:
+            return
+        bufs = [_scratch(params) for _ in range(2)]  # reused by every tensor: no allocation
         for j, w in enumerate(params):
-            s = torch.sign(w)
-            x = torch.mul(directions[j], lr * c)
+            x, e = (_scratch_like(b, w) for b in bufs)
+            torch.mul(directions[j], lr * c, out=x)
             if dual_noise is not None:
                 x.sub_(dual_noise[j], alpha=c)
-            e = torch.abs(w).log_().mul_(q - 1.0).expm1_()
-            e.addcmul_(s, x).clamp_(min=-1.0).log1p_().div_(q - 1.0).exp_()
-            w.copy_(e.mul_(s))
+            x.mul_(torch.sign(w, out=e))  # s·x
+            torch.abs(w, out=e).log_().mul_(q - 1.0).expm1_()
+            e.add_(x).clamp_(min=-1.0).log1p_().div_(q - 1.0).exp_()
+            w.copy_(e.copysign_(w))  # 0 stays 0: e = exp(−inf) = 0 there
 
     def hessian_power_law(self) -> tuple[float, float]:
         """(log q, q − 2): φ''(w) = q|w|^(q−2)."""
