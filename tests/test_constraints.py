@@ -183,6 +183,7 @@ def test_constraint_validation():
         MirrorDescent([w], constraints={torch.ones(2): Constraint()})
     with pytest.raises(InputError, match="excitatory"):
         dale_mask((3, 4), [True, False])
+    assert torch.equal(dale_mask((2, 3), 2), torch.tensor([[1.0, 1.0, -1.0]] * 2))
     assert torch.equal(dale_mask((2, 3), [False, True], dim=0),
                        torch.tensor([[-1.0] * 3, [1.0] * 3]))  # fmt: skip
 
@@ -195,13 +196,18 @@ DECAY_POTENTIALS = [PNorm(3.0), PNorm(1.5), Hypentropy(0.5), NegativeEntropy()]
 
 
 def _run_constant_gradient(phi, g, w0, lam, space, decay_to=0.0, steps=3000, lr=0.05):
-    w = torch.nn.Parameter(w0.clone())
-    opt = MirrorDescent([w], lr=lr, potential=phi, weight_decay=lam, decay_space=space,
-                        decay_to=decay_to)  # fmt: skip
-    for _ in range(steps):
-        w.grad = g.clone()
-        opt.step()
-    return w.detach()
+    """Both implementations (foreach and the single-tensor reference) must agree."""
+    out = []
+    for foreach in (True, False):
+        w = torch.nn.Parameter(w0.clone())
+        opt = MirrorDescent([w], lr=lr, potential=phi, weight_decay=lam, decay_space=space,
+                            decay_to=decay_to, foreach=foreach)  # fmt: skip
+        for _ in range(steps):
+            w.grad = g.clone()
+            opt.step()
+        out.append(w.detach())
+    torch.testing.assert_close(out[0], out[1], rtol=1e-12, atol=1e-15)
+    return out[0]
 
 
 @pytest.mark.parametrize("phi", DECAY_POTENTIALS, ids=str)

@@ -189,3 +189,41 @@ def test_zero_weights_under_ne_warn_once():
         opt.step()
     assert w[0] == 0
     np.testing.assert_array_less(0, w[1].item())
+
+
+@pytest.mark.parametrize("phi", ["3-norm", "ne", "hypentropy(beta=0.3)"])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_maximize_equals_minimising_the_negated_loss(phi, foreach):
+    """maximize=True on f is the same run as maximize=False on −f (the gradient negated
+    exactly), bit for bit, in every geometry."""
+    a, b = _model(), _model()
+    oa = MirrorAdam(a.parameters(), lr=0.01, potential=phi, weight_decay=0.01, maximize=True,
+                    foreach=foreach)  # fmt: skip
+    ob = MirrorAdam(b.parameters(), lr=0.01, potential=phi, weight_decay=0.01, foreach=foreach)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        x = torch.randn(16, 5, generator=g)
+        oa.zero_grad()
+        ob.zero_grad()
+        a(x).pow(2).mean().backward()
+        (-b(x).pow(2).mean()).backward()
+        oa.step()
+        ob.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_soft_ceiling_under_adam_closed_form(foreach):
+    """β₁ = 0, eps = 0 and a constant gradient −g: Adam's step is exactly η (m̂/√v̂ = 1), so
+    under the 2-norm with a soft ceiling M − w_t = (M − w₀)(1 − η/M)^t."""
+    from syngeo import Constraint
+
+    M, eta, w0 = 1.0, 0.1, 0.2
+    w = torch.nn.Parameter(torch.tensor([w0], dtype=torch.float64))
+    opt = MirrorAdam([w], lr=eta, betas=(0.0, 0.999), eps=0.0, foreach=foreach,
+                     constraints=Constraint(max_abs=M, soft=True))  # fmt: skip
+    for t in range(1, 31):
+        w.grad = torch.tensor([-2.0], dtype=torch.float64)
+        opt.step()
+        assert w.item() == pytest.approx(M - (M - w0) * (1 - eta / M) ** t, rel=1e-13)

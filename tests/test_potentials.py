@@ -95,6 +95,20 @@ class PotentialTestCase:
         assert torch.all(phi.bregman(w, w, elementwise=True) == 0)
         assert phi.bregman(w, w_ref) == pytest.approx(d.sum().item(), rel=1e-12, abs=1e-300)
 
+    def test_bregman_equals_its_definition(self, phi):
+        """Overrides (cancellation-free forms) agree with φ(w) − φ(w') − φ'(w')(w − w') where
+        that formula is accurate: O(1) weights of equal sign, float64, atol 1e-12·(1 + scale)."""
+        w = _nonzero_sample((40,), torch.float64, seed=12)
+        w_ref = w.sign() * (w.abs() * torch.exp(_nonzero_sample((40,), torch.float64, seed=13)))
+        want = (
+            phi.value(w, elementwise=True)
+            - phi.value(w_ref, elementwise=True)
+            - phi.grad(w_ref) * (w - w_ref)
+        )
+        scale = phi.value(w, elementwise=True).abs() + phi.value(w_ref, elementwise=True).abs()
+        got = phi.bregman(w, w_ref, elementwise=True)
+        assert torch.all((got - want).abs() <= 1e-12 * (1 + scale))
+
     # -- Hessian = derivative of the mirror map; mirror map = derivative of the value -------
     def test_hessian_diag_equals_autograd_derivative_of_mirror_map(self, phi):
         w = _nonzero_sample((40,), torch.float64, seed=2).requires_grad_(True)
