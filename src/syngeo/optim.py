@@ -345,6 +345,17 @@ class MirrorDescent(Optimizer):
     cache_dual
         Keep the dual weights between steps (default ``False``; see Conventions for the caveat:
         writes through ``p.data`` are then lost).
+    decay_space, decay_to
+        Where weight decay acts: ``"auto"`` (default; the rule above), ``"primal"`` (λw, L2 on
+        the weights, for every potential) or ``"dual"`` (λ(∇φ(w) − ∇φ(w_ref)), the gradient of
+        a Bregman penalty toward w_ref = sign(w)·``decay_to``); docs/geometries.md.
+    constraints
+        Sign masks (Dale's law), floors and ceilings on |w|, applied inside the step as the
+        Bregman projection (:mod:`syngeo.constraints`): a
+        :class:`~syngeo.constraints.Constraint` for every parameter or a dict
+        ``{parameter: Constraint}``. Configuration, not state (``state_dict`` omits it);
+        unconstrained parameters take exactly the plain step. Disables ``cache_dual`` for the
+        groups it touches.
 
     Examples
     --------
