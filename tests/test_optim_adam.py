@@ -227,3 +227,21 @@ def test_soft_ceiling_under_adam_closed_form(foreach):
         w.grad = torch.tensor([-2.0], dtype=torch.float64)
         opt.step()
         assert w.item() == pytest.approx(M - (M - w0) * (1 - eta / M) ** t, rel=1e-13)
+
+
+def test_deepcopy_keeps_the_state_dict_hooks_and_new_groups_are_checked():
+    model = _model()
+    first, *rest = list(model.parameters())
+    opt = MirrorAdamW([first], lr=0.01, potential="hypentropy(beta=0.3)")
+    opt.add_param_group({"params": rest, "potential": "ne"})
+    assert opt.param_groups[1]["potential"] == NegativeEntropy()
+    assert copy.deepcopy(opt).state_dict()["param_groups"][1]["potential"] == "NE"
+    with pytest.raises(InputError, match="decay_to > 0"):
+        opt.add_param_group(
+            {
+                "params": [torch.nn.Parameter(torch.ones(2))],
+                "potential": "ne",
+                "decay_space": "dual",
+            }
+        )
+    assert len(opt.param_groups) == 2

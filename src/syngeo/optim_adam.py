@@ -163,6 +163,23 @@ class MirrorAdam(torch.optim.Adam):
         if "potential" in param_group:
             param_group["potential"] = _as_potential(param_group["potential"])
         super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if "decay_space" in self.defaults:  # (not yet while torch's __init__ adds the first)
+            try:
+                _check_decay(group["decay_space"], group["decay_to"], group["potential"])
+            except InputError:
+                self.param_groups.pop()
+                raise
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_constraints", {})
+        self.__dict__.setdefault("_zero_checked", set())
+        # pickles (copy.deepcopy, torch.save(opt)) drop hooks: register them again
+        if _state_dict_post_hook not in self._optimizer_state_dict_post_hooks.values():
+            self.register_state_dict_post_hook(_state_dict_post_hook)
+        if _load_state_dict_pre_hook not in self._optimizer_load_state_dict_pre_hooks.values():
+            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
