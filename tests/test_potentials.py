@@ -17,7 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syngeo.errors import InputError
-from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
+from syngeo.potentials import (
+    Hypentropy,
+    LocalPotential,
+    NegativeEntropy,
+    PNorm,
+    Potential,
+    Tsallis,
+    potential,
+)
 from user_potentials import Quartic
 
 P_VALUES = (1.05, 1.1, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -86,6 +94,20 @@ class PotentialTestCase:
         assert torch.all(d[apart] > 0)
         assert torch.all(phi.bregman(w, w, elementwise=True) == 0)
         assert phi.bregman(w, w_ref) == pytest.approx(d.sum().item(), rel=1e-12, abs=1e-300)
+
+    def test_bregman_equals_its_definition(self, phi):
+        """Overrides (cancellation-free forms) agree with φ(w) − φ(w') − φ'(w')(w − w') where
+        that formula is accurate: O(1) weights of equal sign, float64, atol 1e-12·(1 + scale)."""
+        w = _nonzero_sample((40,), torch.float64, seed=12)
+        w_ref = w.sign() * (w.abs() * torch.exp(_nonzero_sample((40,), torch.float64, seed=13)))
+        want = (
+            phi.value(w, elementwise=True)
+            - phi.value(w_ref, elementwise=True)
+            - phi.grad(w_ref) * (w - w_ref)
+        )
+        scale = phi.value(w, elementwise=True).abs() + phi.value(w_ref, elementwise=True).abs()
+        got = phi.bregman(w, w_ref, elementwise=True)
+        assert torch.all((got - want).abs() <= 1e-12 * (1 + scale))
 
     # -- Hessian = derivative of the mirror map; mirror map = derivative of the value -------
     def test_hessian_diag_equals_autograd_derivative_of_mirror_map(self, phi):
@@ -244,6 +266,23 @@ def phi(request):
 
 class TestBuiltinPotentials(PotentialTestCase):
     """Every built-in potential: p-norms for p ∈ {1.05, …, 4} and negative entropy."""
+
+
+# β spans EG-like (0.01: weights up to 1e4·β) to Euclidean-like (100 ≫ every |w| tested);
+# Tsallis' inverse map has condition number |u|/(q|w|^(q-1)) ≈ |w|^(1-q)/(q(1-q)) for |w| ≫ 1
+# (large weights crowd against the dual-domain edge 1/(1-q)): 38 at q = 0.5, |w| = 100, within
+# the float32 test's 5e-6 = 40 eps32; q = 0.1 would be 700 (see the class docstring).
+NEW_FAMILIES = [Hypentropy(b) for b in (0.01, 0.5, 3.0, 100.0)] + [
+    Tsallis(q) for q in (0.5, 0.75, 0.9, 0.999)
+]
+
+
+class TestNewFamilies(PotentialTestCase):
+    """Hypentropy (EG±) and Tsallis: the same invariants as the built-in p-norms and NE."""
+
+    @pytest.fixture(params=NEW_FAMILIES, ids=lambda phi: phi.name)
+    def phi(self, request):
+        return request.param
 
 
 class TestUserPotential(PotentialTestCase):
@@ -471,3 +510,132 @@ def test_pnorm2_step_is_the_sgd_update_bit_for_bit(foreach):
     params = [w.clone()]
     PNorm(2).mirror_step_(params, [d], 0.3, dual_noise=[xi], foreach=foreach)
     assert torch.equal(params[0], expected)
+
+
+# --------------------------------------------------------------------------------------------
+# hypentropy and Tsallis: closed forms, limits, parser
+# --------------------------------------------------------------------------------------------
+
+
+def test_hypentropy_closed_forms():
+    """At w = β·sinh(1): mirror map 1, Hessian 1/(β cosh 1), conjugate β cosh u."""
+    beta = 0.7
+    phi = Hypentropy(beta)
+    w = torch.tensor([beta * math.sinh(1.0), 0.0, -beta * math.sinh(2.0)], dtype=torch.float64)
+    torch.testing.assert_close(phi.grad(w), torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        phi.hessian_diag(w),
+        1 / (beta * torch.tensor([math.cosh(1.0), 1.0, math.cosh(2.0)], dtype=torch.float64)),
+    )
+    # φ(0) = −β; φ*(0) = β (so φ(0) + φ*(0) = 0 = ⟨0, 0⟩, Fenchel–Young at w = 0)
+    assert phi.value(torch.zeros(1, dtype=torch.float64)).item() == pytest.approx(-beta)
+    assert phi.conjugate(torch.zeros(1, dtype=torch.float64)).item() == pytest.approx(beta)
+
+
+def test_hypentropy_limits_euclidean_for_large_beta_and_eg_for_small_beta():
+    """Large β: β·(mirror map) → w (relative error w²/(6β²) ≤ 7e-9 here), β·(Hessian) → 1
+    (w²/(2β²) ≤ 2e-8); small β: arcsinh(w/β) − sign(w)·log(2|w|/β) → 0 (β²/(4w²) ≤ 7e-12)."""
+    w = torch.tensor([-1.3, 0.2, 2.0], dtype=torch.float64)
+    big = Hypentropy(1e4)
+    torch.testing.assert_close(big.beta * big.grad(w), w, rtol=1e-8, atol=0)
+    torch.testing.assert_close(
+        big.beta * big.hessian_diag(w), torch.ones_like(w), rtol=3e-8, atol=0
+    )
+    small = Hypentropy(1e-6)
+    eg_like = torch.sign(w) * torch.log(2 * w.abs() / small.beta)
+    torch.testing.assert_close(small.grad(w), eg_like, rtol=0, atol=1e-10)
+
+
+def test_hypentropy_step_is_eg_plus_minus():
+    """w = w₊ − w₋, w± = (sqrt(w² + β²) ± w)/2: one mirror step multiplies w₊ by e^(−ηd) and w₋
+    by e^(ηd) (two EG weights, product β²/4 kept)."""
+    beta, lr = 0.2, 0.3
+    w = _nonzero_sample((50,), torch.float64, seed=11)
+    d = _nonzero_sample((50,), torch.float64, seed=12)
+    r = torch.sqrt(w**2 + beta**2)
+    w_plus, w_minus = (r + w) / 2, (r - w) / 2
+    want = w_plus * torch.exp(-lr * d) - w_minus * torch.exp(lr * d)
+    for foreach in (True, False):
+        got = [w.clone()]
+        Hypentropy(beta).mirror_step_(got, [d], lr, foreach=foreach)
+        torch.testing.assert_close(got[0], want, rtol=1e-12, atol=1e-14)
+
+
+def test_hypentropy_weights_cross_zero():
+    w = [torch.tensor([0.05, -0.05, 0.0], dtype=torch.float64)]
+    Hypentropy(0.1).mirror_step_(w, [torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)], 1.0)
+    assert w[0][0] < 0 < w[0][1] and w[0][2] < 0
+
+
+def test_tsallis_closed_forms_and_ne_limit():
+    """q = 1/2: φ = 2(|w| − sqrt|w|), φ' = s(2 − 1/sqrt|w|), φ'' = 1/(2|w|^1.5); q → 1: NE."""
+    w = torch.tensor([4.0, -0.25, 1.0], dtype=torch.float64)
+    phi = Tsallis(0.5)
+    torch.testing.assert_close(
+        phi.value(w, elementwise=True), torch.tensor([4.0, -0.5, 0.0], dtype=torch.float64)
+    )
+    torch.testing.assert_close(phi.grad(w), torch.tensor([1.5, 0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        phi.hessian_diag(w), torch.tensor([1 / 16, 4.0, 0.5], dtype=torch.float64)
+    )
+    ne, near = NegativeEntropy(), Tsallis(1 - 1e-9)
+    # |φ_q − φ_NE| ≈ (1 − q)·|w| log²|w| / 2: 1e-9 here; the expm1 form has no cancellation
+    torch.testing.assert_close(near.grad(w), ne.grad(w), rtol=0, atol=1e-8)
+    torch.testing.assert_close(near.value(w), ne.value(w), rtol=0, atol=1e-8)
+    u = torch.tensor([0.3, -2.0, 1.0], dtype=torch.float64)
+    s = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        near.grad_inverse(u, sign=s), ne.grad_inverse(u, sign=s), atol=1e-8, rtol=0
+    )
+
+
+def test_tsallis_zero_and_dual_domain_conventions():
+    phi = Tsallis(0.5)
+    zero = torch.zeros(2, dtype=torch.float64)
+    assert torch.equal(phi.grad(zero), zero) and phi.value(zero).item() == 0.0
+    assert torch.equal(phi.grad_inverse(zero + 1, sign=zero), zero)  # sign 0 stays 0
+    # the dual domain of a positive weight is u < 1/(1 − q) = 2: at and beyond it, |w| = inf
+    out = phi.grad_inverse(torch.tensor([2.0, 5.0, -5.0]), sign=torch.tensor([1.0, 1.0, -1.0]))
+    assert torch.equal(out, torch.tensor([math.inf, math.inf, -math.inf]))
+    with pytest.raises(InputError, match="needs the sign"):
+        phi.grad_inverse(torch.ones(2))
+    assert phi.preserves_sign and phi.hessian_power_law() == (math.log(0.5), -1.5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("hypentropy(beta=0.1)", Hypentropy(0.1)),
+        ("Hypentropy( beta = 2 )", Hypentropy(2.0)),
+        ("hypentropy(1e-3)", Hypentropy(1e-3)),
+        ("eg±(0.5)", Hypentropy(0.5)),
+        ("tsallis(q=0.5)", Tsallis(0.5)),
+        ("tsallis(.25)", Tsallis(0.25)),
+    ],
+)
+def test_parser_accepts_the_new_families(spec, expected):
+    assert potential(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("hypentropy(beta=0)", ValueError, "0 < beta"),
+        ("hypentropy(beta=-1)", ValueError, "0 < beta"),
+        ("hypentropy()", ValueError, "unknown potential"),
+        ("tsallis(q=1)", ValueError, "0 < q < 1"),
+        ("tsallis(q=1.5)", ValueError, "0 < q < 1"),
+        ("tsallis(q=0)", ValueError, "0 < q < 1"),
+    ],
+)
+def test_parser_rejects_bad_family_parameters(spec, error, match):
+    with pytest.raises(error, match=match):
+        potential(spec)
+
+
+def test_family_names_round_trip_for_awkward_parameters():
+    for phi in (Hypentropy(0.1 + 0.2), Tsallis(1 / 3), Hypentropy(1e-7)):
+        assert potential(phi.name) == phi
+        assert phi.with_parameter(phi.parameter) == phi
+    with pytest.raises(TypeError, match="real number"):
+        Hypentropy("0.1")

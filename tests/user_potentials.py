@@ -7,9 +7,15 @@ to −1/3, w = a − 1/(3a) with a = ∛(|u|/2 + r), times sign(u): no cancellat
 (the plain sum loses 1e-5 relative in float32 near |w| = 10). One Newton step polishes it.
 It subclasses the public :class:`syngeo.LocalPotential` and defines only the four element-wise
 functions the recipe asks for.
+
+``CoshFamily(a)``: φ_a(w) = Σ cosh(a·w)/a², the recipe of docs/geometries.md with a family
+parameter (``parameter``/``with_parameter``/``parameter_bounds``), so inference refines a.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,3 +52,37 @@ class Quartic(LocalPotential):
 
     def hessian_diag(self, w):
         return 1 + 3 * w**2
+
+
+# The recipe of docs/geometries.md, verbatim: a one-parameter family in a few lines.
+# φ_a(w) = Σ cosh(a·w)/a², strictly convex on the real line (φ'' = cosh(a·w) ≥ 1), Euclidean
+# as a → 0; the family parameter a lets infer_geometry refine it like p.
+@dataclass(frozen=True)
+class CoshFamily(LocalPotential):
+    a: float = 1.0
+    parameter_bounds = (0.0, math.inf)
+
+    name = property(lambda self: f"cosh(a={self.a:g})")
+    parameter = property(lambda self: self.a)
+
+    def with_parameter(self, a):
+        return CoshFamily(a)
+
+    def value_elementwise(self, w):
+        return _f(w, "cosh")(self.a * w) / self.a**2
+
+    def grad(self, w):  # the mirror map
+        return _f(w, "sinh")(self.a * w) / self.a
+
+    def grad_inverse(self, u, sign=None):
+        return _f(u, "arcsinh")(self.a * u) / self.a
+
+    def hessian_diag(self, w):
+        return _f(w, "cosh")(self.a * w)
+
+
+def _f(x, name):
+    """The NumPy function ``name``, or torch's for a tensor (torch spells arcsinh ``asinh``)."""
+    if isinstance(x, torch.Tensor):
+        return getattr(torch, {"arcsinh": "asinh"}.get(name, name))
+    return getattr(np, name)

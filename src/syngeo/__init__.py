@@ -42,6 +42,7 @@ from syngeo.bounds import (
     optimal_size_numeric,
     predicted_learning_rate,
 )
+from syngeo.constraints import Constraint, dale_mask
 from syngeo.data.correlated import (
     correlated_inputs,
     toeplitz_correlation_matrix,
@@ -84,8 +85,17 @@ from syngeo.metrics import (
     integrate_flow,
 )
 from syngeo.optim import MirrorDescent, exponentiated_gradient, mirror_descent, pnorm_sgd
+from syngeo.optim_adam import MirrorAdam, MirrorAdamW, mirror_adam
 from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlasticity
-from syngeo.potentials import LocalPotential, NegativeEntropy, PNorm, Potential, potential
+from syngeo.potentials import (
+    Hypentropy,
+    LocalPotential,
+    NegativeEntropy,
+    PNorm,
+    Potential,
+    Tsallis,
+    potential,
+)
 from syngeo.release import BinomialRelease
 from syngeo.simulate import SimulatedLearning, SyntheticChange, simulate_change, simulate_learning
 from syngeo.snapshot import (
@@ -115,6 +125,7 @@ __all__ = [
     "BregmanProjection",
     "ConfidenceInterval",
     "Constant",
+    "Constraint",
     "ConvergenceError",
     "DataFileError",
     "DomainError",
@@ -128,6 +139,7 @@ __all__ = [
     "GaussianityResult",
     "GeometryFit",
     "Hessian",
+    "Hypentropy",
     "InitialMixture",
     "InputError",
     "InputTypeError",
@@ -137,6 +149,8 @@ __all__ = [
     "LocalPotential",
     "LossGeometry",
     "Metric",
+    "MirrorAdam",
+    "MirrorAdamW",
     "MirrorDescent",
     "NegativeEntropy",
     "OptimalSize",
@@ -152,6 +166,7 @@ __all__ = [
     "SyntheticChange",
     "ThreeComponentPlasticity",
     "TraceEstimate",
+    "Tsallis",
     "Unit",
     "UnitChange",
     "WeightPair",
@@ -163,6 +178,7 @@ __all__ = [
     "compare_snapshot_models",
     "connection_spread",
     "correlated_inputs",
+    "dale_mask",
     "default_candidates",
     "difficulty_bound",
     "dual_change",
@@ -186,6 +202,7 @@ __all__ = [
     "load_weights",
     "local_task_difficulty",
     "loss_geometry",
+    "mirror_adam",
     "mirror_descent",
     "optimal_size",
     "optimal_size_numeric",

@@ -28,6 +28,16 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from syngeo.constraints import (
+    Constraint,
+    ConstraintsLike,
+    as_constraint_map,
+    constraint_list,
+    lift_zeros_,
+    project_,
+    soften,
+    warn_frozen_zeros,
+)
 from syngeo.errors import InputError, InputTypeError
 from syngeo.potentials import NegativeEntropy, PNorm, Potential, PotentialLike, potential
 from syngeo.validation import as_choice, as_finite_float
@@ -44,6 +54,7 @@ PlasticityNoise = Callable[[list[Tensor]], Sequence[Tensor]]
 """``noise(params) -> perturbations``: one additive perturbation per parameter, same shapes."""
 
 NOISE_SPACES = ("dual", "primal")
+DECAY_SPACES = ("auto", "primal", "dual")
 
 LearningRate = Union[float, Tensor]
 
@@ -115,6 +126,42 @@ def _check_noise_space(noise_space: Any) -> None:
         ) from None
 
 
+def _check_decay(decay_space: Any, decay_to: Any, phi: Potential) -> None:
+    """Validate the weight-decay space and reference magnitude (docs/geometries.md)."""
+    try:
+        as_choice(decay_space, "decay_space", DECAY_SPACES)
+    except InputError:
+        raise InputError(
+            f"Invalid decay_space value: {decay_space!r}; use 'auto', 'primal' or 'dual'"
+        ) from None
+    c = as_finite_float(decay_to, "decay_to")
+    if c < 0:
+        raise InputError(f"Invalid decay_to value: {decay_to}; use a magnitude >= 0")
+    if decay_space == "dual" and phi.preserves_sign and c == 0:
+        raise InputError(
+            f"dual weight decay under the sign-preserving {phi} potential needs a reference "
+            "magnitude decay_to > 0 (0 is the boundary of its domain)"
+        )
+
+
+def _dual_reference(phi: Potential, w: Tensor, decay_to: float) -> Tensor:
+    """∇φ(w_ref) with w_ref = sign(w)·decay_to (0 when decay_to = 0: ∇φ(0) = 0 here)."""
+    if decay_to == 0:
+        return torch.zeros_like(w)
+    return phi.grad(torch.sign(w) * decay_to)
+
+
+def _decay_term(phi: Potential, w: Tensor, decay_space: str, decay_to: float) -> Tensor:
+    """r(w) of the coupled weight decay λ·r(w) added to the gradient (docs/geometries.md):
+    ``"primal"`` w; ``"dual"`` ∇φ(w) − ∇φ(w_ref); ``"auto"`` w, or sign(w) when the potential
+    preserves signs."""
+    if decay_space == "dual":
+        return phi.grad(w) - _dual_reference(phi, w, decay_to)
+    if decay_space == "auto" and phi.preserves_sign:
+        return torch.sign(w)
+    return w
+
+
 def _as_float(lr: LearningRate) -> float:
     return float(lr.detach().reshape(())) if isinstance(lr, Tensor) else float(lr)
 
@@ -171,6 +218,8 @@ def _load_state_dict_pre_hook(optimizer: Optimizer, state_dict: dict[str, Any]) 
                 current[index].get("plasticity_noise") if index < len(current) else None
             )
         group.setdefault("noise_space", "dual")
+        group.setdefault("decay_space", "auto")
+        group.setdefault("decay_to", 0.0)
         # The cache is a speed setting of this optimizer, not state: a checkpoint (0.1.0 saved
         # cache_dual=True by default) never switches it on.
         group["cache_dual"] = current[index]["cache_dual"] if index < len(current) else False
@@ -296,6 +345,17 @@ class MirrorDescent(Optimizer):
     cache_dual
         Keep the dual weights between steps (default ``False``; see Conventions for the caveat:
         writes through ``p.data`` are then lost).
+    decay_space, decay_to
+        Where weight decay acts: ``"auto"`` (default; the rule above), ``"primal"`` (λw, L2 on
+        the weights, for every potential) or ``"dual"`` (λ(∇φ(w) − ∇φ(w_ref)), the gradient of
+        a Bregman penalty toward w_ref = sign(w)·``decay_to``); docs/geometries.md.
+    constraints
+        Sign masks (Dale's law), floors and ceilings on |w|, applied inside the step as the
+        Bregman projection (:mod:`syngeo.constraints`): a
+        :class:`~syngeo.constraints.Constraint` for every parameter or a dict
+        ``{parameter: Constraint}``. Configuration, not state (``state_dict`` omits it);
+        unconstrained parameters take exactly the plain step. Disables ``cache_dual`` for the
+        groups it touches.
 
     Examples
     --------
@@ -322,6 +382,9 @@ class MirrorDescent(Optimizer):
         plasticity_noise: PlasticityNoise | None = None,
         noise_space: str = "dual",
         cache_dual: bool = False,
+        decay_space: str = "auto",
+        decay_to: float = 0.0,
+        constraints: ConstraintsLike = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -335,11 +398,17 @@ class MirrorDescent(Optimizer):
             "plasticity_noise": plasticity_noise,
             "noise_space": noise_space,
             "cache_dual": cache_dual,
+            "decay_space": decay_space,
+            "decay_to": decay_to,
         }
         _check_hyperparameters(defaults)
         defaults["potential"] = _as_potential(potential)
         super().__init__(params, defaults)
         self._register_state_dict_hooks()
+        self._constraints = as_constraint_map(
+            constraints, [p for g in self.param_groups for p in g["params"]]
+        )
+        self._zero_checked: set[int] = set()
 
     def _register_state_dict_hooks(self) -> None:
         # Optimizer pickles (copy.deepcopy, torch.save(opt)) drop hooks: re-register on unpickling.
@@ -355,6 +424,7 @@ class MirrorDescent(Optimizer):
         merged = {**self.defaults, **param_group}
         _check_hyperparameters(merged)
         phi = _as_potential(merged["potential"])
+        _check_decay(merged["decay_space"], merged["decay_to"], phi)
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         group["potential"] = phi
@@ -377,6 +447,10 @@ class MirrorDescent(Optimizer):
             group.setdefault("plasticity_noise", None)
             group.setdefault("noise_space", "dual")
             group.setdefault("cache_dual", False)
+            group.setdefault("decay_space", "auto")
+            group.setdefault("decay_to", 0.0)
+        self.__dict__.setdefault("_constraints", {})
+        self.__dict__.setdefault("_zero_checked", set())
         self._register_state_dict_hooks()
 
     def _init_group(
@@ -415,14 +489,18 @@ class MirrorDescent(Optimizer):
             grads: list[Tensor] = []
             momentum_buffer_list: list[Tensor | None] = []
             phi = group["potential"]
+            group_constraints = constraint_list(self._constraints, group["params"])
             caching = (
-                group["cache_dual"]
+                group_constraints is None
+                and group["cache_dual"]
                 and group["foreach"] is not False
                 and not phi.is_euclidean
                 and not (group["plasticity_noise"] is not None and group["noise_space"] == "primal")
             )
             cache_list: list[Tensor | None] | None = [] if caching else None
             self._init_group(group, params, grads, momentum_buffer_list, cache_list)
+            if phi.preserves_sign:
+                warn_frozen_zeros(params, self._zero_checked, self._constraints, phi.name)
 
             mirror_descent(
                 params,
@@ -439,6 +517,9 @@ class MirrorDescent(Optimizer):
                 plasticity_noise=group["plasticity_noise"],
                 noise_space=group["noise_space"],
                 dual_cache=cache_list,
+                decay_space=group["decay_space"],
+                decay_to=group["decay_to"],
+                constraints=constraint_list(self._constraints, params),
             )
 
             if group["momentum"] != 0:
@@ -568,6 +649,9 @@ def mirror_descent(
     plasticity_noise: PlasticityNoise | None = None,
     noise_space: str = "dual",
     dual_cache: list[Tensor | None] | None = None,
+    decay_space: str = "auto",
+    decay_to: float = 0.0,
+    constraints: list[Constraint | None] | None = None,
 ) -> None:
     r"""Functional mirror-descent step, in place on ``params`` (update rule: :class:`MirrorDescent`).
 
@@ -597,6 +681,12 @@ def mirror_descent(
         weights. After a step with primal noise, on the reference path, or under a Euclidean
         potential, every entry is set to ``None``. ``None`` (the default) means no cache: the
         dual weights are recomputed from the weights, which are the only state.
+    decay_space, decay_to
+        Weight decay's space (``"auto"``, ``"primal"``, ``"dual"``) and reference magnitude
+        (docs/geometries.md).
+    constraints
+        One :class:`~syngeo.constraints.Constraint` or None per parameter, or None (no
+        constraints; then nothing differs from the plain step).
 
     The update runs under ``torch.no_grad()``, so leaf tensors that require gradients can be
     passed directly.
@@ -611,6 +701,12 @@ def mirror_descent(
     """
     phi = _as_potential(potential)
     _check_noise_space(noise_space)
+    _check_decay(decay_space, decay_to, phi)
+    if constraints is not None and len(constraints) != len(params):
+        raise InputError(f"got {len(params)} parameters but {len(constraints)} constraints")
+    if constraints is not None and dual_cache is not None:
+        dual_cache[:] = [None] * len(params)
+        dual_cache = None  # a lifted zero or a projection would leave a cached dual stale
     if len(params) != len(grads):
         raise InputError(f"got {len(params)} parameters but {len(grads)} gradients")
     if momentum != 0 and len(momentum_buffer_list) != len(params):
@@ -658,6 +754,9 @@ def mirror_descent(
             nesterov=nesterov,
             maximize=maximize,
             noise_space=noise_space,
+            decay_space=decay_space,
+            decay_to=decay_to,
+            constraints=constraints,
             **kwargs,
         )
 
@@ -699,6 +798,9 @@ def _single_tensor_mirror_descent(
     nesterov: bool,
     maximize: bool,
     noise_space: str,
+    decay_space: str = "auto",
+    decay_to: float = 0.0,
+    constraints: list[Constraint | None] | None = None,
 ) -> None:
     """Reference implementation: ``grad`` and ``grad_inverse`` of ``potential``, one tensor at a
     time (the ground truth the fast path is tested against)."""
@@ -707,7 +809,10 @@ def _single_tensor_mirror_descent(
     for i, w in enumerate(params):
         g = grads[i] if not maximize else -grads[i]
         if weight_decay != 0:
-            g = g.add(torch.sign(w) if keeps_sign else w, alpha=weight_decay)
+            if decay_space == "auto":
+                g = g.add(torch.sign(w) if keeps_sign else w, alpha=weight_decay)
+            else:
+                g = g.add(_decay_term(potential, w, decay_space, decay_to), alpha=weight_decay)
 
         if momentum != 0:
             buf = momentum_buffer_list[i]
@@ -720,11 +825,19 @@ def _single_tensor_mirror_descent(
         else:
             d = g
 
+        c = constraints[i] if constraints is not None else None
+        if c is not None:
+            if keeps_sign:
+                lift_zeros_([w], [d], [c])
+            if c.soft:
+                d = soften([w], [d.neg()], [c])[0].neg()
         xi = noise[i] if noise is not None else None
         if euclidean:
             w.add_(d, alpha=-lr)
             if xi is not None:
                 w.add_(xi)
+            if c is not None:
+                project_([w], [c])
             continue
 
         u = torch.add(potential.grad(w), d, alpha=-lr)
@@ -737,6 +850,8 @@ def _single_tensor_mirror_descent(
             if keeps_sign:
                 new = sign * new.abs()
         w.copy_(new)
+        if c is not None:
+            project_([w], [c])
 
 
 def _foreach_mirror_descent(
@@ -755,6 +870,9 @@ def _foreach_mirror_descent(
     noise_space: str,
     per_tensor: bool | None = None,
     dual_cache: list[Tensor | None] | None = None,
+    decay_space: str = "auto",
+    decay_to: float = 0.0,
+    constraints: list[Constraint | None] | None = None,
 ) -> None:
     r"""Fast path: per (device, dtype) group, multi-tensor momentum, then one call of the
     potential's :meth:`~syngeo.potentials.LocalPotential.mirror_step_` (its fused closed form,
@@ -791,9 +909,12 @@ def _foreach_mirror_descent(
         if maximize:
             dev_grads = torch._foreach_neg(dev_grads)
         if weight_decay != 0:
-            if keeps_sign:
-                signs = torch._foreach_sign(dev_params)
-            decay = signs if keeps_sign else dev_params
+            if decay_space == "auto":
+                if keeps_sign:
+                    signs = torch._foreach_sign(dev_params)
+                decay = signs if keeps_sign else dev_params
+            else:
+                decay = [_decay_term(potential, w, decay_space, decay_to) for w in dev_params]
             if maximize:  # dev_grads is already a private copy
                 torch._foreach_add_(dev_grads, decay, alpha=weight_decay)
             else:
@@ -839,7 +960,16 @@ def _foreach_mirror_descent(
             ]
             for j, i in enumerate(indices):
                 dual_cache[i] = duals[j]  # type: ignore[index]
-        if primal_noise and keeps_sign and signs is None:
+        dev_cons = None if constraints is None else [constraints[i] for i in indices]
+        if dev_cons is not None and any(c is not None for c in dev_cons):
+            if keeps_sign:
+                lift_zeros_(dev_params, direction, dev_cons)
+            if any(c is not None and c.soft for c in dev_cons):
+                neg = soften(dev_params, [d.neg() for d in direction], dev_cons)
+                direction = [d.neg() for d in neg]
+        else:
+            dev_cons = None
+        if primal_noise and keeps_sign and (signs is None or dev_cons is not None):
             signs = torch._foreach_sign(dev_params)
         potential.mirror_step_(
             dev_params,
@@ -854,3 +984,5 @@ def _foreach_mirror_descent(
             if keeps_sign:  # reflected at 0: w ← sign(w_prev)·|w + ξ|
                 torch._foreach_abs_(dev_params)
                 torch._foreach_mul_(dev_params, signs)  # type: ignore[arg-type]
+        if dev_cons is not None:
+            project_(dev_params, dev_cons)

@@ -18,6 +18,12 @@ potential              :math:`\varphi(w)`            :math:`\varphi'(w)` (mirror
 ``NegativeEntropy()``  :math:`|w|\log|w|`            :math:`\mathrm{sign}(w)(\log|w|+1)` :math:`1/|w|`
 =====================  ============================  ================================  =====================
 
+* ``Hypentropy(beta)``, β > 0: :math:`\varphi(w) = w\,\mathrm{arcsinh}(w/\beta) - \sqrt{w^2+\beta^2}`,
+  mirror map :math:`\mathrm{arcsinh}(w/\beta)`, Hessian :math:`1/\sqrt{w^2+\beta^2}` (EG±).
+* ``Tsallis(q)``, 0 < q < 1: :math:`\varphi(w) = (|w| - |w|^q)/(1-q)`, mirror map
+  :math:`\mathrm{sign}(w)(1 - q|w|^{q-1})/(1-q)`, Hessian :math:`q|w|^{q-2}` (sign-preserving).
+* A user's own potential: subclass :class:`LocalPotential` (recipe in docs/geometries.md).
+
 Conventions
 -----------
 * ``PNorm(2)`` is the Euclidean geometry: its mirror map is the identity and mirror descent is SGD.
@@ -44,11 +50,13 @@ import torch
 from syngeo.errors import InputError, InputTypeError
 
 __all__ = [
+    "Hypentropy",
     "LocalPotential",
     "NegativeEntropy",
     "PNorm",
     "Potential",
     "PotentialLike",
+    "Tsallis",
     "potential",
 ]
 
@@ -635,6 +643,358 @@ class NegativeEntropy(LocalPotential):
         return "NegativeEntropy()"
 
 
+def _fmt_param(x: float) -> str:
+    """Shortest text that parses back to ``x`` exactly (0.1 -> '0.1', 2.0 -> '2')."""
+    short = _fmt_p(x)
+    return short if float(short) == x else repr(float(x))
+
+
+def _check_family_parameter(cls: str, name: str, x: Any, low: float, high: float) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise InputTypeError(
+            f"{cls} needs a real number {name}, got {x!r} of type {type(x).__name__}"
+        )
+    x = float(x)
+    if not (math.isfinite(x) and low < x < high):
+        raise InputError(f"{cls} needs {low:g} < {name} < {high:g} (finite), got {name}={x!r}")
+    return x
+
+
+def _asinh(x: Array) -> Array:
+    return torch.asinh(x) if _is_torch(x) else np.arcsinh(x)
+
+
+def _sinh(x: Array) -> Array:
+    return torch.sinh(x) if _is_torch(x) else np.sinh(x)
+
+
+def _hypot(w: Array, beta: float) -> Array:
+    """sqrt(w² + β²) without overflow or cancellation."""
+    if _is_torch(w):
+        return torch.hypot(w, torch.full_like(w, beta))
+    return np.hypot(w, beta)
+
+
+@dataclass(frozen=True, repr=False)
+class Hypentropy(LocalPotential):
+    r"""Hypentropy :math:`\phi_\beta(w) = \sum_i w_i\,\mathrm{arcsinh}(w_i/\beta) - \sqrt{w_i^2 + \beta^2}`, β > 0.
+
+    The geometry of EG± ("exponentiated gradient meets gradient descent", Ghai, Hazan & Singer
+    2020). Mirror map :math:`\mathrm{arcsinh}(w/\beta)`, inverse :math:`\beta\sinh(u)`, Hessian
+    :math:`1/\sqrt{w^2 + \beta^2}`, conjugate :math:`\phi^*(u) = \beta\cosh u`. Defined on the
+    whole real line: weights may cross zero, and 0 is an ordinary point.
+
+    * **Large β**: :math:`\phi_\beta(w) = -\beta + w^2/(2\beta) + O(w^4/\beta^3)`, the Euclidean
+      geometry with the step scaled by β (mirror descent with lr η ≈ SGD with lr ηβ).
+    * **Small β**: :math:`\mathrm{arcsinh}(w/\beta) = \mathrm{sign}(w)\log(2|w|/\beta) +
+      O(\beta^2/w^2)`, negative entropy's mirror map up to a constant per sign: EG-like.
+    * **EG±**: writing :math:`w = w_+ - w_-` with :math:`w_\pm = (\sqrt{w^2+\beta^2} \pm w)/2
+      \ge 0` (so :math:`w_+ w_- = \beta^2/4`), one mirror step :math:`u \leftarrow u - x` is
+      :math:`w_+ \leftarrow w_+ e^{-x}`, :math:`w_- \leftarrow w_- e^{x}`: two exponentiated-
+      gradient weights with opposite signs (docs/geometries.md).
+
+    ``parameter`` is β (inference refines it like p; ``parameter_bounds`` is (0, inf)).
+
+    Examples
+    --------
+    >>> import torch
+    >>> phi = Hypentropy(0.5)
+    >>> w = torch.tensor([-2.0, 0.0, 0.3], dtype=torch.float64)
+    >>> torch.allclose(phi.grad_inverse(phi.grad(w)), w)
+    True
+    >>> phi.name, potential("hypentropy(beta=0.5)") == phi
+    ('hypentropy(beta=0.5)', True)
+    """
+
+    beta: float
+
+    def __post_init__(self) -> None:
+        beta = _check_family_parameter("Hypentropy", "beta", self.beta, 0.0, math.inf)
+        object.__setattr__(self, "beta", beta)
+
+    preserves_sign = False
+    is_euclidean = False
+    parameter_bounds = (0.0, math.inf)
+    #: Where inference should search β (a hint; see docs/geometries.md).
+    parameter_search_window = (0.01, 10.0)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"hypentropy(beta={_fmt_param(self.beta)})"
+
+    @property
+    def parameter(self) -> float:  # type: ignore[override]
+        """β, the family parameter that inference refines."""
+        return self.beta
+
+    def with_parameter(self, parameter: float) -> Hypentropy:
+        """``Hypentropy(parameter)``."""
+        return Hypentropy(parameter)
+
+    def value_elementwise(self, w: Array) -> Array:
+        return w * _asinh(w / self.beta) - _hypot(w, self.beta)
+
+    def grad(self, w: Array) -> Array:
+        """Mirror map arcsinh(w/β)."""
+        return _asinh(_as_array(w) / self.beta)
+
+    def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
+        """Inverse mirror map β·sinh(u); ``sign`` is accepted and ignored."""
+        return self.beta * _sinh(_as_array(u))
+
+    def hessian_diag(self, w: Array) -> Array:
+        """Diagonal of ∇²φ: 1/sqrt(w² + β²) (finite everywhere)."""
+        return 1.0 / _hypot(_as_array(w), self.beta)
+
+    def log_hessian_diag(self, w: Array) -> Array:
+        """−log sqrt(w² + β²)."""
+        return -_log(_hypot(_as_array(w), self.beta))
+
+    def conjugate(self, u: Array, sign: Array | None = None, *, elementwise: bool = False) -> Array:
+        """φ*(u) = Σ β·cosh(u) (``sign`` is ignored)."""
+        u = _as_array(u)
+        c = self.beta * (torch.cosh(u) if _is_torch(u) else np.cosh(u))
+        return c if elementwise else _sum(c)
+
+    def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array:
+        r"""Bregman divergence in a cancellation-free form:
+        :math:`w(\mathrm{arcsinh}\frac{w}{\beta} - \mathrm{arcsinh}\frac{w'}{\beta})
+        + \frac{(w' - w)(w' + w)}{\sqrt{w'^2+\beta^2} + \sqrt{w^2+\beta^2}}` (the two square
+        roots subtracted exactly; for β ≫ |w| the textbook form loses everything to the −β's)."""
+        w, w_ref = _as_array(w), _as_array(w_ref)
+        r, r_ref = _hypot(w, self.beta), _hypot(w_ref, self.beta)
+        d = w * (self.grad(w) - self.grad(w_ref)) + (w_ref - w) * (w_ref + w) / (r + r_ref)
+        return d if elementwise else _sum(d)
+
+    def mirror_step_(
+        self,
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        *,
+        dual_noise: list[torch.Tensor] | None = None,
+        duals: list[torch.Tensor] | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        r"""Fused step :math:`w \leftarrow \beta\sinh(\mathrm{arcsinh}(w/\beta) - x)`,
+        :math:`x = \eta d - \xi` (arguments as in :meth:`LocalPotential.mirror_step_`).
+
+        Without ``duals``, by the addition theorem,
+        :math:`w \leftarrow w\cosh x - \sqrt{w^2+\beta^2}\,\sinh x` (no ``asinh``, which is
+        several times slower than ``sinh``/``cosh`` on CPU). This is the EG± update of the class
+        docstring, :math:`w_+ e^{-x} - w_- e^{x}`, regrouped so that nothing cancels when
+        β ≫ |w| (there :math:`w_\pm \approx \beta/2` and the EG± form loses β/|w| digits).
+        Rounding: absolute error ≈ eps·(|w| + β|x|), the mirror form's. With ``duals``: the
+        mirror form.
+        """
+        _check_step_lists(params, directions, dual_noise, duals)
+        if not params:
+            return
+        beta = self.beta
+        if duals is not None:
+            for j, w in enumerate(params):
+                u = duals[j].add_(directions[j], alpha=-lr)
+                if dual_noise is not None:
+                    u.add_(dual_noise[j])
+                torch.sinh(u, out=w).mul_(beta)
+            return
+        bufs = [_scratch(params) for _ in range(3)]  # reused by every tensor: no allocation
+        for j, w in enumerate(params):
+            x, r, sh = (_scratch_like(b, w) for b in bufs)
+            torch.mul(directions[j], lr, out=x)
+            if dual_noise is not None:
+                x.sub_(dual_noise[j])
+            torch.hypot(w, torch.tensor(beta, dtype=w.dtype, device=w.device), out=r)
+            r.mul_(torch.sinh(x, out=sh))
+            w.mul_(x.cosh_()).sub_(r)
+
+    def __repr__(self) -> str:
+        return f"Hypentropy(beta={_fmt_param(self.beta)})"
+
+
+def _expm1(x: Array) -> Array:
+    return torch.expm1(x) if _is_torch(x) else np.expm1(x)
+
+
+def _log1p(x: Array) -> Array:
+    return torch.log1p(x) if _is_torch(x) else np.log1p(x)
+
+
+def _log_abs(w: Array) -> Array:
+    if _is_torch(w):
+        return torch.log(abs(w))
+    with np.errstate(divide="ignore"):
+        return np.log(abs(w))
+
+
+@dataclass(frozen=True, repr=False)
+class Tsallis(LocalPotential):
+    r"""Negative Tsallis entropy on signed weights, :math:`\phi_q(w) = \sum_i (|w_i| - |w_i|^q)/(1 - q)`, 0 < q < 1.
+
+    On non-negative weights that sum to one this is the negative Tsallis entropy
+    :math:`(\sum_i w_i^q - 1)/(q - 1)`; on signed weights it is applied to :math:`|w|` and is
+    **sign-preserving**, like negative entropy (each sign's half-line is its own domain; the
+    inverse mirror map needs the weights' signs). Mirror map
+    :math:`\mathrm{sign}(w)(1 - q|w|^{q-1})/(1 - q)`, Hessian :math:`q|w|^{q-2}`.
+
+    * **q → 1** is negative entropy (:math:`(|w| - |w|^q)/(1-q) \to |w|\log|w|`); the mirror map
+      is evaluated as :math:`s(1 - q\,\mathrm{expm1}((q-1)\log|w|)/(1-q))`, which stays
+      accurate as q → 1 (and tends to NE's :math:`s(\log|w| + 1)`).
+    * The Hessian :math:`\propto |w|^{q-2}` continues the p-norm family past NE: p-norms have
+      exponent p − 2 > −1, NE −1, Tsallis(q) q − 2 ∈ (−2, −1). q = 1/2 is the geometry of
+      Tsallis-INF bandits.
+    * **Why not q > 1** (the paper's footnote): there :math:`\phi_q` differs from
+      :math:`\frac{q}{q-1}\,|w|^q/q` by the linear term :math:`-|w|/(q-1)`, a constant per sign
+      in the mirror map, so on weights of fixed sign mirror descent under it is ``PNorm(q)``
+      mirror descent with the step scaled by :math:`(q-1)/q`, and inference sees the same
+      scaled dual change: use ``PNorm(q)``.
+    * **Dual domain**: a weight of sign s has :math:`s u < 1/(1-q)` (reached as |w| → ∞);
+      beyond it :meth:`grad_inverse` returns ±inf — keep steps small enough
+      (:math:`\eta |d| < 1/(1-q) - s u`). A weight at exactly 0 stays 0 (as under NE).
+      Large weights crowd against that edge: the inverse map's condition number is about
+      :math:`|w|^{1-q}/(q(1-q))` for |w| ≫ 1 (38 at q = 1/2, |w| = 100; 700 at q = 0.1), an
+      intrinsic property of the geometry that float32 weights feel first.
+
+    ``parameter`` is q (``parameter_bounds`` (0, 1)).
+
+    Examples
+    --------
+    >>> import torch
+    >>> phi = Tsallis(0.5)
+    >>> w = torch.tensor([-2.0, 0.3], dtype=torch.float64)
+    >>> torch.allclose(phi.grad_inverse(phi.grad(w), sign=torch.sign(w)), w)
+    True
+    >>> phi.name, potential("tsallis(q=0.5)") == phi
+    ('tsallis(q=0.5)', True)
+    """
+
+    q: float
+
+    def __post_init__(self) -> None:
+        q = _check_family_parameter("Tsallis", "q", self.q, 0.0, 1.0)
+        object.__setattr__(self, "q", q)
+
+    preserves_sign = True
+    is_euclidean = False
+    parameter_bounds = (0.0, 1.0)
+    #: Where inference should search q (a hint; see docs/geometries.md).
+    parameter_search_window = (0.01, 0.99)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"tsallis(q={_fmt_param(self.q)})"
+
+    @property
+    def parameter(self) -> float:  # type: ignore[override]
+        """q, the family parameter that inference refines."""
+        return self.q
+
+    def with_parameter(self, parameter: float) -> Tsallis:
+        """``Tsallis(parameter)``."""
+        return Tsallis(parameter)
+
+    def _e(self, w: Array) -> Array:
+        """expm1((q−1)·log|w|)/(1−q) = (|w|^(q−1) − 1)/(1−q) (→ −log|w| as q → 1)."""
+        return _expm1((self.q - 1.0) * _log_abs(w)) / (1.0 - self.q)
+
+    def value_elementwise(self, w: Array) -> Array:
+        w = _as_array(w)
+        a = abs(w)
+        zero = a == 0
+        safe = _where(zero, a + 1, a)
+        return _where(zero, a * 0, -a * self._e(safe))
+
+    def grad(self, w: Array) -> Array:
+        """Mirror map sign(w)·(1 − q|w|^(q−1))/(1 − q), defined as 0 at w = 0 (as for NE)."""
+        w = _as_array(w)
+        a = abs(w)
+        zero = a == 0
+        safe = _where(zero, a + 1, a)
+        return _where(zero, a * 0, _sign(w) * (1.0 - self.q * self._e(safe)))
+
+    def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
+        """Inverse mirror map s·exp(log1p((1 − s·u)(1 − q)/q)/(q − 1)); ``sign`` is required.
+
+        ±inf outside the dual domain s·u < 1/(1 − q); 0 where the sign is 0."""
+        if sign is None:
+            raise InputError(
+                "the Tsallis inverse mirror map needs the sign of the weights: "
+                "call grad_inverse(u, sign=sign(w0)) (signs never change under it)"
+            )
+        u = _as_array(u)
+        s = _as_array(sign)
+        if _is_torch(u) and not _is_torch(s):
+            s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
+        elif _is_torch(s) and not _is_torch(u):
+            u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
+        s = _sign(s)
+        q = self.q
+        x = (1.0 - s * u) * ((1.0 - q) / q)
+        x = torch.clamp(x, min=-1.0) if _is_torch(x) else np.maximum(x, -1.0)
+        if _is_torch(x):
+            mag = torch.exp(torch.log1p(x) / (q - 1.0))
+        else:
+            with np.errstate(divide="ignore"):
+                mag = np.exp(np.log1p(x) / (q - 1.0))
+        return s * mag
+
+    def hessian_diag(self, w: Array) -> Array:
+        """Diagonal of ∇²φ: q·|w|^(q−2) (``inf`` at 0)."""
+        w = _as_array(w)
+        return self.q * abs(w) ** (self.q - 2.0)
+
+    def log_hessian_diag(self, w: Array) -> Array:
+        """log q + (q − 2)·log|w|."""
+        return math.log(self.q) + (self.q - 2.0) * _log_abs(_as_array(w))
+
+    def bregman(self, w: Array, w_ref: Array, *, elementwise: bool = False) -> Array:
+        """As :meth:`LocalPotential.bregman` (``+inf`` outside ``w_ref``'s sign orthant)."""
+        return super().bregman(w, w_ref, elementwise=elementwise)
+
+    def mirror_step_(
+        self,
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        *,
+        dual_noise: list[torch.Tensor] | None = None,
+        duals: list[torch.Tensor] | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        r"""Fused step (arguments as in :meth:`LocalPotential.mirror_step_`): with
+        :math:`E = |w|^{q-1} - 1` (``expm1``), the dual step :math:`u \leftarrow u - x`,
+        :math:`x = \eta d - \xi`, is :math:`E \leftarrow E + s x (1-q)/q`, and
+        :math:`w \leftarrow s\exp(\mathrm{log1p}(E)/(q-1))` (±inf past the dual domain, 0 stays
+        0). With ``duals``: the mirror form."""
+        if duals is not None:
+            super().mirror_step_(
+                params, directions, lr, dual_noise=dual_noise, duals=duals, foreach=foreach
+            )
+            return
+        _check_step_lists(params, directions, dual_noise, None)
+        q = self.q
+        c = (1.0 - q) / q
+        if not params:
+            return
+        bufs = [_scratch(params) for _ in range(2)]  # reused by every tensor: no allocation
+        for j, w in enumerate(params):
+            x, e = (_scratch_like(b, w) for b in bufs)
+            torch.mul(directions[j], lr * c, out=x)
+            if dual_noise is not None:
+                x.sub_(dual_noise[j], alpha=c)
+            x.mul_(torch.sign(w, out=e))  # s·x
+            torch.abs(w, out=e).log_().mul_(q - 1.0).expm1_()
+            e.add_(x).clamp_(min=-1.0).log1p_().div_(q - 1.0).exp_()
+            w.copy_(e.copysign_(w))  # 0 stays 0: e = exp(−inf) = 0 there
+
+    def hessian_power_law(self) -> tuple[float, float]:
+        """(log q, q − 2): φ''(w) = q|w|^(q−2)."""
+        return math.log(self.q), self.q - 2.0
+
+    def __repr__(self) -> str:
+        return f"Tsallis(q={_fmt_param(self.q)})"
+
+
 # --------------------------------------------------------------------------------------------
 # fused mirror-descent kernels (torch only), used by the potentials' ``mirror_step_``
 # --------------------------------------------------------------------------------------------
@@ -817,6 +1177,12 @@ _NE_NAMES = {
     "entropy",
 }
 _EUCLIDEAN_NAMES = {"euclidean", "sgd", "gd", "l2"}
+_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?"
+_FAMILY_PATTERNS = (
+    (re.compile(rf"^(?:hypentropy|eg±|eg\+-|egpm)\s*\(\s*(?:beta\s*=\s*)?(?P<x>{_NUMBER})\s*\)$"),
+     "Hypentropy"),
+    (re.compile(rf"^tsallis\s*\(\s*(?:q\s*=\s*)?(?P<x>{_NUMBER})\s*\)$"), "Tsallis"),
+)  # fmt: skip
 
 
 def potential(spec: PotentialLike) -> Potential:
@@ -825,7 +1191,8 @@ def potential(spec: PotentialLike) -> Potential:
     Accepted forms: a :class:`Potential` (returned as is); a real number ``p > 1``
     (``PNorm(p)``); strings ``"2-norm"``, ``"3-norm"``, ``"2.5-norm"``, ``"p=2.5"``, ``"p2.5"``,
     ``"euclidean"`` (= ``"2-norm"``), ``"ne"``, ``"negative_entropy"``, ``"negative entropy"``,
-    ``"eg"``. Case and surrounding spaces are ignored.
+    ``"eg"``, ``"hypentropy(beta=0.1)"`` (or ``"hypentropy(0.1)"``, ``"eg±(0.1)"``),
+    ``"tsallis(q=0.5)"`` (or ``"tsallis(0.5)"``). Case and surrounding spaces are ignored.
 
     Raises
     ------
@@ -838,6 +1205,8 @@ def potential(spec: PotentialLike) -> Potential:
     --------
     >>> potential("3-norm"), potential("p=2.5"), potential("ne")
     (PNorm(p=3), PNorm(p=2.5), NegativeEntropy())
+    >>> potential("hypentropy(beta=0.1)"), potential("Tsallis(q = 0.5)")
+    (Hypentropy(beta=0.1), Tsallis(q=0.5))
     """
     if isinstance(spec, LocalPotential):
         return spec
@@ -857,9 +1226,14 @@ def potential(spec: PotentialLike) -> Potential:
             m = pattern.match(s)
             if m:
                 return PNorm(float(m.group("p")))
+        for pattern, family in _FAMILY_PATTERNS:
+            m = pattern.match(s)
+            if m:
+                return (Hypentropy if family == "Hypentropy" else Tsallis)(float(m.group("x")))
         raise InputError(
             f"unknown potential {spec!r}: use a p-norm such as '2-norm', '3-norm', '2.5-norm' or "
-            "'p=2.5' (p > 1), or negative entropy as 'ne' / 'negative_entropy'"
+            "'p=2.5' (p > 1), negative entropy as 'ne' / 'negative_entropy', "
+            "'hypentropy(beta=0.1)' (beta > 0) or 'tsallis(q=0.5)' (0 < q < 1)"
         )
     if isinstance(spec, Potential):
         return spec

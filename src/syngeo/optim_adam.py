@@ -1,0 +1,353 @@
+r"""Adam and AdamW in the dual space of a potential (docs/geometries.md).
+
+.. math::
+    \begin{aligned}
+    &g_t \leftarrow \pm\nabla f_t(w_{t-1}) + \lambda\, r(w_{t-1}) \ \text{(coupled decay, Adam)} \\
+    &m_t \leftarrow \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+     v_t \leftarrow \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+    &u \leftarrow \nabla\phi(w_{t-1})\ \ (\text{decoupled decay, AdamW: } u \leftarrow u - \eta\lambda\,\delta(u)) \\
+    &u \leftarrow u - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon), \qquad
+     w_t \leftarrow (\nabla\phi)^{-1}(u;\ \mathrm{sign}(w_{t-1}))
+    \end{aligned}
+
+**Convention**: the moments are those of the gradients, which are dual vectors, and Adam's
+normalised step is taken in the dual space, :math:`\nabla\phi(w)`, exactly as
+:class:`~syngeo.MirrorDescent` takes SGD's step there (its momentum buffer averages gradients
+too). Bias corrections, ``amsgrad``, ``maximize``, ``eps`` and the learning-rate schedule are
+``torch.optim.Adam``'s own: the dual step :math:`\Delta u` is computed by
+``torch.optim.adam.adam`` (its single-tensor or foreach kernels) applied to zeros, and the
+potential's fused :meth:`~syngeo.LocalPotential.mirror_step_` then sets
+:math:`w \leftarrow (\nabla\phi)^{-1}(\nabla\phi(w) + \Delta u)`. For the 2-norm (identity
+mirror map) :class:`MirrorAdam` **is** ``torch.optim.Adam`` and :class:`MirrorAdamW` **is**
+``torch.optim.AdamW`` (their own call on the weights), bit for bit.
+
+Weight decay (``decay_space``; docs/geometries.md lists which published rule each gives):
+
+* ``"primal"``: :math:`r(w) = w`, the L2 penalty (torch's Adam); AdamW's decoupled decay
+  :math:`w \leftarrow (1 - \eta\lambda) w` before the step (torch's AdamW).
+* ``"dual"`` (Bregman): :math:`r(w) = \nabla\phi(w) - \nabla\phi(w_{ref})`, the gradient of
+  :math:`\lambda D_\phi(w, w_{ref})`, with :math:`w_{ref} = \mathrm{sign}(w)\cdot`
+  ``decay_to``; decoupled: :math:`u \leftarrow u - \eta\lambda(u - \nabla\phi(w_{ref}))`, a
+  geometric shrink of the dual weights toward the reference (under negative entropy
+  :math:`|w| \leftarrow |w|^{1-\eta\lambda} |w_{ref}|^{\eta\lambda}`).
+* ``"auto"`` (default): ``"primal"``, except for sign-preserving potentials (negative entropy),
+  where :math:`r(w) = \mathrm{sign}(w)` (decoupled: :math:`u \leftarrow u - \eta\lambda\,
+  \mathrm{sign}(w)`, i.e. :math:`|w| \leftarrow |w| e^{-\eta\lambda}` under NE), as in
+  :class:`~syngeo.MirrorDescent`.
+
+Biological constraints (``constraints``): :mod:`syngeo.constraints`.
+The weights are the only state besides torch's moments (no dual cache): a write through
+``p.data`` between steps is what the next step starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.adam import adam as _torch_adam
+
+from syngeo.constraints import (
+    ConstraintsLike,
+    as_constraint_map,
+    constraint_list,
+    lift_zeros_,
+    project_,
+    soften,
+    warn_frozen_zeros,
+)
+from syngeo.errors import InputError, InputTypeError
+from syngeo.optim import (
+    _as_potential,
+    _check_decay,
+    _decay_term,
+    _potential_to_state,
+)
+from syngeo.potentials import Potential, PotentialLike, potential
+
+__all__ = ["MirrorAdam", "MirrorAdamW", "mirror_adam"]
+
+
+def _state_dict_post_hook(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> Any:
+    state_dict["param_groups"] = [
+        dict(g, potential=_potential_to_state(g["potential"])) for g in state_dict["param_groups"]
+    ]
+    return state_dict
+
+
+def _load_state_dict_pre_hook(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> Any:
+    state_dict["param_groups"] = [
+        dict(g, potential=potential(g.get("potential", "2-norm")))
+        for g in state_dict["param_groups"]
+    ]
+    return state_dict
+
+
+class MirrorAdam(torch.optim.Adam):
+    r"""Adam with its step taken in the dual space of ``potential`` (module docstring).
+
+    Parameters
+    ----------
+    params, lr, betas, eps, weight_decay, amsgrad, foreach, maximize
+        As in ``torch.optim.Adam`` (``fused``, ``capturable`` and ``differentiable`` are not
+        offered).
+    potential
+        Anything :func:`syngeo.potentials.potential` accepts; may be set per parameter group.
+    decay_space, decay_to
+        ``"auto"``, ``"primal"`` or ``"dual"`` and the reference magnitude of dual decay
+        (module docstring); per group.
+    constraints
+        A :class:`~syngeo.constraints.Constraint` for every parameter, or a dict
+        ``{parameter: Constraint}``; configuration, not state (``state_dict`` omits it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([0.5, -2.0]))
+    >>> opt = MirrorAdam([w], lr=0.1, potential="ne")
+    >>> w.grad = torch.tensor([1.0, 1.0])
+    >>> opt.step()  # first Adam step: m̂/sqrt(v̂) = sign(g) = 1, so u ← u − 0.1
+    >>> torch.allclose(w, torch.tensor([0.5 * 0.9048374, -2.0 * 1.1051709]))
+    True
+    """
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        potential: PotentialLike = "2-norm",
+        decay_space: str = "auto",
+        decay_to: float = 0.0,
+        constraints: ConstraintsLike = None,
+        foreach: bool | None = None,
+        maximize: bool = False,
+    ) -> None:
+        phi = _as_potential(potential)
+        _check_decay(decay_space, decay_to, phi)
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            decoupled_weight_decay=self._decoupled,
+        )
+        self.defaults.update(potential=phi, decay_space=decay_space, decay_to=decay_to)
+        for group in self.param_groups:
+            group.setdefault("decay_space", decay_space)
+            group.setdefault("decay_to", decay_to)
+            group["potential"] = _as_potential(group.get("potential", phi))
+            _check_decay(group["decay_space"], group["decay_to"], group["potential"])
+        all_params = [p for g in self.param_groups for p in g["params"]]
+        self._constraints = as_constraint_map(constraints, all_params)
+        self._zero_checked: set[int] = set()
+        self.register_state_dict_post_hook(_state_dict_post_hook)
+        self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group; its ``potential`` (if any) is parsed."""
+        if not isinstance(param_group, dict):
+            raise InputTypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "potential" in param_group:
+            param_group["potential"] = _as_potential(param_group["potential"])
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if "decay_space" in self.defaults:  # (not yet while torch's __init__ adds the first)
+            try:
+                _check_decay(group["decay_space"], group["decay_to"], group["potential"])
+            except InputError:
+                self.param_groups.pop()
+                raise
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_constraints", {})
+        self.__dict__.setdefault("_zero_checked", set())
+        # pickles (copy.deepcopy, torch.save(opt)) drop hooks: register them again
+        if _state_dict_post_hook not in self._optimizer_state_dict_post_hooks.values():
+            self.register_state_dict_post_hook(_state_dict_post_hook)
+        if _load_state_dict_pre_hook not in self._optimizer_load_state_dict_pre_hooks.values():
+            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Adam step in the dual space; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            exp_avg_sqs: list[Tensor] = []
+            max_exp_avg_sqs: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            self._init_group(
+                group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
+            )
+            phi: Potential = group["potential"]
+            if phi.preserves_sign:
+                warn_frozen_zeros(params, self._zero_checked, self._constraints, phi.name)
+            beta1, beta2 = group["betas"]
+            mirror_adam(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                max_exp_avg_sqs,
+                state_steps,
+                potential=phi,
+                amsgrad=group["amsgrad"],
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                decoupled=group["decoupled_weight_decay"],
+                decay_space=group["decay_space"],
+                decay_to=group["decay_to"],
+                constraints=constraint_list(self._constraints, params),
+            )
+        return loss
+
+
+class MirrorAdamW(MirrorAdam):
+    r"""AdamW (decoupled weight decay) in the dual space of ``potential``; default
+    ``weight_decay=1e-2`` as ``torch.optim.AdamW``. Arguments as :class:`MirrorAdam`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = MirrorAdamW([w], lr=0.1, weight_decay=0.5, potential="3-norm", decay_space="dual")
+    >>> w.grad = torch.zeros(2)
+    >>> opt.step()  # no gradient: dual weights shrink by 1 − 0.1·0.5 toward ∇φ(0) = 0
+    >>> torch.allclose(w, torch.tensor([1.0, -2.0]) * 0.95**0.5)
+    True
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kwargs)
+
+
+def mirror_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    potential: PotentialLike,
+    amsgrad: bool,
+    beta1: float,
+    beta2: float,
+    lr: float | Tensor,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+    foreach: bool | None = None,
+    decoupled: bool = False,
+    decay_space: str = "auto",
+    decay_to: float = 0.0,
+    constraints: list[Any] | None = None,
+) -> None:
+    """Functional dual-space Adam step, in place on ``params`` (rule: module docstring).
+
+    State lists as for ``torch.optim.adam.adam``. ``constraints``: one
+    :class:`~syngeo.constraints.Constraint` or None per parameter (or None).
+    """
+    phi = _as_potential(potential)
+    _check_decay(decay_space, decay_to, phi)
+    if not params:
+        return
+    if constraints is not None and len(constraints) != len(params):
+        raise InputError(f"got {len(params)} parameters but {len(constraints)} constraints")
+    kw = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps, foreach=foreach)
+    primal = decay_space == "primal" or (decay_space == "auto" and not phi.preserves_sign)
+    soft = constraints is not None and any(c is not None and c.soft for c in constraints)
+    if phi.is_euclidean and primal and not soft:
+        # torch's Adam/AdamW itself: the mirror maps are identities
+        _torch_adam(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
+            weight_decay=weight_decay, maximize=maximize, decoupled_weight_decay=decoupled,
+            **kw,
+        )  # fmt: skip
+        if constraints is not None:
+            project_(params, constraints)
+        return
+    g = [-x for x in grads] if maximize else list(grads)
+    lr_f = float(lr)
+    if weight_decay != 0 and not decoupled:
+        g = [x.add(_decay_term(phi, w, decay_space, decay_to), alpha=weight_decay)
+             for x, w in zip(g, params, strict=True)]  # fmt: skip
+    if weight_decay != 0 and decoupled and primal:
+        for w in params:
+            w.mul_(1 - lr_f * weight_decay)
+    if constraints is not None and phi.preserves_sign:
+        lift_zeros_(params, g, constraints)
+    # Adam's dual step Δu = −η m̂/(√v̂ + ε), by torch's own kernels run on zeros; then the
+    # potential's fused mirror step u ← ∇φ(w) + Δu (mirror_step_ with lr = −1).
+    per_tensor = foreach is False or (
+        foreach is None and all(w.device.type == "cpu" for w in params)
+    )
+    if per_tensor and not soft and not (weight_decay != 0 and decoupled and not primal):
+        # CPU: one tensor at a time through one reused scratch buffer (no allocation, in cache)
+        flat = torch.empty(max(w.numel() for w in params), dtype=params[0].dtype,
+                           device=params[0].device)  # fmt: skip
+        for i, w in enumerate(params):
+            if flat.dtype == w.dtype and flat.device == w.device:
+                du = flat[: w.numel()].view(w.shape).zero_()
+            else:
+                du = torch.zeros_like(w, memory_format=torch.contiguous_format)
+            maxes = [max_exp_avg_sqs[i]] if amsgrad else []
+            _torch_adam(
+                [du], [g[i]], [exp_avgs[i]], [exp_avg_sqs[i]], maxes, [state_steps[i]],
+                weight_decay=0.0, maximize=False, decoupled_weight_decay=False, **kw,
+            )  # fmt: skip
+            phi.mirror_step_([w], [du], -1.0, foreach=False)
+        if constraints is not None:
+            project_(params, constraints)
+        return
+    steps = [torch.zeros_like(w) for w in params]
+    _torch_adam(
+        steps, g, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
+        weight_decay=0.0, maximize=False, decoupled_weight_decay=False, **kw,
+    )  # fmt: skip
+    if weight_decay != 0 and decoupled and not primal:
+        for du, w in zip(steps, params, strict=True):
+            if decay_space == "dual":  # Δu −= ηλ(∇φ(w) − ∇φ(w_ref))
+                du.sub_(_decay_term(phi, w, "dual", decay_to), alpha=lr_f * weight_decay)
+            else:  # auto, sign-preserving: Δu −= ηλ sign(w)
+                du.sub_(torch.sign(w), alpha=lr_f * weight_decay)
+    if soft:
+        steps = soften(params, steps, constraints)  # type: ignore[arg-type]
+    phi.mirror_step_(params, steps, -1.0, foreach=foreach)
+    if constraints is not None:
+        project_(params, constraints)

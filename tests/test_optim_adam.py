@@ -1,0 +1,247 @@
+"""MirrorAdam / MirrorAdamW: torch's Adam/AdamW at p = 2 bit for bit; Adam in the dual space
+otherwise, against a hand-written float64 loop (docs/geometries.md)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from syngeo import Hypentropy, MirrorAdam, MirrorAdamW, NegativeEntropy, PNorm, Tsallis
+from syngeo.errors import InputError
+from user_potentials import Quartic
+
+
+def _model(seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2)).to(
+        dtype
+    )
+
+
+def _train(model, opt, steps, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    for _ in range(steps):
+        x = torch.randn(16, 5, generator=g).to(dtype)
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+
+
+COMBOS = list(itertools.product([False, True], [False, True], [0.0, 0.1], [False, True]))
+
+
+@pytest.mark.parametrize(("amsgrad", "maximize", "weight_decay", "foreach"), COMBOS)
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(MirrorAdam, torch.optim.Adam), (MirrorAdamW, torch.optim.AdamW)]
+)
+def test_pnorm2_is_torch_adam_bit_for_bit(ours, theirs, amsgrad, maximize, weight_decay, foreach):
+    kw = dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay, amsgrad=amsgrad,
+              maximize=maximize, foreach=foreach)  # fmt: skip
+    a, b = _model(), _model()
+    opt_a, opt_b = ours(a.parameters(), potential="2-norm", **kw), theirs(b.parameters(), **kw)
+    _train(a, opt_a, 6)
+    _train(b, opt_b, 6)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+        for key in opt_b.state[pb]:
+            assert torch.equal(opt_a.state[pa][key], opt_b.state[pb][key]), key
+
+
+def _reference_dual_adam(w0, grads_fn, phi, steps, lr, b1, b2, eps, wd=0.0, decoupled=False,
+                         amsgrad=False):  # fmt: skip
+    """Adam on u = ∇φ(w), written out in float64 (primal/'auto' decay, no constraints)."""
+    w = w0.clone()
+    m = torch.zeros_like(w)
+    v = torch.zeros_like(w)
+    vmax = torch.zeros_like(w)
+    for t in range(1, steps + 1):
+        g = grads_fn(w)
+        r = torch.sign(w) if phi.preserves_sign else w
+        if wd and not decoupled:
+            g = g + wd * r
+        s = torch.sign(w) if phi.preserves_sign else None
+        if wd and decoupled and not phi.preserves_sign:
+            w = w * (1 - lr * wd)
+        u = phi.grad(w)
+        if wd and decoupled and phi.preserves_sign:
+            u = u - lr * wd * torch.sign(w)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = torch.maximum(vmax, v)
+        vv = vmax if amsgrad else v
+        denom = torch.sqrt(vv) / math.sqrt(1 - b2**t) + eps
+        u = u - lr / (1 - b1**t) * m / denom
+        w = phi.grad_inverse(u, sign=s)
+    return w
+
+
+@pytest.mark.parametrize("phi", [PNorm(3.0), NegativeEntropy(), Hypentropy(0.3), Tsallis(0.5),
+                                 Quartic()], ids=str)  # fmt: skip
+@pytest.mark.parametrize("cls", [MirrorAdam, MirrorAdamW])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_adam_in_the_dual_space_matches_the_written_out_rule(phi, cls, amsgrad, foreach):
+    """float64, 15 steps: each step rounds a few eps per entry and the inverse maps here have
+    condition ≤ ~40 on these weights (|w| in [0.05, 3]), hence rtol 1e-11."""
+    g = torch.Generator().manual_seed(3)
+    w0 = torch.randn(20, generator=g, dtype=torch.float64)
+    w0 = torch.where(w0.abs() < 0.05, torch.full_like(w0, 0.3), w0)
+    target = torch.randn(20, generator=g, dtype=torch.float64)
+    lr, wd = 0.01, 0.05
+    w = torch.nn.Parameter(w0.clone())
+    opt = cls([w], lr=lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd, amsgrad=amsgrad,
+              potential=phi, foreach=foreach)  # fmt: skip
+    for _ in range(15):
+        opt.zero_grad()
+        (0.5 * ((w - target) ** 2).sum()).backward()
+        opt.step()
+    want = _reference_dual_adam(w0, lambda x: x - target, phi, 15, lr, 0.9, 0.99, 1e-8, wd=wd,
+                                decoupled=cls is MirrorAdamW, amsgrad=amsgrad)  # fmt: skip
+    torch.testing.assert_close(w.detach(), want, rtol=1e-11, atol=1e-14)
+    assert (w.detach() - w0).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("phi", ["3-norm", "ne", "hypentropy(beta=0.3)"])
+def test_foreach_matches_the_single_tensor_path(phi):
+    """torch's own foreach and single-tensor Adam kernels on the dual weights: equal to rounding
+    (float32, 10 steps: 1e-5 relative)."""
+    a, b = _model(), _model()
+    kw = dict(lr=0.01, weight_decay=0.01, potential=phi, amsgrad=True)
+    _train(a, MirrorAdamW(a.parameters(), foreach=True, **kw), 10)
+    _train(b, MirrorAdamW(b.parameters(), foreach=False, **kw), 10)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("phi", ["3-norm", "ne", "hypentropy(beta=0.3)", Quartic()], ids=str)
+def test_state_dict_round_trip_continues_the_same_trajectory(phi):
+    model = _model()
+    opt = MirrorAdam(model.parameters(), lr=0.01, potential=phi, weight_decay=1e-3)
+    _train(model, opt, 4)
+    clone = copy.deepcopy(model)
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    opt2 = MirrorAdam(clone.parameters(), lr=0.5, potential="2-norm")
+    opt2.load_state_dict(torch.load(buf, weights_only=not isinstance(phi, Quartic)))
+    loaded, saved = opt2.param_groups[0]["potential"], opt.param_groups[0]["potential"]
+    assert loaded == saved or type(loaded) is type(saved) is Quartic  # Quartic: pickled object
+    assert opt2.param_groups[0]["lr"] == 0.01
+    _train(model, opt, 3, seed=5)
+    _train(clone, opt2, 3, seed=5)
+    for pa, pb in zip(model.parameters(), clone.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_state_dict_stores_a_parsable_name():
+    opt = MirrorAdam(_model().parameters(), potential="tsallis(q=0.5)")
+    assert opt.state_dict()["param_groups"][0]["potential"] == "tsallis(q=0.5)"
+
+
+def test_writes_through_data_are_seen():
+    """No dual cache: a write through p.data between steps is where the next step starts."""
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    opt = MirrorAdam([w], lr=0.1, potential="3-norm")
+    w.grad = torch.ones(2, dtype=torch.float64)
+    opt.step()
+    w.data.copy_(torch.tensor([5.0, 5.0], dtype=torch.float64))
+    w.grad = torch.zeros(2, dtype=torch.float64)
+    m = opt.state[w]["exp_avg"].clone()
+    opt.step()
+    # u = 25 − lr·m̂/(√v̂ + eps) with m, v decayed by one step
+    st = opt.state[w]
+    t = float(st["step"])
+    step = (
+        0.1 / (1 - 0.9**t) * (0.9 * m) / (st["exp_avg_sq"].sqrt() / math.sqrt(1 - 0.999**t) + 1e-8)
+    )
+    torch.testing.assert_close(w.detach(), torch.sqrt(25 - step), rtol=1e-12, atol=0)
+
+
+def test_bad_arguments_are_input_errors():
+    w = [torch.nn.Parameter(torch.ones(2))]
+    with pytest.raises(InputError, match="decay_space"):
+        MirrorAdam(w, decay_space="both")
+    with pytest.raises(InputError, match="decay_to > 0"):
+        MirrorAdamW(w, potential="ne", decay_space="dual")
+    with pytest.raises(InputError, match="unknown potential"):
+        MirrorAdam(w, potential="banana")
+    with pytest.raises(ValueError):
+        MirrorAdam(w, lr=-1.0)
+
+
+def test_zero_weights_under_ne_warn_once():
+    w = torch.nn.Parameter(torch.tensor([0.0, 1.0]))
+    opt = MirrorAdam([w], lr=0.1, potential="ne")
+    w.grad = torch.ones(2)
+    with pytest.warns(UserWarning, match="1 weights are exactly 0"):
+        opt.step()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step()
+    assert w[0] == 0
+    np.testing.assert_array_less(0, w[1].item())
+
+
+@pytest.mark.parametrize("phi", ["3-norm", "ne", "hypentropy(beta=0.3)"])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_maximize_equals_minimising_the_negated_loss(phi, foreach):
+    """maximize=True on f is the same run as maximize=False on −f (the gradient negated
+    exactly), bit for bit, in every geometry."""
+    a, b = _model(), _model()
+    oa = MirrorAdam(a.parameters(), lr=0.01, potential=phi, weight_decay=0.01, maximize=True,
+                    foreach=foreach)  # fmt: skip
+    ob = MirrorAdam(b.parameters(), lr=0.01, potential=phi, weight_decay=0.01, foreach=foreach)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        x = torch.randn(16, 5, generator=g)
+        oa.zero_grad()
+        ob.zero_grad()
+        a(x).pow(2).mean().backward()
+        (-b(x).pow(2).mean()).backward()
+        oa.step()
+        ob.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_soft_ceiling_under_adam_closed_form(foreach):
+    """β₁ = 0, eps = 0 and a constant gradient −g: Adam's step is exactly η (m̂/√v̂ = 1), so
+    under the 2-norm with a soft ceiling M − w_t = (M − w₀)(1 − η/M)^t."""
+    from syngeo import Constraint
+
+    M, eta, w0 = 1.0, 0.1, 0.2
+    w = torch.nn.Parameter(torch.tensor([w0], dtype=torch.float64))
+    opt = MirrorAdam([w], lr=eta, betas=(0.0, 0.999), eps=0.0, foreach=foreach,
+                     constraints=Constraint(max_abs=M, soft=True))  # fmt: skip
+    for t in range(1, 31):
+        w.grad = torch.tensor([-2.0], dtype=torch.float64)
+        opt.step()
+        assert w.item() == pytest.approx(M - (M - w0) * (1 - eta / M) ** t, rel=1e-13)
+
+
+def test_deepcopy_keeps_the_state_dict_hooks_and_new_groups_are_checked():
+    model = _model()
+    first, *rest = list(model.parameters())
+    opt = MirrorAdamW([first], lr=0.01, potential="hypentropy(beta=0.3)")
+    opt.add_param_group({"params": rest, "potential": "ne"})
+    assert opt.param_groups[1]["potential"] == NegativeEntropy()
+    assert copy.deepcopy(opt).state_dict()["param_groups"][1]["potential"] == "NE"
+    with pytest.raises(InputError, match="decay_to > 0"):
+        opt.add_param_group(
+            {
+                "params": [torch.nn.Parameter(torch.ones(2))],
+                "potential": "ne",
+                "decay_space": "dual",
+            }
+        )
+    assert len(opt.param_groups) == 2
