@@ -13,6 +13,7 @@ module                      experiments
 ``surace``                  ``surace-fig1``, ``surace-fig2`` (Surace & Brea Figs. 1, 2)
 ``raman`` (a package)       ``raman-k``, ``raman-difficulty``, ``raman-size``,
                             ``raman-geometry`` (Raman et al.)
+``spines``                  ``fig5`` (Pogodin et al. Fig. 5, spine volumes)
 ==========================  ==========================================================
 
 :func:`get` looks an experiment up by its exact name; :func:`run` returns the table of every
@@ -31,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from syngeo.app.experiments import regression, robustness, surace
+from syngeo.app.experiments import regression, robustness, spines, surace
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman import difficulty, geometry, k, size
 from syngeo.errors import InputError
@@ -49,6 +50,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     difficulty.EXPERIMENT,
     size.EXPERIMENT,
     geometry.EXPERIMENT,
+    spines.FIG5,
 )
 
 
