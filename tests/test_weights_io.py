@@ -546,7 +546,7 @@ def test_too_few_synapses_after_dropping(tmp_path):
 
 
 def test_join_drops_invalid_rows_in_either_table(tmp_path):
-    pb, pa, b, a = _synapse_tables(tmp_path)
+    pb, pa, _, a = _synapse_tables(tmp_path)
     a.loc[0, "vol"] = np.nan  # one matched synapse loses its AFTER value
     a.to_csv(pa, index=False)
     pair = load_pair(pb, pa, column="vol", id_column="syn", positive=True, drop_invalid=True)

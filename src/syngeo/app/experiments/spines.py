@@ -375,7 +375,8 @@ def summarise(table: pd.DataFrame, config: Config) -> dict:
         out["geometry_pinned"] = len(plausible) == 1
         tested = per[per["gof_tested"].astype(bool)]
         if len(tested):
-            ok = tested[(tested["ks_pvalue"] >= GOF_LEVEL) & (tested["ad_pvalue"] >= GOF_LEVEL)]
+            # a test rejects at level α when its p-value is ≤ α
+            ok = tested[(tested["ks_pvalue"] > GOF_LEVEL) & (tested["ad_pvalue"] > GOF_LEVEL)]
             out["geometries_passing_gof"] = ok["potential"].tolist()
         out["profile"] = [
             {
@@ -406,9 +407,12 @@ def summarise(table: pd.DataFrame, config: Config) -> dict:
         floor_sd = float(conn["gaussian_floor_sd"].iloc[0])
         out["connection_pairs"] = int(conn["n_pairs"].iloc[0])
         out["connection_most_gaussian"] = str(conn["potential"].iloc[0])
-        out["connection_gaussian_within_2sd"] = conn[conn["cdf_distance"] <= floor + 2 * floor_sd][
-            "potential"
-        ].tolist()
+        within = conn["cdf_distance"] <= floor + 2 * floor_sd
+        out["connection_gaussian_within_2sd"] = conn[within]["potential"].tolist()
+        # the control: if shuffled pairs are just as Gaussian, the test does not discriminate
+        shuffled = conn["shuffled_cdf_distance"] <= floor + 2 * floor_sd
+        out["connection_shuffled_within_2sd"] = conn[shuffled]["potential"].tolist()
+        out["connection_variance_ratio_min"] = float(conn["variance_ratio"].min())
     return out
 
 
@@ -718,7 +722,22 @@ def report(table: pd.DataFrame, config: Config) -> str:
             f"Gaussian floor of d for {int(conn['n_pairs'].iloc[0])} values: {fmt(floor, '.3f')} "
             f"± {fmt(sd, '.3f')} (Monte Carlo). Most Gaussian within-connection differences: "
             f"{s['connection_most_gaussian']}; within 2 sd of the floor: "
-            f"{', '.join(s['connection_gaussian_within_2sd']) or 'none'}.",
+            f"{', '.join(s['connection_gaussian_within_2sd']) or 'none'}; pairs shuffled "
+            "across connections are within 2 sd of the floor too for: "
+            f"{', '.join(s['connection_shuffled_within_2sd']) or 'none'}"
+            + (
+                " (so Gaussianity alone does not single out shared histories there)."
+                if set(s["connection_shuffled_within_2sd"])
+                & set(s["connection_gaussian_within_2sd"])
+                else "."
+            )
+            + " The variance of within-connection differences over that of shuffled pairs is "
+            f"{fmt(s['connection_variance_ratio_min'], '.2f')} at its smallest ("
+            + (
+                "below 1: synapses of one connection are more alike than unrelated ones)."
+                if s["connection_variance_ratio_min"] < 1
+                else "not below 1)."
+            ),
             "",
             "Caveat: this reads the differences as ξ_i − ξ_j only if the synapses of a "
             "connection share their initial weight and history; that is an assumption "
