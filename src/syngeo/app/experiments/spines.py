@@ -400,8 +400,13 @@ def summarise(table: pd.DataFrame, config: Config) -> dict:
             out["euclidean_ruled_out_by_aic"] = bool(e["delta_aic"] > RULED_OUT_DELTA_AIC)
             if bool(e["gof_tested"]):
                 out["euclidean_rejected_by_gof"] = bool(
-                    min(e["ks_pvalue"], e["ad_pvalue"]) < GOF_LEVEL
+                    min(e["ks_pvalue"], e["ad_pvalue"]) <= GOF_LEVEL
                 )
+                out["euclidean_ks_pvalue"] = float(e["ks_pvalue"])
+                out["euclidean_ad_pvalue"] = float(e["ad_pvalue"])
+            if "heldout_log_likelihood" in per and np.isfinite(e["heldout_log_likelihood"]):
+                top = float(per["heldout_log_likelihood"].max())
+                out["euclidean_heldout_gap"] = top - float(e["heldout_log_likelihood"])
             others = per[per["potential"] != "2-norm"]
             if len(others):
                 beaten = others[others["log_likelihood"] > e["log_likelihood"]]
@@ -560,11 +565,18 @@ def verdict(s: dict) -> str:
                 f"here: its best fit is {fmt(d, '.1f')} AIC units behind the best model "
                 f"({s['best_model']}), within the threshold of {RULED_OUT_DELTA_AIC:g}."
             )
+        if "euclidean_heldout_gap" in s:
+            parts.append(
+                f"Per synapse the gap is {fmt(s['euclidean_heldout_gap'], '.3f')} nats of "
+                "held-out log-likelihood below the best geometry."
+            )
         if "euclidean_rejected_by_gof" in s:
             parts.append(
-                "Its goodness-of-fit test "
-                + ("rejects it" if s["euclidean_rejected_by_gof"] else "does not reject it")
-                + f" at the {GOF_LEVEL:g} level (bootstrap KS and AD)."
+                "Its goodness-of-fit tests "
+                + ("reject it" if s["euclidean_rejected_by_gof"] else "do not reject it")
+                + f" at the {GOF_LEVEL:g} level (bootstrap KS p "
+                + f"{fmt(s['euclidean_ks_pvalue'], '.2g')}, AD p "
+                + f"{fmt(s['euclidean_ad_pvalue'], '.2g')})."
             )
     plausible = s.get("plausible_geometries", [])
     if s.get("geometry_pinned"):
@@ -580,7 +592,13 @@ def verdict(s: dict) -> str:
     if "geometries_passing_gof" in s:
         ok = s["geometries_passing_gof"]
         parts.append(
-            f"Passing both goodness-of-fit tests at {GOF_LEVEL:g}: {', '.join(ok) or 'none'}."
+            f"Passing both goodness-of-fit tests at {GOF_LEVEL:g}: {', '.join(ok) or 'none'}"
+            + (
+                " — no fitted model reproduces every feature of the data, so the ranking is "
+                "between approximations."
+                if not ok
+                else "."
+            )
         )
     return " ".join(parts)
 
