@@ -151,3 +151,10 @@ def test_missing_table_file(tmp_path, capsys):
 def test_help_has_examples(capsys):
     code, out, _ = run_cli(["fit-spines", "--help"], capsys)
     assert code == 0 and "syngeo fit-spines" in out and "--bootstrap" in out
+
+
+def test_table_with_several_numeric_columns_needs_column(tmp_path, capsys):
+    path = tmp_path / "spines.csv"
+    _table().to_csv(path, index=False)
+    code, out, err = run_cli(["fit-spines", path, "--connection-columns", ""], capsys)
+    assert_bad_input(code, out, err, "several numeric columns")

@@ -74,6 +74,7 @@ __all__ = [
     "load_weights",
     "read_synapse_table",
     "select_tensors",
+    "table_columns",
 ]
 
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -577,6 +578,17 @@ def read_synapse_table(
     out.setflags(write=False)
     dropped = {"missing": int(missing.sum()), "non_positive": int(non_positive.sum())}
     return SynapseTable(out, ids, kept, path, column, dropped, n_rows)
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV/TSV/Parquet synapse table (DataFileError if unreadable)."""
+    path = Path(path)
+    fmt = _format_of(path)
+    if fmt not in ("csv", "tsv", "parquet"):
+        raise DataFileError(f"{path}: a synapse table must be .csv, .tsv or .parquet")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; check the path")
+    return list(_read_frame(path, fmt).columns)
 
 
 def _row_labels(frame: Any, id_column: str | None):

@@ -42,14 +42,6 @@ def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _table_columns(path: Path) -> list[str]:
-    from syngeo.data.weights import _format_of, _read_frame
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file; check the path")
-    return list(_read_frame(path, _format_of(path)).columns)
-
-
 def build_config(
     table: str | Path | None = None,
     *,
@@ -71,18 +63,16 @@ def build_config(
     base = Config()
     options: dict[str, Any] = {"drop_invalid": drop_invalid, "seed": seed}
     if table is not None:
+        from syngeo.data.weights import table_columns
+
         path = Path(table)
-        columns = _table_columns(path)
+        columns = table_columns(path)
         options["table"] = str(path)
         options["column"] = column
         options["id_column"] = id_column
         if connection_columns is None:
             present = all(c in columns for c in _DEFAULT_CONNECTIONS)
             options["connection_columns"] = _DEFAULT_CONNECTIONS if present else ()
-        if column is None:
-            from syngeo.data.weights import _format_of, _pick_column, _read_frame
-
-            options["column"] = _pick_column(_read_frame(path, _format_of(path)), path)[0]
     else:
         if column is not None:
             options["column"] = column

@@ -78,8 +78,8 @@ class Config:
     ----------
     table : str or None
         A CSV/TSV/Parquet synapse table; None: the bundled Dorkenwald et al. (2022) table.
-    column : str
-        Column of sizes (``spine_vol_um3``).
+    column : str or None
+        Column of sizes (``spine_vol_um3``; None: the table's one numeric column).
     id_column : str or None
         Column of synapse ids (checked unique).
     connection_columns : tuple of str
@@ -102,7 +102,7 @@ class Config:
     """
 
     table: str | None = None
-    column: str = "spine_vol_um3"
+    column: str | None = "spine_vol_um3"
     id_column: str | None = "id"
     connection_columns: tuple[str, ...] = ("pre_root_id", "post_root_id")
     drop_invalid: bool = False
@@ -447,7 +447,7 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
     """Histogram with every model, QQ plots, the p-profile, the connection spread."""
     from syngeo.app.plotting import color_for, subplots
 
-    w, _, _ = load_sizes(config)
+    w, _, info = load_sizes(config)
     x = np.log10(w)
     grid = np.linspace(x.min() - 0.3, x.max() + 0.3, 400)
     fits = _fits(table)
@@ -473,7 +473,7 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
             linestyle=styles[k % 2],
             label=f"paper: {row['model']}",
         )
-    ax.set_xlabel(f"log10 {config.column}")
+    ax.set_xlabel(f"log10 {info['column']}")
     ax.set_ylabel("density")
     ax.legend(fontsize=6)
     figures["fig5_histogram"] = fig
@@ -613,7 +613,8 @@ def report(table: pd.DataFrame, config: Config) -> str:
     lines = [
         "# Fig. 5 — one snapshot of spine volumes: which geometries explain it?",
         "",
-        f"Data: {source}, column `{config.column}`, {s.get('n_synapses', 'n/a')} synapses. "
+        f"Data: {source}, column `{config.column or 'its one numeric column'}`, "
+        f"{s.get('n_synapses', 'n/a')} synapses. "
         "Model and method: docs/spines.md.",
         "",
         "![histogram](fig5_histogram.png)",
