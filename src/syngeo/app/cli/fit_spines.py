@@ -158,22 +158,22 @@ def fit_spines_command(
     table: Annotated[
         Path | None,
         typer.Argument(
-            help="Synapse table (csv, tsv, parquet), one row per synapse [default: the bundled "
-            "MICrONS table of Dorkenwald et al. 2022].",
+            help="Synapse table (csv, tsv, parquet), one row per synapse (default: the bundled "
+            "MICrONS table of Dorkenwald et al. 2022).",
             show_default=False,
         ),
     ] = None,
     column: Annotated[
         str | None,
         typer.Option(
-            "--column", "-c", help="Column of sizes [bundled: spine_vol_um3].", show_default=False
+            "--column", "-c", help="Column of sizes (bundled: spine_vol_um3).", show_default=False
         ),
     ] = None,
     id_column: Annotated[
         str | None,
         typer.Option(
             "--id-column",
-            help="Column of synapse ids, checked unique [bundled: id].",
+            help="Column of synapse ids, checked unique (bundled: id).",
             show_default=False,
         ),
     ] = None,
@@ -181,8 +181,8 @@ def fit_spines_command(
         str | None,
         typer.Option(
             "--connection-columns",
-            help="Comma-separated columns naming a connection ('' to skip) [default: "
-            "pre_root_id,post_root_id when present].",
+            help="Comma-separated columns naming a connection ('' to skip) (default: "
+            "pre_root_id,post_root_id when present).",
             show_default=False,
         ),
     ] = None,
@@ -190,8 +190,8 @@ def fit_spines_command(
         str | None,
         typer.Option(
             "--potentials",
-            help="Geometries to fit, e.g. 'ne,2-norm,3-norm' or 'ne,p=1.5:4:0.5' [default: NE, "
-            "p = 1.5, 2, 2.5, 3, 4].",
+            help="Geometries to fit, e.g. 'ne,2-norm,3-norm' or 'ne,p=1.5:4:0.5' (default: NE, "
+            "p = 1.5, 2, 2.5, 3, 4).",
             show_default=False,
         ),
     ] = None,
@@ -199,14 +199,16 @@ def fit_spines_command(
         str | None,
         typer.Option(
             "--families",
-            help="Initial families: two-point, constant-lognormal [default: both].",
+            help="Initial families: two-point, constant-lognormal (default: both).",
             show_default=False,
         ),
     ] = None,
     n_folds: Annotated[
         int | None,
         typer.Option(
-            "--folds", help="Folds of the held-out likelihood (0: none) [3].", show_default=False
+            "--folds",
+            help="Folds of the held-out likelihood (0: none; default 3).",
+            show_default=False,
         ),
     ] = None,
     n_bootstrap: Annotated[
@@ -214,7 +216,7 @@ def fit_spines_command(
         typer.Option(
             "--bootstrap",
             "-b",
-            help="Bootstrap replicates of each GOF test (0: none) [19].",
+            help="Bootstrap replicates of each GOF test (0: none; default 19).",
             show_default=False,
         ),
     ] = None,
