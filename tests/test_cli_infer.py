@@ -442,3 +442,130 @@ def test_layer_exclude_and_all_tensors_options(tmp_path, capsys):
         "block2.conv.bias",
         "head.weight",
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# synapse tables: --id-column, --sizes, --drop-invalid, --units
+# --------------------------------------------------------------------------------------------
+def _spine_tables(tmp_path, n=1500, seed=1):
+    """Spine sizes before/after under NE (log w changes by a Gaussian step); AFTER is shuffled,
+    misses 4 synapses and has 2 unknown ids, so only a join by id pairs them correctly."""
+    g = np.random.default_rng(seed)
+    ids = np.arange(n) * 7 + 3
+    w0 = np.exp(g.normal(-3.0, 0.6, n))
+    w1 = w0 * np.exp(0.2 * g.standard_normal(n))
+    before = pd.DataFrame({"synapse_id": ids, "vol": w0, "cell": g.integers(0, 9, n)})
+    perm = g.permutation(n)[4:]
+    after = pd.DataFrame({"synapse_id": ids[perm], "vol": w1[perm], "cell": 0})
+    after = pd.concat(
+        [after, pd.DataFrame({"synapse_id": [1, 2], "vol": [0.05, 0.06], "cell": 0})],
+        ignore_index=True,
+    )
+    return before, after
+
+
+def _write(tmp_path, before, after):
+    b, a = tmp_path / "day0.csv", tmp_path / "day7.csv"
+    before.to_csv(b, index=False)
+    after.to_csv(a, index=False)
+    return b, a
+
+
+TABLE_ARGS = ["--column", "vol", "--id-column", "synapse_id", "--sizes", "--bootstrap", "0"]
+FEW = ["--candidates", "ne,2-norm,3-norm", "--no-refine"]
+
+
+def test_table_join_by_id_finds_ne_and_reports_unmatched(tmp_path, capsys):
+    b, a = _write(tmp_path, *_spine_tables(tmp_path))
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(
+        ["infer", b, a, *TABLE_ARGS, *FEW, "--units", "um3", "--out", out], capsys
+    )
+    assert code == 0, err
+    flat = " ".join(stdout.split())  # rich wraps long lines
+    assert "1496 synapses matched, 4 ids only in BEFORE, 2 only in AFTER" in flat
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"] == "NE"
+    matching = summary["inputs"]["matching"]
+    assert (matching["n_matched"], matching["n_only_before"], matching["n_only_after"]) == (
+        1496,
+        4,
+        2,
+    )
+    assert sorted(matching["only_after"]) == ["1", "2"] and matching["units"] == "um3"
+    report = (out / "report.md").read_text()
+    assert "4 only in BEFORE" in report and "um3" in report
+
+
+def test_row_order_would_have_paired_the_wrong_synapses(tmp_path, capsys):
+    # the same tables without --id-column: lengths differ, and the error says what to do
+    b, a = _write(tmp_path, *_spine_tables(tmp_path))
+    code, out, err = run_cli(["infer", b, a, "--column", "vol", "--bootstrap", "0"], capsys)
+    assert_bad_input(code, out, err, "same synapses in the same order")
+
+
+@pytest.mark.parametrize(
+    ("side", "edit", "pattern"),
+    [
+        (
+            "before",
+            lambda f: f.assign(vol=f["vol"].where(f.index % 100 != 7)),
+            "15 of 1500 rows have no value",
+        ),
+        (
+            "after",
+            lambda f: f.assign(vol=f["vol"].where(f.index % 500 != 3, 0.0)),
+            "3 of 1498 rows have a zero or negative",
+        ),
+        (
+            "before",
+            lambda f: f.assign(vol=f["vol"].where(f.index != 10, -0.2)),
+            "1 of 1500 rows have a zero or negative",
+        ),
+        (
+            "after",
+            lambda f: f.assign(synapse_id=f["synapse_id"].where(f.index != 5, f["synapse_id"][6])),
+            "1 synapse ids occur more than once",
+        ),
+        ("before", lambda f: f.drop(columns="vol"), "no column 'vol'"),
+        ("after", lambda f: f.drop(columns="synapse_id"), "no column 'synapse_id' (--id-column)"),
+    ],
+)
+def test_table_errors_are_one_line(tmp_path, capsys, side, edit, pattern):
+    before, after = _spine_tables(tmp_path)
+    if side == "before":
+        before = edit(before)
+    else:
+        after = edit(after)
+    b, a = _write(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, *TABLE_ARGS, *FEW], capsys)
+    assert_bad_input(code, out, err, pattern)
+
+
+def test_drop_invalid_drops_counts_and_still_joins(tmp_path, capsys):
+    before, after = _spine_tables(tmp_path)
+    before.loc[[0, 1, 2], "vol"] = np.nan
+    after.loc[[10, 11], "vol"] = [0.0, -1.0]
+    b, a = _write(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, *TABLE_ARGS, *FEW, "--drop-invalid", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    m = summary["inputs"]["matching"]
+    assert m["dropped_before"] == {"missing": 3, "non_positive": 0}
+    assert m["dropped_after"] == {"missing": 0, "non_positive": 2}
+    assert summary["n_synapses"] == m["n_matched"] <= 1496 - 3
+    assert summary["best"] == "NE"
+
+
+def test_too_few_synapses_after_dropping_is_one_line(tmp_path, capsys):
+    before, after = _spine_tables(tmp_path, n=60)
+    before.loc[5:, "vol"] = np.nan
+    b, a = _write(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, *TABLE_ARGS, *FEW, "--drop-invalid"], capsys)
+    assert_bad_input(code, out, err, "synapses")
+
+
+def test_table_options_and_tensor_options_do_not_mix(tmp_path, capsys):
+    b, a = _write(tmp_path, *_spine_tables(tmp_path))
+    code, out, err = run_cli(["infer", b, a, *TABLE_ARGS, "--layer", "x"], capsys)
+    assert_bad_input(code, out, err, "use one kind or the other")

@@ -453,3 +453,111 @@ def test_readout_is_the_last_weight_matrix_not_a_trailing_vector(tmp_path):
     used, skipped = select_tensors(shapes)
     assert used == ["conv.weight", "logit_scale"]
     assert [(t.name, t.reason) for t in skipped] == [("proj.weight", "readout layer")]
+
+
+# --------------------------------------------------------------------------------------------
+# synapse tables: ids, invalid rows, joins
+# --------------------------------------------------------------------------------------------
+def _synapse_tables(tmp_path, n=40, seed=0):
+    """BEFORE in id order, AFTER shuffled, with 3 ids missing and 2 extra: a join by id must
+    pair each synapse with itself (after = 2 x before, so any misalignment shows)."""
+    from syngeo.data.weights import read_synapse_table  # noqa: F401  (imported for the API)
+
+    g = np.random.default_rng(seed)
+    ids = np.arange(100, 100 + n)
+    before = np.exp(g.normal(-3, 0.5, n))
+    b = pd.DataFrame({"syn": ids, "vol": before, "pre": g.integers(0, 5, n)})
+    perm = g.permutation(n)[3:]
+    a = pd.DataFrame({"syn": ids[perm], "vol": 2 * before[perm]})
+    a = pd.concat([a, pd.DataFrame({"syn": [7, 8], "vol": [0.1, 0.2]})], ignore_index=True)
+    pb, pa = tmp_path / "b.csv", tmp_path / "a.csv"
+    b.to_csv(pb, index=False)
+    a.to_csv(pa, index=False)
+    return pb, pa, b, a
+
+
+def test_join_by_id_pairs_each_synapse_with_itself_and_reports_unmatched(tmp_path):
+    pb, pa, _, _ = _synapse_tables(tmp_path)
+    pair = load_pair(pb, pa, column="vol", id_column="syn", positive=True)
+    np.testing.assert_allclose(pair.after.values, 2 * pair.before.values, rtol=1e-12)
+    m = pair.matching
+    assert (m["n_matched"], m["n_only_before"], m["n_only_after"]) == (37, 3, 2)
+    assert sorted(m["only_after"]) == ["7", "8"]
+    assert pair.to_dict()["matching"]["n_only_before"] == 3
+
+
+def test_row_order_pairing_without_ids_is_refused_after_dropping(tmp_path):
+    pb, _, b, _ = _synapse_tables(tmp_path)
+    b.loc[4, "vol"] = np.nan
+    b.to_csv(pb, index=False)
+    with pytest.raises(InputError, match="--id-column"):
+        load_pair(pb, pb, column="vol", drop_invalid=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda f: f.assign(vol=f["vol"].where(f.index % 10 != 3)), "4 of 40 rows have no value"),
+        (
+            lambda f: f.assign(vol=f["vol"].where(f.index % 20 != 5, 0.0)),
+            "2 of 40 rows have a zero",
+        ),
+        (lambda f: f.assign(vol=-f["vol"]), "40 of 40 rows have a zero or negative"),
+        (lambda f: f.assign(syn=f["syn"].where(f.index != 9, 100)), "1 synapse ids occur more"),
+        (lambda f: f.assign(syn=f["syn"].where(f.index != 9)), "1 rows have no synapse id"),
+        (lambda f: f.drop(columns="vol"), "no column 'vol'"),
+        (lambda f: f.assign(vol=f["vol"].where(f.index != 0, np.inf)), "1 infinite"),
+    ],
+)
+def test_synapse_table_errors_name_the_count(tmp_path, edit, pattern):
+    from syngeo.data.weights import read_synapse_table
+
+    pb, _, b, _ = _synapse_tables(tmp_path)
+    edit(b).to_csv(pb, index=False)
+    with pytest.raises(DataFileError, match=pattern):
+        read_synapse_table(pb, column="vol", id_column="syn")
+
+
+def test_drop_invalid_drops_and_counts(tmp_path):
+    from syngeo.data.weights import read_synapse_table
+
+    pb, _, b, _ = _synapse_tables(tmp_path)
+    b.loc[[1, 2], "vol"] = np.nan
+    b.loc[[5], "vol"] = -0.1
+    b.loc[[6], "vol"] = 0.0
+    b.to_csv(pb, index=False)
+    t = read_synapse_table(pb, column="vol", id_column="syn", drop_invalid=True)
+    assert t.dropped == {"missing": 2, "non_positive": 2}
+    assert t.values.size == 36 and 101 not in set(t.ids) and 105 not in set(t.ids)
+    assert (t.values > 0).all() and len(t.frame) == 36
+    # without positive=True, signed values are kept (only the missing ones dropped)
+    t = read_synapse_table(pb, column="vol", positive=False, drop_invalid=True)
+    assert t.values.size == 38 and t.dropped == {"missing": 2, "non_positive": 0}
+
+
+def test_too_few_synapses_after_dropping(tmp_path):
+    from syngeo.data.weights import read_synapse_table
+
+    pb, _, b, _ = _synapse_tables(tmp_path)
+    b.loc[5:, "vol"] = np.nan
+    b.to_csv(pb, index=False)
+    with pytest.raises(InputError, match="only 5 synapses"):
+        read_synapse_table(pb, column="vol", drop_invalid=True, min_synapses=20)
+
+
+def test_join_drops_invalid_rows_in_either_table(tmp_path):
+    pb, pa, _, a = _synapse_tables(tmp_path)
+    a.loc[0, "vol"] = np.nan  # one matched synapse loses its AFTER value
+    a.to_csv(pa, index=False)
+    pair = load_pair(pb, pa, column="vol", id_column="syn", positive=True, drop_invalid=True)
+    assert pair.n_synapses == 36 and pair.matching["n_only_before"] == 4
+    assert pair.matching["dropped_after"] == {"missing": 1, "non_positive": 0}
+    np.testing.assert_allclose(pair.after.values, 2 * pair.before.values, rtol=1e-12)
+
+
+def test_no_common_ids_is_an_error(tmp_path):
+    pb, pa, _, a = _synapse_tables(tmp_path)
+    a["syn"] = a["syn"] + 10_000
+    a.to_csv(pa, index=False)
+    with pytest.raises(InputError, match="no synapse id of BEFORE"):
+        load_pair(pb, pa, column="vol", id_column="syn")

@@ -37,6 +37,16 @@ As in Pogodin et al. (§4.3), the default analysis leaves out, for named tensors
 wildcards is kept even when a default rule would skip it (an explicit request wins).
 ``exclude=`` globs remove tensors. ``include_default_skips=True`` turns the default rules off.
 Every :class:`WeightSet` records the tensors it used and the ones it skipped, with the reason.
+
+Synapse tables
+--------------
+Measured synapses come as tables, one row per synapse (docs/spines.md).
+:func:`read_synapse_table` reads one column of sizes with, optionally, a column of synapse ids,
+and checks what such tables get wrong: a missing column, rows without a value, sizes that are
+zero or negative (``positive=True``), duplicated ids, too few synapses. Each is an error naming
+the count and the first offending rows; ``drop_invalid=True`` drops the rows without a value or
+with a non-positive size instead (and counts them). :func:`load_pair` with ``id_column=`` joins
+BEFORE and AFTER by synapse id, not by row order, and reports the ids found in only one file.
 """
 
 from __future__ import annotations
@@ -51,16 +61,20 @@ from typing import Any
 import numpy as np
 
 from syngeo.errors import DataFileError, InputError, InputTypeError
+from syngeo.validation import as_positive_int
 
 __all__ = [
     "SUFFIXES",
     "SkippedTensor",
+    "SynapseTable",
     "WeightPair",
     "WeightSegment",
     "WeightSet",
     "load_pair",
     "load_weights",
+    "read_synapse_table",
     "select_tensors",
+    "table_columns",
 ]
 
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -202,6 +216,7 @@ class WeightPair:
 
     before: WeightSet
     after: WeightSet
+    matching: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_synapses(self) -> int:
@@ -214,11 +229,14 @@ class WeightPair:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "n_synapses": self.n_synapses,
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
         }
+        if self.matching:
+            out["matching"] = dict(self.matching)
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,8 +364,19 @@ def load_pair(
     layer: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
     include_default_skips: bool = False,
+    id_column: str | None = None,
+    positive: bool = False,
+    drop_invalid: bool = False,
+    units: str | None = None,
 ) -> WeightPair:
     """Read weights before and after learning and check that they align.
+
+    Synapse tables (CSV, TSV, Parquet) take three more options: ``id_column`` joins the two
+    tables by synapse id (an inner join; the ids found in only one table are counted and listed
+    in :attr:`WeightPair.matching`); ``positive`` requires positive sizes; ``drop_invalid`` drops
+    rows without a value or with a non-positive size (``positive``) instead of failing, in both
+    tables (the synapse is left out of the pair). ``units`` is recorded in ``matching`` (the
+    inference does not depend on the unit: the geometries are closed under rescaling).
 
     Both files are read with the same options (``after_column`` overrides ``column`` for the
     AFTER file, e.g. for one table holding both snapshots). They must hold the same tensors with
@@ -365,13 +394,282 @@ def load_pair(
     >>> pair.before.values.shape == pair.after.values.shape  # doctest: +SKIP
     True
     """
+    table_options = id_column is not None or positive or drop_invalid
+    if table_options:
+        if layer or exclude or include_default_skips:
+            raise InputError(
+                "--id-column/--sizes/--drop-invalid read synapse tables; --layer/--exclude/"
+                "--all-tensors select tensors of a model file: use one kind or the other"
+            )
+        return _table_pair(
+            Path(before),
+            Path(after),
+            column=column,
+            after_column=after_column if after_column is not None else column,
+            id_column=id_column,
+            positive=positive,
+            drop_invalid=drop_invalid,
+            units=units,
+        )
     options = {"layer": layer, "exclude": exclude, "include_default_skips": include_default_skips}
     w_before = load_weights(before, column=column, **options)
     w_after = load_weights(
         after, column=after_column if after_column is not None else column, **options
     )
     _check_aligned(w_before, w_after)
-    return WeightPair(w_before, w_after)
+    return WeightPair(w_before, w_after, {"units": units} if units else {})
+
+
+@dataclass(frozen=True, eq=False)
+class SynapseTable:
+    """One column of synapse sizes read from a table, with the rows kept.
+
+    Attributes
+    ----------
+    values : ndarray, shape=[n]
+        The sizes (float64, finite; positive if read with ``positive=True``).
+    ids : ndarray or None
+        The synapse ids of the rows kept (``id_column``), else None.
+    frame : pandas.DataFrame
+        The rows kept, all columns (for connection labels, positions ...).
+    source : Path
+    column : str
+    dropped : dict of str -> int
+        Rows dropped with ``drop_invalid``: ``"missing"`` (no value), ``"non_positive"``.
+    n_rows : int
+        Rows in the file.
+    """
+
+    values: np.ndarray
+    ids: np.ndarray | None
+    frame: Any
+    source: Path
+    column: str
+    dropped: dict[str, int]
+    n_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "column": self.column,
+            "n_rows": self.n_rows,
+            "n_synapses": int(self.values.size),
+            "dropped": dict(self.dropped),
+        }
+
+
+def read_synapse_table(
+    path: str | Path,
+    *,
+    column: str | None = None,
+    id_column: str | None = None,
+    positive: bool = True,
+    drop_invalid: bool = False,
+    min_synapses: int = 1,
+    frame: Any = None,
+) -> SynapseTable:
+    """Read a column of synapse sizes from a CSV/TSV/Parquet table, with the checks of real data.
+
+    Parameters
+    ----------
+    path : str or Path
+        The table (``frame`` given: only used in messages).
+    column : str, optional
+        The sizes (required when the table has several numeric columns).
+    id_column : str, optional
+        Synapse ids: must be present in every row and unique.
+    positive : bool
+        Sizes must be > 0 (spine volumes, PSD areas); zero or negative ones are an error.
+    drop_invalid : bool
+        Drop rows without a size or (with ``positive``) with a non-positive one, and count them.
+    min_synapses : int
+        Fewer synapses left than this is an error.
+    frame : pandas.DataFrame, optional
+        An already loaded table (e.g. :func:`syngeo.datasets.dorkenwald2022`).
+
+    Raises
+    ------
+    DataFileError
+        Missing column, non-numeric sizes, rows without a size or non-positive sizes (unless
+        ``drop_invalid``), missing or duplicated ids. One line naming the file and the count.
+    InputError
+        Fewer than ``min_synapses`` synapses left.
+
+    Examples
+    --------
+    >>> from syngeo.datasets import dorkenwald2022, dorkenwald2022_path
+    >>> t = read_synapse_table(dorkenwald2022_path(), column="spine_vol_um3", id_column="id")
+    >>> t.values.size, t.dropped
+    (1961, {'missing': 0, 'non_positive': 0})
+    """
+    import pandas as pd
+
+    path = Path(path)
+    min_synapses = as_positive_int(min_synapses, "min_synapses")
+    if frame is None:
+        fmt = _format_of(path)
+        if fmt not in ("csv", "tsv", "parquet"):
+            raise DataFileError(f"{path}: a synapse table must be .csv, .tsv or .parquet")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file; check the path")
+        frame = _read_frame(path, fmt)
+    else:
+        frame = frame.copy()
+        frame.columns = [str(c) for c in frame.columns]
+    n_rows = len(frame)
+    if n_rows == 0:
+        raise DataFileError(f"{path}: the table has no rows; it needs one row per synapse")
+    columns = list(frame.columns)
+    if column is None:
+        column, _ = _pick_column(frame, path)
+    for name, what in ((column, "--column"), (id_column, "--id-column")):
+        if name is not None and name not in columns:
+            raise DataFileError(
+                f"{path}: no column {name!r} ({what}); available columns: {', '.join(columns)}"
+            )
+    values = _numeric(frame[column].to_numpy(), path, f"column {column!r}")
+    row_label = _row_labels(frame, id_column)
+    missing = np.isnan(values)
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise DataFileError(
+            f"{path}: column {column!r} has {int(infinite.sum())} infinite values (first at "
+            f"{row_label(np.flatnonzero(infinite)[0])}); fix or remove those rows"
+        )
+    non_positive = ~missing & (values <= 0) if positive else np.zeros(n_rows, bool)
+    if not drop_invalid:
+        for mask, what in (
+            (missing, "no value (NaN or empty)"),
+            (non_positive, "a zero or negative size"),
+        ):
+            if mask.any():
+                raise DataFileError(
+                    f"{path}: {int(mask.sum())} of {n_rows} rows have {what} in column "
+                    f"{column!r} (first at {row_label(np.flatnonzero(mask)[0])}); fix them, or "
+                    "pass --drop-invalid to leave those synapses out"
+                )
+    keep = ~(missing | non_positive)
+    ids = None
+    if id_column is not None:
+        id_series = frame[id_column]
+        no_id = id_series.isna().to_numpy()
+        if no_id.any():
+            raise DataFileError(
+                f"{path}: {int(no_id.sum())} rows have no synapse id in column {id_column!r} "
+                f"(first at row {int(np.flatnonzero(no_id)[0]) + 2} of the file); every synapse "
+                "needs an id"
+            )
+        dup = id_series.duplicated(keep=False).to_numpy()
+        if dup.any():
+            examples = ", ".join(str(x) for x in pd.unique(id_series[dup])[:3])
+            raise DataFileError(
+                f"{path}: {int(id_series[dup].nunique())} synapse ids occur more than once in "
+                f"column {id_column!r} ({int(dup.sum())} rows; e.g. {examples}); ids must be unique"
+            )
+        ids = id_series.to_numpy()[keep]
+    kept = frame.loc[keep].reset_index(drop=True)
+    out = np.ascontiguousarray(values[keep], dtype=np.float64)
+    if out.size < min_synapses:
+        raise InputError(
+            f"{path}: only {out.size} synapses with a valid size in column {column!r} "
+            f"({int(missing.sum())} without a value, {int(non_positive.sum())} non-positive "
+            f"dropped); the analysis needs at least {min_synapses}"
+        )
+    out.setflags(write=False)
+    dropped = {"missing": int(missing.sum()), "non_positive": int(non_positive.sum())}
+    return SynapseTable(out, ids, kept, path, column, dropped, n_rows)
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV/TSV/Parquet synapse table (DataFileError if unreadable)."""
+    path = Path(path)
+    fmt = _format_of(path)
+    if fmt not in ("csv", "tsv", "parquet"):
+        raise DataFileError(f"{path}: a synapse table must be .csv, .tsv or .parquet")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; check the path")
+    return list(_read_frame(path, fmt).columns)
+
+
+def _row_labels(frame: Any, id_column: str | None):
+    """A function: row index -> 'row 7 of the file (id 123)'."""
+
+    def label(i: int) -> str:
+        text = f"row {int(i) + 2} of the file"  # +1 for the header, +1 for counting from 1
+        if id_column is not None:
+            text += f", id {frame[id_column].iloc[int(i)]}"
+        return text
+
+    return label
+
+
+def _table_pair(
+    before: Path,
+    after: Path,
+    *,
+    column: str | None,
+    after_column: str | None,
+    id_column: str | None,
+    positive: bool,
+    drop_invalid: bool,
+    units: str | None,
+) -> WeightPair:
+    tb = read_synapse_table(
+        before, column=column, id_column=id_column, positive=positive, drop_invalid=drop_invalid
+    )
+    ta = read_synapse_table(
+        after,
+        column=after_column,
+        id_column=id_column,
+        positive=positive,
+        drop_invalid=drop_invalid,
+    )
+    matching: dict[str, Any] = {"dropped_before": tb.dropped, "dropped_after": ta.dropped}
+    if units:
+        matching["units"] = units
+    if id_column is None:
+        if tb.n_rows != ta.n_rows:
+            raise InputError(
+                f"BEFORE ({before}) has {tb.n_rows} rows but AFTER ({after}) has {ta.n_rows}; "
+                "without --id-column both must list the same synapses in the same order"
+            )
+        if drop_invalid and (sum(tb.dropped.values()) or sum(ta.dropped.values())):
+            raise InputError(
+                "--drop-invalid drops rows, after which row order no longer pairs the synapses; "
+                "give --id-column to join BEFORE and AFTER by synapse id"
+            )
+        vb, va = tb.values, ta.values
+    else:
+        pos_b = {k: i for i, k in enumerate(tb.ids.tolist())}
+        pos_a = {k: i for i, k in enumerate(ta.ids.tolist())}
+        common = [k for k in tb.ids.tolist() if k in pos_a]
+        only_b = [k for k in tb.ids.tolist() if k not in pos_a]
+        only_a = [k for k in ta.ids.tolist() if k not in pos_b]
+        if not common:
+            raise InputError(
+                f"no synapse id of BEFORE ({before}) occurs in AFTER ({after}) (column "
+                f"{id_column!r}; e.g. {_short_list([str(x) for x in tb.ids[:3].tolist()])} vs "
+                f"{_short_list([str(x) for x in ta.ids[:3].tolist()])}); check the id column"
+            )
+        vb = tb.values[[pos_b[k] for k in common]]
+        va = ta.values[[pos_a[k] for k in common]]
+        matching.update(
+            {
+                "id_column": id_column,
+                "n_matched": len(common),
+                "n_only_before": len(only_b),
+                "n_only_after": len(only_a),
+                "only_before": [str(x) for x in only_b[:20]],
+                "only_after": [str(x) for x in only_a[:20]],
+            }
+        )
+    ws_b = _finish(
+        before, _format_of(before), [vb], (WeightSegment(tb.column, vb.shape, 0, vb.size),), ()
+    )
+    ws_a = _finish(
+        after, _format_of(after), [va], (WeightSegment(ta.column, va.shape, 0, va.size),), ()
+    )
+    return WeightPair(ws_b, ws_a, matching)
 
 
 def select_tensors(
@@ -481,6 +779,20 @@ def _format_of(path: Path) -> str:
 
 
 def _read_table(path: Path, fmt: str, column: str | None) -> tuple[str, Any]:
+    frame = _read_frame(path, fmt)
+    if frame.shape[0] == 0:
+        raise DataFileError(f"{path}: the table has no rows; it needs one row per synapse")
+    columns = list(frame.columns)
+    if column is not None:
+        if column not in columns:
+            raise DataFileError(
+                f"{path}: no column {column!r}; available columns: {', '.join(columns)}"
+            )
+        return column, frame[column].to_numpy()
+    return _pick_column(frame, path)
+
+
+def _read_frame(path: Path, fmt: str) -> Any:
     import pandas as pd
 
     try:
@@ -499,16 +811,15 @@ def _read_table(path: Path, fmt: str, column: str | None) -> tuple[str, Any]:
         raise DataFileError(f"{path}: cannot read it as {fmt}: {_first_line(exc)}") from None
     except Exception as exc:  # pyarrow raises its own error types for corrupt files
         raise DataFileError(f"{path}: cannot read it as {fmt}: {_first_line(exc)}") from None
-    if frame.shape[0] == 0:
-        raise DataFileError(f"{path}: the table has no rows; it needs one row per synapse")
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    if column is not None:
-        if column not in columns:
-            raise DataFileError(
-                f"{path}: no column {column!r}; available columns: {', '.join(columns)}"
-            )
-        return column, frame[column].to_numpy()
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _pick_column(frame: Any, path: Path) -> tuple[str, Any]:
+    """The one weight column of a table without --column (or an error naming the candidates)."""
+    import pandas as pd
+
+    columns = list(frame.columns)
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
     numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c])]
     # A row index written by DataFrame.to_csv() is not a weight column.

@@ -32,6 +32,8 @@ _EPILOG = (
     "Examples:\n\n"
     "  syngeo infer spines_before.csv spines_after.csv --column volume\n\n"
     "  syngeo infer table.parquet table.parquet --column size_day0 --after-column size_day7\n\n"
+    "  syngeo infer day0.csv day7.csv --column spine_vol --id-column synapse_id --sizes "
+    "--drop-invalid --units um3\n\n"
     "  syngeo infer init.pt finetuned.pt --layer 'layer1.*' --exclude '*.downsample.*' "
     "--out runs/resnet\n\n"
     "  syngeo infer w0.npy w1.npy --candidates 'ne,2-norm,3-norm' --json\n\n"
@@ -147,6 +149,10 @@ def run_infer(
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
+    id_column: str | None = None,
+    sizes: bool = False,
+    drop_invalid: bool = False,
+    units: str | None = None,
 ) -> InferResult:
     """Read BEFORE and AFTER, infer the geometry and (with ``out``) write the outputs.
 
@@ -175,6 +181,10 @@ def run_infer(
         layer=list(layer or []) or None,
         exclude=list(exclude or []) or None,
         include_default_skips=all_tensors,
+        id_column=id_column,
+        positive=sizes,
+        drop_invalid=drop_invalid,
+        units=units,
     )
     fit = infer_geometry(
         pair.before.values,
@@ -197,6 +207,19 @@ def run_infer(
         inputs["column"] = column
     if after_column is not None:
         inputs["after_column"] = after_column
+    matching = pair.matching
+    if id_column is not None:
+        inputs["joined by"] = (
+            f"synapse id ({id_column}): {matching['n_matched']} matched, "
+            f"{matching['n_only_before']} only in BEFORE, {matching['n_only_after']} only in "
+            "AFTER (listed in `summary.json`)"
+        )
+    if drop_invalid:
+        inputs["dropped rows"] = (
+            f"BEFORE {matching['dropped_before']}, AFTER {matching['dropped_after']}"
+        )
+    if units:
+        inputs["units"] = units
     context = {
         "command": "infer",
         "inputs": pair.to_dict(),
@@ -366,6 +389,38 @@ def infer_command(
         bool, typer.Option("--refine/--no-refine", help="Refine p near the best grid value.")
     ] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            help="Tables: column of synapse ids; BEFORE and AFTER are joined on it (not by row "
+            "order) and ids found in only one table are reported.",
+            show_default=False,
+        ),
+    ] = None,
+    sizes: Annotated[
+        bool,
+        typer.Option(
+            "--sizes", help="Tables: the values are synapse sizes, so they must be positive."
+        ),
+    ] = False,
+    drop_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--drop-invalid",
+            help="Tables: drop rows without a value (and non-positive ones with --sizes), "
+            "counted in summary.json, instead of failing (needs --id-column).",
+        ),
+    ] = False,
+    units: Annotated[
+        str | None,
+        typer.Option(
+            "--units",
+            help="Tables: unit of the column (e.g. um3), recorded in the outputs; the inference "
+            "does not depend on it.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -404,6 +459,10 @@ def infer_command(
             seed=seed,
             out=out,
             force=force,
+            id_column=id_column,
+            sizes=sizes,
+            drop_invalid=drop_invalid,
+            units=units,
         )
     if as_json:
         print(json.dumps(result.summary, indent=2))
@@ -417,6 +476,18 @@ def infer_command(
     )
     if pair.before.skipped:
         console.print(f"[dim]skipped: {describe_skipped(pair.before)}[/]", highlight=False)
+    matching = pair.matching
+    if "n_matched" in matching:
+        console.print(
+            f"joined by {matching['id_column']}: {matching['n_matched']} synapses matched, "
+            f"{matching['n_only_before']} ids only in BEFORE, {matching['n_only_after']} only "
+            "in AFTER",
+            highlight=False,
+        )
+    for side in ("before", "after"):
+        dropped = matching.get(f"dropped_{side}", {})
+        if sum(dropped.values()):
+            console.print(f"dropped from {side.upper()}: {dropped}", highlight=False)
     print_ranking(result.fit)
     print_fit(result.fit)
     if result.out is not None:

@@ -14,6 +14,7 @@ module                      experiments
 ``raman`` (a package)       ``raman-k``, ``raman-difficulty``, ``raman-size``,
                             ``raman-geometry``, ``raman-deep``,
                             ``raman-training`` (Raman et al.)
+``spines``                  ``fig5`` (Pogodin et al. Fig. 5, spine volumes)
 ==========================  ==========================================================
 
 :func:`get` looks an experiment up by its exact name; :func:`run` returns the table of every
@@ -32,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from syngeo.app.experiments import regression, robustness, surace
+from syngeo.app.experiments import regression, robustness, spines, surace
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman import deep, difficulty, geometry, k, size, training
 from syngeo.errors import InputError
@@ -44,6 +45,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     regression.FIG3A,
     regression.FIG6,
     robustness.FIG3B,
+    spines.FIG5,
     surace.FIG1,
     surace.FIG2,
     k.EXPERIMENT,

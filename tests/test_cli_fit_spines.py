@@ -1,0 +1,160 @@
+"""``syngeo fit-spines`` end to end: a run on a small table, and every bad input in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from syngeo.app.cli import main
+from syngeo.snapshot import InitialMixture, SnapshotModel
+
+
+def run_cli(args, capsys):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:  # pragma: no cover
+        code = 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_bad_input(code, out, err, pattern):
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert pattern.lower() in " ".join(lines[0].split()).lower(), lines[0]
+
+
+def _table(n=600, seed=0):
+    model = SnapshotModel("ne", InitialMixture.two_point(0.04, 0.17, 0.77), 0.5)
+    w = model.sample(n, rng=seed).weights
+    g = np.random.default_rng(seed)
+    return pd.DataFrame({"syn": np.arange(n), "vol": w, "pre": g.integers(0, 250, n), "post": 1})
+
+
+FAST = [
+    "--potentials",
+    "ne,2-norm",
+    "--families",
+    "two-point",
+    "--folds",
+    "0",
+    "--bootstrap",
+    "0",
+    "--workers",
+    "1",
+]
+
+
+def test_fit_spines_on_a_table_writes_outputs(tmp_path, capsys):
+    path = tmp_path / "spines.csv"
+    _table().to_csv(path, index=False)
+    out = tmp_path / "run"
+    args = [
+        "fit-spines",
+        path,
+        "--column",
+        "vol",
+        "--id-column",
+        "syn",
+        "--connection-columns",
+        "pre,post",
+        *FAST,
+        "--out",
+        out,
+    ]
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "best model NE / two-point" in " ".join(stdout.split())
+    for name in (
+        "report.md",
+        "summary.json",
+        "results.parquet",
+        "fig5_histogram.png",
+        "fig5_qq.png",
+        "fig5_profile.png",
+        "fig5_connections.png",
+    ):
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "fit-spines"
+    assert summary["results"]["n_synapses"] == 600
+    # an existing --out needs --force ... unless it is this very run (resumed)
+    code, stdout, err = run_cli([*args, "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["results"]["best_model"] == "NE / two-point"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("x")
+    code, stdout, err = run_cli([*args[:-1], tmp_path / "other"], capsys)
+    assert_bad_input(code, stdout, err, "--force")
+
+
+@pytest.mark.parametrize(
+    ("edit", "extra", "pattern"),
+    [
+        (lambda f: f, ["--column", "volume"], "no column 'volume'"),
+        (
+            lambda f: f.assign(vol=f["vol"].where(f.index % 50 != 1)),
+            [],
+            "12 of 600 rows have no value",
+        ),
+        (
+            lambda f: f.assign(vol=f["vol"].where(f.index % 100 != 2, -1.0)),
+            [],
+            "6 of 600 rows have a zero or negative",
+        ),
+        (
+            lambda f: f.assign(syn=f["syn"].where(f.index != 3, 4)),
+            [],
+            "1 synapse ids occur more than once",
+        ),
+        (lambda f: f.iloc[:15], [], "only 15 synapses"),
+        (
+            lambda f: f.assign(vol=f["vol"].where(f.index < 10)),
+            ["--drop-invalid"],
+            "only 10 synapses",
+        ),
+        (lambda f: f, ["--connection-columns", "pre,cell"], "no connection column(s) cell"),
+        (lambda f: f, ["--families", "three-point"], "unknown families"),
+        (lambda f: f, ["--potentials", "q-norm"], "q-norm"),
+        (lambda f: f, ["--bootstrap", "-1"], "n_bootstrap"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, edit, extra, pattern):
+    path = tmp_path / "spines.csv"
+    edit(_table()).to_csv(path, index=False)
+    base = [
+        "fit-spines",
+        path,
+        "--column",
+        "vol",
+        "--id-column",
+        "syn",
+        "--connection-columns",
+        "pre,post",
+    ]
+    code, out, err = run_cli([*base, *extra], capsys)
+    assert_bad_input(code, out, err, pattern)
+
+
+def test_missing_table_file(tmp_path, capsys):
+    code, out, err = run_cli(["fit-spines", tmp_path / "nope.csv"], capsys)
+    assert_bad_input(code, out, err, "no such file")
+
+
+def test_help_has_examples(capsys):
+    code, out, _ = run_cli(["fit-spines", "--help"], capsys)
+    assert code == 0 and "syngeo fit-spines" in out and "--bootstrap" in out
+
+
+def test_table_with_several_numeric_columns_needs_column(tmp_path, capsys):
+    path = tmp_path / "spines.csv"
+    _table().to_csv(path, index=False)
+    code, out, err = run_cli(["fit-spines", path, "--connection-columns", ""], capsys)
+    assert_bad_input(code, out, err, "several numeric columns")
