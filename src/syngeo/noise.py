@@ -557,3 +557,65 @@ class NoisyChange:
         """Σ_i log p(o0_i, o1_i) at (μ, s)."""
         li = self.per_synapse(psi, mu, s, **cached)
         return float(np.sum(np.where(np.isfinite(li), li, _LOG_TINY)))
+
+
+def read_replicates(path: Any, kind: str = "relative") -> MeasurementNoise:
+    """:func:`estimate_noise` from a table of replicate measurements (csv, tsv or parquet).
+
+    The table holds two measurements of each synapse: exactly two numeric columns, or the
+    columns ``first`` and ``second``. Rows with a missing value are an error (the message says
+    how many).
+    """
+    import pandas as pd
+
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"replicates file {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        df = pd.read_parquet(p)
+    elif suffix in (".csv", ".tsv", ".txt"):
+        df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+    else:
+        raise InputError(f"replicates file {p.name!r}: use a .csv, .tsv or .parquet table")
+    if {"first", "second"} <= set(df.columns):
+        cols = ["first", "second"]
+    else:
+        cols = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+        if len(cols) != 2:
+            raise InputError(
+                f"replicates file {p.name!r} has {len(cols)} numeric columns "
+                f"({', '.join(map(str, cols)) or 'none'}); it needs exactly two (two measurements "
+                "per synapse), or columns named 'first' and 'second'"
+            )
+    sub = df[cols]
+    missing = int(sub.isna().any(axis=1).sum())
+    if missing:
+        raise InputError(f"replicates file {p.name!r}: {missing} rows have a missing value")
+    return estimate_noise(sub.iloc[:, 0].to_numpy(float), sub.iloc[:, 1].to_numpy(float), kind)
+
+
+def noise_from_options(
+    noise: Any = None, noise_abs: Any = None, replicates: Any = None
+) -> MeasurementNoise | None:
+    """The noise model of ``syngeo infer --noise 8% | --noise-abs 0.002 | --replicates FILE``
+    (at most one of ``noise``/``noise_abs``; with ``replicates`` the kind follows ``noise_abs``
+    being given or not, and the level is estimated from the file).
+
+    >>> noise_from_options("8%")
+    MeasurementNoise(sigma=0.08, kind='relative', se=None, n_pairs=None, low=None, high=None)
+    """
+    given = [x for x in (noise, noise_abs) if x is not None]
+    if len(given) > 1:
+        raise InputError("give either --noise (relative) or --noise-abs (absolute), not both")
+    if replicates is not None:
+        if given and str(given[0]).lower() not in ("est", "estimate"):
+            raise InputError(
+                "--replicates estimates the noise level: drop the number from --noise/--noise-abs"
+            )
+        return read_replicates(replicates, "absolute" if noise_abs is not None else "relative")
+    if noise_abs is not None:
+        return as_noise(noise_abs, "absolute")
+    return as_noise(noise)
