@@ -144,7 +144,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 def update_docs(table: str, path: Path, marks: tuple[str, str] = (MARK_START, MARK_END)) -> None:
     text = path.read_text(encoding="utf-8")
-    MARK_START, MARK_END = marks  # noqa: N806
+    MARK_START, MARK_END = marks
     if MARK_START not in text or MARK_END not in text:
         raise SystemExit(f"{path} lacks the markers {MARK_START} / {MARK_END}")
     head, rest = text.split(MARK_START, 1)

@@ -345,8 +345,9 @@ class NoisyChange:
             x0 = np.log(np.abs(self.o0))
             xk = x0[:, None] + math.sqrt(2) * sigma * z[None, :]
             self.w0 = self.sign0[:, None] * np.exp(xk)
-            # density of o0 given w0, times the Jacobian |w0| of dx: φ((o/w − 1)/σ)/σ
+            # density of o0 given w0: φ((o/w − 1)/σ)/(σ|w0|); the prior is per unit of log|w0|
             r = (self.o0[:, None] / self.w0 - 1.0) / sigma
+            log_scale = xk
             nv = _log_noise_variance(sigma)
             self._priors = {
                 s: (_GridPrior(x0[self.sign0 == s], nv, gen), math.log(np.mean(self.sign0 == s)))
@@ -356,8 +357,9 @@ class NoisyChange:
         else:
             self.w0 = self.o0[:, None] + math.sqrt(2) * sigma * z[None, :]
             r = (self.o0[:, None] - self.w0) / sigma
+            log_scale = 0.0
             self._priors = {0.0: (_GridPrior(self.o0, sigma * sigma, gen), 0.0)}
-        log_obs = -0.5 * r * r - math.log(sigma * math.sqrt(2 * math.pi))
+        log_obs = -0.5 * r * r - math.log(sigma * math.sqrt(2 * math.pi)) - log_scale
         log_prior = self.log_prior(self.w0)
         self.log_c = log_wq[None, :] + log_obs + log_prior
         zi, wi = np.polynomial.hermite.hermgauss(inner)
@@ -566,9 +568,9 @@ def read_replicates(path: Any, kind: str = "relative") -> MeasurementNoise:
     columns ``first`` and ``second``. Rows with a missing value are an error (the message says
     how many).
     """
-    import pandas as pd
-
     from pathlib import Path
+
+    import pandas as pd
 
     p = Path(path)
     if not p.exists():

@@ -20,7 +20,7 @@ from syngeo.app.cli._app import app, console
 from syngeo.errors import InputError
 from syngeo.validation import as_nonnegative_int, as_positive_float, as_positive_int, as_seed
 
-__all__ = ["PowerResult", "parse_noise_list", "parse_int_list", "run_power"]
+__all__ = ["PowerResult", "parse_int_list", "parse_noise_list", "run_power"]
 
 _EPILOG = (
     "Examples:\n\n"
