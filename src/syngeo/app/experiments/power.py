@@ -28,6 +28,7 @@ from syngeo.design import (
 )
 from syngeo.errors import InputError
 from syngeo.potentials import potential as as_potential
+from syngeo.validation import as_choice
 
 __all__ = ["POWER", "Config", "cells", "plot", "report", "run_cell", "summarise"]
 
@@ -84,6 +85,7 @@ class Config:
         object.__setattr__(self, "truth", truth)
         object.__setattr__(self, "n", tuple(sorted({int(x) for x in self.n})))
         object.__setattr__(self, "noise", tuple(sorted({float(x) for x in self.noise})))
+        as_choice(self.init, "init", ("normal", "lognormal", "both"))
         if not self.n or min(self.n) < 50:
             raise InputError("every n must be at least 50 synapses (the inference minimum)")
 
