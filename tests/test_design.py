@@ -39,6 +39,20 @@ def test_power_runs_match_a_direct_fit():
         assert row["euclidean_ruled_out"] == float(lr > scipy.stats.chi2.ppf(0.95, 1))
 
 
+def test_euclidean_rule_out_uses_the_upper_chi2_quantile():
+    """With these seeds some likelihood ratios fall between χ²₁ quantiles 0.05 and 0.95 (measured
+    0.69 among 8 runs), so the test separates the right threshold from an inverted one."""
+    rows = power_runs(
+        "2.5-norm", 60, 0.1, runs=8, candidates=["2-norm", "2.5-norm"], rng=3, alpha=0.05
+    )
+    lr = np.array([r["lr_vs_euclidean"] for r in rows])
+    hi, lo = scipy.stats.chi2.ppf(0.95, 1), scipy.stats.chi2.ppf(0.05, 1)
+    assert np.any((lr > lo) & (lr < hi))
+    for r in rows:
+        want = float(r["lr_vs_euclidean"] > hi) if r["best"] != "2-norm" else 0.0
+        assert r["euclidean_ruled_out"] == want
+
+
 def test_euclidean_truth_has_no_rule_out_and_noise_free_runs_use_exact_weights():
     rows = power_runs("2-norm", 200, 0.0, runs=2, candidates=["ne", 2, 3], rng=0)
     assert all(math.isnan(r["euclidean_ruled_out"]) for r in rows)
@@ -69,13 +83,13 @@ def test_synapses_for_power_interpolates_in_log_n():
             "truth": ["3-norm"] * 9,
             "noise": [0.0] * 3 + [0.1] * 3 + [0.2] * 3,
             "n": [100, 200, 400] * 3,
-            "identified": [0.9, 1.0, 1.0, 0.5, 0.7, 0.9, 0.1, 0.2, 0.5],
+            "identified": [0.9, 1.0, 1.0, 0.5, 0.6, 0.9, 0.1, 0.2, 0.5],
         }
     )
     need = synapses_for_power(table, 0.8).set_index("noise")
     assert need.loc[0.0, "n_needed"] == 100 and need.loc[0.0, "at_smallest"]
-    # 0.7 at 200, 0.9 at 400: halfway in log n -> 200·√2
-    assert need.loc[0.1, "n_needed"] == pytest.approx(200 * math.sqrt(2))
+    # 0.6 at 200, 0.9 at 400: two thirds of the way in log n -> 200·2^(2/3)
+    assert need.loc[0.1, "n_needed"] == pytest.approx(200 * 2 ** (2 / 3))
     assert not need.loc[0.1, "at_smallest"]
     assert math.isnan(need.loc[0.2, "n_needed"]) and not need.loc[0.2, "reached"]
 

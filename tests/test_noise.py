@@ -272,10 +272,16 @@ def test_infer_with_noise_and_bootstrap_runs():
 
 def test_zeros_are_left_out_under_relative_noise():
     sim = syngeo.simulate_change("2-norm", 300, noise=0.05, rng=3)
-    b = sim.before.copy()
+    b, a = sim.before.copy(), sim.after.copy()
     b[:7] = 0.0
-    nc = NoisyChange(b, sim.after, MeasurementNoise(0.05), rng=0)
-    assert nc.n_like == 293
+    a[5:12] = 0.0
+    nc = NoisyChange(b, a, MeasurementNoise(0.05), rng=0)
+    assert nc.n_like == 288
+    assert np.all(nc.o0 != 0) and np.all(nc.o1 != 0)
+    ell, _, _ = nc.fit(PNorm(2))
+    assert math.isfinite(ell)
+    # absolute noise keeps them: an observed 0 is a possible measurement of a small weight
+    assert NoisyChange(b, a, MeasurementNoise(0.01, "absolute"), rng=0).n_like == 300
 
 
 # ------------------------------------------------------------------------------------------------

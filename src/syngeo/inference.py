@@ -49,7 +49,9 @@ weights with ``log|w|`` computed once, shared by all candidates).
 
 Limitations
 -----------
-* The likelihood assumes the weights are measured exactly. For p < 2 the Jacobian
+* The likelihood assumes the weights are measured exactly unless ``noise`` is given
+  (:class:`NoisyLikelihoodEstimator`, :mod:`syngeo.noise`: the errors-in-variables likelihood,
+  docs/inference.md "Measurement noise"). For p < 2 the Jacobian
   :math:`(p-1)|w|^{p-2}` diverges at 0, so measurement noise on weights near 0 (or exact zeros)
   can dominate :math:`\ell`. Synapses with ``after == 0`` are a point mass outside the continuous
   model: they are left out of the likelihood (the same subset for every candidate, so comparisons
