@@ -408,6 +408,7 @@ def infer_command(
     as_seed(seed, "--seed")
     as_choice(estimator, "--estimator", ESTIMATORS)
     from syngeo.noise import noise_from_options
+
     show_status = not (quiet or as_json)
     with _status("reading weights and ranking geometries", show_status):
         result = run_infer(

@@ -302,28 +302,23 @@ def report(table: pd.DataFrame, config: Config) -> str:
     )
     lines.append("")
     ident = needed["n_needed"].to_numpy(dtype=float)
-    noise = needed["noise"].to_numpy()
     if needed["at_smallest"].all():
         lines.append(
             f"At every noise level {100 * config.target:.0f} % power is reached already with the "
             f"smallest n ({min(config.n)}): extend --n downwards, or plan a smaller change "
             "(--change), to see where it fails."
         )
-    elif len(ident) >= 2 and np.isfinite(ident[0]):
-        last = ident[-1]
-        if np.isfinite(last):
-            ratio = last / ident[0]
-            lines.append(
-                f"From {100 * noise[0]:.0f} % to {100 * noise[-1]:.0f} % noise the synapses needed "
-                f"to identify {config.truth} with {100 * config.target:.0f} % power go from "
-                f"{ident[0]:.0f} to {last:.0f} (×{ratio:.1f})."
-            )
-        else:
-            lines.append(
-                f"At {100 * noise[-1]:.0f} % noise {100 * config.target:.0f} % power is not reached "
-                f"with up to {max(config.n)} synapses (at {100 * noise[0]:.0f} %: "
-                f"{ident[0]:.0f})."
-            )
+    elif len(ident) >= 2:
+        first, last = needed.iloc[0], needed.iloc[-1]
+
+        def text(r):
+            return _needed_text(r.n_needed, r.at_smallest, r.smallest_n, r.largest_n)
+
+        lines.append(
+            f"To identify {config.truth} with {100 * config.target:.0f} % power the experiment "
+            f"needs {text(first)} synapses at {100 * first.noise:.0f} % noise; at "
+            f"{100 * last.noise:.0f} % noise it needs {text(last)}."
+        )
     lines += ["", "## Power by cell", ""]
     lines.append(
         markdown_table(
