@@ -85,8 +85,8 @@ __all__ = [
 #: Relative (``o = w(1 + σε)``) or absolute (``o = w + σε``) Gaussian error.
 NOISE_KINDS = ("relative", "absolute")
 #: Gauss–Hermite nodes for w0 (in the noise window of o0) and for w1 (on the transition × noise).
-OUTER_NODES = 12
-INNER_NODES = 8
+OUTER_NODES = 8
+INNER_NODES = 10
 #: Relative noise above this is refused: o = w(1 + σε) then flips signs and the model breaks.
 MAX_RELATIVE = 0.5
 #: Points of the prior's kernel density (a random subsample beyond this) and of its grid.
@@ -97,6 +97,8 @@ _LOG_TINY = -700.0
 _BLOCK = 2048
 #: Newton iterations of the (μ, s) fit.
 MAX_NEWTON = 50
+#: Stop when the Newton decrement (≈ twice the remaining gain in ℓ) is below this.
+NEWTON_TOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -452,7 +454,9 @@ class NoisyChange:
         self, x: np.ndarray, d: np.ndarray, su2: np.ndarray, fit_mean: bool
     ) -> np.ndarray:
         """Damped Newton on the linearised likelihood in (μ, log s) (μ held fixed unless
-        ``fit_mean``); stops when the Newton decrement g·step is below 1e-8."""
+        ``fit_mean``); a step is kept when it does not lower ℓ (else the damping grows), and the
+        iteration stops when the Newton decrement g·step (twice the expected gain in ℓ) is below
+        :data:`NEWTON_TOL`."""
         free = [0, 1] if fit_mean else [1]
         val, g, h = self._linearised(x, d, su2, 2)
         for _ in range(MAX_NEWTON):
@@ -461,21 +465,19 @@ class NoisyChange:
             lam = 0.0
             for _ in range(40):
                 m = -hf + lam * np.eye(len(free))
-                ok = bool(np.all(np.linalg.eigvalsh(m) > 0))
-                if ok:
+                if bool(np.all(np.linalg.eigvalsh(m) > 0)):
                     step = np.linalg.solve(m, gf)
                     trial = x.copy()
                     trial[free] += step
-                    tval = self._linearised(trial, d, su2, 0)[0]
+                    tval, tg, th = self._linearised(trial, d, su2, 2)
                     if tval >= val:
                         break
                 lam = max(10 * lam, 1e-8 * scale)
             else:
                 return x
             decrement = float(gf @ step)
-            x = trial
-            val, g, h = self._linearised(x, d, su2, 2)
-            if decrement < 1e-8:
+            x, val, g, h = trial, tval, tg, th
+            if decrement < NEWTON_TOL:
                 break
         return x
 
