@@ -16,6 +16,7 @@ Run: ``.venv/bin/python benchmarks/bench_inference.py [--n 10000000] [--repeat 1
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,23 +99,29 @@ def noise_benchmark(n: int, rep: int, sigma: float = 0.05) -> None:
     sim = simulate_change("3-norm", n, noise=sigma, rng=0)
     fits = {}
 
+    cpu = {}
+
     def run(noise):
+        c0 = time.process_time()
         fits[noise] = infer_geometry(sim.before, sim.after, n_bootstrap=0, rng=0, noise=noise)
+        cpu[noise] = time.process_time() - c0
 
     t_exact = timeit(lambda: run(None), repeat=rep, warmup=0)
     t_noise = timeit(lambda: run(sigma), repeat=rep, warmup=0)
     print()
     print(f"measurement noise: n = {n:,}, {sigma:.0%} relative, 21 candidates, refined + LR CI")
-    print(f"{'estimator':<28} {'seconds':>8} {'ratio':>8}  target <= 60 s")
-    for name, t, fit in (
-        ("exact weights", t_exact, fits[None]),
-        ("errors-in-variables", t_noise, fits[sigma]),
+    print(f"{'estimator':<28} {'wall s':>8} {'CPU s':>8} {'ratio':>8}  target <= 60 s wall")
+    for name, t, key in (
+        ("exact weights", t_exact, None),
+        ("errors-in-variables", t_noise, sigma),
     ):
-        verdict = "" if fit is fits[None] else ("PASS" if t <= 60 else "MISS")
+        fit = fits[key]
+        verdict = "" if key is None else ("PASS" if t <= 60 else "MISS")
         print(
-            f"{name:<28} {t:8.2f} {t / t_exact:8.1f}  {verdict:4}  best={fit.best} "
-            f"p interval {fit.p_interval}"
+            f"{name:<28} {t:8.2f} {cpu[key]:8.2f} {t / t_exact:8.1f}  {verdict:4}  "
+            f"best={fit.best} p interval {fit.p_interval}"
         )
+    print(f"(CPU seconds of this process, all threads; load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

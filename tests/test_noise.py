@@ -93,7 +93,7 @@ def _noisy_data(truth, sigma, kind, n=400, seed=3):
     return b, a
 
 
-# Measured agreement (12 × 8 nodes) with the 801 × 3001 trapezoid grid: 3e-5 to 3e-4 per synapse
+# Measured agreement (8 × 10 nodes) with the 801 × 3001 trapezoid grid: 4e-5 to 4e-4 per synapse
 # in log p for these settings (the grid's own error is ~1e-6: the integrand is smooth and
 # resolved by > 20 points per width). The tolerance, 2e-3, is ~10x the measured error and far
 # below what shifts a fit (a 1e-3 error common to all synapses moves ℓ, not its argmax).
