@@ -222,6 +222,22 @@ def test_fixed_mean_is_zero():
     assert free[0] >= ell - 1e-9  # a free mean never fits worse
 
 
+def test_infer_geometry_passes_fit_mean_to_the_noise_model():
+    sim = syngeo.simulate_change("2-norm", 300, noise=0.05, rng=2)
+    cands = ["2-norm", "3-norm"]
+    kw = {"n_bootstrap": 0, "refine": False, "noise": 0.05}
+    fixed = infer_geometry(sim.before, sim.after, cands, fit_mean=False, **kw)
+    free = infer_geometry(sim.before, sim.after, cands, **kw)
+    data = PreparedChange.from_weights(sim.before, sim.after)
+    for est, fit in (
+        (NoisyLikelihoodEstimator(0.05, fit_mean=False), fixed),
+        (NoisyLikelihoodEstimator(0.05), free),
+    ):
+        ll = dict(zip(fit.ranking["candidate"], fit.ranking["log_likelihood"], strict=True))
+        assert ll["2-norm"] == est.log_likelihood(data, PNorm(2))
+    assert not np.allclose(fixed.ranking["log_likelihood"], free.ranking["log_likelihood"])
+
+
 def test_fit_maximises_the_linearised_likelihood():
     """The Newton fit is a maximum: moving (μ, log s) either way lowers the linearised ℓ."""
     b, a = _noisy_data("3-norm", 0.05, "relative")
