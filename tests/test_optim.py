@@ -301,6 +301,7 @@ def test_custom_potential_takes_the_generic_path_and_agrees():
         preserves_sign = False
         parameter = None
         parameter_bounds = (math.nan, math.nan)
+        parameter_search_window = (math.nan, math.nan)
 
         def __init__(self):
             self._inner = PNorm(3)

@@ -61,6 +61,7 @@ class Quartic(LocalPotential):
 class CoshFamily(LocalPotential):
     a: float = 1.0
     parameter_bounds = (0.0, math.inf)
+    parameter_search_window = (0.05, 10.0)
 
     name = property(lambda self: f"cosh(a={self.a:g})")
     parameter = property(lambda self: self.a)

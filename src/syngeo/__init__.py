@@ -84,6 +84,7 @@ from syngeo.metrics import (
     flow_field,
     integrate_flow,
 )
+from syngeo.noise import MeasurementNoise, estimate_noise
 from syngeo.optim import MirrorDescent, exponentiated_gradient, mirror_descent, pnorm_sgd
 from syngeo.optim_adam import MirrorAdam, MirrorAdamW, mirror_adam
 from syngeo.plasticity import PlasticityRates, SynapticNoise, ThreeComponentPlasticity
@@ -148,6 +149,7 @@ __all__ = [
     "LinearizedChange",
     "LocalPotential",
     "LossGeometry",
+    "MeasurementNoise",
     "Metric",
     "MirrorAdam",
     "MirrorAdamW",
@@ -182,6 +184,7 @@ __all__ = [
     "default_candidates",
     "difficulty_bound",
     "dual_change",
+    "estimate_noise",
     "expand_linear",
     "expand_sigmoid",
     "expected_learning_rate",

@@ -49,7 +49,9 @@ weights with ``log|w|`` computed once, shared by all candidates).
 
 Limitations
 -----------
-* The likelihood assumes the weights are measured exactly. For p < 2 the Jacobian
+* The likelihood assumes the weights are measured exactly unless ``noise`` is given
+  (:class:`NoisyLikelihoodEstimator`, :mod:`syngeo.noise`: the errors-in-variables likelihood,
+  docs/inference.md "Measurement noise"). For p < 2 the Jacobian
   :math:`(p-1)|w|^{p-2}` diverges at 0, so measurement noise on weights near 0 (or exact zeros)
   can dominate :math:`\ell`. Synapses with ``after == 0`` are a point mass outside the continuous
   model: they are left out of the likelihood (the same subset for every candidate, so comparisons
@@ -113,6 +115,7 @@ __all__ = [
     "GeometryFit",
     "LikelihoodEstimator",
     "LikelihoodResult",
+    "NoisyLikelihoodEstimator",
     "PreparedChange",
     "change_log_likelihood",
     "default_candidates",
@@ -129,9 +132,6 @@ MIN_SYNAPSES = 50
 FEW_SYNAPSES = 300
 #: Change magnitude above which learning may not be lazy (docs/theory.md §2; the paper saw < 0.2).
 LAZY_MAGNITUDE = 0.2
-#: Search window for a family parameter (p), intersected with the family's own
-#: ``parameter_bounds`` shrunk by 0.01 at finite ends (p-norms: exactly this window).
-P_BOUNDS = (1.01, 6.0)
 #: KS statistics in the ranking use at most this many synapses (a fixed random subsample).
 KS_MAX_N = 100_000
 #: Half-width and step of the fine p grid used by the cdf refinement and the bootstrap.
@@ -366,11 +366,15 @@ class BootstrapResamples:
 # the estimators
 # ------------------------------------------------------------------------------------------------
 def parameter_search_bounds(psi: Potential) -> tuple[float, float]:
-    """Where to search a candidate's family parameter: :data:`P_BOUNDS` intersected with the
-    family's ``parameter_bounds`` shrunk by 0.01 at finite ends ((1.01, 6) for p-norms)."""
+    """Where to search a candidate's family parameter: the potential's own
+    ``parameter_search_window`` ((1.01, 6) for p-norms), kept 0.01 inside its
+    ``parameter_bounds`` at finite ends."""
+    lo, hi = psi.parameter_search_window
     low, high = psi.parameter_bounds
-    lo = max(P_BOUNDS[0], low + 0.01) if math.isfinite(low) else P_BOUNDS[0]
-    hi = min(P_BOUNDS[1], high - 0.01) if math.isfinite(high) else P_BOUNDS[1]
+    if math.isfinite(low):
+        lo = max(lo, low + 0.01)
+    if math.isfinite(high):
+        hi = min(hi, high - 0.01)
     return lo, hi
 
 
@@ -924,6 +928,8 @@ class GeometryFit:
     ne_ruled_out_reason : str or None
     n_bootstrap : int
     warnings : tuple of str
+    noise : MeasurementNoise or None
+        The measurement noise modelled (``infer_geometry(noise=...)``); None for exact weights.
     """
 
     best: str
@@ -942,10 +948,13 @@ class GeometryFit:
     n_bootstrap: int
     confidence: float
     warnings: tuple[str, ...] = field(default=())
+    noise: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python dictionary (the ranking as a list of row dicts)."""
-        return {
+        """Plain-Python dictionary (the ranking as a list of row dicts); a ``noise`` entry only
+        when noise was modelled."""
+        extra = {} if self.noise is None else {"noise": self.noise.to_dict()}
+        return extra | {
             "best": self.best,
             "best_p": self.best_p,
             "estimator": self.estimator,
@@ -980,6 +989,8 @@ class GeometryFit:
         lines = [
             f"Best geometry: {self.best} (estimator: {self.estimator}, {self.n_synapses} synapses)",
         ]
+        if self.noise is not None:
+            lines.append(f"measurement noise modelled: {self.noise}")
         if self.p_interval is not None:
             what = "p interval" if self.best_p is not None else "p interval of the p-norms"
             lines.append(f"{what}: {self.p_interval}")
@@ -1090,6 +1101,7 @@ def infer_geometry(
     fit_mean: bool = True,
     grid: tuple[float, float, int] = DEFAULT_GRID,
     rng: Any = None,
+    noise: Any = None,
 ) -> GeometryFit:
     r"""Rank candidate potentials by how well they explain the change from ``before`` to ``after``.
 
@@ -1125,6 +1137,13 @@ def infer_geometry(
         Grid of the CDF distance.
     rng : numpy.random.Generator or int or None
         Bootstrap resamples and the KS subsample (n > 100 000); None is fresh entropy.
+    noise : float or str or MeasurementNoise, optional
+        Measurement noise on both snapshots (docs/inference.md, "Measurement noise"): a relative
+        error (``0.08`` or ``"8%"``), or a :class:`~syngeo.noise.MeasurementNoise` (absolute
+        error, or estimated from replicates by :func:`~syngeo.noise.estimate_noise`). The
+        likelihood then integrates the true weights out (:class:`NoisyLikelihoodEstimator`).
+        None or 0 (default): weights are exact, and the result is that of the exact-weight
+        estimator. Only with ``estimator="likelihood"``.
 
     Returns
     -------
@@ -1157,8 +1176,20 @@ def infer_geometry(
             "AFTER − BEFORE is the same for every synapse "
             f"({change[0]:g}): there is no learning signal to infer a geometry from"
         )
+    from syngeo.noise import as_noise
+
+    noise_model = as_noise(noise)
+    if noise_model is not None and estimator != "likelihood":
+        raise InputError(
+            "measurement noise is modelled by the likelihood estimator only: use "
+            "estimator='likelihood' with noise, or drop noise for the cdf estimator"
+        )
     cdf = CdfEstimator(grid=grid)
-    like = LikelihoodEstimator(fit_mean=fit_mean)
+    like = (
+        LikelihoodEstimator(fit_mean=fit_mean)
+        if noise_model is None
+        else NoisyLikelihoodEstimator(noise_model, fit_mean=fit_mean)
+    )
     est: LikelihoodEstimator | CdfEstimator = like if estimator == "likelihood" else cdf
     gen = as_generator(rng)
     cands = _parse_candidates(candidates)
@@ -1323,6 +1354,7 @@ def infer_geometry(
         n_bootstrap=int(n_bootstrap),
         confidence=float(confidence),
         warnings=tuple(warn),
+        noise=noise_model,
     )
 
 
@@ -1332,3 +1364,92 @@ def _nan_last(x: float) -> float:
 
 def _is_nan(df: pd.DataFrame, name: str) -> bool:
     return bool(df.loc[df["candidate"] == name, "score"].isna().all())
+
+
+# ------------------------------------------------------------------------------------------------
+# measurement noise: the errors-in-variables likelihood
+# ------------------------------------------------------------------------------------------------
+class NoisyLikelihoodEstimator(LikelihoodEstimator):
+    """The likelihood estimator with the true weights latent (:mod:`syngeo.noise`).
+
+    Observations are the true weights with Gaussian error of known size on both snapshots; the
+    latent weights are integrated out by Gauss–Hermite quadrature (:class:`syngeo.noise.NoisyChange`)
+    and the nuisance parameters (μ, s) of the dual change are maximised per candidate. Scores,
+    refinement and likelihood-ratio intervals are those of :class:`LikelihoodEstimator` on this
+    likelihood. The bootstrap holds (μ, s) at their full-data values and sums the per-synapse
+    log-likelihoods with the resample's counts (a first-order approximation).
+
+    Parameters
+    ----------
+    noise : MeasurementNoise or float or str
+        Relative (``0.08``, ``"8%"``) or a :class:`~syngeo.noise.MeasurementNoise`.
+    fit_mean : bool
+
+    Examples
+    --------
+    >>> from syngeo.simulate import simulate_change
+    >>> sim = simulate_change("3-norm", 1000, noise=0.05, rng=0)
+    >>> data = PreparedChange.from_weights(sim.before, sim.after)
+    >>> est = NoisyLikelihoodEstimator(0.05)
+    >>> est.score(data, PNorm(3)) < est.score(data, PNorm(2))
+    True
+    """
+
+    name = "likelihood"
+
+    def __init__(self, noise: Any, *, fit_mean: bool = True, rng: Any = 0) -> None:
+        from syngeo.noise import as_noise
+
+        super().__init__(fit_mean=fit_mean)
+        parsed = as_noise(noise)
+        if parsed is None:
+            raise InputError("NoisyLikelihoodEstimator needs noise > 0; use LikelihoodEstimator")
+        self.noise = parsed
+        self._rng = rng
+
+    def __repr__(self) -> str:
+        return f"NoisyLikelihoodEstimator({self.noise}, fit_mean={self.fit_mean})"
+
+    def prepared(self, data: PreparedChange) -> Any:
+        """The :class:`~syngeo.noise.NoisyChange` of ``data`` (built once, kept on ``data``)."""
+        from syngeo.noise import NoisyChange
+
+        key = ("noisy", self.noise)
+        if key not in data._memo:
+            data._memo[key] = NoisyChange(data.before, data.after, self.noise, rng=self._rng)
+        return data._memo[key]
+
+    def fit(self, data: PreparedChange, psi: Potential) -> tuple[float, float, float]:
+        """(ℓ, μ̂, ŝ) of one candidate (remembered on ``data``)."""
+        key = ("noisy-fit", self.noise, self.fit_mean, _candidate_key(psi))
+        if key not in data._memo:
+            data._memo[key] = self.prepared(data).fit(psi, fit_mean=self.fit_mean)
+        return data._memo[key]
+
+    def log_likelihood(
+        self, data: PreparedChange, psi: Potential, dual: DualMoments | None = None
+    ) -> float:
+        """Profile log-likelihood with the latent weights integrated out."""
+        return self.fit(data, psi)[0]
+
+    def bootstrap(
+        self,
+        data: PreparedChange,
+        candidates: Sequence[Potential],
+        resamples: BootstrapResamples,
+        *,
+        n_params: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """AIC of each candidate on each resample, shape [n_resamples, len(candidates)], from
+        count-weighted per-synapse log-likelihoods at the full-data (μ̂, ŝ)."""
+        ks = [2] * len(candidates) if n_params is None else list(n_params)
+        noisy = self.prepared(data)
+        out = np.empty((resamples.n_resamples, len(candidates)))
+        for j, psi in enumerate(candidates):
+            _, mu, s = self.fit(data, psi)
+            li = np.zeros(data.n)
+            part = noisy.per_synapse(psi, mu, s)
+            li[noisy.mask] = np.where(np.isfinite(part), part, -700.0)
+            ll = np.concatenate([_gemv(c, li) for _, c in resamples.blocks()])
+            out[:, j] = self.score_from_statistic(ll, ks[j])
+        return out

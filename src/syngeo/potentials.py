@@ -126,6 +126,9 @@ class Potential(Protocol):
         a candidate with a parameter by :meth:`with_parameter`.
     parameter_bounds : tuple of float
         Open interval of valid parameters (``(1, inf)`` for p-norms).
+    parameter_search_window : tuple of float
+        Where inference searches the parameter when it refines a candidate (p-norms: (1.01, 6));
+        ``(nan, nan)`` without a parameter.
     """
 
     name: str
@@ -133,6 +136,7 @@ class Potential(Protocol):
     is_euclidean: bool
     parameter: float | None
     parameter_bounds: tuple[float, float]
+    parameter_search_window: tuple[float, float]
 
     def value(self, w: Array, *, elementwise: bool = False) -> Array: ...
 
@@ -215,6 +219,7 @@ class LocalPotential:
     is_euclidean: bool = False
     parameter: float | None = None
     parameter_bounds: tuple[float, float] = (math.nan, math.nan)
+    parameter_search_window: tuple[float, float] = (math.nan, math.nan)
 
     # -- to be provided by subclasses -------------------------------------------------------------
     def value_elementwise(self, w: Array) -> Array:  # pragma: no cover - abstract
@@ -413,6 +418,7 @@ class PNorm(LocalPotential):
 
     preserves_sign = False
     parameter_bounds = (1.0, math.inf)
+    parameter_search_window = (1.01, 6.0)
 
     @property
     def parameter(self) -> float:  # type: ignore[override]

@@ -153,6 +153,7 @@ def run_infer(
     sizes: bool = False,
     drop_invalid: bool = False,
     units: str | None = None,
+    noise: Any = None,
 ) -> InferResult:
     """Read BEFORE and AFTER, infer the geometry and (with ``out``) write the outputs.
 
@@ -194,6 +195,7 @@ def run_infer(
         n_bootstrap=n_bootstrap,
         refine=refine,
         rng=seed,
+        noise=noise,
     )
     seconds = time.perf_counter() - start
     inputs = {
@@ -229,6 +231,7 @@ def run_infer(
             "n_bootstrap": n_bootstrap,
             "refine": refine,
             "seed": seed,
+            **({} if noise is None else {"noise": noise.to_dict()}),
         },
         "seconds": seconds,
     }
@@ -421,6 +424,23 @@ def infer_command(
             show_default=False,
         ),
     ] = None,
+    # -- measurement noise (errors-in-variables likelihood, docs/inference.md) --
+    noise: Annotated[
+        str | None,
+        typer.Option("--noise", help="Relative measurement noise on both snapshots, e.g. 8%."),
+    ] = None,
+    noise_abs: Annotated[
+        str | None,
+        typer.Option("--noise-abs", help="Absolute measurement noise (weight units), e.g. 0.002."),
+    ] = None,
+    replicates: Annotated[
+        Path | None,
+        typer.Option(
+            "--replicates",
+            help="Table of two measurements per synapse: estimate the noise from it "
+            "(relative; with --noise-abs est: absolute).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -442,6 +462,8 @@ def infer_command(
     as_nonnegative_int(n_bootstrap, "--bootstrap")
     as_seed(seed, "--seed")
     as_choice(estimator, "--estimator", ESTIMATORS)
+    from syngeo.noise import noise_from_options
+
     show_status = not (quiet or as_json)
     with _status("reading weights and ranking geometries", show_status):
         result = run_infer(
@@ -463,6 +485,7 @@ def infer_command(
             sizes=sizes,
             drop_invalid=drop_invalid,
             units=units,
+            noise=noise_from_options(noise, noise_abs, replicates),
         )
     if as_json:
         print(json.dumps(result.summary, indent=2))

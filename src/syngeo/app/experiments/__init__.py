@@ -15,6 +15,7 @@ module                      experiments
                             ``raman-geometry``, ``raman-deep``,
                             ``raman-training`` (Raman et al.)
 ``spines``                  ``fig5`` (Pogodin et al. Fig. 5, spine volumes)
+``power``                   ``power`` (experiment design: synapses needed vs noise)
 ==========================  ==========================================================
 
 :func:`get` looks an experiment up by its exact name; :func:`run` returns the table of every
@@ -33,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from syngeo.app.experiments import regression, robustness, spines, surace
+from syngeo.app.experiments import power, regression, robustness, spines, surace
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman import deep, difficulty, geometry, k, size, training
 from syngeo.errors import InputError
@@ -54,6 +55,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     geometry.EXPERIMENT,
     deep.EXPERIMENT,
     training.EXPERIMENT,
+    power.POWER,
 )
 
 

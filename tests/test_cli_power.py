@@ -1,0 +1,75 @@
+"""``syngeo power`` end to end: outputs, resuming, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from syngeo.app.cli import main
+from syngeo.app.experiments.power import POWER, Config, cells
+
+
+def _run(argv, capsys):
+    from syngeo.app.cli import _commands  # noqa: F401
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+SMALL = [
+    "--n",
+    "60,120",
+    "--noise",
+    "0,10%",
+    "--runs",
+    "2",
+    "--candidates",
+    "ne,2-norm,3-norm",
+    "--planned-n",
+    "60",
+]
+
+
+def test_power_writes_report_figures_and_resumes(tmp_path, capsys):
+    out = tmp_path / "plan"
+    code, stdout, err = _run(["power", *SMALL, "--out", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    for name in ("report.md", "power.png", "confusion.png", "summary.json", "results.parquet"):
+        assert (out / name).exists(), name
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 2 * (4 + 3)  # 2 runs × (4 power cells + 3 confusion cells)
+    report = (out / "report.md").read_text()
+    assert "Synapses needed for 80 % power" in report and "Confusion matrix" in report
+    code, stdout, _ = _run(["power", *SMALL, "--out", str(out), "--json"], capsys)
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["sweep"]["n_computed"] == 0 and result["sweep"]["n_reused"] == 7
+    assert set(result["summary"]["confusion"]) == {"NE", "2-norm", "3-norm"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--noise", "abc"], "bad noise level"),
+        (["--noise", "70%"], "outside"),
+        (["--n", "10,x"], "bad --n"),
+        (["--n", "20"], "at least 50"),
+        (["--truth", "3-norm", "--candidates", "ne,2-norm"], "not among the candidates"),
+        (["--init", "uniform"], "init"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code, _, err = _run(["power", "--runs", "1", *args, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_experiment_cells_cover_the_grid_and_the_confusion_truths():
+    config = Config(n=(100, 200), noise=(0.0, 0.1), candidates=("ne", "2-norm", "3-norm"))
+    kinds = [c["kind"] for c in cells(config)]
+    assert kinds.count("power") == 4 and kinds.count("confusion") == 3
+    assert POWER.figures == ("power", "confusion")
