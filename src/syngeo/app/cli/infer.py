@@ -321,6 +321,11 @@ def print_fit(fit: Any) -> None:
         f"best geometry: [bold]{fit.best}[/] ({fit.estimator}, {fit.n_synapses} synapses)",
         highlight=False,
     )
+    noise = getattr(fit, "noise", None)
+    if noise is not None:
+        console.print(
+            f"measurement noise modelled: {noise} (latent weights integrated out)", highlight=False
+        )
     if fit.p_interval is not None:
         console.print(f"interval for p: {fit.p_interval}", highlight=False)
     boot = getattr(fit, "p_interval_bootstrap", None)
