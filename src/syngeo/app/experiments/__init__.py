@@ -11,6 +11,7 @@ module                      experiments
 ``regression``              ``fig3a``, ``fig6`` (Pogodin et al. Figs. 3A, 6)
 ``robustness``              ``fig3b`` (Pogodin et al. Fig. 3B)
 ``surace``                  ``surace-fig1``, ``surace-fig2`` (Surace & Brea Figs. 1, 2)
+``deep``                    ``fig4``, ``fig7a``, ``fig7b`` (Pogodin et al. Figs. 4, 7)
 ``raman`` (a package)       ``raman-k``, ``raman-difficulty``, ``raman-size``,
                             ``raman-geometry`` (Raman et al.)
 ==========================  ==========================================================
@@ -31,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from syngeo.app.experiments import regression, robustness, surace
+from syngeo.app.experiments import deep, regression, robustness, surace
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman import difficulty, geometry, k, size
 from syngeo.errors import InputError
@@ -49,6 +50,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     difficulty.EXPERIMENT,
     size.EXPERIMENT,
     geometry.EXPERIMENT,
+    deep.FIG4,
+    deep.FIG7A,
+    deep.FIG7B,
 )
 
 
