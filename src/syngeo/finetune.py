@@ -98,6 +98,7 @@ __all__ = [
     "finetune",
     "finetune_one",
     "load_state_dict_file",
+    "pretrain",
     "read_change",
     "simsiam_objective",
 ]
@@ -112,7 +113,9 @@ Objective = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor | None]]
 def classification_objective(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample cross-entropy and whether the arg-max class is right."""
     logits = model(x)
-    losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+    if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: the loss in float32
+        logits = logits.float()
+    losses = nn.functional.cross_entropy(logits, y, reduction="none")
     return losses, logits.argmax(dim=1) == y
 
 
@@ -386,7 +389,7 @@ def _train_once(
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 losses, _ = objective(net, xb, yb)
             # world × Σ(local losses) / global batch size: DDP's average is the global mean.
-            loss = losses.float().sum() * (world / len(batch))
+            loss = losses.sum() * (world / len(batch))
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
@@ -395,6 +398,36 @@ def _train_once(
             return math.inf, math.nan, True
     loss, acc = _evaluate(model, x, y, objective, device, protocol.batch_size)
     return loss, acc, not math.isfinite(loss)
+
+
+def pretrain(
+    model: nn.Module,
+    data: Any,
+    *,
+    objective: Objective = classification_objective,
+    epochs: int = 15,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> nn.Module:
+    """Train ``model`` in place with Adam from its current weights (the stand-in for an ImageNet
+    checkpoint in the offline defaults); returned for chaining. Deterministic given ``seed``
+    and the initial weights."""
+    x, y = _as_tensors(data)
+    epochs, batch_size = (
+        as_positive_int(epochs, "epochs"),
+        as_positive_int(batch_size, "batch_size"),
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=as_positive_float(lr, "lr"))
+    gen = torch.Generator().manual_seed(as_seed(seed))
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(x.shape[0], generator=gen).split(batch_size):
+            opt.zero_grad(set_to_none=True)
+            losses, _ = objective(model, x[idx], y[idx])
+            losses.mean().backward()
+            opt.step()
+    return model
 
 
 def _better(a: tuple[float, float], b: tuple[float, float] | None) -> bool:

@@ -154,7 +154,7 @@ def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
 def build_model(arch: str, *, n_classes: int = 10, width: int = 8, **kwargs: Any) -> nn.Module:
     """A model by name: ``"cnn"`` (:class:`SmallCNN`), ``"rnn"`` (:class:`RowRNN`, ``width`` is
     the hidden size) or a torchvision architecture (``"resnet18"``, ``"shufflenet_v2_x0_5"``,
-    ...; needs ``pip install 'syngeo[vision]'``), randomly initialised.
+    ...; needs ``install syngeo's 'vision' extra (torchvision)``), randomly initialised.
 
     Raises
     ------
@@ -176,7 +176,7 @@ def build_model(arch: str, *, n_classes: int = 10, width: int = 8, **kwargs: Any
         models = importlib.import_module("torchvision.models")
     except ImportError:
         raise InputError(
-            f"architecture {arch!r} needs torchvision: pip install 'syngeo[vision]' "
+            f"architecture {arch!r} needs torchvision: install syngeo's 'vision' extra (torchvision) "
             f"(built in without it: {', '.join(ARCHITECTURES)})"
         ) from None
     names = set(models.list_models(module=models)) if hasattr(models, "list_models") else set()

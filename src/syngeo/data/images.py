@@ -190,7 +190,7 @@ def load_digits_images() -> ImageSet:
 
 def load_image_folder(root: str | os.PathLike, *, size: int = 224) -> ImageSet:
     """An ImageFolder (``root/CLASS/IMAGE``), centre-cropped to ``size`` and scaled to [0, 1]
-    (needs torchvision: ``pip install 'syngeo[vision]'``)."""
+    (needs torchvision: ``install syngeo's 'vision' extra (torchvision)``)."""
     root = Path(root)
     if not root.is_dir():
         raise DataFileError(f"--data {root}: no such folder")
@@ -201,7 +201,7 @@ def load_image_folder(root: str | os.PathLike, *, size: int = 224) -> ImageSet:
         transforms = importlib.import_module("torchvision.transforms")
     except ImportError:
         raise InputError(
-            "reading an image folder needs torchvision: pip install 'syngeo[vision]'"
+            "reading an image folder needs torchvision: install syngeo's 'vision' extra (torchvision)"
         ) from None
     tf = transforms.Compose(
         [transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()]

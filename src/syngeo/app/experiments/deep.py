@@ -54,6 +54,7 @@ from syngeo.finetune import (
     analysed_layers,
     classification_objective,
     finetune_one,
+    pretrain,
     read_change,
     simsiam_objective,
 )
@@ -247,15 +248,14 @@ def _pretrained(config: DeepConfig, width: int) -> tuple[dict[str, torch.Tensor]
     pre, held = _splits(config)
     torch.manual_seed(config.seed)
     model = _build(config, width, pre)
-    objective = _objective(config, config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.pretrain_lr)
-    gen = torch.Generator().manual_seed(config.seed)
-    for _ in range(config.pretrain_epochs):
-        for idx in torch.randperm(len(pre), generator=gen).split(64):
-            opt.zero_grad(set_to_none=True)
-            losses, _ = objective(model, pre.images[idx], pre.labels[idx])
-            losses.mean().backward()
-            opt.step()
+    pretrain(
+        model,
+        pre,
+        objective=_objective(config, config.seed),
+        epochs=config.pretrain_epochs,
+        lr=config.pretrain_lr,
+        seed=config.seed,
+    )
     accuracy = math.nan
     if config.kind != "simsiam":
         with torch.no_grad():
