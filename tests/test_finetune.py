@@ -140,7 +140,10 @@ def test_diverging_rates_are_skipped_and_all_diverging_is_an_error():
     assert list(run.log["diverged"]) == [False, True]
     with pytest.raises(InputError, match="diverged"):
         finetune_one(
-            _linear(), (x, y), "2-norm", objective=_squared_error,
+            _linear(),
+            (x, y),
+            "2-norm",
+            objective=_squared_error,
             protocol=FinetuneProtocol(lrs=(1e306,), epochs=3, max_extensions=0, batch_size=20),
         )
 
@@ -149,7 +152,9 @@ def test_negative_entropy_training_keeps_every_sign():
     x, y = _data(40)
     protocol = FinetuneProtocol(lrs=(0.1,), epochs=5, max_extensions=0, batch_size=20)
     result = finetune(_model(), (x, y), ["NE", "2-norm"], protocol=protocol)
-    pooled = result.table[result.table["layer"] == "pooled"].set_index(["trained_with", "read_with"])
+    pooled = result.table[result.table["layer"] == "pooled"].set_index(
+        ["trained_with", "read_with"]
+    )
     assert pooled.loc[("NE", "NE"), "n_sign_flips"] == 0
     assert pooled.loc[("NE", "NE"), "n_excluded"] == 0
 
@@ -160,10 +165,14 @@ def _reads(seed=0, n=3000):
     w0 = g.normal(0, 0.1, n)
     u = np.sign(w0) * w0**2 + 0.002 * g.normal(size=n)
     w = np.sign(u) * np.sqrt(np.abs(u))
-    before = {"a.weight": torch.tensor(w0[: n // 3].reshape(-1, 10)),
-              "b.weight": torch.tensor(w0[n // 3 :].reshape(-1, 10))}
-    after = {"a.weight": torch.tensor(w[: n // 3].reshape(-1, 10)),
-             "b.weight": torch.tensor(w[n // 3 :].reshape(-1, 10))}
+    before = {
+        "a.weight": torch.tensor(w0[: n // 3].reshape(-1, 10)),
+        "b.weight": torch.tensor(w0[n // 3 :].reshape(-1, 10)),
+    }
+    after = {
+        "a.weight": torch.tensor(w[: n // 3].reshape(-1, 10)),
+        "b.weight": torch.tensor(w[n // 3 :].reshape(-1, 10)),
+    }
     return before, after, w0, w
 
 
@@ -251,8 +260,15 @@ def test_finetune_input_errors():
         finetune_one(_model(), (x[:0], y[:0]), "2-norm")
     with pytest.raises(InputError):
         finetune_one(_model(), "not data", "2-norm")
-    for bad in ({"lrs": ()}, {"lrs": (-1.0,)}, {"epochs": 0}, {"momentum": 1.0},
-                {"batch_size": 0}, {"max_extensions": -1}, {"target_accuracy": 1.5}):
+    for bad in (
+        {"lrs": ()},
+        {"lrs": (-1.0,)},
+        {"epochs": 0},
+        {"momentum": 1.0},
+        {"batch_size": 0},
+        {"max_extensions": -1},
+        {"target_accuracy": 1.5},
+    ):
         with pytest.raises(InputError):
             FinetuneProtocol(**bad)
 
@@ -334,7 +350,9 @@ def test_finetune_is_finite_on_a_cnn():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g)
     result = finetune(
-        SmallCNN(width=2), (x, y), ["2-norm", "NE"],
+        SmallCNN(width=2),
+        (x, y),
+        ["2-norm", "NE"],
         protocol=FinetuneProtocol(lrs=(0.05,), epochs=2, max_extensions=0, batch_size=16),
     )
     pooled = result.table[result.table.layer == "pooled"]
