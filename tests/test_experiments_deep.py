@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syngeo.app.experiments import EXPERIMENTS, get, run
-from syngeo.app.experiments import deep
+from syngeo.app.experiments import EXPERIMENTS, deep, get, run
 
 TINY = dict(
     widths=(2,),

@@ -332,7 +332,7 @@ def test_load_state_dict_file_errors(tmp_path):
     with pytest.raises(InputError, match="other shapes"):
         load_state_dict_file(SmallCNN(width=2), tmp_path / "wide.pt")
     torch.save({"model": nn.Linear(2, 2)}, tmp_path / "pickled.pt")
-    with pytest.raises(DataFileError, match="refused|cannot read"):
+    with pytest.raises(DataFileError, match=r"refused|cannot read"):
         load_state_dict_file(_model(), tmp_path / "pickled.pt")
 
 

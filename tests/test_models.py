@@ -20,7 +20,7 @@ def test_shapes_and_feature_size():
     rnn = RowRNN(hidden=5, n_classes=3, input_size=7)
     assert rnn(torch.zeros(4, 1, 6, 7)).shape == (4, 3)
     sim = SimSiam(SmallCNN(width=2), SmallCNN(width=2).feature_dim, dim=6, pred_dim=3)
-    p1, p2, z1, z2 = sim(torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8))
+    p1, _, z1, _ = sim(torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8))
     assert p1.shape == z1.shape == (3, 6)
 
 
