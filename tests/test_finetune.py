@@ -358,3 +358,22 @@ def test_finetune_is_finite_on_a_cnn():
     pooled = result.table[result.table.layer == "pooled"]
     assert np.isfinite(pooled[["cdf_distance", "log_likelihood", "magnitude"]].to_numpy()).all()
     assert not math.isnan(result.runs["NE"].accuracy)
+
+
+def test_simsiam_objective_is_the_per_sample_simsiam_loss():
+    from syngeo.finetune import simsiam_objective
+    from syngeo.models import SimSiam, simsiam_loss
+
+    torch.manual_seed(0)
+    model = SimSiam(SmallCNN(width=2), SmallCNN(width=2).feature_dim, dim=6, pred_dim=3)
+    x = torch.rand(5, 1, 8, 8)
+
+    def shift(batch, gen):
+        return batch + 0.1 * torch.randn(batch.shape, generator=gen)
+
+    losses, correct = simsiam_objective(shift, seed=3)(model, x, torch.zeros(5))
+    assert correct is None and losses.shape == (5,)
+    g = torch.Generator().manual_seed(3)
+    x1, x2 = shift(x, g), shift(x, g)
+    expected = simsiam_loss(*model(x1, x2))
+    assert float(losses.mean()) == pytest.approx(float(expected), rel=1e-6)

@@ -160,3 +160,25 @@ def test_image_folder_with_torchvision(tmp_path):
             Image.new("RGB", (12, 10), (i * 50, 0, 0)).save(tmp_path / "root" / cls / f"{i}.png")
     d = load_image_folder(tmp_path / "root", size=8)
     assert d.images.shape == (4, 3, 8, 8) and d.n_classes == 2
+
+
+def test_build_model_passes_the_width():
+    assert build_model("rnn", width=5).rnn.hidden_size == 5
+    assert build_model("cnn", width=3).conv1.out_channels == 3
+
+
+def test_small_cnn_features_are_a_2x2_max_pool():
+    # Centre-tap convolutions copy the image through both layers; a single bright pixel then
+    # gives 1 in its pooled cell under a max pool (an average pool would give 1/4).
+    cnn = SmallCNN(width=1, n_classes=2, image_size=4)
+    with torch.no_grad():
+        for conv in (cnn.conv1, cnn.conv2):
+            conv.weight.zero_()
+            conv.weight[:, :, 1, 1] = 1.0
+            conv.bias.zero_()
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 0] = 1.0
+    features = cnn.features(x)
+    assert features.shape == (1, 2 * 2 * 2)
+    expected = torch.tensor([[1.0, 0, 0, 0, 1.0, 0, 0, 0]])
+    torch.testing.assert_close(features, expected)

@@ -77,6 +77,7 @@ from syngeo.data.weights import select_tensors
 from syngeo.errors import DataFileError, InputError, InputTypeError
 from syngeo.gaussianity import cdf_distance, change_magnitude, dual_change, sign_changes
 from syngeo.inference import change_log_likelihood
+from syngeo.models import simsiam_loss
 from syngeo.optim import MirrorDescent
 from syngeo.potentials import Potential
 from syngeo.potentials import potential as as_potential
@@ -132,10 +133,7 @@ def simsiam_objective(
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, None]:
         x1, x2 = augment(x, gen), augment(x, gen)
-        p1, p2, z1, z2 = model(x1, x2)
-        cos = nn.functional.cosine_similarity
-        losses = -0.5 * (cos(p1, z2.detach(), dim=-1) + cos(p2, z1.detach(), dim=-1))
-        return losses, None
+        return simsiam_loss(*model(x1, x2), reduction="none"), None
 
     return objective
 

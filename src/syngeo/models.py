@@ -135,10 +135,14 @@ class SimSiam(nn.Module):
         return self.predictor(z1), self.predictor(z2), z1, z2
 
 
-def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+def simsiam_loss(
+    p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor, *, reduction: str = "mean"
+) -> Tensor:
     r"""Symmetrised negative cosine similarity with stop-gradient (Chen & He 2021, Alg. 1).
 
     .. math:: L = -\tfrac12\big[\cos(p_1, \mathrm{sg}(z_2)) + \cos(p_2, \mathrm{sg}(z_1))\big]
+
+    averaged over the batch (``reduction="mean"``) or per sample (``"none"``).
 
     Examples
     --------
@@ -147,8 +151,11 @@ def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
     >>> round(float(simsiam_loss(z, z, z, z)), 6)
     -1.0
     """
+    if reduction not in ("mean", "none"):
+        raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     cos = nn.functional.cosine_similarity
-    return -0.5 * (cos(p1, z2.detach(), dim=-1).mean() + cos(p2, z1.detach(), dim=-1).mean())
+    losses = -0.5 * (cos(p1, z2.detach(), dim=-1) + cos(p2, z1.detach(), dim=-1))
+    return losses.mean() if reduction == "mean" else losses
 
 
 def build_model(arch: str, *, n_classes: int = 10, width: int = 8, **kwargs: Any) -> nn.Module:
