@@ -92,3 +92,35 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, message):
     assert code == 2, err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2  # one message (rich may wrap a long line)
+
+
+def test_rnn_on_mnist_idx_files(tmp_path, capsys):
+    from test_models import _write_mnist
+
+    _write_mnist(tmp_path / "mnist", n_train=64, n_test=40, side=6)
+    out = tmp_path / "rnn"
+    code, stdout, err = run_cli(
+        [
+            "finetune",
+            "--arch",
+            "rnn",
+            "--width",
+            "4",
+            "--data",
+            tmp_path / "mnist",
+            "--quick",
+            "--n-finetune",
+            "32",
+            "--potentials",
+            "2-norm,3-norm",
+            "--out",
+            out,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["data"].startswith("MNIST train")
+    assert summary["layers"] == ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]
+    assert summary["n_finetune"] == 32

@@ -161,7 +161,7 @@ def simsiam_loss(
 def build_model(arch: str, *, n_classes: int = 10, width: int = 8, **kwargs: Any) -> nn.Module:
     """A model by name: ``"cnn"`` (:class:`SmallCNN`), ``"rnn"`` (:class:`RowRNN`, ``width`` is
     the hidden size) or a torchvision architecture (``"resnet18"``, ``"shufflenet_v2_x0_5"``,
-    ...; needs ``install syngeo's 'vision' extra (torchvision)``), randomly initialised.
+    ...; needs torchvision, syngeo's ``vision`` extra), randomly initialised.
 
     Raises
     ------

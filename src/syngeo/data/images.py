@@ -190,7 +190,7 @@ def load_digits_images() -> ImageSet:
 
 def load_image_folder(root: str | os.PathLike, *, size: int = 224) -> ImageSet:
     """An ImageFolder (``root/CLASS/IMAGE``), centre-cropped to ``size`` and scaled to [0, 1]
-    (needs torchvision: ``install syngeo's 'vision' extra (torchvision)``)."""
+    (needs torchvision, syngeo's ``vision`` extra)."""
     root = Path(root)
     if not root.is_dir():
         raise DataFileError(f"--data {root}: no such folder")
