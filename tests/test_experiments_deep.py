@@ -105,11 +105,17 @@ def test_diagonal_check_says_where_it_does_not_hold():
     assert bad[0]["margin"] == pytest.approx(-0.05)
     report = deep.FIG4.report(df, config)
     assert "does not hold for 3-norm (row minimum at 2-norm" in report
+    # 2-norm row: NE ties with 3-norm for worst (a tie is not "worst": idxmax takes the first)
+    assert s["ne_reading"]["best_for_ne_trained"]
+    assert s["ne_reading"]["worst_for_other_rows"] == {"2-norm": False, "3-norm": True}
+    assert "worst fit for 2-norm-trained: does not hold" in report
     values[("3-norm", "2-norm")] = 0.5
+    values[("2-norm", "NE")] = values[("3-norm", "NE")] = 0.9
     s = deep.summarise(_planted_table(values), config)
     assert s["diagonal_is_row_min_cdf"] and s["diagonal_is_row_max_likelihood"]
+    assert s["ne_reading"]["worst_for_other_rows"] == {"2-norm": True, "3-norm": True}
     good = s["checks"]["cdf_distance"]["all_widths"]
-    assert all(c["margin"] == pytest.approx(0.4) for c in good)
+    assert [c["margin"] for c in good] == pytest.approx([0.4, 0.4, 0.4])
 
 
 def test_config_errors():

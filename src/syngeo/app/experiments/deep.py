@@ -410,6 +410,15 @@ def summarise(df: pd.DataFrame, config: DeepConfig) -> dict:
             "all_widths": _diagonal_check(_matrix(df, stat), best),
             "by_width": {str(w): _diagonal_check(_matrix(df, stat, w), best) for w in widths},
         }
+    ne_check = None
+    m = _matrix(df, "cdf_distance")
+    if "NE" in m.columns and "NE" in m.index:
+        ne_check = {
+            "best_for_ne_trained": bool(m.loc["NE"].idxmin() == "NE"),
+            "worst_for_other_rows": {
+                str(phi): bool(m.loc[phi].idxmax() == "NE") for phi in m.index if phi != "NE"
+            },
+        }
     own = _pooled(df)
     own = own[own["trained_with"] == own["read_with"]]
     magnitudes = (
@@ -427,6 +436,7 @@ def summarise(df: pd.DataFrame, config: DeepConfig) -> dict:
             c["holds"] for c in checks["log_likelihood"]["all_widths"]
         ),
         "checks": checks,
+        "ne_reading": ne_check,
         "magnitude_own_potential": magnitudes,
         "fraction_reached_100_percent": float(per_cell["reached_target"].mean())
         if config.kind != "simsiam"
@@ -594,6 +604,18 @@ def _report(df: pd.DataFrame, config: DeepConfig, stem: str, title: str, claim: 
         lines.append(
             "  Per width: "
             + ("holds everywhere." if not fails else "does not hold for " + "; ".join(fails) + ".")
+        )
+    ne = s["ne_reading"]
+    if ne is not None:
+        worst = ne["worst_for_other_rows"]
+        lines.append(
+            "* **NE as the read-with potential** (CDF distance): best fit for NE-trained networks: "
+            + ("holds" if ne["best_for_ne_trained"] else "does not hold")
+            + "; worst fit for "
+            + ", ".join(
+                f"{phi}-trained: {'holds' if ok else 'does not hold'}" for phi, ok in worst.items()
+            )
+            + "."
         )
     lines += [
         "",
