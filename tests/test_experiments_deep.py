@@ -139,3 +139,12 @@ def test_augment_is_a_random_view():
     a, b = deep.augment(x, g), deep.augment(x, g)
     assert a.shape == x.shape and not torch.allclose(a, b)
     assert np.isfinite(a.numpy()).all()
+
+
+def test_a_row_without_numbers_is_reported_not_a_crash():
+    names = ("2-norm", "NE")
+    values = {(a, b): (0.1 if a == b else 0.5) for a in names for b in names}
+    values[("NE", "NE")] = values[("NE", "2-norm")] = float("nan")
+    s = deep.summarise(_planted_table(values), deep.DeepConfig(widths=(4,), potentials=names))
+    bad = [c for c in s["checks"]["cdf_distance"]["all_widths"] if not c["holds"]]
+    assert [c["trained_with"] for c in bad] == ["NE"] and bad[0]["row_best"] == "n/a"

@@ -12,9 +12,10 @@ fig7a | fig7b``:
 * :class:`SimSiam` — an encoder, a projector and a predictor with the stop-gradient loss of Chen &
   He (2021), :func:`simsiam_loss` (Fig. 7B); the encoder's weights are the ones read.
 
-No normalisation layers: their per-batch statistics would make a data-parallel run differ from a
-single-process run on the same global batch (:mod:`syngeo.finetune`), and the analysis leaves them
-out anyway. :func:`build_model` makes any of them, or a torchvision architecture when the
+No normalisation layers in the encoders: their per-batch statistics would make a data-parallel
+run differ from a single-process run on the same global batch (:mod:`syngeo.finetune`). SimSiam's
+projector and predictor have batch normalisation, as in Chen & He (2021), because without it the
+representation collapses; they are not read. :func:`build_model` makes any of them, or a torchvision architecture when the
 ``vision`` extra is installed, from a name.
 
 Examples
@@ -119,9 +120,20 @@ class SimSiam(nn.Module):
         feature_dim = as_positive_int(feature_dim, "feature_dim")
         dim, pred_dim = as_positive_int(dim, "dim"), as_positive_int(pred_dim, "pred_dim")
         self.encoder = encoder
-        self.projector = nn.Sequential(nn.Linear(feature_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        # Batch normalisation in the heads, as in Chen & He (2021): without it the
+        # representation collapses (the loss reaches -1 with a constant output).
+        self.projector = nn.Sequential(
+            nn.Linear(feature_dim, dim, bias=False),
+            nn.BatchNorm1d(dim),
+            nn.ReLU(),
+            nn.Linear(dim, dim, bias=False),
+            nn.BatchNorm1d(dim, affine=False),
+        )
         self.predictor = nn.Sequential(
-            nn.Linear(dim, pred_dim), nn.ReLU(), nn.Linear(pred_dim, dim)
+            nn.Linear(dim, pred_dim, bias=False),
+            nn.BatchNorm1d(pred_dim),
+            nn.ReLU(),
+            nn.Linear(pred_dim, dim),
         )
 
     def embed(self, x: Tensor) -> Tensor:

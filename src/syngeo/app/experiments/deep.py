@@ -380,6 +380,17 @@ def _diagonal_check(m: pd.DataFrame, best: str) -> list[dict]:
         if phi not in m.columns:
             continue
         row = m.loc[phi].dropna()
+        if phi not in row.index:  # nothing measurable (e.g. the weights did not change)
+            out.append(
+                {
+                    "trained_with": phi,
+                    "diagonal": math.nan,
+                    "row_best": "n/a",
+                    "holds": False,
+                    "margin": math.nan,
+                }
+            )
+            continue
         target = row.idxmin() if best == "min" else row.idxmax()
         others = row.drop(phi)
         margin = (
@@ -413,10 +424,15 @@ def summarise(df: pd.DataFrame, config: DeepConfig) -> dict:
     ne_check = None
     m = _matrix(df, "cdf_distance")
     if "NE" in m.columns and "NE" in m.index:
+
+        def best_is_ne(phi: str, worst: bool) -> bool:
+            row = m.loc[phi].dropna()
+            return bool(len(row)) and (row.idxmax() if worst else row.idxmin()) == "NE"
+
         ne_check = {
-            "best_for_ne_trained": bool(m.loc["NE"].idxmin() == "NE"),
+            "best_for_ne_trained": best_is_ne("NE", worst=False),
             "worst_for_other_rows": {
-                str(phi): bool(m.loc[phi].idxmax() == "NE") for phi in m.index if phi != "NE"
+                str(phi): best_is_ne(phi, worst=True) for phi in m.index if phi != "NE"
             },
         }
     own = _pooled(df)
