@@ -57,6 +57,7 @@ from syngeo.errors import (
     InputTypeError,
 )
 from syngeo.expansion import Expansion, expand_linear, expand_sigmoid
+from syngeo.finetune import FinetuneProtocol, FinetuneResult
 from syngeo.gaussianity import (
     GaussianityResult,
     SignChanges,
@@ -133,6 +134,8 @@ __all__ = [
     "Euclidean",
     "Expansion",
     "ExpectedLearningRate",
+    "FinetuneProtocol",
+    "FinetuneResult",
     "Fisher",
     "FlatLoss",
     "FlowField",

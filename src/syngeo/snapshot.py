@@ -76,6 +76,7 @@ __all__ = [
     "connection_spread",
     "fit_snapshot",
     "goodness_of_fit",
+    "ks_ad_statistics",
     "profile_fits",
     "snapshot_profile",
 ]
@@ -927,7 +928,8 @@ class GoodnessOfFit:
         }
 
 
-def _ks_ad(w: np.ndarray, model: SnapshotModel) -> tuple[float, float]:
+def ks_ad_statistics(w: np.ndarray, model: SnapshotModel) -> tuple[float, float]:
+    """(KS distance sup|F̂ − F|, Anderson–Darling A²) of positive sizes ``w`` against ``model``."""
     x = np.sort(w)
     n = x.size
     f = np.clip(model.cdf(x), 1e-300, 1 - 1e-16)
@@ -959,7 +961,7 @@ def goodness_of_fit(
     w = _check_sizes(weights)
     n_bootstrap = as_positive_int(n_bootstrap, "n_bootstrap")
     gen = as_generator(rng)
-    ks, ad = _ks_ad(w, fit.model)
+    ks, ad = ks_ad_statistics(w, fit.model)
     family = fit.model.initial.family
     ks_null, ad_null = np.empty(n_bootstrap), np.empty(n_bootstrap)
     for b in range(n_bootstrap):
@@ -967,7 +969,7 @@ def goodness_of_fit(
         refit = fit_snapshot(
             sample, fit.model.potential, family, starts=[fit.model], data_starts=False, polish=False
         )
-        ks_null[b], ad_null[b] = _ks_ad(sample, refit.model)
+        ks_null[b], ad_null[b] = ks_ad_statistics(sample, refit.model)
     return GoodnessOfFit(
         ks=ks,
         ks_pvalue=float((1 + np.sum(ks_null >= ks)) / (1 + n_bootstrap)),

@@ -73,6 +73,7 @@ __all__ = [
     "load_pair",
     "load_weights",
     "read_synapse_table",
+    "read_tensors",
     "select_tensors",
     "table_columns",
 ]
@@ -850,6 +851,24 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataFileError(f"{path}: cannot read it as .npy: {_first_line(exc)}") from None
     except (OSError, EOFError) as exc:
         raise DataFileError(f"{path}: cannot read it as .npy: {_first_line(exc)}") from None
+
+
+def read_tensors(path: str | Path) -> dict[str, Any]:
+    """Every named array or tensor of a weight file, read without executing code from it.
+
+    ``.npz`` (NumPy arrays, no pickles), ``.safetensors``, and ``.pt``/``.pth``/``.bin``/``.ckpt``
+    (``torch.load(weights_only=True)``); the names are as stored (checkpoint containers are not
+    unwrapped here). A missing file raises ``FileNotFoundError``; an unreadable one, or one with
+    no arrays, :class:`~syngeo.errors.DataFileError`.
+    """
+    path = Path(path)
+    fmt = {**_ARRAY_SUFFIXES, **_TENSOR_SUFFIXES}.get(path.suffix.lower())
+    if fmt is None or fmt == "npy":
+        known = ", ".join(s for s in SUFFIXES if s not in _TABLE_SUFFIXES and s != ".npy")
+        raise DataFileError(f"{path}: not a file of named tensors; use one of {known}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return _read_named(path, fmt)
 
 
 def _read_named(path: Path, fmt: str) -> dict[str, Any]:

@@ -82,7 +82,9 @@ _USAGE_ERROR = _click_base(typer.BadParameter, "ClickException")
 
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with code 2."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message is printed as text, not Rich markup: "[vision]" or "[0, 1]" must survive
+    err_console.print("[bold red]error:[/]", end=" ", highlight=False)
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise SystemExit(2)
 
 

@@ -11,6 +11,7 @@ module                      experiments
 ``regression``              ``fig3a``, ``fig6`` (Pogodin et al. Figs. 3A, 6)
 ``robustness``              ``fig3b`` (Pogodin et al. Fig. 3B)
 ``surace``                  ``surace-fig1``, ``surace-fig2`` (Surace & Brea Figs. 1, 2)
+``deep``                    ``fig4``, ``fig7a``, ``fig7b`` (Pogodin et al. Figs. 4, 7)
 ``raman`` (a package)       ``raman-k``, ``raman-difficulty``, ``raman-size``,
                             ``raman-geometry``, ``raman-deep``,
                             ``raman-training`` (Raman et al.)
@@ -34,9 +35,10 @@ from typing import Any
 
 import pandas as pd
 
-from syngeo.app.experiments import power, regression, robustness, spines, surace
+from syngeo.app.experiments import deep, power, regression, robustness, spines, surace
 from syngeo.app.experiments.base import Experiment
-from syngeo.app.experiments.raman import deep, difficulty, geometry, k, size, training
+from syngeo.app.experiments.raman import deep as raman_deep
+from syngeo.app.experiments.raman import difficulty, geometry, k, size, training
 from syngeo.errors import InputError
 
 __all__ = ["EXPERIMENTS", "Experiment", "get", "run"]
@@ -46,14 +48,17 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     regression.FIG3A,
     regression.FIG6,
     robustness.FIG3B,
+    deep.FIG4,
     spines.FIG5,
+    deep.FIG7A,
+    deep.FIG7B,
     surace.FIG1,
     surace.FIG2,
     k.EXPERIMENT,
     difficulty.EXPERIMENT,
     size.EXPERIMENT,
     geometry.EXPERIMENT,
-    deep.EXPERIMENT,
+    raman_deep.EXPERIMENT,
     training.EXPERIMENT,
     power.POWER,
 )

@@ -47,6 +47,7 @@ from syngeo.snapshot import (
     connection_spread,
     fit_snapshot,
     goodness_of_fit,
+    ks_ad_statistics,
 )
 from syngeo.validation import as_nonnegative_int, as_positive_float, as_positive_int, as_seed
 
@@ -229,12 +230,6 @@ def cells(config: Config) -> list[dict]:
     return out
 
 
-def _ks_ad(w: np.ndarray, model: SnapshotModel) -> tuple[float, float]:
-    from syngeo.snapshot import _ks_ad as ks_ad
-
-    return ks_ad(w, model)
-
-
 def _position(name: str) -> float:
     p = syngeo.potential(name).parameter
     return 1.0 if p is None else float(p)
@@ -262,7 +257,7 @@ def run_cell(config: Config, cell: dict) -> list[dict]:
     fit = cmp.fits[(best["potential"], best["family"])]
     for row in rows:
         row.update({"part": "geometry", "p_position": _position(name), "gof_tested": False})
-        ks, ad = _ks_ad(w, cmp.fits[(row["potential"], row["family"])].model)
+        ks, ad = ks_ad_statistics(w, cmp.fits[(row["potential"], row["family"])].model)
         row.update({"ks": ks, "ad": ad, "ks_pvalue": math.nan, "ad_pvalue": math.nan})
     if config.n_bootstrap:
         gof = goodness_of_fit(fit, w, n_bootstrap=config.n_bootstrap, rng=config.seed)
@@ -283,7 +278,7 @@ def _paper_rows(config: Config, w: np.ndarray) -> list[dict]:
     rows = []
     ne = paper_ne_model()
     ll = float(np.sum(ne.log_density(w)))
-    ks, ad = _ks_ad(w, ne)
+    ks, ad = ks_ad_statistics(w, ne)
     row = {
         "part": "paper",
         "model": "NE, two-point (Dorkenwald Table 2)",
@@ -303,7 +298,7 @@ def _paper_rows(config: Config, w: np.ndarray) -> list[dict]:
     rows.append(row)
     fit = fit_snapshot(w, "3-norm", "constant-lognormal", fixed_constant=config.paper_constant)
     surv = fit.model.survival_probability()
-    ks, ad = _ks_ad(w, fit.model)
+    ks, ad = ks_ad_statistics(w, fit.model)
     row = {
         "part": "paper",
         "model": f"3-norm, constant ({config.paper_constant:g}) or log-normal",

@@ -1,0 +1,89 @@
+"""Data-parallel finetuning (DDP, gloo over loopback) gives the weights of one process.
+
+Two CPU processes split every global batch of :func:`syngeo.finetune.finetune_one` in halves;
+the gradient DDP averages is then the mean gradient of the global batch (module docstring of
+syngeo.finetune), so the final weights must equal a one-process run on the same global batches.
+float64 model and data: the only difference is the order of the sums (two partial sums added by
+the all-reduce instead of one), a relative rounding of ~1e-16 per step, grown by at most a
+modest factor over the 15 steps here, so 1e-10 is a wide bound that a wrong scaling (a factor
+of 2 in the loss, a missing sample, per-rank means over unequal halves) exceeds by many orders.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+from torch import nn
+
+from syngeo.finetune import FinetuneProtocol, finetune_one
+
+PROTOCOL = FinetuneProtocol(lrs=(0.05, 0.2), epochs=5, max_extensions=0, batch_size=16)
+N_SAMPLES = 41  # global batches of 16, 16, 9: the last one splits 5 / 4 over the two ranks
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(6, 12)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.hidden(x)))
+
+
+def _setup():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N_SAMPLES, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (N_SAMPLES,), generator=g)
+    torch.manual_seed(1)
+    return Net().double(), x, y
+
+
+def _worker(rank: int, world: int, init_file: str, out: str, potential: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model, x, y = _setup()
+        run = finetune_one(model, (x, y), potential, protocol=PROTOCOL, seed=7)
+        if rank == 0:
+            torch.save(
+                {"final": run.final, "lr": run.lr, "accuracy": run.accuracy, "loss": run.loss}, out
+            )
+    finally:
+        dist.destroy_process_group()
+
+
+def _loopback_available() -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+@pytest.mark.skipif(not _loopback_available(), reason="no loopback interface")
+@pytest.mark.parametrize("potential", ["3-norm"])
+def test_two_gloo_processes_give_the_weights_of_one(tmp_path, potential):
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    out = str(tmp_path / "ddp.pt")
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), out, potential), nprocs=2, join=True)
+    ddp = torch.load(out, weights_only=True)
+    model, x, y = _setup()
+    single = finetune_one(model, (x, y), potential, protocol=PROTOCOL, seed=7)
+    assert ddp["lr"] == single.lr
+    assert ddp["accuracy"] == pytest.approx(single.accuracy, abs=1e-12)
+    assert ddp["loss"] == pytest.approx(single.loss, rel=1e-10)
+    changed = False
+    for name, value in single.final.items():
+        torch.testing.assert_close(ddp["final"][name], value, rtol=1e-10, atol=1e-12)
+        changed |= not torch.equal(value, model.state_dict()[name])
+    assert changed  # the runs did learn something
