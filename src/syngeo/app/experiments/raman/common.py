@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from syngeo.bounds import FlatLoss, LossGeometry, learning_rate
+from syngeo.bounds import FlatLoss, LossGeometry, expected_learning_rate, learning_rate
 from syngeo.expansion import SigmoidMLP, init_sigmoid_mlp, make_linear_task, make_sigmoid_task
 from syngeo.plasticity import PlasticityRates, PlasticityStep, ThreeComponentPlasticity
 
@@ -30,6 +30,7 @@ __all__ = [
     "rates_from",
     "simulate",
     "single_interval_draws",
+    "size_point_row",
 ]
 
 D = torch.float64
@@ -248,3 +249,42 @@ def pretrained_student(config, seed: int, n_samples: int) -> tuple[FlatLoss, tor
         seed,
     )
     return prob, flat_weights(net.weights)
+
+
+def size_point_row(
+    model: str,
+    rates: PlasticityRates,
+    size: int,
+    seed: int,
+    n_synapses: int,
+    base_n_synapses: int,
+    geo: LossGeometry,
+    base_geo: LossGeometry,
+    k_pairs: np.ndarray,
+) -> dict:
+    """The columns every (network, size, seed) point of the size experiments shares: the rates,
+    the sizes, the loss geometry at the start (and of the unexpanded network), the predicted ⟨k⟩
+    and the measured initial k (mean of antithetic pairs) with its standard error."""
+    k_se = float(k_pairs.std(ddof=1) / np.sqrt(k_pairs.size)) if k_pairs.size > 1 else float("nan")
+    return {
+        "model": model,
+        "gamma1": rates.gamma1,
+        "gamma2": rates.gamma2,
+        "gamma3": rates.gamma3,
+        "T": rates.T,
+        "size": size,
+        "seed": seed,
+        "n_synapses": n_synapses,
+        "base_n_synapses": base_n_synapses,
+        "loss": geo.loss,
+        "grad_norm": geo.grad_norm,
+        "grad_curvature": geo.grad_curvature,
+        "hessian_trace": geo.hessian_trace,
+        "hessian_trace_se": geo.hessian_trace_se,
+        "base_grad_norm": base_geo.grad_norm,
+        "base_grad_curvature": base_geo.grad_curvature,
+        "base_hessian_trace": base_geo.hessian_trace,
+        "k_expected": expected_learning_rate(geo, rates).k,
+        "k_initial": float(k_pairs.mean()),
+        "k_initial_se": k_se,
+    }

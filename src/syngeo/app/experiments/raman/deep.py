@@ -31,10 +31,11 @@ from syngeo.app.experiments.raman.common import (
     protocol_from,
     rates_from,
     single_interval_draws,
+    size_point_row,
 )
 from syngeo.app.experiments.raman.size import nonlinear_nstar_section, size_tables
 from syngeo.app.formatting import fmt
-from syngeo.bounds import FlatLoss, expected_learning_rate, learning_rate
+from syngeo.bounds import FlatLoss, learning_rate
 from syngeo.expansion import SigmoidMLP, SigmoidTask, expand_sigmoid, init_sigmoid_mlp
 from syngeo.plasticity import PlasticityRates, ThreeComponentPlasticity
 
@@ -215,28 +216,9 @@ def run_cell(config: DeepConfig, cell: dict) -> list[dict]:
     idx = np.linspace(0, config.n_cycles, 21).round().astype(int)
     return [
         {
-            "model": "deep",
-            "gamma1": rates.gamma1,
-            "gamma2": rates.gamma2,
-            "gamma3": rates.gamma3,
-            "T": rates.T,
-            "size": width,
-            "seed": seed,
-            "n_synapses": prob.n,
-            "base_n_synapses": base_prob.n,
-            "loss": geo.loss,
-            "grad_norm": geo.grad_norm,
-            "grad_curvature": geo.grad_curvature,
-            "hessian_trace": geo.hessian_trace,
-            "hessian_trace_se": geo.hessian_trace_se,
-            "base_grad_norm": base_geo.grad_norm,
-            "base_grad_curvature": base_geo.grad_curvature,
-            "base_hessian_trace": base_geo.hessian_trace,
-            "k_expected": expected_learning_rate(geo, rates).k,
-            "k_initial": float(k_pairs.mean()),
-            "k_initial_se": float(k_pairs.std(ddof=1) / math.sqrt(k_pairs.size))
-            if k_pairs.size > 1
-            else float("nan"),
+            **size_point_row(
+                "deep", rates, width, seed, prob.n, base_prob.n, geo, base_geo, k_pairs
+            ),
             "k_early": float(np.mean(ks)),
             "steady_loss": protocol.steady_state(losses),
             "final_loss": float(losses[-1]),

@@ -27,12 +27,12 @@ from syngeo.app.experiments.raman.common import (
     rates_from,
     simulate,
     single_interval_draws,
+    size_point_row,
 )
 from syngeo.app.formatting import fmt
 from syngeo.bounds import (
     FlatLoss,
     LossGeometry,
-    expected_learning_rate,
     nonlinear_optimal_size,
     optimal_size,
     optimal_size_numeric,
@@ -228,26 +228,7 @@ def run_cell(config: SizeConfig, cell: dict) -> list[dict]:
     sim = simulate(prob, w0, rates, n_cycles, gen, persistence=protocol.persistence)
     return [
         {
-            "model": model,
-            "gamma1": rates.gamma1,
-            "gamma2": rates.gamma2,
-            "gamma3": rates.gamma3,
-            "T": rates.T,
-            "size": size,
-            "seed": seed,
-            "n_synapses": prob.n,
-            "base_n_synapses": base_prob.n,
-            "loss": geo.loss,
-            "grad_norm": geo.grad_norm,
-            "grad_curvature": geo.grad_curvature,
-            "hessian_trace": geo.hessian_trace,
-            "hessian_trace_se": geo.hessian_trace_se,
-            "base_grad_norm": base_geo.grad_norm,
-            "base_grad_curvature": base_geo.grad_curvature,
-            "base_hessian_trace": base_geo.hessian_trace,
-            "k_expected": expected_learning_rate(geo, rates).k,
-            "k_initial": float(k_pairs.mean()),
-            "k_initial_se": float(k_pairs.std(ddof=1) / math.sqrt(k_pairs.size)),
+            **size_point_row(model, rates, size, seed, prob.n, base_prob.n, geo, base_geo, k_pairs),
             "k_early": float(sim["ks"][: min(20, n_cycles)].mean()),
             "steady_loss": protocol.steady_state(sim["losses"]),
             "final_loss": float(sim["losses"][-1]),
