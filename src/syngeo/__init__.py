@@ -21,7 +21,7 @@ experiments, reports, resumable sweeps) live in :mod:`syngeo.app` and use only t
 
 from importlib import metadata as _metadata
 
-from syngeo import datasets
+from syngeo import datasets as datasets  # the module, for syngeo.datasets.dorkenwald2022()
 from syngeo.bounds import (
     ExpectedLearningRate,
     FlatLoss,
