@@ -105,7 +105,7 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write the standard outputs into the (already prepared) folder ``out``.
 
-    Returns the paths written, keyed by a short name. Figures are saved as ``<stem>.png`` (150 dpi)
+    Returns the paths written, keyed by a short name. Figures are saved as ``<stem>.png`` (200 dpi)
     and ``<stem>.pdf`` and closed afterwards.
     """
     out = Path(out)
@@ -127,7 +127,7 @@ def write_outputs(
                 atomic_write(
                     target,
                     lambda p, fig=fig, ext=ext: fig.savefig(
-                        p, format=ext, dpi=150, bbox_inches="tight"
+                        p, format=ext, dpi=200, bbox_inches="tight"
                     ),
                 )
                 written[f"{stem}.{ext}"] = target

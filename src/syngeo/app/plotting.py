@@ -7,7 +7,10 @@ on machines without a display.
 from __future__ import annotations
 
 import contextlib
+import re
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -16,20 +19,104 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["POTENTIAL_COLORS", "color_for", "paper_style", "subplots"]
+__all__ = [
+    "PNORM_CMAP",
+    "POTENTIAL_COLORS",
+    "GeometryStyle",
+    "color_for",
+    "geometry_style",
+    "paper_style",
+    "pnorm_exponent",
+    "subplots",
+]
 
-#: One colour per potential family, used by every figure so a reader learns them once.
-POTENTIAL_COLORS = {
-    "NE": "#1b9e77",
-    "2-norm": "#7570b3",
-    "3-norm": "#d95f02",
-    "1.5-norm": "#66a61e",
-    "2.5-norm": "#e7298a",
-}
+#: Every p-norm takes the colour of its p on this map (p in [1, 4], clipped), so nearby p look alike
+#: and a refined 2.97-norm looks like the 3-norm; NE keeps a green outside the map's hues.
+PNORM_CMAP = "plasma"
+_PNORM_RANGE = (1.0, 4.0)
+_NE_COLOR = "#1b9e77"
+_OTHER_COLORS = ("#e6ab02", "#a6761d", "#666666", "#e7298a", "#66a61e", "#1f78b4")
+
+_MARKERS = {"ne": "s", "pnorm": "o", "hypentropy": "^", "tsallis": "D", "other": "X"}
+
+
+@dataclass(frozen=True)
+class GeometryStyle:
+    """How every figure draws one geometry: ``color``, ``marker`` and legend ``label``."""
+
+    color: str
+    marker: str
+    label: str
+
+    def kwargs(self) -> dict[str, str]:
+        """``color``/``marker``/``label`` keywords for ``Axes.plot`` and ``Axes.scatter``."""
+        return {"color": self.color, "marker": self.marker, "label": self.label}
+
+
+_PNORM_RE = re.compile(r"^\s*(?:p\s*=\s*)?([0-9]*\.?[0-9]+)(?:\s*-?\s*norm)?\s*$", re.IGNORECASE)
+_NE_NAMES = {"ne", "negative entropy", "negentropy", "negative-entropy"}
+
+
+def pnorm_exponent(name: str) -> float | None:
+    """The p of a p-norm named like ``"3-norm"``, ``"2.5-norm"`` or ``"p = 3"``; else None."""
+    match = _PNORM_RE.match(str(name))
+    return float(match.group(1)) if match else None
+
+
+def _pnorm_label(p: float) -> str:
+    return f"{p:g}-norm"
+
+
+def _pnorm_color(p: float) -> str:
+    lo, hi = _PNORM_RANGE
+    frac = 0.85 * (min(max(p, lo), hi) - lo) / (hi - lo)
+    return str(matplotlib.colors.to_hex(matplotlib.colormaps[PNORM_CMAP](frac)))
+
+
+#: The colours of the geometries most figures name (derived from :func:`geometry_style`'s rule).
+POTENTIAL_COLORS = {"NE": _NE_COLOR, "2-norm": _pnorm_color(2.0), "3-norm": _pnorm_color(3.0)}
+
+
+def geometry_style(name: str) -> GeometryStyle:
+    """The one colour, marker and label of geometry ``name`` across all figures.
+
+    ``name`` is a potential's name (``"NE"``, ``"3-norm"``, ``"2.967-norm"``, ``"hypentropy(β=0.1)"``
+    …) or a p written as ``"p = 2.5"``. The result depends on the name only, never on the order
+    in which a figure draws its curves.
+
+    >>> geometry_style("3-norm").color == geometry_style("3-norm").color
+    True
+    >>> geometry_style("NE").marker, geometry_style("2.5-norm").marker
+    ('s', 'o')
+    """
+    text = str(name).strip()
+    if text.lower() in _NE_NAMES:
+        return GeometryStyle(_NE_COLOR, _MARKERS["ne"], "NE")
+    p = pnorm_exponent(text)
+    if p is not None:
+        return GeometryStyle(_pnorm_color(p), _MARKERS["pnorm"], _pnorm_label(p))
+    lowered = text.lower()
+    for family in ("hypentropy", "tsallis"):
+        if lowered.startswith(family):
+            index = 0 if family == "hypentropy" else 1
+            return GeometryStyle(_OTHER_COLORS[index], _MARKERS[family], text)
+    index = 2 + zlib.crc32(text.encode("utf-8")) % (len(_OTHER_COLORS) - 2)
+    return GeometryStyle(_OTHER_COLORS[index], _MARKERS["other"], text)
+
+
+def color_for(name: str, fallback_index: int = 0) -> str:
+    """The colour of geometry ``name`` (see :func:`geometry_style`).
+
+    ``fallback_index`` is accepted for old callers and ignored: a colour never depends on the
+    order of drawing.
+    """
+    del fallback_index
+    return geometry_style(name).color
+
 
 _STYLE = {
     "figure.dpi": 110,
-    "savefig.dpi": 150,
+    "savefig.dpi": 200,
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -41,14 +128,6 @@ _STYLE = {
     "legend.fontsize": 8,
     "lines.linewidth": 1.5,
 }
-
-
-def color_for(name: str, fallback_index: int = 0) -> str:
-    """The colour of potential ``name`` (e.g. ``"3-norm"``), or a cycle colour."""
-    if name in POTENTIAL_COLORS:
-        return POTENTIAL_COLORS[name]
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return cycle[fallback_index % len(cycle)]
 
 
 @contextlib.contextmanager
