@@ -87,3 +87,36 @@ def test_two_gloo_processes_give_the_weights_of_one(tmp_path, potential):
         torch.testing.assert_close(ddp["final"][name], value, rtol=1e-10, atol=1e-12)
         changed |= not torch.equal(value, model.state_dict()[name])
     assert changed  # the runs did learn something
+
+
+class _BatchNormNet(Net):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(12)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.norm(self.hidden(x))))
+
+
+def test_batch_norm_over_several_cpu_processes_is_refused():
+    """torch's SyncBatchNorm is GPU-only: per-rank statistics would silently break the
+    one-process equivalence, so a CPU data-parallel run of a batch-norm model is refused."""
+    from syngeo.errors import InputError
+    from syngeo.finetune import _with_global_batch_norm
+
+    with pytest.raises(InputError, match=r"batch-norm layers \(norm\).*GPUs only"):
+        _with_global_batch_norm(_BatchNormNet(), torch.device("cpu"))
+    plain = Net()
+    assert _with_global_batch_norm(plain, torch.device("cpu")) is plain
+
+
+def test_batch_norm_is_synchronised_on_gpus():
+    """On a CUDA device the layers become SyncBatchNorm sharing the original parameters
+    (the conversion itself needs no GPU; the forward pass does)."""
+    from syngeo.finetune import _with_global_batch_norm
+
+    model = _BatchNormNet()
+    weight = model.norm.weight
+    converted = _with_global_batch_norm(model, torch.device("cuda", 0))
+    assert isinstance(converted.norm, nn.SyncBatchNorm)
+    assert converted.norm.weight is weight

@@ -42,8 +42,12 @@ epoch; each global batch of ``batch_size`` samples is split into ``world_size`` 
 parts, one per rank, and each rank's loss is ``world_size × Σ(its losses) / (global batch
 size)``, so the gradient DDP averages is exactly the mean gradient of the global batch, and the
 weights equal a one-process run on the same global batches up to float rounding (tested). Only
-rank 0 writes files. Normalisation layers with batch statistics would break this equivalence
-(convert them with ``torch.nn.SyncBatchNorm`` first).
+rank 0 writes files. On GPUs, batch-normalisation layers are converted to
+``torch.nn.SyncBatchNorm`` (in place, sharing their parameters and running statistics) before
+the model is wrapped, so their batch statistics, too, are those of the global batch. torch's
+SyncBatchNorm runs on GPUs only: a model with batch norm trained by several CPU processes is
+refused with an :class:`~syngeo.errors.InputError` rather than silently trained on per-rank
+statistics.
 
 Examples
 --------
@@ -352,6 +356,25 @@ def _evaluate(model: nn.Module, x: Tensor, y: Tensor, objective: Objective, devi
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
+def _with_global_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with its batch-norm layers synchronised across ranks (GPU), else refused."""
+    batch_norms = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+    ]
+    if not batch_norms:
+        return model
+    if device.type != "cuda":
+        raise InputError(
+            f"the model has batch-norm layers ({', '.join(batch_norms[:3])}"
+            f"{', ...' if len(batch_norms) > 3 else ''}) and several {device.type} processes: "
+            "their batch statistics would be per-process, not those of the global batch, and "
+            "torch.nn.SyncBatchNorm runs on GPUs only; train on one process or on GPUs"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def _train_once(
     model: nn.Module,
     initial: Mapping[str, Tensor],
@@ -372,7 +395,8 @@ def _train_once(
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            _with_global_batch_norm(model, device),
+            device_ids=[device.index] if device.type == "cuda" else None,
         )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = MirrorDescent(params, lr=lr, potential=phi, momentum=protocol.momentum)
