@@ -337,6 +337,23 @@ def summarise(df: pd.DataFrame, config: DifficultyConfig) -> dict:
 STEADY_TOL = 0.05
 
 
+def steady_verdict(model: str, ratio) -> str:
+    """'Noisy learning settles on the bound', tested on the runs' steady-state Ḡ / bound."""
+    ratio = pd.Series(ratio, dtype=float)
+    if len(ratio) > 1:
+        se = float(ratio.std(ddof=1) / math.sqrt(len(ratio)))
+        ok = abs(ratio.mean() - 1) <= 2 * se
+        test = f"mean within 2 SE = {2 * se:.2g} of 1"
+    else:
+        ok = abs(ratio.iloc[0] - 1) <= STEADY_TOL
+        test = f"one run: within {STEADY_TOL:.0%} of 1"
+    return (
+        f"{model}: steady-state difficulty / bound = {ratio.mean():.3f} on average "
+        f"(range {ratio.min():.3f}–{ratio.max():.3f}, {len(ratio)} runs); 'noisy learning "
+        f"settles on the bound' ({test}) {holds(ok)}."
+    )
+
+
 def crossing_verdicts(per_g3: pd.DataFrame) -> list[str]:
     """Per seed: does the mean measured k change sign where ⟨k⟩ does (at the predicted γ3*)?"""
     out = []
@@ -419,18 +436,7 @@ def report(df: pd.DataFrame, config: DifficultyConfig) -> str:
         lines.append("")
         for model, g in steady.groupby("model"):
             ratio = g.steady_difficulty / g.bound
-            if len(ratio) > 1:
-                se = float(ratio.std(ddof=1) / math.sqrt(len(ratio)))
-                ok = abs(ratio.mean() - 1) <= 2 * se
-                test = f"mean within 2 SE = {2 * se:.2g} of 1"
-            else:
-                ok = abs(ratio.iloc[0] - 1) <= STEADY_TOL
-                test = f"one run: within {STEADY_TOL:.0%} of 1"
-            lines.append(
-                f"{model}: steady-state difficulty / bound = {ratio.mean():.3f} on average "
-                f"(range {ratio.min():.3f}–{ratio.max():.3f}, {len(g)} runs); 'noisy learning "
-                f"settles on the bound' ({test}) {holds(ok)}."
-            )
+            lines.append(steady_verdict(model, ratio))
     lines += ["", "![difficulty](raman_difficulty.png)", ""]
     return "\n".join(lines)
 

@@ -215,6 +215,10 @@ def plot(df: pd.DataFrame, config: GeometryConfig) -> dict:
         m = g.groupby("cycle").loss.mean()
         style = geometry_style(pot)
         ax.plot(m.index, m.values, color=style.color, label=style.label)
+    if curves.empty:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no setting with γ1 > 0\nin this run", ha="center", va="center")
+        return {"raman_geometry": fig}
     ax.set_yscale("log")
     ax.set_xlabel("cycle")
     ax.set_ylabel("error F (mean over seeds)")
