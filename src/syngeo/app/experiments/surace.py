@@ -388,7 +388,7 @@ def fig1_reading(s: dict, config: Fig1Config) -> list[str]:
         # shrinks, or both searches already hit the closed form to rounding (Euclidean)
         shrinks = np.isfinite(coarse) and (hi < coarse or max(hi, coarse) <= tol * scale)
         out.append(
-            f"* {_METRIC_TITLES[name].capitalize()}: the brute-force gap (best rate of decrease "
+            f"* {_METRIC_TITLES[name][0].upper() + _METRIC_TITLES[name][1:]}: the brute-force gap (best rate of decrease "
             f"among {config.n_search} unit-length directions minus the closed form −√(∂Cᵀ A⁻¹ ∂C)) "
             f"is never negative (smallest {lo:.2e} ≥ −{tol * scale:.1e}: no direction beats the "
             f"formula): {_holds(never)}; it shrinks with a finer search (largest gap "
