@@ -11,6 +11,7 @@ import math
 import pandas as pd
 import pytest
 
+from figcheck import assert_figure
 from syngeo.app.experiments import get, run
 from syngeo.app.experiments.raman import (
     DifficultyConfig,
@@ -25,6 +26,15 @@ from syngeo.plasticity import PlasticityRates
 NAMES = ("raman-k", "raman-difficulty", "raman-size", "raman-geometry")
 
 
+def _panels(name, config):
+    """Data panels each figure must show (image-level smoke test)."""
+    if name in ("raman-k", "raman-size"):
+        return 2 * len(config.models)
+    if name == "raman-geometry":  # the learning panel only with a task (γ1 > 0)
+        return 2 + any(g[0] > 0 for g in config.gammas)
+    return 3
+
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -36,6 +46,8 @@ def _contract(name, config):
     summary = exp.summarise(df, config)
     json.dumps(to_jsonable(summary))  # JSON-serialisable
     assert figs and all(hasattr(f, "savefig") for f in figs.values())
+    for fig in figs.values():
+        assert_figure(fig, panels=_panels(name, config))
     for stem in figs:
         assert f"({stem}.png)" in report
     return df, report, summary

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from figcheck import assert_figure
 from syngeo.app.experiments import get, run
 from syngeo.app.experiments.raman.common import PROTOCOLS, protocol_from
 from syngeo.app.experiments.raman.deep import DeepConfig
@@ -120,7 +121,7 @@ def test_deep_growth_keeps_the_function_and_the_report_states_verdicts():
     assert "paper's cubic" in report and "Protocol:" in report
     assert report.count("holds") + report.count("does not hold") >= 2
     assert "(raman_deep.png)" in report
-    assert "raman_deep" in exp.plot(df, cfg)
+    assert_figure(exp.plot(df, cfg)["raman_deep"], panels=3)
     json.dumps(to_jsonable(exp.summarise(df, cfg)))
 
 
@@ -138,7 +139,7 @@ def test_training_true_gradient_has_alignment_one_and_the_report_compares():
     assert np.allclose(full.bound_full, 2 * 0.04 / (0.04**2 + 1.0), rtol=0.1)
     report = exp.report(df, cfg)
     assert "holds" in report and "(raman_training.png)" in report
-    assert "raman_training" in exp.plot(df, cfg)
+    assert_figure(exp.plot(df, cfg)["raman_training"], panels=4)
 
 
 def test_nstar_verdict_and_the_plus_reading():

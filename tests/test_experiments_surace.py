@@ -125,3 +125,157 @@ def test_fig2_bad_configuration_is_rejected():
         surace.fig2_run_cell(surace.Fig2Config(p_range=(0.0, 0.5)), {"panel": "A"})
     with pytest.raises(ValueError, match="q_min"):
         surace.Fig2Config(q_range_mv=(-1.0, 2.0)).grid_mv()
+
+
+# -- Reports state only what their numbers show ---------------------------------------------------
+
+
+def _verdicts(text: str) -> tuple[int, int]:
+    return text.count(": holds") + text.count(") holds"), text.count("does not hold")
+
+
+def test_fig1_report_claims_hold_on_the_paper_setting_and_rounding_is_not_a_negative_gap(fig1_df):
+    config = surace.Fig1Config.quick()
+    report = surace.fig1_report(fig1_df, config)
+    assert "does not hold" not in report
+    assert report.count("holds") >= 8  # 1 Euclidean + 2×2 others + 2 ellipse + 3 brute-force
+    # a gap of a few ulps below zero (as -1.78e-15 in an earlier report) is rounding, not a
+    # direction that beats the formula
+    df = fig1_df.copy()
+    df.loc[df.metric == "constant", "brute_force_slope"] = df.slope - 1.78e-15
+    assert "does not hold" not in surace.fig1_report(df, config)
+
+
+def test_fig1_report_says_does_not_hold_where_each_claim_fails(fig1_df):
+    config = surace.Fig1Config.quick()
+    cases = {
+        # a unit vector that beats the closed form by far more than rounding
+        "never negative": lambda d: d.assign(
+            brute_force_slope=np.where(d.metric == "position", d.slope - 1e-6, d.brute_force_slope)
+        ),
+        # the coarser search closer than the finer one
+        "shrinks": lambda d: d.assign(brute_force_slope_coarse=d.slope),
+        # a constant metric whose ellipses turn
+        "equal ellipses": lambda d: d.assign(
+            ellipse_angle_deg=np.where(d.metric == "constant", d.x1 * 10, d.ellipse_angle_deg)
+        ),
+        # a position-dependent metric whose ellipses do not turn
+        "turn from point": lambda d: d.assign(
+            ellipse_angle_deg=np.where(d.metric == "position", 5.0, d.ellipse_angle_deg)
+        ),
+        # a Euclidean direction off the gradient
+        "perpendicular": lambda d: d.assign(
+            angle_to_euclidean_deg=np.where(d.metric == "euclidean", 3.0, d.angle_to_euclidean_deg)
+        ),
+        # a direction that leans away from the long axis
+        "leans towards": lambda d: d.assign(
+            angle_to_long_axis_deg=np.where(d.metric == "constant", 89.0, d.angle_to_long_axis_deg)
+        ),
+        # a non-Euclidean direction equal to the Euclidean one
+        "differs from the Euclidean": lambda d: d.assign(
+            angle_to_euclidean_deg=np.where(d.metric == "position", 0.0, d.angle_to_euclidean_deg)
+        ),
+    }
+    for phrase, tamper in cases.items():
+        report = surace.fig1_report(tamper(fig1_df.copy()), config)
+        failing = [line for line in report.splitlines() if "does not hold" in line]
+        assert failing, phrase
+        assert any(phrase in line for line in failing), (phrase, failing)
+
+
+def test_fig2_report_verdicts_and_their_failures(fig2_df):
+    report = surace.fig2_report(fig2_df, SMALL_FIG2)
+    for phrase in ("the flow is vertical", "the flow is horizontal", "rounding error"):
+        line = next(line for line in report.splitlines() if phrase in line)
+        assert "holds" in line and "does not hold" not in line.split(phrase)[1].split(".")[0]
+    # B (Fisher) converges onto the target curve and runs along it: both hold on the grid
+    b_line = next(line for line in report.splitlines() if line.startswith("* **B**"))
+    assert "does not hold" not in b_line
+    cases = {
+        "the flow is vertical": lambda d: d.assign(v_P=np.where(d.panel == "C", d.v_q_mV, d.v_P)),
+        "the flow is horizontal": lambda d: d.assign(
+            v_q_mV=np.where(d.panel == "D", d.v_P, d.v_q_mV)
+        ),
+        "rounding error": lambda d: d.assign(
+            v_P=np.where(d.panel == "B-V", d.v_P * (1 + 1e-6), d.v_P)
+        ),
+        "* **B**": lambda d: d.assign(v_P=np.where(d.panel == "B", -d.v_P, d.v_P)),
+        "10⁶ between neighbouring": lambda d: d.assign(
+            v_q_mV=np.where(d.panel == "C", 2 * d.v_q_mV, d.v_q_mV)
+        ),
+    }
+    for phrase, tamper in cases.items():
+        text = surace.fig2_report(tamper(fig2_df.copy()), SMALL_FIG2)
+        line = next(line for line in text.splitlines() if phrase in line)
+        assert "does not hold" in line, phrase
+
+
+def test_fig2_target_mean_is_not_called_phi(fig2_df):
+    report = surace.fig2_report(fig2_df, SMALL_FIG2)
+    assert "φ" not in report.replace("φ always names a potential", "")
+    assert "target mean m = 0.5 mV" in report
+    fig = surace.fig2_plot(fig2_df, SMALL_FIG2)["surace_fig2"]
+    texts = [fig._suptitle.get_text()] + [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not any("φ" in t or "varphi" in t for t in texts)
+    assert any("NPq = m" in t for t in texts)
+
+
+# -- Figures ---------------------------------------------------------------------------------------
+
+
+def _stream_collections(fig):
+    from matplotlib.collections import LineCollection
+
+    return [
+        c
+        for ax in fig.axes
+        for c in ax.collections
+        if isinstance(c, LineCollection) and c.get_array() is not None and c.cmap.name == "viridis"
+    ]
+
+
+def test_fig2_panels_share_one_colour_scale_and_one_colour_bar(fig2_df):
+    from figcheck import assert_figure
+
+    fig = surace.fig2_plot(fig2_df, SMALL_FIG2)["surace_fig2"]
+    assert_figure(fig, panels=4)
+    streams = _stream_collections(fig)
+    assert len(streams) == 4
+    lo, hi = surace.fig2_speed_norm(fig2_df, "ABCD")
+    for c in streams:
+        assert (c.norm.vmin, c.norm.vmax) == (lo, hi)
+    # the scale spans every panel's speeds: C is ~10⁶ faster than D in q
+    log_speed = np.log10(fig2_df[fig2_df.panel.isin(list("ABCD"))].speed)
+    assert lo == log_speed.min() and hi == log_speed.max()
+    colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 1
+
+
+def test_fig2_one_dimensional_panels_draw_the_curve_their_streamlines_end_on(fig2_df):
+    fig = surace.fig2_plot(fig2_df, SMALL_FIG2)["surace_fig2"]
+    red = {}
+    for ax in fig.axes:
+        title = ax.get_title(loc="left")
+        if title:
+            red[title[0]] = [c.get_gid() for c in ax.collections if c.get_gid()]
+    # C: only q moves, onto q̇ = 0; D: only P moves, onto Ṗ = 0; A and B are two-dimensional
+    assert red == {"A": [], "B": [], "C": ["zero of v_q"], "D": ["zero of v_P"]}
+
+
+def test_fig2_contours_are_drawn_over_the_streamlines(fig2_df):
+    from matplotlib.contour import ContourSet
+
+    fig = surace.fig2_plot(fig2_df, SMALL_FIG2)["surace_fig2"]
+    for ax in fig.axes:
+        if not ax.get_title(loc="left"):
+            continue
+        contours = [c for c in ax.collections if isinstance(c, ContourSet)]
+        streams = [c for c in _stream_collections(fig) if c.axes is ax]
+        assert contours and streams
+        assert max(c.get_zorder() for c in contours) > streams[0].get_zorder()
+
+
+def test_fig1_figure_is_not_blank(fig1_df):
+    from figcheck import assert_figure
+
+    assert_figure(surace.fig1_plot(fig1_df, surace.Fig1Config.quick())["surace_fig1"], panels=3)

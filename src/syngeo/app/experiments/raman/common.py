@@ -22,7 +22,11 @@ __all__ = [
     "D",
     "Protocol",
     "flat_weights",
+    "gamma_colors",
+    "gamma_label",
     "geometry_at",
+    "holds",
+    "least_bad_note",
     "linear_problem",
     "pretrained_mlp",
     "pretrained_student",
@@ -34,6 +38,9 @@ __all__ = [
 ]
 
 D = torch.float64
+
+#: Legends of the Raman figures: never smaller than this (points).
+LEGEND_SIZE = 7
 #: Sigmoid networks: exact Hessian trace up to this many weights, Hutchinson's estimate above.
 EXACT_TRACE_MAX = 500
 #: Rademacher probes of Hutchinson's estimate.
@@ -288,3 +295,47 @@ def size_point_row(
         "k_initial": float(k_pairs.mean()),
         "k_initial_se": k_se,
     }
+
+
+def holds(ok) -> str:
+    """The verdict word of a report sentence: ``"holds"`` or ``"does not hold"``."""
+    return "holds" if bool(ok) else "does not hold"
+
+
+def gamma_label(gammas) -> str:
+    """``γ = (γ1, γ2, γ3)`` as a legend label."""
+    return "γ = (" + ", ".join(f"{float(g):g}" for g in list(gammas)[:3]) + ")"
+
+
+_GAMMA_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def gamma_colors(settings) -> dict[tuple, str]:
+    """One colour per (γ1, γ2, γ3) setting of a figure, the same in every panel and row.
+
+    ``settings``: iterable of γ tuples (extra entries such as T are ignored). Colours follow the
+    sorted order of the distinct settings, so a setting keeps its colour across the panels of a
+    figure whatever order they are drawn in.
+
+    >>> c = gamma_colors([(0.05, 1, 0.05), (0.07, 1, 0.03), (0.05, 1, 0.05)])
+    >>> len(c), c[(0.05, 1.0, 0.05)] != c[(0.07, 1.0, 0.03)]
+    (2, True)
+    """
+    keys = sorted({tuple(float(g) for g in list(s)[:3]) for s in settings})
+    return {k: _GAMMA_PALETTE[i % len(_GAMMA_PALETTE)] for i, k in enumerate(keys)}
+
+
+def least_bad_note(k_values, what: str = "the optimum") -> str | None:
+    """A warning when every learning rate is negative: an "optimum" is then the least-bad forgetting.
+
+    ``k_values``: the measured (or predicted) k of one setting at every size; None unless all
+    finite values are < 0.
+    """
+    k = np.asarray(list(k_values), dtype=float)
+    k = k[np.isfinite(k)]
+    if k.size == 0 or np.any(k >= 0):
+        return None
+    return (
+        f"k < 0 at every size (largest {k.max():.3g}): the error grows from the start at every "
+        f"size, so {what} is the size that forgets least, not one that learns best"
+    )

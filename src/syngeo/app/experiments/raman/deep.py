@@ -24,16 +24,20 @@ import torch
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman.common import (
+    LEGEND_SIZE,
     D,
     flat_weights,
+    gamma_colors,
+    gamma_label,
     geometry_at,
+    least_bad_note,
     pretrained_mlp,
     protocol_from,
     rates_from,
     single_interval_draws,
     size_point_row,
 )
-from syngeo.app.experiments.raman.size import nonlinear_nstar_section, size_tables
+from syngeo.app.experiments.raman.size import beta_text, nonlinear_nstar_section, size_tables
 from syngeo.app.formatting import fmt
 from syngeo.bounds import FlatLoss, learning_rate
 from syngeo.expansion import SigmoidMLP, SigmoidTask, expand_sigmoid, init_sigmoid_mlp
@@ -241,35 +245,30 @@ def summarise(df: pd.DataFrame, config: DeepConfig) -> dict:
 
 
 def plot(df: pd.DataFrame, config: DeepConfig) -> dict:
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import LogLocator, NullFormatter
 
     from syngeo.app.plotting import subplots
 
     agg, opt = size_tables(df.drop(columns=["curve"], errors="ignore"))
-    fig, axes = subplots(1, 3, width=3.4, height=3.0, squeeze=False)
+    colors = gamma_colors(agg[["gamma1", "gamma2", "gamma3"]].itertuples(index=False))
+    fig, axes = subplots(1, 3, width=3.5, height=3.1, squeeze=False)
     ax_curve, ax_ss, ax_k = axes[0]
-    for j, (key, g) in enumerate(agg.groupby(["gamma1", "gamma2", "gamma3"])):
+    negative, cubic = [], False
+    for key, g in agg.groupby(["gamma1", "gamma2", "gamma3"]):
         g = g.sort_values("n_synapses")
-        color = f"C{j}"
-        label = f"γ=({key[0]:g}, {key[1]:g}, {key[2]:g})"
+        color = colors[tuple(float(k) for k in key)]
         N = g.n_synapses.to_numpy(dtype=float)
-        ax_ss.errorbar(
-            N, g.steady_loss, yerr=2 * g.steady_loss_se, fmt="o-", ms=3, color=color, label=label
-        )
-        ax_k.errorbar(
-            N,
-            g.k_initial,
-            yerr=2 * g.k_initial_se,
-            fmt="o",
-            ms=3,
-            color=color,
-            label=f"{label} measured",
-        )
-        ax_k.plot(N, g.k_expected, "x--", color=color, ms=5, lw=0.8, label="⟨k⟩ from geometry")
+        ax_ss.errorbar(N, g.steady_loss, yerr=2 * g.steady_loss_se, fmt="o-", ms=4, color=color)
+        ax_k.errorbar(N, g.k_initial, yerr=2 * g.k_initial_se, fmt="o", ms=4, color=color)
+        ax_k.plot(N, g.k_expected, "x--", color=color, ms=6, lw=0.9)
+        if least_bad_note(g.k_initial):
+            negative.append(gamma_label(key))
         o = opt[(opt.gamma1 == key[0]) & (opt.gamma2 == key[1]) & (opt.gamma3 == key[2])].iloc[0]
         if np.isfinite(o.n_star_paper_cubic):
+            cubic = True
             for ax in (ax_ss, ax_k):
-                ax.axvline(o.n_star_paper_cubic, color=color, ls=":", lw=1)
+                ax.axvline(o.n_star_paper_cubic, color=color, ls=":", lw=1.2)
         if key[2] > 0:
             sub = df[(df.gamma3 == key[2]) & (df.gamma1 == key[0])]
             for width, ls in zip(
@@ -285,11 +284,11 @@ def plot(df: pd.DataFrame, config: DeepConfig) -> dict:
                 if curves.size:
                     x = np.linspace(0, config.n_cycles, curves.shape[1])
                     n = int(sub[sub["size"] == width].n_synapses.iloc[0])
-                    ax_curve.plot(x, curves.mean(axis=0), ls, color="k", lw=1, label=f"N = {n}")
+                    ax_curve.plot(x, curves.mean(axis=0), ls, color=color, lw=1.2, label=f"N = {n}")
     ax_curve.set_xlabel("cycle")
     ax_curve.set_ylabel("error F (evaluation inputs)")
-    ax_curve.set_title("learning curves with synaptic noise\n(mean over seeds)", fontsize=8)
-    ax_curve.legend(fontsize=6)
+    ax_curve.set_title("learning curves with synaptic noise\n(mean over seeds)", fontsize=9)
+    ax_curve.legend(fontsize=LEGEND_SIZE, title="size", title_fontsize=LEGEND_SIZE)
     for ax in (ax_ss, ax_k):
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(LogLocator(subs="all"))
@@ -297,14 +296,36 @@ def plot(df: pd.DataFrame, config: DeepConfig) -> dict:
         ax.set_xlabel("network size N (synapses)")
     ax_ss.set_yscale("log")
     ax_ss.set_ylabel("steady-state error")
-    ax_ss.set_title("steady-state error (±2 SE over seeds)", fontsize=8)
-    ax_ss.legend(fontsize=6)
+    ax_ss.set_title("steady-state error (±2 SE over seeds)", fontsize=9)
+    ax_k.axhline(0.0, color="grey", lw=0.6)
     ax_k.set_ylabel("learning rate k at the grown weights")
-    ax_k.set_title("k: single intervals vs ⟨k⟩", fontsize=8)
-    ax_k.legend(fontsize=5)
-    fig.suptitle(
-        "Deep network [10, w×5, 10] grown from w = 5; dotted: the paper's cubic N*", fontsize=8
-    )
+    title = "k: single intervals vs ⟨k⟩"
+    if negative:
+        who = "every γ" if len(negative) == len(colors) else "; ".join(negative)
+        title += f"\nk < 0 at every size for {who}:\nthe peak is the least-bad forgetting"
+    ax_k.set_title(title, fontsize=8 if negative else 9)
+    handles = [
+        Line2D([], [], color=c, marker="o", ms=4, label=gamma_label(k)) for k, c in colors.items()
+    ]
+    handles += [
+        Line2D(
+            [], [], color="0.3", marker="o", ls="none", ms=4, label="measured (±2 SE over seeds)"
+        ),
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker="x",
+            ls="--",
+            lw=0.9,
+            ms=6,
+            label="⟨k⟩ from the measured geometry",
+        ),
+    ]
+    if cubic:
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.2, label="the paper's cubic N*"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=LEGEND_SIZE)
+    fig.suptitle("Deep network [10, w×5, 10] grown from w = 5", fontsize=9)
     return {"raman_deep": fig}
 
 
@@ -334,6 +355,7 @@ def report(df: pd.DataFrame, config: DeepConfig) -> str:
         o = opt[(opt.gamma1 == key[0]) & (opt.gamma2 == key[1]) & (opt.gamma3 == key[2])].iloc[0]
         name = f"γ = ({key[0]:g}, {key[1]:g}, {key[2]:g})"
         if key[2] == 0:
+            note = least_bad_note(g.k_initial, "the size with the largest k")
             falls, ratio, se = _monotone_fall(g)
             lower = ratio + 2 * se < 1 if np.isfinite(se) else ratio < 1
             lines.append(
@@ -342,8 +364,10 @@ def report(df: pd.DataFrame, config: DeepConfig) -> str:
                 + ("holds" if lower else "does not hold")
                 + " (beyond 2 SE), and the mean error "
                 + ("falls at every step of N." if falls else "does not fall at every step of N.")
+                + (f" Note: {note}." if note else "")
             )
         else:
+            note = least_bad_note(g.k_initial, "the maximiser of ⟨k⟩ and any optimum of k")
             interior = o.n_min < o.n_star_seed_mean < o.n_max and not (
                 o.n_star_seed_min <= o.n_min or o.n_star_seed_max >= o.n_max
             )
@@ -354,10 +378,11 @@ def report(df: pd.DataFrame, config: DeepConfig) -> str:
                 + ("holds" if interior else "does not hold (some optimum sits at a grid end)")
                 + f". Predicted: the paper's cubic {o.n_star_paper_cubic:.4g}, the linear Tγ2²/γ3² = "
                 f"{config.T * key[1] ** 2 / key[2] ** 2:.4g}, the fitted-β heuristic "
-                f"{fmt(o.n_star_closed_form, '.4g')} (β = {o.beta:.2f}), the maximiser of ⟨k⟩ built from "
+                f"{fmt(o.n_star_closed_form, '.4g')} ({beta_text(o.beta)}), the maximiser of ⟨k⟩ built from "
                 f"the measured geometry {o.n_star_numeric:.4g}"
                 + (" (at a grid end)" if o.n_star_numeric_at_boundary else "")
                 + "."
+                + (f" Note: {note}." if note else "")
             )
     ends = {}
     for key, g in agg.groupby("gamma3"):

@@ -17,7 +17,9 @@ import torch
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman.common import (
+    LEGEND_SIZE,
     geometry_at,
+    holds,
     linear_problem,
     pretrained_student,
     simulate,
@@ -234,69 +236,84 @@ def _difficulty_tables(df: pd.DataFrame):
     return per_g3, pd.DataFrame(crossings), steady
 
 
+def expected_k_curve(g3: np.ndarray, k_expected: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """⟨k⟩ on a γ3 ``grid`` from its values at the simulated γ3 (one seed: fixed weights).
+
+    At fixed weights ⟨k⟩ = a − b·γ3² exactly (only the γ3²/T term depends on γ3), so the line
+    through the values against γ3² is the formula, not a fit.
+    """
+    if len(np.unique(g3)) < 2:
+        return np.full(len(grid), np.nan)
+    slope, intercept = np.polyfit(np.asarray(g3, float) ** 2, np.asarray(k_expected, float), 1)
+    return intercept + slope * np.asarray(grid, float) ** 2
+
+
 def plot(df: pd.DataFrame, config: DifficultyConfig) -> dict:
     from syngeo.app.plotting import subplots
 
     per_g3, _, steady = _difficulty_tables(df)
     draws = df[df.part == "draws"]
-    fig, axes = subplots(1, 3, width=3.4, height=3.0)
+    fig, axes = subplots(1, 3, width=3.5, height=3.2)
     ax = axes[0]
     sc = ax.scatter(
         draws.difficulty - draws.draw_bound,
         draws.k_measured,
         c=draws.gamma3,
-        s=4,
+        s=5,
         cmap="viridis",
-        alpha=0.6,
+        alpha=0.7,
     )
     ax.set_xscale("symlog", linthresh=0.1)
     ax.axvline(0.0, color="k", ls="--", lw=0.8)
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.set_xlabel("G − per-draw bound 2(−ẇ·∇F̂)/(T‖ẇ‖²)")
     ax.set_ylabel("measured k (one interval)")
-    ax.set_title("k > 0 iff G below its bound (left)")
-    fig.colorbar(sc, ax=ax, label="γ3")
+    ax.set_title("k > 0 iff G is below its bound\n(left of the dashed line)", fontsize=9)
+    fig.colorbar(sc, ax=ax, label="synaptic noise γ3")
     ax = axes[1]
+    seeds = sorted(per_g3.seed.unique())
     for j, (seed, g) in enumerate(per_g3.groupby("seed")):
         g = g.sort_values("gamma3")
+        color = f"C{j}"
+        who = f", seed {seed}" if len(seeds) > 1 else ""
         ax.errorbar(
-            g.gamma3,
-            g.k_measured,
-            yerr=2 * g.k_se,
-            fmt="o",
-            color=f"C{j}",
-            ms=3,
-            label=f"measured, seed {seed}",
-        )
-        ax.plot(g.gamma3, g.k_expected, "-", color=f"C{j}", lw=1)
-        ax.axvline(g.critical_gamma3.iloc[0], color=f"C{j}", ls=":", lw=1)
+            g.gamma3, g.k_measured, yerr=2 * g.k_se, fmt="o", color=color, ms=4,
+            label=f"mean measured k ± 2 SE{who}",
+        )  # fmt: skip
+        fine = np.linspace(g.gamma3.min(), g.gamma3.max(), 200)
+        ax.plot(
+            fine, expected_k_curve(g.gamma3, g.k_expected, fine), "-", color=color, lw=1.2,
+            label=f"⟨k⟩ = a − bγ3² (formula){who}",
+        )  # fmt: skip
+        crit = g.critical_gamma3.iloc[0]
+        if np.isfinite(crit):
+            ax.axvline(crit, color=color, ls=":", lw=1.2, label=f"predicted γ3* = {crit:.3g}{who}")
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.set_xlabel("synaptic noise γ3")
-    ax.set_ylabel("mean k")
-    ax.set_title("⟨k⟩ (lines) and predicted γ3* (dotted)")
-    ax.legend(fontsize=6)
+    ax.set_ylabel("mean k over draws")
+    ax.set_title("where the mean k changes sign", fontsize=9)
+    ax.legend(fontsize=LEGEND_SIZE, loc="lower left")
     ax = axes[2]
     for j, (model, g) in enumerate(steady.groupby("model")):
-        m = (
-            g.groupby("gamma3")
-            .agg(G=("steady_difficulty", "mean"), B=("bound", "first"))
-            .reset_index()
-        )
-        ax.plot(m.gamma3, m.B, "-", color=f"C{j}", label=f"{model}: bound 2γ1/(T⟨‖ẇ‖²⟩)")
+        color = f"C{j + len(seeds)}"
+        name = "linear" if model == "linear" else "sigmoid"
+        g1, g2 = config.steady_gammas
+        fine = np.geomspace(g.gamma3.min(), g.gamma3.max(), 200)
+        n = int(g.n_synapses.iloc[0])
+        bound = [difficulty_bound(PlasticityRates(g1, g2, x, config.steady_T), n) for x in fine]
+        ax.plot(fine, bound, "-", color=color, lw=1.2, label=f"{name}: bound (formula)")
         ax.plot(
-            g.gamma3,
-            g.steady_difficulty,
-            "o",
-            color=f"C{j}",
-            ms=4,
-            label=f"{model}: steady-state Ḡ",
-        )
+            g.gamma3, g.steady_difficulty, "o", color=color, ms=5,
+            label=f"{name}: steady-state Ḡ (simulation)",
+        )  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("synaptic noise γ3")
     ax.set_ylabel("mean difficulty (theory convention)")
-    ax.set_title("steady state sits on the bound")
-    ax.legend(fontsize=6)
+    ax.set_title(
+        "steady-state difficulty against the bound\n2γ1/(T(γ1² + γ2² + γ3²N/T))", fontsize=9
+    )
+    ax.legend(fontsize=LEGEND_SIZE)
     return {"raman_difficulty": fig}
 
 
@@ -311,6 +328,61 @@ def summarise(df: pd.DataFrame, config: DifficultyConfig) -> dict:
             for m, r in ratio.groupby(steady.model)
         },
     }
+    return out
+
+
+#: "On the bound" is tested on the mean ratio over runs against its standard error (the ratio of
+#: means over n/2 correlated cycles spreads by a few % between runs: 0.94–1.05 in docs/raman.md);
+#: a single run has no spread, so it counts as on the bound within this tolerance.
+STEADY_TOL = 0.05
+
+
+def steady_verdict(model: str, ratio) -> str:
+    """'Noisy learning settles on the bound', tested on the runs' steady-state Ḡ / bound."""
+    ratio = pd.Series(ratio, dtype=float)
+    if len(ratio) > 1:
+        se = float(ratio.std(ddof=1) / math.sqrt(len(ratio)))
+        ok = abs(ratio.mean() - 1) <= 2 * se
+        test = f"mean within 2 SE = {2 * se:.2g} of 1"
+    else:
+        ok = abs(ratio.iloc[0] - 1) <= STEADY_TOL
+        test = f"one run: within {STEADY_TOL:.0%} of 1"
+    return (
+        f"{model}: steady-state difficulty / bound = {ratio.mean():.3f} on average "
+        f"(range {ratio.min():.3f}–{ratio.max():.3f}, {len(ratio)} runs); 'noisy learning "
+        f"settles on the bound' ({test}) {holds(ok)}."
+    )
+
+
+def crossing_verdicts(per_g3: pd.DataFrame) -> list[str]:
+    """Per seed: does the mean measured k change sign where ⟨k⟩ does (at the predicted γ3*)?"""
+    out = []
+    for seed, g in per_g3.groupby("seed"):
+        g = g.sort_values("gamma3")
+        g3, k, se = g.gamma3.to_numpy(), g.k_measured.to_numpy(), g.k_se.to_numpy()
+        crit = float(g.critical_gamma3.iloc[0])
+        if np.all(k + 2 * se < 0):
+            out.append(
+                f"* seed {seed}: k < 0 at every γ3 (beyond 2 SE): there is no sign change to "
+                f"compare with the predicted γ3* = {fmt(crit)}; 'the mean k changes sign at γ3*' "
+                "does not hold on this grid."
+            )
+            continue
+        if np.all(k - 2 * se > 0):
+            out.append(
+                f"* seed {seed}: k > 0 at every γ3 (beyond 2 SE): no sign change on this grid; "
+                f"'the mean k changes sign at γ3* = {fmt(crit)}' does not hold on this grid."
+            )
+            continue
+        # the measured sign agrees with the prediction at every γ3 where it is resolved (2 SE)
+        resolved = np.abs(k) > 2 * se
+        predicted_positive = g3 < crit
+        agree = (k[resolved] > 0) == predicted_positive[resolved]
+        out.append(
+            f"* seed {seed}: the mean measured k is positive below the predicted γ3* = {fmt(crit)} "
+            f"and negative above it at every γ3 where its sign is resolved (beyond 2 SE; "
+            f"{int(agree.sum())} of {int(resolved.sum())}): {holds(bool(agree.all()))}."
+        )
     return out
 
 
@@ -336,6 +408,7 @@ def report(df: pd.DataFrame, config: DifficultyConfig) -> str:
             f"| {r.seed} | {fmt(r.predicted_critical_gamma3)} | {fmt(r.measured_critical_gamma3)} | "
             f"{fmt(r.measured_crossing_interpolated)} |"
         )
+    lines += ["", *crossing_verdicts(per_g3)]
     if len(per_g3):
         lines += [
             "",
@@ -363,10 +436,7 @@ def report(df: pd.DataFrame, config: DifficultyConfig) -> str:
         lines.append("")
         for model, g in steady.groupby("model"):
             ratio = g.steady_difficulty / g.bound
-            lines.append(
-                f"{model}: steady-state difficulty / bound = {ratio.mean():.3f} on average "
-                f"(range {ratio.min():.3f}–{ratio.max():.3f}, {len(g)} runs)."
-            )
+            lines.append(steady_verdict(model, ratio))
     lines += ["", "![difficulty](raman_difficulty.png)", ""]
     return "\n".join(lines)
 

@@ -18,9 +18,14 @@ import torch
 
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.experiments.raman.common import (
+    LEGEND_SIZE,
     Protocol,
     flat_weights,
+    gamma_colors,
+    gamma_label,
     geometry_at,
+    holds,
+    least_bad_note,
     linear_problem,
     pretrained_mlp,
     protocol_from,
@@ -236,6 +241,20 @@ def run_cell(config: SizeConfig, cell: dict) -> list[dict]:
     ]
 
 
+#: Fewest sizes for the power-law fit of Tr∇²F against N (two points fix a line; they fit nothing).
+MIN_FIT_SIZES = 3
+#: Linear growth keeps the curvature along the gradient exactly; it is computed from Hessian-vector
+#: products in float64 (relative rounding ~1e-13), so "unchanged" means within 1e-8 relative.
+CURVATURE_REL_TOL = 1e-8
+
+
+def beta_text(beta: float) -> str:
+    """``β = 0.74``, or why there is none."""
+    if np.isfinite(beta):
+        return f"β = {beta:.2f}"
+    return f"β not fitted: fewer than {MIN_FIT_SIZES} sizes"
+
+
 def _peak_log_parabola(N: np.ndarray, y: np.ndarray, *, maximum: bool) -> float:
     """Location of the extremum of a parabola in log N through the best grid point and its neighbours."""
     order = np.argsort(N)
@@ -362,7 +381,12 @@ def size_tables(df: pd.DataFrame, *, with_curves: bool = False):
             # predicted <k> at each grown size from its measured geometry, interpolated in log N
             # (monotone cubic); β from a power-law fit of the trace, for the closed form
             logN = np.log(N)
-            beta = float(np.polyfit(logN, np.log(np.abs(g.hessian_trace.to_numpy())), 1)[0])
+            # a power law through two points is not a fit: β needs at least MIN_FIT_SIZES sizes
+            beta = (
+                float(np.polyfit(logN, np.log(np.abs(g.hessian_trace.to_numpy())), 1)[0])
+                if len(N) >= MIN_FIT_SIZES
+                else float("nan")
+            )
             interp = scipy.interpolate.PchipInterpolator(logN, g.k_expected.to_numpy())
 
             def curve(n, interp=interp, lo=logN[0], hi=logN[-1]):
@@ -398,17 +422,37 @@ def size_tables(df: pd.DataFrame, *, with_curves: bool = False):
     return agg, pd.DataFrame(opt_rows)
 
 
+def style_legend(fig, entries, *, ncols: int = 3) -> None:
+    """A figure-level legend below the panels: γ colours first, then what each mark means."""
+    handles = [h for h, _ in entries]
+    labels = [lab for _, lab in entries]
+    fig.legend(
+        handles, labels, loc="outside lower center", ncols=ncols, fontsize=LEGEND_SIZE,
+        handlelength=2.4,
+    )  # fmt: skip
+
+
+def _mark(**kwargs):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], **{"color": "0.3", "ls": "none", **kwargs})
+
+
 def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import LogLocator, NullFormatter
 
     from syngeo.app.plotting import subplots
 
     agg, opt, curves = size_tables(df, with_curves=True)
     models = [m for m in ("linear", "mlp") if m in set(agg.model)]
+    colors = gamma_colors(agg[["gamma1", "gamma2", "gamma3"]].itertuples(index=False))
     fig, axes = subplots(len(models), 2, width=3.6, height=3.0, squeeze=False)
+    entries, seen, styles = [], set(), set()
     for r, model in enumerate(models):
         sub = agg[agg.model == model]
-        for j, (key, g) in enumerate(sub.groupby(["gamma1", "gamma2", "gamma3", "T"])):
+        notes = []
+        for key, g in sub.groupby(["gamma1", "gamma2", "gamma3", "T"]):
             g = g.sort_values("n_synapses")
             o = opt[
                 (opt.model == model)
@@ -416,30 +460,26 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
                 & (opt.gamma2 == key[1])
                 & (opt.gamma3 == key[2])
             ].iloc[0]
-            color = f"C{j}"
-            label = f"γ=({key[0]:g}, {key[1]:g}, {key[2]:g})"
+            color = colors[tuple(float(k) for k in key[:3])]
+            label = f"{'linear' if model == 'linear' else 'sigmoid'}, {gamma_label(key)}"
+            if label not in seen:
+                seen.add(label)
+                entries.append((Line2D([], [], color=color, marker="o", ms=4), label))
             N = g.n_synapses.to_numpy(dtype=float)
             fine = np.geomspace(N.min(), N.max(), 200)
             show_star = np.isfinite(o.n_star_numeric) and o.n_min <= o.n_star_numeric <= o.n_max
             curve = curves[(model, *key[:3])]
             ax = axes[r][0]
-            ax.errorbar(
-                N, g.dk_measured, yerr=2 * g.dk_measured_se, fmt="o", ms=3, color=color, label=label
-            )
+            ax.errorbar(N, g.dk_measured, yerr=2 * g.dk_measured_se, fmt="o", ms=3, color=color)
             ax.plot(fine, curve(fine) - curve(N.min()), "-", color=color, lw=1)
             ax.plot(N, g.dk_expected, "x", color=color, ms=5)
             if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
+                styles.add("star")
+            if least_bad_note(g.k_initial):
+                notes.append(gamma_label(key))
             ax = axes[r][1]
-            ax.errorbar(
-                N,
-                g.steady_ratio,
-                yerr=2 * g.steady_ratio_se,
-                fmt="o",
-                ms=3,
-                color=color,
-                label=label,
-            )
+            ax.errorbar(N, g.steady_ratio, yerr=2 * g.steady_ratio_se, fmt="o", ms=3, color=color)
             if model == "linear":
                 base = g.iloc[0]
                 rates = PlasticityRates(key[0], key[1], key[2], key[3])
@@ -455,26 +495,52 @@ def plot(df: pd.DataFrame, config: SizeConfig) -> dict:
                 ax.plot(fine, pred / pred[0], "-", color=color, lw=1)
             if show_star:
                 ax.axvline(o.n_star_numeric, color=color, ls=":", lw=1)
-            if model != "linear" and np.isfinite(o.n_star_paper_cubic):
-                ax.axvline(o.n_star_paper_cubic, color=color, ls="--", lw=1)
+            if model != "linear":
+                for value, ls, kind in (
+                    (o.n_star_paper_cubic, "--", "cubic"),
+                    (o.n_star_closed_form, "-.", "heuristic"),
+                ):
+                    if np.isfinite(value) and value > 0:
+                        ax.axvline(value, color=color, ls=ls, lw=1)
+                        styles.add(kind)
         for c in (0, 1):
             ax = axes[r][c]
             ax.set_xscale("log")
             ax.xaxis.set_minor_locator(LogLocator(subs="all"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("network size N (synapses)")
+        name = "linear" if model == "linear" else "sigmoid"
         axes[r][0].set_ylabel("k(N) − ⟨k⟩(smallest N)")
-        axes[r][0].set_title(f"{model}: learning rate at the grown weights")
-        axes[r][0].legend(fontsize=6)
+        axes[r][0].set_title(f"{name}: learning rate at the grown weights", fontsize=9)
         axes[r][1].set_yscale("log")
         axes[r][1].set_ylabel("F_ss(N) / F_ss(smallest N)")
-        axes[r][1].set_title(f"{model}: steady-state error")
-    fig.suptitle(
-        "Per run, relative to its smallest network. Dots: simulation (±2 SE over runs); crosses: ⟨k⟩ "
-        "from the measured geometry at each size;\nlines: predicted curve (sigmoid: crosses "
-        "interpolated); dotted: N* maximising the predicted ⟨k⟩ curve; dashed (sigmoid): the paper's cubic N*",
-        fontsize=7,
-    )
+        axes[r][1].set_title(f"{name}: steady-state error", fontsize=9)
+        if notes:
+            axes[r][0].set_title(
+                f"{name}: learning rate at the grown weights\nk < 0 at every size for "
+                + "; ".join(notes)
+                + ": the peak is the least-bad forgetting",
+                fontsize=7,
+            )
+    entries += [
+        (_mark(marker="o", ms=4), "simulation (±2 SE over runs)"),
+        (_mark(marker="x", ms=5), "⟨k⟩ from the geometry measured at each size"),
+        (Line2D([], [], color="0.3", lw=1), "predicted curve (sigmoid: the crosses interpolated)"),
+    ]
+    if "star" in styles:
+        entries.append(
+            (Line2D([], [], color="0.3", ls=":", lw=1), "N* maximising the predicted ⟨k⟩")
+        )
+    if "cubic" in styles:
+        entries.append(
+            (Line2D([], [], color="0.3", ls="--", lw=1), "sigmoid: the paper's cubic N*")
+        )
+    if "heuristic" in styles:
+        entries.append(
+            (Line2D([], [], color="0.3", ls="-.", lw=1), "sigmoid: fitted-β heuristic N*")
+        )
+    style_legend(fig, entries, ncols=2)
+    fig.suptitle("Per run, relative to its smallest network", fontsize=9)
     return {"raman_size": fig}
 
 
@@ -531,7 +597,7 @@ def nonlinear_nstar_section(opt: pd.DataFrame, model: str = "mlp") -> list[str]:
         testable += np.isfinite(r.n_star_seed_log_se)
         lines.append(
             f"| ({r.gamma1:g}, {r.gamma2:g}, {r.gamma3:g}) | {fmt(r.n_star_paper_cubic, '.4g')} | "
-            f"{fmt(r.n_star_closed_form, '.4g')} (β = {r.beta:.2f}) | {fmt(r.n_star_seed_mean, '.4g')} "
+            f"{fmt(r.n_star_closed_form, '.4g')} ({beta_text(r.beta)}) | {fmt(r.n_star_seed_mean, '.4g')} "
             f"({r.n_seeds}) | {r.n_star_seed_min:.4g}–{r.n_star_seed_max:.4g} | {best} | {cells[0]} | {cells[1]} |"
         )
     n = len(closest)
@@ -549,6 +615,82 @@ def nonlinear_nstar_section(opt: pd.DataFrame, model: str = "mlp") -> list[str]:
         ),
         "",
     ]
+    return lines
+
+
+def _gamma1_above_gamma2_sentence(config: SizeConfig) -> str:
+    """Whether this preset has a linear setting with γ1 > γ2 (the slides' N* < 0), said as it is."""
+    cases = [g for g in config.linear_gammas if g[0] > g[1]] if "linear" in config.models else []
+    if not cases:
+        return (
+            "; no linear setting of this run has γ1 > γ2, so this run does not test that case "
+            "(the full preset has one)."
+        )
+    listed = ", ".join(gamma_label(g) for g in cases)
+    return f"; the linear setting(s) {listed} test that case (verdict below)."
+
+
+def size_verdicts(agg: pd.DataFrame, opt: pd.DataFrame) -> list[str]:
+    """The report's claims about size, each with its computed comparison and verdict."""
+    lines = ["## Verdicts", ""]
+    for model, rows in opt.groupby("model", sort=True):
+        for r in rows.itertuples():
+            ok = r.n_min < r.n_star_measured_k < r.n_max
+            sub = agg[
+                (agg.model == model)
+                & (agg.gamma1 == r.gamma1)
+                & (agg.gamma2 == r.gamma2)
+                & (agg.gamma3 == r.gamma3)
+            ]
+            note = least_bad_note(sub.k_initial, "the measured optimum of k")
+            where = (
+                f"measured N* of k = {fmt(r.n_star_measured_k, '.4g')}, grid "
+                f"{r.n_min:g}–{r.n_max:g}, a grid end does not count"
+            )
+            if note is None:
+                lines.append(
+                    f"* {model}, {gamma_label((r.gamma1, r.gamma2, r.gamma3))}: larger networks "
+                    f"learn faster up to an optimal size inside the grid ({where}): {holds(ok)}."
+                )
+            else:
+                lines.append(
+                    f"* {model}, {gamma_label((r.gamma1, r.gamma2, r.gamma3))}: k peaks inside the "
+                    f"grid ({where}): {holds(ok)}; but {note}, so 'larger networks learn faster "
+                    "up to N*' does not hold as stated."
+                )
+        by_noise = rows[rows.gamma3 > 0].sort_values("gamma3")
+        if len(by_noise) >= 2:
+            values = by_noise.n_star_measured_steady.to_numpy()
+            ok = bool(np.all(np.diff(values) < 0))
+            listed = ", ".join(
+                f"{fmt(v, '.4g')} at γ3 = {g:g}"
+                for v, g in zip(values, by_noise.gamma3, strict=True)
+            )
+            lines.append(
+                f"* {model}: noisier synapses give a smaller N* (measured N* of the steady-state "
+                f"error {listed}; strictly decreasing in γ3 required): {holds(ok)}."
+            )
+        else:
+            lines.append(
+                f"* {model}: 'noisier synapses give a smaller N*' needs two settings with γ3 > 0; "
+                "this run has fewer, so it is not tested here."
+            )
+    for r in opt[(opt.model == "linear") & (opt.gamma1 > opt.gamma2)].itertuples():
+        ok = r.n_star_slides < 0 < r.n_star_measured_steady
+        lines.append(
+            f"* linear, {gamma_label((r.gamma1, r.gamma2, r.gamma3))} (γ1 > γ2): the slides' N* = "
+            f"{fmt(r.n_star_slides, '.4g')} is negative while the measured optimum of the "
+            f"steady-state error is {fmt(r.n_star_measured_steady, '.4g')} > 0, so the slides' "
+            f"formula fails there: {holds(ok)}."
+        )
+    lin = agg[agg.model == "linear"]
+    if len(lin):
+        dev = float(np.max(np.abs(lin.grad_curvature / lin.base_grad_curvature - 1)))
+        lines.append(
+            f"* linear: growth leaves the curvature along the gradient unchanged (largest relative "
+            f"change {dev:.2g} ≤ {CURVATURE_REL_TOL:g}): {holds(dev <= CURVATURE_REL_TOL)}."
+        )
+    lines.append("")
     return lines
 
 
@@ -619,9 +761,12 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
         "with c1 = c2 keeps F, ‖∇F‖ and the curvature along the gradient, multiplies Tr∇²F by c2 = √(N/N0), so "
         "⟨k⟩(N) = γ1‖∇F‖/F − (T/2F)[γ1²g + Tr∇²F₀√(N/N0)(γ2²/N + γ3²/T)], maximal at N* = Tγ2²/γ3² "
         "(more generally ((1−β)/β)·Tγ2²/γ3² when Tr∇²F ∝ N^β). The slides' N* = T(γ2² − γ1²)/γ3² goes "
-        "negative when γ1 > γ2; the last linear setting tests that case. The slides also assume that the "
-        "curvature along the gradient grows like c2; in this construction it is exactly unchanged (tested), and "
-        "the column 'N* if g grew like c2' shows what that assumption would predict, Tγ2²/(γ3² + Tγ1²g/Tr∇²F₀).",
+        "negative when γ1 > γ2"
+        + _gamma1_above_gamma2_sentence(config)
+        + " The slides also assume that the "
+        "curvature along the gradient grows like c2; in this construction it stays unchanged (see the verdicts "
+        "below), and the column 'N* if g grew like c2' shows what that assumption would predict, "
+        "Tγ2²/(γ3² + Tγ1²g/Tr∇²F₀).",
         "",
         f"Settings: T = {config.T:g}; linear {list(config.linear_base)} expanded by c = {list(config.factors)}, "
         f"{config.n_cycles} cycles, {config.linear_repeats} repeats, {config.n_samples} inputs; sigmoid "
@@ -645,7 +790,7 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
     for r in opt.itertuples():
         cf = fmt(r.n_star_closed_form, ".4g")
         if r.model == "mlp":
-            cf += f" (β = {r.beta:.2f})"
+            cf += f" ({beta_text(r.beta)})"
         lines.append(
             f"| {r.model} | {r.gamma1:g} | {r.gamma2:g} | {r.gamma3:g} | {cf} | {fmt(r.n_star_numeric, '.4g')} | "
             f"{fmt(r.n_star_measured_k, '.4g')} | {fmt(r.n_star_measured_steady, '.4g')} | {fmt(r.n_star_slides, '.4g')} | "
@@ -656,6 +801,7 @@ def report(df: pd.DataFrame, config: SizeConfig) -> str:
         "Measured optima are the vertex of a parabola in log N through the best grid point and its two "
         "neighbours (a grid end when the extremum lies there).",
         "",
+        *size_verdicts(agg, opt),
         *nonlinear_nstar_section(opt),
         *_slides_plus_section(opt),
         "",

@@ -24,7 +24,12 @@ import pandas as pd
 import torch
 
 from syngeo.app.experiments.base import Experiment
-from syngeo.app.experiments.raman.common import flat_weights, protocol_from, rates_from
+from syngeo.app.experiments.raman.common import (
+    LEGEND_SIZE,
+    flat_weights,
+    protocol_from,
+    rates_from,
+)
 from syngeo.app.formatting import fmt
 from syngeo.bounds import FlatLoss
 from syngeo.expansion import SigmoidTask, expand_sigmoid, init_sigmoid_mlp, make_sigmoid_task
@@ -212,7 +217,7 @@ def plot(df: pd.DataFrame, config: TrainingConfig) -> dict:
         axes[0][c].set_yscale("log")
         axes[1][c].set_ylabel("local task difficulty G")
         axes[1][c].set_xlabel("cycle")
-        axes[0][c].legend(fontsize=6)
+        axes[0][c].legend(fontsize=LEGEND_SIZE)
     fig.suptitle(
         "Mean over seeds; G: trailing mean over 10 measurements; dashed: predicted steady-state "
         "difficulty 2cγ1/(T⟨‖ẇ‖²⟩) (c = 1 for the true gradient; with γ3 = 0 both sizes share it)",
