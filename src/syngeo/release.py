@@ -12,19 +12,19 @@ and the model replaces it by the Gaussian :math:`\mathcal N(\mu, \sigma^2)` (doc
 Cost
 ----
 Plasticity is modelled as descent on the KL divergence from a narrow Gaussian
-:math:`\mathcal N(\varphi, s^2)` around a target mean :math:`\varphi` to the response distribution,
+:math:`\mathcal N(m, s^2)` around a target mean :math:`m` to the response distribution,
 
-.. math::  \mathrm{KL} = \log\frac{\sigma}{s} + \frac{s^2 + (\varphi - \mu)^2}{2\sigma^2} - \frac12 .
+.. math::  \mathrm{KL} = \log\frac{\sigma}{s} + \frac{s^2 + (m - \mu)^2}{2\sigma^2} - \frac12 .
 
 The ``s``-terms do not depend on :math:`\theta = (P, q)`; for ``s → 0`` the cost used for the
 flow is
 
-.. math::  f(P, q) = \log\sigma + \frac{(\varphi - \mu)^2}{2\sigma^2}.
+.. math::  f(P, q) = \log\sigma + \frac{(m - \mu)^2}{2\sigma^2}.
 
-Changing the unit of ``q`` (and of :math:`\varphi`) adds a constant to :math:`\log\sigma` and
-leaves the gradient unchanged. Along the curve :math:`NPq = \varphi` the cost is
+Changing the unit of ``q`` (and of :math:`m`) adds a constant to :math:`\log\sigma` and
+leaves the gradient unchanged. Along the curve :math:`NPq = m` the cost is
 :math:`\log\sigma`, which decreases without bound as :math:`P \to 1`: the flow first reaches the
-target mean, then slides along it towards reliable release (:math:`P \to 1`, :math:`q \to \varphi/N`).
+target mean, then slides along it towards reliable release (:math:`P \to 1`, :math:`q \to m/N`).
 
 Fisher information
 ------------------
@@ -67,7 +67,7 @@ def _moments(p, q, n_sites: int):
 
 
 def _cost_from_moments(mean, variance, target_mean, log):
-    """f = log σ + (φ − μ)²/(2σ²), written with ``log`` of the array library in use."""
+    """f = log σ + (m − μ)²/(2σ²), written with ``log`` of the array library in use."""
     return 0.5 * log(variance) + (target_mean - mean) ** 2 / (2.0 * variance)
 
 
@@ -78,7 +78,7 @@ class BinomialRelease:
     Parameters
     ----------
     target_mean : float
-        The target mean response :math:`\varphi > 0`, in ``unit``.
+        The target mean response :math:`m > 0`, in ``unit``.
     n_sites : int, default 1
         Number of release sites ``N`` (Surace & Brea use ``N = 1``).
     unit : Unit or str, default "mV"
@@ -164,13 +164,13 @@ class BinomialRelease:
         return _moments(t[..., 0], t[..., 1], self.n_sites)[1]
 
     def cost(self, theta) -> np.ndarray:
-        """f(P, q) = log σ + (φ − μ)²/(2σ²) (the s → 0 KL without its constant terms)."""
+        """f(P, q) = log σ + (m − μ)²/(2σ²) (the s → 0 KL without its constant terms)."""
         t = self._check_theta(theta)
         mean, var = _moments(t[..., 0], t[..., 1], self.n_sites)
         return _cost_from_moments(mean, var, self.target_mean, np.log)
 
     def kl_divergence(self, theta, target_width: float) -> np.ndarray:
-        """KL(N(φ, s²) ‖ N(μ, σ²)) with ``s = target_width`` (in ``unit``); differs from
+        """KL(N(m, s²) ‖ N(μ, σ²)) with ``s = target_width`` (in ``unit``); differs from
         :meth:`cost` by ``−log s + s²/(2σ²) − ½``."""
         s = as_positive_float(target_width, "target_width")
         t = self._check_theta(theta)
@@ -189,8 +189,8 @@ class BinomialRelease:
         r"""Partial derivatives ∂f/∂(P, q) in closed form, shape=[..., 2].
 
         .. math::  \partial_i f = \frac{\partial_i\sigma^2}{2\sigma^2}
-                   - \frac{(\varphi-\mu)\,\partial_i\mu}{\sigma^2}
-                   - \frac{(\varphi-\mu)^2\,\partial_i\sigma^2}{2\sigma^4}
+                   - \frac{(m-\mu)\,\partial_i\mu}{\sigma^2}
+                   - \frac{(m-\mu)^2\,\partial_i\sigma^2}{2\sigma^4}
 
         A covector: ∂f/∂q is in 1/``unit``.
         """
