@@ -189,10 +189,15 @@ def test_fig5_colours_come_from_the_palette_and_ne_stands_alone(fig5_run):
         ne = geometry_style("NE")
         for point in ne_points:
             assert _rgb(point.get_color()) == _rgb(ne.color) and point.get_marker() == ne.marker
+    for stem in ("fig5_histogram", "fig5_profile", "fig5_connections"):
         # legends sit outside the axes
         fig = figures[stem]
+        (ax,) = data_panels(fig)
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
-        for legend in fig.legends:
-            assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+        legends = [leg for leg in (*fig.legends, ax.get_legend()) if leg is not None]
+        assert legends, stem
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            assert not box.overlaps(ax.get_window_extent(renderer)), stem
     _close(figures)
