@@ -281,3 +281,19 @@ def test_nothing_is_marked_hidden_without_a_truth(pnorm_case):
     for fig in figures.values():
         assert not any("hidden" in t for t in _legend_texts(fig))
         plt.close(fig)
+
+
+def test_written_pngs_are_200_dpi_and_not_blank(tmp_path):
+    """Through the writer the commands use: each PNG is at least 200 px per inch of figure."""
+    from figcheck import assert_png
+    from syngeo.app.outputs import write_outputs
+
+    sim = simulate_change("2.5-norm", 500, rng=3)
+    fit = infer_geometry(sim.before, sim.after, n_bootstrap=0, rng=0)
+    figures = inference_figures(sim.before, sim.after, fit, truth=2.5)
+    widths = {stem: fig.get_figwidth() for stem, fig in figures.items()}
+    written = write_outputs(tmp_path, figures=figures)
+    assert len(written) >= 3
+    for stem, inches in widths.items():
+        assert_png(tmp_path / f"{stem}.png", min_dpi_width=int(200 * inches))
+        assert (tmp_path / f"{stem}.pdf").stat().st_size > 0

@@ -93,6 +93,8 @@ def _shown_candidates(fit: Any, top: int) -> tuple[list[str], str | None]:
     rest = ranked[~ranked["candidate"].isin(best)]
     grid = rest[~rest["refined"].astype(bool)]
     pool = grid if len(grid) else rest
+    if not len(pool):
+        return best, None
     rejected = pool[pool["delta_aic"] >= REJECTED_DELTA_AIC]
     for preferred in ("2-norm", "NE"):
         if preferred in set(rejected["candidate"]):
@@ -111,7 +113,8 @@ def _role(name: str, rows: pd.DataFrame, contrast: str | None, hidden: str | Non
         rejected = math.isfinite(daic) and daic >= REJECTED_DELTA_AIC
         text = f"{'rejected' if rejected else 'lowest ranked'}, ΔAIC {fmt(daic, '.3g')}"
     else:
-        text = f"#{rank}, ΔAIC {fmt(daic, '.3g')}"
+        rejected = math.isfinite(daic) and daic >= REJECTED_DELTA_AIC
+        text = f"#{rank}{', rejected' if rejected else ''}, ΔAIC {fmt(daic, '.3g')}"
     if hidden is not None and name == hidden:
         text += "; hidden"
     return text
