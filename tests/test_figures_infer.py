@@ -297,3 +297,18 @@ def test_written_pngs_are_200_dpi_and_not_blank(tmp_path):
     for stem, inches in widths.items():
         assert_png(tmp_path / f"{stem}.png", min_dpi_width=int(200 * inches))
         assert (tmp_path / f"{stem}.pdf").stat().st_size > 0
+
+
+def test_a_single_candidate_draws_without_a_contrast():
+    """One p-norm asked for: the ranking holds it and its refinement, nothing is left to
+    contrast, so the histograms show those two and no panel claims a rejection."""
+    sim = simulate_change("3-norm", 800, rng=0)
+    fit = infer_geometry(sim.before, sim.after, ["3-norm"], n_bootstrap=0, rng=0)
+    assert len(fit.ranking) == 2
+    figures = inference_figures(sim.before, sim.after, fit)
+    assert_figure(figures["dual_change_histograms"], panels=2)
+    assert_figure(figures["score_vs_p"], panels=2)
+    titles = [ax.get_title() for ax in data_panels(figures["dual_change_histograms"])]
+    assert not any("rejected" in t or "lowest ranked" in t for t in titles)
+    for fig in figures.values():
+        plt.close(fig)
