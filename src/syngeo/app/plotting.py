@@ -2,6 +2,18 @@
 
 Figures are made with the object-oriented API on a non-interactive backend (Agg), so commands work
 on machines without a display.
+
+Conventions every figure follows:
+
+* Colours and markers: one per geometry, from :func:`geometry_style` (never from the order in
+  which a figure draws its curves); quantities that are not geometries (noise levels, initial
+  families, data) use greys, line styles or :func:`noise_color`, so that a hue always means a
+  geometry.
+* Notation for potentials (as in docs/inference.md and docs/theory.md §2): φ is the potential of
+  the plasticity that produced the weights (the hidden geometry of ``syngeo demo``, the
+  "trained with" potential of fig4/fig7); ψ is a candidate potential the weights are *read*
+  with, and Δ_ψ = ∇ψ(w) − ∇ψ(w0) its dual change. When a figure does not distinguish the two
+  (ψ = φ), it writes φ. No other letter names a potential in a figure.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ __all__ = [
     "GeometryStyle",
     "color_for",
     "geometry_style",
+    "noise_color",
     "paper_style",
     "pnorm_exponent",
     "subplots",
@@ -112,6 +125,19 @@ def color_for(name: str, fallback_index: int = 0) -> str:
     """
     del fallback_index
     return geometry_style(name).color
+
+
+def noise_color(level: float) -> str:
+    """The grey of a relative measurement-noise level (0 black, 50 % and above light grey).
+
+    Depends on the level only (not on how many levels a figure draws); the square root spreads
+    the usual levels 0-20 % apart. Greys keep hues for the geometries.
+
+    >>> noise_color(0.0), noise_color(0.5)
+    ('#000000', '#c7c7c7')
+    """
+    frac = min(max(float(level), 0.0) / 0.5, 1.0) ** 0.5
+    return str(matplotlib.colors.to_hex((0.78 * frac,) * 3))
 
 
 _STYLE = {

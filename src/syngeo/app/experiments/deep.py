@@ -467,7 +467,7 @@ def summarise(df: pd.DataFrame, config: DeepConfig) -> dict:
 def _plot(df: pd.DataFrame, config: DeepConfig, stem: str) -> dict:
     from scipy.stats import norm
 
-    from syngeo.app.plotting import color_for, subplots
+    from syngeo.app.plotting import geometry_style, subplots
 
     figs = {}
     fig, axes = subplots(1, 3, width=3.4, height=3.0, squeeze=False)
@@ -511,7 +511,11 @@ def _plot(df: pd.DataFrame, config: DeepConfig, stem: str) -> dict:
                 for w in widths
             ]
             axes[2].bar(
-                np.arange(len(widths)) + k * step, med, step, color=color_for(name, k), label=name
+                np.arange(len(widths)) + k * step,
+                med,
+                step,
+                color=geometry_style(name).color,
+                label=geometry_style(name).label,
             )
         axes[2].set_xticks(np.arange(len(widths)) + 0.4 - step / 2, [str(w) for w in widths])
         axes[2].set_xlabel("width")
@@ -540,7 +544,7 @@ def _plot(df: pd.DataFrame, config: DeepConfig, stem: str) -> dict:
                         centres,
                         counts / (counts.sum() * dz),
                         dz,
-                        color=color_for(psi, j),
+                        color=geometry_style(psi).color,
                         alpha=0.6,
                     )
                 mu = float(np.nanmean(part["z_mean"]))
@@ -551,6 +555,8 @@ def _plot(df: pd.DataFrame, config: DeepConfig, stem: str) -> dict:
                 )
             ax.set_xlim(-5, 5)
             ax.set_yticks([])
+            if i == len(names) - 1:
+                ax.set_xlabel(r"$\Delta_\psi\,/\,\mathrm{sd}(\Delta_\psi)$")
     figs[f"{stem}_hist"] = fig
     return figs
 

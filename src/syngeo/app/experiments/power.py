@@ -166,13 +166,13 @@ def summarise(table: pd.DataFrame, config: Config) -> dict:
 def plot(table: pd.DataFrame, config: Config) -> dict:
     """``power``: power against n per noise level, and the synapses needed for the target power
     against noise; ``confusion``: the confusion matrix at the planned experiment."""
-    from syngeo.app.plotting import subplots
+    from syngeo.app.plotting import geometry_style, noise_color, subplots
 
     fig, axes = subplots(1, 2, width=3.8, height=3.0)
     power = power_table(table[table["kind"] == "power"]) if len(table) else None
     ax = axes[0]
     if power is not None:
-        for i, s in enumerate(config.noise):
+        for s in config.noise:
             part = power[power["noise"] == s]
             ax.errorbar(
                 part["n"],
@@ -182,7 +182,7 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
                 markersize=3,
                 capsize=2,
                 label=f"noise {100 * s:.0f} %",
-                color=f"C{i}",
+                color=noise_color(s),
             )
     ax.axhline(config.target, color="0.5", linestyle=":", linewidth=1)
     ax.set_xscale("log")
@@ -194,15 +194,16 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
     if power is not None:
         needed = _needed(table, config)
         big = max(config.n)
-        for col, label, mk in (
-            ("n_needed", f"identify {config.truth}", "o"),
-            ("n_needed_euclidean", "rule out the 2-norm", "s"),
+        for col, label, geometry in (
+            ("n_needed", f"identify {config.truth}", config.truth),
+            ("n_needed_euclidean", "rule out the 2-norm", "2-norm"),
         ):
             if col == "n_needed_euclidean" and config.truth == "2-norm":
                 continue
             x = 100 * needed["noise"].to_numpy()
             y = needed[col].to_numpy(dtype=float)
-            ax.plot(x, y, marker=mk, markersize=4, label=label)
+            style = geometry_style(geometry)
+            ax.plot(x, y, marker=style.marker, markersize=4, color=style.color, label=label)
             miss = np.isnan(y)
             if miss.any():
                 ax.plot(

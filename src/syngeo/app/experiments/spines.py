@@ -438,9 +438,23 @@ def _quantiles(model: SnapshotModel, probs: np.ndarray, lo: float, hi: float) ->
     return np.interp(probs, cdf, x)
 
 
+#: Line style of each initial family in the p-profile (colours belong to the geometries).
+_FAMILY_LINES = {"two-point": "-", "constant-lognormal": "--"}
+
+
+def _is_pnorm(name: str) -> bool:
+    """Whether geometry ``name`` has a p (joined by lines against p; NE is drawn on its own)."""
+    return syngeo.potential(name).parameter is not None
+
+
+def _order_names(names: Any) -> list[str]:
+    """Distinct geometry names, by their position on the p axis (NE first)."""
+    return sorted(set(names), key=_position)
+
+
 def plot(table: pd.DataFrame, config: Config) -> dict:
     """Histogram with every model, QQ plots, the p-profile, the connection spread."""
-    from syngeo.app.plotting import color_for, subplots
+    from syngeo.app.plotting import geometry_style, subplots
 
     w, _, info = load_sizes(config)
     x = np.log10(w)
@@ -450,13 +464,13 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
     paper = table[table["part"] == "paper"]
     figures = {}
 
-    fig, ax = subplots(1, 1, width=6.0, height=3.8)
+    fig, ax = subplots(1, 1, width=6.0, height=4.6)
     ax.hist(x, bins=60, density=True, color="0.82", label=f"data (n = {w.size})")
-    for i, (_, row) in enumerate(per.iterrows()):
+    for _, row in per.iterrows():
         ax.plot(
             grid,
             _log10_density(model_from_row(row), grid),
-            color=color_for(row["potential"], i),
+            color=geometry_style(row["potential"]).color,
             label=f"{row['potential']} / {row['family']} (ΔAIC {row['delta_aic']:.0f})",
         )
     styles = ("--", ":")
@@ -470,7 +484,7 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
         )
     ax.set_xlabel(f"log10 {info['column']}")
     ax.set_ylabel("density")
-    ax.legend(fontsize=6)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2)
     figures["fig5_histogram"] = fig
 
     n_panels = max(len(per), 1)
@@ -482,7 +496,7 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
     for k, (_, row) in enumerate(per.iterrows()):
         ax = axes[k // ncols][k % ncols]
         q = _quantiles(model_from_row(row), probs, xs[0], xs[-1])
-        ax.plot(q, xs, ".", markersize=2, color=color_for(row["potential"], k))
+        ax.plot(q, xs, ".", markersize=2, color=geometry_style(row["potential"]).color)
         ax.plot([xs[0], xs[-1]], [xs[0], xs[-1]], "k-", linewidth=0.8)
         pv = row["ks_pvalue"] if bool(row["gof_tested"]) else math.nan
         ax.set_title(
@@ -494,44 +508,79 @@ def plot(table: pd.DataFrame, config: Config) -> dict:
         axes[k // ncols][k % ncols].axis("off")
     figures["fig5_qq"] = fig
 
-    fig, ax = subplots(1, 1, width=4.8, height=3.2)
+    fig, ax = subplots(1, 1, width=6.6, height=3.2)
     if len(fits):
         top = fits["log_likelihood"].max()
-        for i, family in enumerate(config.families):
+        for family in config.families:
             part = fits[fits["family"] == family].sort_values("p_position")
+            style = _FAMILY_LINES.get(family, "-.")
+            # p-norms joined by a line (one style per initial family); NE, the p -> 1 limit,
+            # drawn at p = 1 on its own (not joined to the smallest p)
+            joined = part[[_is_pnorm(name) for name in part["potential"]]]
             ax.plot(
-                part["p_position"],
-                part["log_likelihood"] - top,
-                "-o",
-                markersize=3,
-                color=f"C{i}",
-                label=family,
+                joined["p_position"],
+                joined["log_likelihood"] - top,
+                linestyle=style,
+                color="0.35",
+                lw=1.0,
+                label=f"{family} ({'filled' if family == config.families[0] else 'open'} markers)",
             )
+            for _, row in part.iterrows():
+                geo = geometry_style(row["potential"])
+                ax.plot(
+                    [row["p_position"]],
+                    [row["log_likelihood"] - top],
+                    marker=geo.marker,
+                    markersize=5,
+                    color=geo.color,
+                    mfc=geo.color if family == config.families[0] else "white",
+                    linestyle="none",
+                )
+        for name in _order_names(fits["potential"]):
+            geo = geometry_style(name)
+            ax.plot([], [], linestyle="none", marker=geo.marker, color=geo.color, label=geo.label)
         ax.axhline(-RULED_OUT_DELTA_AIC / 2, color="0.5", linestyle=":", linewidth=1)
         ax.set_ylim(max(ax.get_ylim()[0], -80), 5)
     ax.set_xlabel("p of the p-norm (NE at 1)")
     ax.set_ylabel("max log-likelihood − best")
-    ax.legend(fontsize=7, title="initial family", title_fontsize=7)
+    fig.legend(
+        fontsize=7,
+        title="initial family (line), geometry (colour)",
+        title_fontsize=7,
+        loc="outside right upper",
+    )
     figures["fig5_profile"] = fig
 
     conn = table[table["part"] == "connections"]
-    fig, ax = subplots(1, 1, width=4.8, height=3.0)
+    fig, ax = subplots(1, 1, width=6.6, height=3.0)
     if len(conn):
         conn = conn.sort_values("p_position")
         floor, sd = float(conn["gaussian_floor"].iloc[0]), float(conn["gaussian_floor_sd"].iloc[0])
         ax.axhspan(floor - 2 * sd, floor + 2 * sd, color="0.88", label="Gaussian floor ± 2 sd")
-        ax.plot(conn["p_position"], conn["cdf_distance"], "-o", color="C3", label="within pairs")
-        ax.plot(
-            conn["p_position"],
-            conn["shuffled_cdf_distance"],
-            "-s",
-            color="0.4",
-            label="shuffled pairs",
-        )
+        joined = conn[[_is_pnorm(name) for name in conn["potential"]]]
+        for column, style, colour, label in (
+            ("cdf_distance", "-", "black", "within pairs (filled)"),
+            ("shuffled_cdf_distance", "--", "0.5", "shuffled pairs (open)"),
+        ):
+            ax.plot(joined["p_position"], joined[column], style, color=colour, lw=1.0, label=label)
+            for _, row in conn.iterrows():
+                geo = geometry_style(row["potential"])
+                ax.plot(
+                    [row["p_position"]],
+                    [row[column]],
+                    marker=geo.marker,
+                    markersize=6,
+                    color=geo.color,
+                    mfc=geo.color if column == "cdf_distance" else "white",
+                    linestyle="none",
+                )
+        for name in _order_names(conn["potential"]):
+            geo = geometry_style(name)
+            ax.plot([], [], linestyle="none", marker=geo.marker, color=geo.color, label=geo.label)
         ax.set_ylim(bottom=0)
     ax.set_xlabel("p of the p-norm (NE at 1)")
     ax.set_ylabel("Gaussianity distance d")
-    ax.legend(fontsize=7)
+    fig.legend(fontsize=7, loc="outside right upper")
     figures["fig5_connections"] = fig
     return figures
 
