@@ -590,7 +590,11 @@ def check_finite_duals(before: Any, after: Any, candidates: Sequence[Any]) -> No
     idx = np.unique(np.concatenate(list(bad.values())))
     shown = "; ".join(f"synapse {i} (BEFORE {b[i]:.3g}, AFTER {a[i]:.3g})" for i in idx[:5])
     more = f"; … ({idx.size - 5} more)" if idx.size > 5 else ""
-    names = ", ".join(bad)
+    names = (
+        ", ".join(bad)
+        if len(bad) <= 3
+        else f"{_count(len(bad), 'candidate')} ({next(iter(bad))} to {list(bad)[-1]})"
+    )
     it = "it" if idx.size == 1 else "them"
     raise InputError(
         f"{_count(idx.size, 'synapse has', 'synapses have')} a weight so large that its dual "
