@@ -259,6 +259,13 @@ def test_outlier_at_1e30_is_flagged_and_without_it_the_3_norm_wins(fits):
     infl = influential_synapses(fit, b, a)
     assert infl.indices == (17,) and infl.best_without == "3-norm"
     assert infl.influence[0] > infl.threshold >= 10
+    # the influence is the leave-one-out change less its median over the synapses
+    full, loo = leave_one_out_log_likelihood(PreparedChange.from_weights(b, a), fit.best_potential)
+    change = full - loo
+    centred = np.abs(change - np.median(change))
+    assert infl.influence[0] == pytest.approx(centred[17])
+    assert infl.q99 == pytest.approx(np.quantile(centred, 0.99))
+    assert infl.threshold == pytest.approx(max(10.0, 10.0 * infl.q99))
     assert infl.delta_aic_without["3-norm"] == 0 and infl.delta_aic_without["NE"] > 100
 
 
