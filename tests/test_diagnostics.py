@@ -14,6 +14,7 @@ import scipy.stats
 from syngeo.diagnostics import (
     GOF_ALPHA,
     GOF_DRAWS,
+    GOF_FAR_RATIO,
     NE_LIMIT_LOGLIK,
     NE_OR_P_TO_1,
     check_finite_duals,
@@ -197,7 +198,9 @@ def test_gaussian_change_fits_and_heavy_tails_do_not(fits):
     fit2 = infer_geometry(b2, a2, n_bootstrap=0, rng=0)
     gof2 = dual_gaussianity_test(fit2, b2, a2, rng=0)
     assert not gof2.any_fits and gof2.pvalues[gof2.closest] < GOF_ALPHA
+    assert gof2.no_fit and gof2.ratio > GOF_FAR_RATIO and gof2.verdict == "no candidate fits"
     assert "no candidate fits" in gof2.sentence()
+    assert gof2.ratio == pytest.approx(gof2.values[gof2.closest] / gof2.null_q99)
 
 
 def test_cdf_estimator_uses_the_cdf_distance(fits):
@@ -216,7 +219,23 @@ def test_winner_that_does_not_fit_when_another_does():
                               0.02, 0.03, "A", "B")  # fmt: skip
     assert not gof.best_fits and gof.any_fits
     assert "the winner does not fit" in gof.sentence() and "B does" in gof.sentence()
-    assert "p ≤ 0.005" in gof.sentence()
+    assert "p ≤ 0.005" in gof.sentence() and gof.verdict == "winner does not fit"
+
+
+@pytest.mark.parametrize(
+    ("closest", "verdict"), [(0.08, "departs slightly"), (0.1, "no candidate fits")]
+)
+def test_a_slight_departure_is_not_no_fit(closest, verdict):
+    # 99th percentile 0.03: the closest candidate at 0.08 is 2.7×, at 0.1 3.3× (threshold 3×)
+    from syngeo.diagnostics import DualGaussianityTest
+
+    gof = DualGaussianityTest("ks", 100, 199, {"A": 0.2, "B": closest}, {"A": 0.005, "B": 0.005},
+                              0.02, 0.03, "A", "B")  # fmt: skip
+    assert not gof.any_fits and gof.verdict == verdict
+    assert gof.no_fit is (verdict == "no candidate fits")
+    sentence = gof.sentence()
+    assert ("does not hold" in sentence) is (verdict == "departs slightly")
+    assert f"{closest / 0.03:.2g}×" in sentence
 
 
 # ------------------------------------------------------------------------------------------------

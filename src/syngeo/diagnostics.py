@@ -57,6 +57,7 @@ from syngeo.validation import as_generator, as_positive_int
 __all__ = [
     "GOF_ALPHA",
     "GOF_DRAWS",
+    "GOF_FAR_RATIO",
     "GOF_MAX_N",
     "INFLUENCE_FLOOR",
     "INFLUENCE_RATIO",
@@ -92,6 +93,12 @@ P_NEAR_ONE = 1.1
 #: Monte Carlo p-value below which a candidate does not fit (with 199 draws: its statistic is
 #: above every draw of the Gaussian null but at most one).
 GOF_ALPHA = 0.01
+#: "No candidate fits" needs, besides p < GOF_ALPHA for every candidate, the smallest statistic
+#: beyond this multiple of the null's 99th percentile: far outside what sampling gives at this
+#: n, not a detectable but slight departure. (The demo's trained network, whose dual change the
+#: theory predicts Gaussian only to first order, departs by 2× at n = 16 384; one outlier at 1e30
+#: by 22×, a Student-t(2) change by 11×.) A judgement, stated so the reader can apply another.
+GOF_FAR_RATIO = 3.0
 #: Draws of the simulated Gaussian null (199: p-values are multiples of 1/200).
 GOF_DRAWS = 199
 #: The goodness-of-fit statistic uses a fixed random subsample of at most this many synapses
@@ -310,6 +317,8 @@ class DualGaussianityTest:
     closest : str
         The candidate with the smallest statistic.
     alpha : float
+    far_ratio : float
+        :data:`GOF_FAR_RATIO`.
     """
 
     statistic: str
@@ -322,6 +331,7 @@ class DualGaussianityTest:
     best: str
     closest: str
     alpha: float = GOF_ALPHA
+    far_ratio: float = GOF_FAR_RATIO
 
     @property
     def best_fits(self) -> bool:
@@ -333,8 +343,34 @@ class DualGaussianityTest:
         """Some candidate's p-value is at least ``alpha`` (the closest one's)."""
         return self.pvalues[self.closest] >= self.alpha
 
+    @property
+    def ratio(self) -> float:
+        """The smallest statistic over the null's 99th percentile."""
+        return self.values[self.closest] / self.null_q99
+
+    @property
+    def no_fit(self) -> bool:
+        """No candidate fits: every p-value below ``alpha`` and the smallest statistic beyond
+        ``far_ratio`` × the null's 99th percentile."""
+        return not self.any_fits and self.ratio > self.far_ratio
+
+    @property
+    def verdict(self) -> str:
+        """``"fits"``, ``"winner does not fit"``, ``"departs slightly"`` or ``"no candidate fits"``."""
+        if self.best_fits:
+            return "fits"
+        if self.any_fits:
+            return "winner does not fit"
+        return "no candidate fits" if self.no_fit else "departs slightly"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"best_fits": self.best_fits, "any_fits": self.any_fits}
+        return asdict(self) | {
+            "best_fits": self.best_fits,
+            "any_fits": self.any_fits,
+            "no_fit": self.no_fit,
+            "ratio": self.ratio,
+            "verdict": self.verdict,
+        }
 
     def _p(self, name: str) -> str:
         p = self.pvalues[name]
@@ -356,10 +392,19 @@ class DualGaussianityTest:
                 f"{head}: the winner does not fit (p < {self.alpha:g}); {self.closest} does "
                 f"(statistic {self.values[self.closest]:.3g}, {self._p(self.closest)})"
             )
+        smallest = (
+            f"the smallest statistic ({self.closest}, {self.values[self.closest]:.3g}) is "
+            f"{self.ratio:.2g}× the null's 99th percentile"
+        )
+        if self.no_fit:
+            return (
+                f"{head}: no candidate fits — {smallest} (> {self.far_ratio:g}×, p < "
+                f"{self.alpha:g}); the ranking orders poor fits"
+            )
         return (
-            f"{head}: no candidate fits — the smallest statistic ({self.closest}, "
-            f"{self.values[self.closest]:.3g}) is beyond the null (p < {self.alpha:g}); the "
-            "ranking orders poor fits"
+            f'{head}: "consistent with a Gaussian" does not hold (p < {self.alpha:g}), but the '
+            f"departure is slight — {smallest} (≤ {self.far_ratio:g}×); read the ranking as the "
+            "best approximation"
         )
 
 
@@ -371,6 +416,7 @@ def dual_gaussianity_test(
     candidates: Sequence[Any] | None = None,
     draws: int = GOF_DRAWS,
     alpha: float = GOF_ALPHA,
+    far_ratio: float = GOF_FAR_RATIO,
     rng: Any = 0,
 ) -> DualGaussianityTest:
     """Test the scored candidates' dual changes for Gaussianity against :func:`gaussian_null`.
@@ -415,6 +461,7 @@ def dual_gaussianity_test(
         best,
         closest,
         float(alpha),
+        float(far_ratio),
     )
 
 
@@ -658,8 +705,9 @@ class FitDiagnostics:
 
     @property
     def fits(self) -> bool | None:
-        """Some candidate fits (None when not tested)."""
-        return None if self.gof is None else self.gof.any_fits
+        """Not "no candidate fits" (None when not tested): some candidate fits, or the departure
+        from a Gaussian is slight."""
+        return None if self.gof is None else not self.gof.no_fit
 
     @property
     def influential(self) -> tuple[int, ...]:
@@ -677,7 +725,7 @@ class FitDiagnostics:
         }
 
     def __repr__(self) -> str:
-        gof = "untested" if self.gof is None else ("fits" if self.gof.any_fits else "no fit")
+        gof = "untested" if self.gof is None else self.gof.verdict
         return (
             f"FitDiagnostics(answer={self.answer!r}, {gof}, "
             f"influential={list(self.influential)}, warnings={len(self.warnings)})"
@@ -727,7 +775,9 @@ def diagnose(
     gof = influence = None
     if getattr(fit, "noise", None) is None:
         gof = dual_gaussianity_test(fit, before, after, candidates=candidates, draws=draws, rng=rng)
-        (notes if gof.best_fits else warnings).append(gof.sentence())
+        (warnings if gof.verdict in ("no candidate fits", "winner does not fit") else notes).append(
+            gof.sentence()
+        )
         influence = influential_synapses(fit, before, after, candidates=candidates)
         if influence.indices:
             warnings.append(influence_sentence(influence, fit.best))

@@ -528,11 +528,12 @@ def summary_rows(checked: CheckedFit) -> list[tuple[str, str]]:
     gof = d.gof
     if gof is not None:
         name = "KS" if gof.statistic == "ks" else "CDF distance"
-        verdict = (
-            "fits"
-            if gof.best_fits
-            else (f"does not fit; {gof.closest} does" if gof.any_fits else "no candidate fits")
-        )
+        verdict = {
+            "fits": "fits",
+            "winner does not fit": f"does not fit; {gof.closest} does",
+            "departs slightly": f"departs slightly ({fmt(gof.ratio, '.2g')}× the 99%)",
+            "no candidate fits": f"no candidate fits ({fmt(gof.ratio, '.2g')}× the 99%)",
+        }[gof.verdict]
         rows.append(
             (
                 "goodness of fit",
