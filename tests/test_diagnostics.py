@@ -217,9 +217,13 @@ def test_winner_that_does_not_fit_when_another_does():
 
     gof = DualGaussianityTest("ks", 100, 199, {"A": 0.5, "B": 0.01}, {"A": 0.005, "B": 0.6},
                               0.02, 0.03, "A", "B")  # fmt: skip
-    assert not gof.best_fits and gof.any_fits
-    assert "the winner does not fit" in gof.sentence() and "B does" in gof.sentence()
+    assert not gof.best_fits and gof.any_fits and gof.best_ratio == pytest.approx(0.5 / 0.03)
+    assert "the winner does not fit (17×" in gof.sentence() and "B comes closer" in gof.sentence()
     assert "p ≤ 0.005" in gof.sentence() and gof.verdict == "winner does not fit"
+    # the winner just past the 99th percentile, another candidate inside it: a slight departure
+    gof = DualGaussianityTest("ks", 100, 199, {"A": 0.032, "B": 0.01}, {"A": 0.005, "B": 0.6},
+                              0.02, 0.03, "A", "B")  # fmt: skip
+    assert gof.verdict == "departs slightly" and "B is consistent with one" in gof.sentence()
 
 
 @pytest.mark.parametrize(
@@ -229,8 +233,8 @@ def test_a_slight_departure_is_not_no_fit(closest, verdict):
     # 99th percentile 0.03: the closest candidate at 0.08 is 2.7×, at 0.1 3.3× (threshold 3×)
     from syngeo.diagnostics import DualGaussianityTest
 
-    gof = DualGaussianityTest("ks", 100, 199, {"A": 0.2, "B": closest}, {"A": 0.005, "B": 0.005},
-                              0.02, 0.03, "A", "B")  # fmt: skip
+    gof = DualGaussianityTest("ks", 100, 199, {"A": closest, "B": closest},
+                              {"A": 0.005, "B": 0.005}, 0.02, 0.03, "A", "B")  # fmt: skip
     assert not gof.any_fits and gof.verdict == verdict
     assert gof.no_fit is (verdict == "no candidate fits")
     sentence = gof.sentence()

@@ -355,13 +355,20 @@ class DualGaussianityTest:
         return not self.any_fits and self.ratio > self.far_ratio
 
     @property
+    def best_ratio(self) -> float:
+        """The winner's statistic over the null's 99th percentile."""
+        return self.values[self.best] / self.null_q99
+
+    @property
     def verdict(self) -> str:
-        """``"fits"``, ``"winner does not fit"``, ``"departs slightly"`` or ``"no candidate fits"``."""
+        """``"fits"`` (winner's p ≥ alpha), ``"departs slightly"`` (p < alpha, within
+        ``far_ratio`` × the 99th percentile), ``"no candidate fits"`` (:attr:`no_fit`) or
+        ``"winner does not fit"`` (beyond ``far_ratio``, while another candidate is closer)."""
         if self.best_fits:
             return "fits"
-        if self.any_fits:
-            return "winner does not fit"
-        return "no candidate fits" if self.no_fit else "departs slightly"
+        if self.best_ratio <= self.far_ratio:
+            return "departs slightly"
+        return "no candidate fits" if self.no_fit else "winner does not fit"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
@@ -369,12 +376,16 @@ class DualGaussianityTest:
             "any_fits": self.any_fits,
             "no_fit": self.no_fit,
             "ratio": self.ratio,
+            "best_ratio": self.best_ratio,
             "verdict": self.verdict,
         }
 
     def _p(self, name: str) -> str:
         p = self.pvalues[name]
         return f"p ≤ {p:.2g}" if p <= 1.5 / (1 + self.draws) else f"p = {p:.2g}"
+
+    def _stat(self, name: str) -> str:
+        return f"{name}, {self.values[name]:.3g}, {self._p(name)}"
 
     def sentence(self) -> str:
         """The comparison with the null, computed, and what follows from it."""
@@ -385,26 +396,30 @@ class DualGaussianityTest:
             f"the same size give {self.null_median:.3g} (median; 99th percentile "
             f"{self.null_q99:.3g}), Monte Carlo {self._p(self.best)} ({self.draws} draws)"
         )
-        if self.best_fits:
+        verdict = self.verdict
+        if verdict == "fits":
             return f"{head}: consistent with a Gaussian dual change (p ≥ {self.alpha:g})"
-        if self.any_fits:
-            return (
-                f"{head}: the winner does not fit (p < {self.alpha:g}); {self.closest} does "
-                f"(statistic {self.values[self.closest]:.3g}, {self._p(self.closest)})"
-            )
-        smallest = (
-            f"the smallest statistic ({self.closest}, {self.values[self.closest]:.3g}) is "
-            f"{self.ratio:.2g}× the null's 99th percentile"
+        closer = (
+            f"; {self.closest} is consistent with one ({self._stat(self.closest)})"
+            if self.any_fits
+            else ""
         )
-        if self.no_fit:
+        if verdict == "departs slightly":
             return (
-                f"{head}: no candidate fits — {smallest} (> {self.far_ratio:g}×, p < "
-                f"{self.alpha:g}); the ranking orders poor fits"
+                f'{head}: "consistent with a Gaussian" does not hold (p < {self.alpha:g}), but '
+                f"the departure is slight ({self.best_ratio:.2g}× the null's 99th percentile, "
+                f"≤ {self.far_ratio:g}×){closer}; read the ranking as the best approximation"
+            )
+        if verdict == "winner does not fit":
+            return (
+                f"{head}: the winner does not fit ({self.best_ratio:.2g}× the null's 99th "
+                f"percentile, > {self.far_ratio:g}×); {self.closest} comes closer "
+                f"({self._stat(self.closest)})"
             )
         return (
-            f'{head}: "consistent with a Gaussian" does not hold (p < {self.alpha:g}), but the '
-            f"departure is slight — {smallest} (≤ {self.far_ratio:g}×); read the ranking as the "
-            "best approximation"
+            f"{head}: no candidate fits — the smallest statistic ({self._stat(self.closest)}) is "
+            f"{self.ratio:.2g}× the null's 99th percentile (> {self.far_ratio:g}×); the ranking "
+            "orders poor fits"
         )
 
 

@@ -530,8 +530,8 @@ def summary_rows(checked: CheckedFit) -> list[tuple[str, str]]:
         name = "KS" if gof.statistic == "ks" else "CDF distance"
         verdict = {
             "fits": "fits",
-            "winner does not fit": f"does not fit; {gof.closest} does",
-            "departs slightly": f"departs slightly ({fmt(gof.ratio, '.2g')}× the 99%)",
+            "winner does not fit": f"does not fit; {gof.closest} is closer",
+            "departs slightly": f"departs slightly ({fmt(gof.best_ratio, '.2g')}× the 99%)",
             "no candidate fits": f"no candidate fits ({fmt(gof.ratio, '.2g')}× the 99%)",
         }[gof.verdict]
         rows.append(
