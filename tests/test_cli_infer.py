@@ -717,3 +717,18 @@ def test_candidates_given_are_the_candidates_ranked_unless_refine_is_asked(tmp_p
     assert abs(summary["best_p"] - 3) < 0.1
     code, out, err = run_cli([*args, "--refine"], capsys)
     assert "p refined yes" in _flat(out) and "(refined)" in _flat(out)
+
+
+def test_dropped_synapses_are_named_by_their_position_in_the_input(tmp_path, capsys):
+    # zeros first (before and after), then an outlier: both reported at their input positions
+    before, after = ne_pair()
+    before[[2, 5]] = 0.0
+    after[[7, 9, 11]] = 0.0
+    after[1500] = 1e30
+    b, a = _npy_pair(tmp_path, before, after)
+    args = ["infer", b, a, "-b", "0", "--drop-zeros", "--drop-outliers", "--json"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["dropped"] == {"zero weight": [2, 5, 7, 9, 11], "influential": [1500]}
+    assert summary["n_synapses"] == N - 6 and summary["ne_ruled_out"] is False
