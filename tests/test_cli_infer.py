@@ -732,3 +732,15 @@ def test_dropped_synapses_are_named_by_their_position_in_the_input(tmp_path, cap
     summary = json.loads(out)
     assert summary["dropped"] == {"zero weight": [2, 5, 7, 9, 11], "influential": [1500]}
     assert summary["n_synapses"] == N - 6 and summary["ne_ruled_out"] is False
+
+
+def test_report_intro_has_plural_forms_right_and_the_answer(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    out = tmp_path / "run"
+    code, _, err = run_cli(["infer", b, a, "-b", "0", "--out", out], capsys)
+    assert code == 0, err
+    report = (out / "report.md").read_text()
+    intro = report.split("## Verdict")[0]
+    assert "3000 synapses from 1 tensor or column; 0 tensors skipped" in intro
+    assert "(s)" not in intro and "Answer: **" in intro and "KS statistic of" in intro
+    assert not re.search(LONG_FLOAT, intro)

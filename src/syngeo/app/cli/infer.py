@@ -383,9 +383,9 @@ def run_infer(
                 "title": "Which plasticity geometry fits the weights?",
                 "intro": (
                     f"`syngeo infer {before} {after}`: {pair.n_synapses} synapses from "
-                    f"{len(pair.before.segments)} tensor(s) or column(s); "
-                    f"{len(pair.before.skipped)} tensor(s) skipped (listed in `summary.json`). "
-                    + checked_paragraph(checked)
+                    f"{_count(len(pair.before.segments), 'tensor or column', 'tensors or columns')}; "
+                    f"{_count(len(pair.before.skipped), 'tensor')} skipped (listed in "
+                    "`summary.json`). " + checked_paragraph(checked)
                 ),
                 **inputs,
                 "estimator": estimator,
@@ -419,9 +419,9 @@ def checked_paragraph(checked: CheckedFit) -> str:
     return " ".join(parts)
 
 
-def _count(n: int, noun: str) -> str:
-    """``"1 synapse"``, ``"3 synapses"``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 synapse"``, ``"3 synapses"`` (``plural`` when it is not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _index_list(idx: Any, limit: int = 10) -> str:
