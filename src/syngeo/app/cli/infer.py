@@ -517,14 +517,13 @@ def summary_rows(checked: CheckedFit) -> list[tuple[str, str]]:
             spec = ".1f" if fit.estimator == "likelihood" else ".3g"
             rows.append(("margin to the runner-up", f"{fmt(fit.margin, spec)} {unit}"))
     if fit.p_interval is not None or fit.best_p is not None or checked.refined:
-        rows.append(
-            (
-                "p refined",
-                "yes, between the candidates (row marked refined)"
-                if checked.refined
-                else "no: only the candidates given are ranked (--refine to fit p)",
-            )
-        )
+        if not checked.refined:
+            refined = "no: only the candidates given are ranked (--refine to fit p)"
+        elif bool(fit.ranking["refined"].fillna(False).astype(bool).any()):
+            refined = "yes, between the candidates (row marked refined)"
+        else:
+            refined = "yes; no p between the candidates did better"
+        rows.append(("p refined", refined))
     gof = d.gof
     if gof is not None:
         name = "KS" if gof.statistic == "ks" else "CDF distance"
