@@ -505,13 +505,14 @@ def summary_rows(checked: CheckedFit) -> list[tuple[str, str]]:
             )
         )
     else:
+        of = "" if fit.best_p is not None else " of the p-norms"  # the winner has no p (NE)
         if fit.p_interval is not None:
-            rows.append(("interval for p", str(fit.p_interval)))
+            rows.append((f"interval for p{of}", str(fit.p_interval)))
         boot = getattr(fit, "p_interval_bootstrap", None)
         if boot is not None and boot != fit.p_interval:
             # the bootstrap over synapses does not rely on the Gaussian model's curvature for
             # its width; neither interval covers a bias of the model itself (docs/inference.md)
-            rows.append(("interval for p (bootstrap)", str(boot)))
+            rows.append((f"interval for p{of} (bootstrap)", str(boot)))
         if math.isfinite(fit.margin):
             unit = "ΔAIC" if fit.estimator == "likelihood" else "CDF distance"
             spec = ".1f" if fit.estimator == "likelihood" else ".3g"
