@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,41 @@ def test_console_script_refuses_existing_out(tmp_path):
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "--force" in proc.stderr
     assert (tmp_path / "syngeo-demo" / "report.md").read_text() == "old"
+
+
+def _words(text: str) -> str:
+    """The words of ``text`` (rich wraps lines and table cells, with │ between columns)."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_default_demo_summary_is_a_table_with_the_checks(default_demo):
+    stdout = _words(default_demo["stdout"])
+    summary = json.loads((default_demo["out"] / "summary.json").read_text())
+    rows = (
+        f"geometry {summary['best']}",
+        "interval for p",
+        "goodness of fit",
+        "dominating synapses none",
+    )
+    for row in rows:
+        assert row in stdout, row
+    assert not re.search(r"\d\.\d{7,}", default_demo["stdout"])  # no 16-digit floats
+    assert summary["diagnostics"]["goodness_of_fit"]["statistic"] == "ks"
+    assert summary["answer"] == summary["best"]
+    report = (default_demo["out"] / "report.md").read_text()
+    assert "Answer: **" in report and "KS statistic of" in report
+
+
+def test_hidden_ne_is_reported_once_as_ne_or_p_to_1(tmp_path, capsys):
+    out = tmp_path / "demo-ne"
+    code, stdout, err = run_cli(
+        ["demo", "--hidden", "ne", "--bootstrap", "0", "--out", out], capsys
+    )
+    assert code == 0, err
+    text = _words(stdout + err)
+    assert text.count("NE or p → 1 (indistinguishable here)") == 1, text
+    assert "interval for p" not in text and "search bound" not in text
+    assert "margin to the runner-up" not in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["answer"] == "NE or p → 1 (indistinguishable here)"
+    assert "interval for p" not in (out / "report.md").read_text().split("## Verdict")[0]

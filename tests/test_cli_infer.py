@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +127,7 @@ def test_outputs_report_and_no_overwrite_without_force(tmp_path, capsys):
     out_dir = tmp_path / "results"
     code, out, err = run_cli(["infer", b, a, "--bootstrap", "10", "--out", out_dir], capsys)
     assert code == 0, err
-    assert "best geometry" in out and "candidate" in out
+    assert "geometry" in out and "goodness of fit" in out and "candidate" in out
     expected = {
         "results.parquet",
         "results.csv",
@@ -192,7 +194,12 @@ def test_parse_candidates():
     assert parse_candidates("ne, 2-norm,3-norm") == ["ne", "2-norm", "3-norm"]
     got = parse_candidates("ne,p=1.1:1.5:0.1")
     assert got == ["ne", "p=1.1", "p=1.2", "p=1.3", "p=1.4", "p=1.5"]
-    assert parse_candidates(None) is None and parse_candidates(" ") is None
+    assert parse_candidates(None) is None
+    for empty in ("", " ", " , ", []):
+        with pytest.raises(InputError, match="--candidates is empty"):
+            parse_candidates(empty)
+    with pytest.raises(InputError, match="--potentials is empty"):
+        parse_candidates("", option="--potentials")
     with pytest.raises(InputError, match="unknown potential"):
         parse_candidates("ne,banana")
     with pytest.raises(InputError, match="START <= STOP"):
@@ -569,3 +576,171 @@ def test_table_options_and_tensor_options_do_not_mix(tmp_path, capsys):
     b, a = _write(tmp_path, *_spine_tables(tmp_path))
     code, out, err = run_cli(["infer", b, a, *TABLE_ARGS, "--layer", "x"], capsys)
     assert_bad_input(code, out, err, "use one kind or the other")
+
+
+# ------------------------------------------------------------------------------------------------
+# the answer: NE or p -> 1, goodness of fit, dominating synapses, zeros, the summary table
+# ------------------------------------------------------------------------------------------------
+def ne_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Positive weights whose change is Gaussian in NE's duals (log w): the truth is NE."""
+    g = np.random.default_rng(seed)
+    w0 = np.exp(g.normal(-2, 0.5, n))
+    return w0, w0 * np.exp(0.05 * g.normal(size=n))
+
+
+def _flat(text: str) -> str:
+    """The words of ``text`` (rich wraps long lines and table cells, with │ between columns)."""
+    return " ".join(text.replace("│", " ").split())
+
+
+LONG_FLOAT = r"\d\.\d{7,}"  # a number printed with 7 or more decimals
+
+
+def test_ne_or_p_to_1_is_said_once_instead_of_an_interval_at_the_bound(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *ne_pair())
+    code, out, err = run_cli(["infer", b, a, "-b", "0"], capsys)
+    assert code == 0, err
+    text = _flat(out + err)
+    assert text.count("NE or p → 1 (indistinguishable here)") == 1, text
+    # no p interval at the bound, no margin to a row the reader cannot see, no bound warning
+    assert "interval for p" not in text and "margin to the runner-up" not in text
+    assert "search bound" not in text
+    code, out, _ = run_cli(["infer", b, a, "-b", "0", "--json"], capsys)
+    summary = json.loads(out)
+    assert summary["answer"] == "NE or p → 1 (indistinguishable here)"
+    lim = summary["diagnostics"]["ne_limit"]
+    assert lim["applies"] is True and abs(lim["ne_delta_loglik"]) <= lim["threshold"]
+
+
+def test_3_norm_answer_keeps_its_interval_and_margin(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    code, out, err = run_cli(["infer", b, a, "-b", "0"], capsys)
+    assert code == 0, err
+    text = _flat(out)
+    assert "NE or p → 1" not in text
+    assert "interval for p" in text and "margin to the runner-up" in text
+    assert "goodness of fit" in text and ": fits" in text
+    assert "dominating synapses none" in text
+    assert not re.search(LONG_FLOAT, out), out
+    assert "warning" not in err, err
+
+
+def test_heavy_tailed_change_warns_that_no_candidate_fits(tmp_path, capsys):
+    g = np.random.default_rng(3)
+    before = g.normal(0, 0.1, N)
+    after = before + 0.01 * g.standard_t(2.0, size=N)  # no candidate's duals are Gaussian
+    b, a = _npy_pair(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "-b", "0", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    gof = summary["diagnostics"]["goodness_of_fit"]
+    assert gof["no_fit"] is True and min(gof["pvalues"].values()) < 0.01 and gof["ratio"] > 3
+    assert any("no candidate fits" in w for w in summary["diagnostics"]["warnings"])
+    code, out, err = run_cli(["infer", b, a, "-b", "0"], capsys)
+    assert "no candidate fits" in _flat(out) and "no candidate fits" in _flat(err)
+
+
+def test_one_outlier_at_1e30_is_named_and_can_be_dropped(tmp_path, capsys):
+    before, after = three_norm_pair()
+    after[17] = 1e30
+    b, a = _npy_pair(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "-b", "0", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    infl = summary["diagnostics"]["influential_synapses"]
+    assert infl["indices"] == [17] and infl["best_without"] == "3-norm"
+    code, out, err = run_cli(["infer", b, a, "-b", "0"], capsys)
+    text = _flat(err)
+    assert "1 synapse dominates the likelihood" in text and "index 17" in text
+    assert "--drop-outliers" in text and "1 synapses" not in _flat(out + err)
+    code, out, err = run_cli(["infer", b, a, "-b", "0", "--drop-outliers", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["dropped"] == {"influential": [17]} and summary["n_synapses"] == N - 1
+    assert abs(summary["best_p"] - 3) < 0.1 and summary["diagnostics"]["warnings"] == []
+
+
+def test_one_outlier_at_1e300_is_a_clear_input_error_without_numpy_warnings(tmp_path, capsys):
+    before, after = three_norm_pair()
+    after[17] = 1e300
+    b, a = _npy_pair(tmp_path, before, after)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would fail the test
+        code, out, err = run_cli(["infer", b, a, "-b", "0"], capsys)
+        assert_bad_input(code, out, err, "synapse 17")
+        assert "overflows float64" in err and "--drop-outliers" in err
+        code, out, err = run_cli(["infer", b, a, "-b", "0", "--drop-outliers", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["dropped"] == {"dual overflows": [17]}
+    assert abs(summary["best_p"] - 3) < 0.1
+
+
+def test_zeros_are_counted_and_drop_zeros_brings_ne_back(tmp_path, capsys):
+    before, after = ne_pair()
+    after[:40] = 0.0
+    b, a = _npy_pair(tmp_path, before, after)
+    code, out, err = run_cli(["infer", b, a, "-b", "0"], capsys)
+    assert code == 0, err
+    text = _flat(out + err)
+    assert "40 synapses with a zero weight (0 before, 40 after)" in text
+    assert "NE needs non-zero weights and is ruled out by them alone" in text
+    assert "--drop-zeros" in text
+    code, out, err = run_cli(["infer", b, a, "-b", "0", "--drop-zeros", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["dropped"] == {"zero weight": list(range(40))}
+    assert summary["ne_ruled_out"] is False
+    assert summary["answer"] in ("NE", "NE or p → 1 (indistinguishable here)")
+
+
+def test_empty_candidates_is_an_error(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    for empty in ("", " , "):
+        code, out, err = run_cli(["infer", b, a, "--candidates", empty], capsys)
+        assert_bad_input(code, out, err, "--candidates is empty")
+
+
+def test_candidates_given_are_the_candidates_ranked_unless_refine_is_asked(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    args = ["infer", b, a, "--candidates", "ne,2-norm,3-norm", "-b", "0"]
+    code, out, err = run_cli([*args, "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [r["candidate"] for r in summary["ranking"]] == ["3-norm", "2-norm", "NE"]
+    assert summary["best"] == "3-norm" and summary["settings"]["refine"] is False
+    code, out, err = run_cli(args, capsys)
+    assert "p refined no: only the candidates given are ranked" in _flat(out)
+    code, out, err = run_cli([*args, "--refine", "--json"], capsys)
+    summary = json.loads(out)
+    assert summary["settings"]["refine"] is True and any(r["refined"] for r in summary["ranking"])
+    assert abs(summary["best_p"] - 3) < 0.1
+    code, out, err = run_cli([*args, "--refine"], capsys)
+    assert "p refined yes" in _flat(out) and "(refined)" in _flat(out)
+
+
+def test_dropped_synapses_are_named_by_their_position_in_the_input(tmp_path, capsys):
+    # zeros first (before and after), then an outlier: both reported at their input positions
+    before, after = ne_pair()
+    before[[2, 5]] = 0.0
+    after[[7, 9, 11]] = 0.0
+    after[1500] = 1e30
+    b, a = _npy_pair(tmp_path, before, after)
+    args = ["infer", b, a, "-b", "0", "--drop-zeros", "--drop-outliers", "--json"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["dropped"] == {"zero weight": [2, 5, 7, 9, 11], "influential": [1500]}
+    assert summary["n_synapses"] == N - 6 and summary["ne_ruled_out"] is False
+
+
+def test_report_intro_has_plural_forms_right_and_the_answer(tmp_path, capsys):
+    b, a = _npy_pair(tmp_path, *three_norm_pair())
+    out = tmp_path / "run"
+    code, _, err = run_cli(["infer", b, a, "-b", "0", "--out", out], capsys)
+    assert code == 0, err
+    report = (out / "report.md").read_text()
+    intro = report.split("## Verdict")[0]
+    assert "3000 synapses from 1 tensor or column; 0 tensors skipped" in intro
+    assert "(s)" not in intro and "Answer: **" in intro and "KS statistic of" in intro
+    assert not re.search(LONG_FLOAT, intro)

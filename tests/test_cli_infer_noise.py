@@ -48,10 +48,11 @@ def test_noise_flag_reaches_the_estimator(files, capsys):
         np.load(files / "a.npy"),
         ["2-norm", "3-norm"],
         n_bootstrap=0,
+        refine=False,  # candidates given: only those are ranked (the summary says so)
         rng=0,
         noise=0.05,
     )
-    assert summary["best"] == fit.best
+    assert summary["best"] == fit.best and summary["settings"]["refine"] is False
     code, out, _ = run_cli(["infer", *args], capsys)
     assert code == 0 and "noise" not in json.loads(out)["settings"]
 

@@ -952,9 +952,13 @@ class GeometryFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dictionary (the ranking as a list of row dicts); a ``noise`` entry only
-        when noise was modelled."""
+        when noise was modelled. ``answer`` is ``best``, or "NE or p → 1 (indistinguishable
+        here)" (:func:`syngeo.diagnostics.ne_limit`)."""
+        from syngeo.diagnostics import NE_OR_P_TO_1, ne_limit  # builds on this module
+
         extra = {} if self.noise is None else {"noise": self.noise.to_dict()}
         return extra | {
+            "answer": NE_OR_P_TO_1 if ne_limit(self).applies else self.best,
             "best": self.best,
             "best_p": self.best_p,
             "estimator": self.estimator,
@@ -975,31 +979,50 @@ class GeometryFit:
         }
 
     def __repr__(self) -> str:
+        from syngeo.diagnostics import NE_OR_P_TO_1, ne_limit
+
+        limit = ne_limit(self).applies
         p = "" if self.best_p is None else f", best_p={self.best_p:.4g}"
-        ci = "" if self.p_interval is None else f", p_interval={self.p_interval}"
+        ci = "" if self.p_interval is None or limit else f", p_interval={self.p_interval}"
         ne = f", NE ruled out ({self.n_sign_flips} sign flips)" if self.ne_ruled_out else ""
+        answer = f"answer={NE_OR_P_TO_1!r}, " if limit else ""
         return (
-            f"GeometryFit(best={self.best!r}{p}{ci}, estimator={self.estimator!r}, "
+            f"GeometryFit({answer}best={self.best!r}{p}{ci}, estimator={self.estimator!r}, "
             f"margin={self.margin:.4g}, n_synapses={self.n_synapses}{ne}, "
             f"warnings={len(self.warnings)})"
         )
 
     def summary(self, top: int = 5) -> str:
         """Multi-line human-readable report: verdict, interval, top candidates, warnings."""
+        from syngeo.diagnostics import NE_OR_P_TO_1, ne_limit
+
+        limit = ne_limit(self)
         lines = [
-            f"Best geometry: {self.best} (estimator: {self.estimator}, {self.n_synapses} synapses)",
+            f"Best geometry: {NE_OR_P_TO_1 if limit.applies else self.best} (estimator: {self.estimator}, "
+            f"{self.n_synapses} synapses)",
         ]
         if self.noise is not None:
             lines.append(f"measurement noise modelled: {self.noise}")
-        if self.p_interval is not None:
+        if limit.applies:
+            lines.append(
+                f"NE and the best p-norm ({limit.best_p_norm}, at the p -> 1 end): "
+                f"log-likelihoods differ by {abs(limit.ne_delta_loglik):.2f} "
+                f"(<= {limit.threshold:.2f})"
+            )
+        elif self.p_interval is not None:
             what = "p interval" if self.best_p is not None else "p interval of the p-norms"
             lines.append(f"{what}: {self.p_interval}")
             if self.best_p is None and self.p_interval.open_low:
                 lines.append("  (reaches p -> 1, the limit in which the p-norms become NE)")
-        if self.p_interval_bootstrap is not None and self.p_interval_bootstrap != self.p_interval:
+        if (
+            not limit.applies
+            and self.p_interval_bootstrap is not None
+            and self.p_interval_bootstrap != self.p_interval
+        ):
             lines.append(f"p interval (bootstrap): {self.p_interval_bootstrap}")
         score = "ΔAIC" if self.estimator == "likelihood" else "cdf distance"
-        lines.append(f"margin to the runner-up ({score}): {self.margin:.4g}")
+        if not limit.applies:
+            lines.append(f"margin to the runner-up ({score}): {self.margin:.4g}")
         if self.ne_ruled_out:
             lines.append(f"NE ruled out: {self.ne_ruled_out_reason}")
         cols = [
@@ -1013,6 +1036,8 @@ class GeometryFit:
         ]
         lines.append(self.ranking[cols].head(top).to_string(index=False, float_format="%.4g"))
         for w in self.warnings:
+            if limit.applies and "search bound" in w:
+                continue  # p at the bound is the NE limit, said once in the first line
             lines.append(textwrap.fill(f"warning: {w}", 100, subsequent_indent="  "))
         return "\n".join(lines)
 

@@ -17,7 +17,15 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
-from syngeo.app.cli.infer import ESTIMATORS, _status, check_out_dir, print_fit, print_ranking
+from syngeo.app.cli.infer import (
+    ESTIMATORS,
+    _status,
+    check_out_dir,
+    checked_paragraph,
+    fit_and_check,
+    print_ranking,
+    print_summary,
+)
 from syngeo.validation import as_choice, as_nonnegative_int, as_seed
 
 __all__ = ["DemoResult", "run_demo"]
@@ -47,6 +55,8 @@ class DemoResult:
     files : dict of str -> Path
     seconds : dict of str -> float
         Wall-clock time of the simulation, the inference and the outputs.
+    checked : CheckedFit
+        The fit with its diagnostics (:func:`syngeo.app.cli.infer.fit_and_check`).
     """
 
     simulation: Any
@@ -56,6 +66,7 @@ class DemoResult:
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    checked: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +94,6 @@ def run_demo(
         inference_summary,
         inference_table,
     )
-    from syngeo.inference import infer_geometry
     from syngeo.potentials import potential
     from syngeo.simulate import recovery_verdict, simulate_learning
 
@@ -93,9 +103,10 @@ def run_demo(
     t0 = time.perf_counter()
     sim = simulate_learning(hidden_name, seed=seed)
     t1 = time.perf_counter()
-    fit = infer_geometry(
-        sim.before, sim.after, estimator=estimator, n_bootstrap=n_bootstrap, rng=seed
+    checked = fit_and_check(
+        sim.before, sim.after, estimator=estimator, n_bootstrap=n_bootstrap, seed=seed
     )
+    fit = checked.fit
     t2 = time.perf_counter()
     verdict = recovery_verdict(hidden_name, fit)
     figures = inference_figures(sim.before, sim.after, fit)
@@ -108,11 +119,13 @@ def run_demo(
             "verdict": verdict.to_dict(),
             "simulation": sim.to_dict(),
             "settings": {"estimator": estimator, "n_bootstrap": n_bootstrap, "seed": seed},
+            **checked.to_dict(),
             "seconds": seconds,
         },
     )
-    interval = "" if fit.p_interval is None else f"; interval for p {fit.p_interval}"
-    if verdict.p_in_interval is False:
+    ne_limit = checked.diagnostics.ne_limit.applies
+    interval = "" if fit.p_interval is None or ne_limit else f"; interval for p {fit.p_interval}"
+    if verdict.p_in_interval is False and not ne_limit:
         interval += (
             f". The refined p lies {abs(fit.best_p - _hidden_p(hidden_name)):.2g} from the truth "
             "with an interval that excludes it: the interval assumes the theory's Gaussian "
@@ -128,7 +141,8 @@ def run_demo(
                 f"descent under the **{hidden_name}** geometry on {sim.n_examples} images "
                 f"until {sim.train_accuracy:.0%} training accuracy (loss {sim.train_loss:.2g}, "
                 f"{sim.epochs} full-batch steps). The inference saw only the first layer's "
-                f"{sim.n_synapses} weights before and after. Verdict: {verdict}{interval}."
+                f"{sim.n_synapses} weights before and after. Verdict: {verdict}{interval}. "
+                + checked_paragraph(checked)
             ),
             "hidden geometry": hidden_name,
             "inferred (candidate grid)": verdict.inferred_on_grid,
@@ -149,7 +163,7 @@ def run_demo(
         out, table=inference_table(fit), summary=summary, figures=figures, report=report
     )
     seconds["total"] = time.perf_counter() - t0
-    return DemoResult(sim, fit, verdict, summary, out, files, seconds)
+    return DemoResult(sim, fit, verdict, summary, out, files, seconds, checked)
 
 
 def _hidden_p(name: str) -> float:
@@ -208,7 +222,7 @@ def demo_command(
         highlight=False,
     )
     print_ranking(result.fit, title="candidate geometries")
-    print_fit(result.fit)
+    print_summary(result.checked)
     colour = "green" if result.verdict.recovered else "red"
     console.print(f"[bold {colour}]{result.verdict}[/]", highlight=False)
     console.print(

@@ -9,6 +9,7 @@ table, summary, figures and report (:mod:`syngeo.app.report`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,15 @@ from syngeo.app.formatting import fmt
 from syngeo.errors import InputError
 from syngeo.validation import as_choice, as_nonnegative_int, as_seed
 
-__all__ = ["InferResult", "parse_candidates", "print_ranking", "run_infer"]
+__all__ = [
+    "CheckedFit",
+    "InferResult",
+    "fit_and_check",
+    "parse_candidates",
+    "print_ranking",
+    "print_summary",
+    "run_infer",
+]
 
 #: The estimators ``--estimator`` accepts (see :func:`syngeo.inference.infer_geometry`).
 ESTIMATORS = ("likelihood", "cdf")
@@ -37,9 +46,12 @@ _EPILOG = (
     "  syngeo infer init.pt finetuned.pt --layer 'layer1.*' --exclude '*.downsample.*' "
     "--out runs/resnet\n\n"
     "  syngeo infer w0.npy w1.npy --candidates 'ne,2-norm,3-norm' --json\n\n"
+    "  syngeo infer w0.npy w1.npy --drop-outliers --drop-zeros\n\n"
     "  syngeo infer w0.npy w1.npy --candidates 'ne,p=1.1:3.0:0.1' --estimator cdf\n\n"
     "By default biases, normalisation parameters and the readout layer of a state dict are left "
-    "out (as in Pogodin et al.); the tensors used and skipped are listed in summary.json."
+    "out (as in Pogodin et al.); the tensors used and skipped are listed in summary.json. "
+    "With --candidates, only the candidates given are ranked unless --refine is given; the "
+    "summary says whether p was refined."
 )
 
 
@@ -54,6 +66,8 @@ class InferResult:
     fit : GeometryFit
     summary : dict
         The JSON summary (also ``summary.json`` with ``out``).
+    checked : CheckedFit
+        The fit with its diagnostics and the synapses dropped.
     out : Path or None
     files : dict of str -> Path
         Files written (empty without ``out``).
@@ -67,6 +81,7 @@ class InferResult:
     out: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    checked: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,13 +92,15 @@ class InferResult:
         }
 
 
-def parse_candidates(text: str | Sequence[str] | None) -> list[str] | None:
+def parse_candidates(
+    text: str | Sequence[str] | None, option: str = "--candidates"
+) -> list[str] | None:
     """Parse ``--candidates``: names separated by commas, and ranges ``p=START:STOP:STEP``.
 
     ``"ne,2-norm,3-norm"`` → ``["ne", "2-norm", "3-norm"]``; ``"p=1.1:3.0:0.1"`` → the p-norms
-    p = 1.1, 1.2, ..., 3.0 (STOP included). ``None`` or ``""`` means the default candidates.
-    Each name is checked by :func:`syngeo.potentials.potential`; an unknown name or a malformed
-    range raises :class:`syngeo.InputError`.
+    p = 1.1, 1.2, ..., 3.0 (STOP included). ``None`` (the option not given) means the default
+    candidates; an empty list (``""``, ``" , "``) is an error, as are an unknown name and a
+    malformed range (:class:`syngeo.InputError`; ``option`` names the flag in the message).
     """
     from syngeo.potentials import potential
 
@@ -93,7 +110,10 @@ def parse_candidates(text: str | Sequence[str] | None) -> list[str] | None:
     for item in [text] if isinstance(text, str) else list(text):
         parts.extend(p.strip() for p in str(item).split(",") if p.strip())
     if not parts:
-        return None
+        raise InputError(
+            f"{option} is empty: give at least one potential, e.g. 'ne,2-norm,3-norm', or leave "
+            f"{option} out for the defaults (NE and p = 1.1, 1.2, ..., 3.0)"
+        )
     out: list[str] = []
     for part in parts:
         if ":" in part:
@@ -125,6 +145,114 @@ def _p_range(part: str) -> list[str]:
     return [f"p={round(start + i * step, 10):g}" for i in range(count)]
 
 
+@dataclass(frozen=True, eq=False)
+class CheckedFit:
+    """A fit, its diagnostics (:func:`syngeo.diagnostics.diagnose`) and what was dropped first.
+
+    Attributes
+    ----------
+    fit : GeometryFit
+    diagnostics : FitDiagnostics
+    kept : numpy.ndarray of int
+        Positions (in the weights given) of the synapses the fit used.
+    dropped : dict of str -> numpy.ndarray of int
+        Positions of the synapses left out, by reason (``"zero weight"``, ``"dual overflows"``,
+        ``"influential"``).
+    refined : bool
+        Whether p was refined between the candidates.
+    """
+
+    fit: Any
+    diagnostics: Any
+    kept: np.ndarray
+    dropped: dict[str, np.ndarray]
+    refined: bool
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(v.size for v in self.dropped.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.diagnostics.answer,
+            "refined": self.refined,
+            "dropped": {k: [int(i) for i in v] for k, v in self.dropped.items()},
+            "diagnostics": self.diagnostics.to_dict(),
+        }
+
+
+def fit_and_check(
+    before: Any,
+    after: Any,
+    candidates: list[str] | None = None,
+    *,
+    estimator: str = "likelihood",
+    n_bootstrap: int = 200,
+    refine: bool | None = None,
+    seed: int = 0,
+    noise: Any = None,
+    drop_outliers: bool = False,
+    drop_zeros: bool = False,
+) -> CheckedFit:
+    """Infer the geometry and diagnose the answer, dropping zeros and outliers when asked.
+
+    ``refine=None`` refines p only with the default candidates (a grid); with candidates given,
+    only those are ranked. Synapses whose duals overflow float64 under a candidate are an
+    :class:`~syngeo.InputError` unless ``drop_outliers``, which leaves them out first and, after
+    a first fit, the synapses :func:`syngeo.diagnostics.influential_synapses` flags (one round;
+    the refit is diagnosed again and says whether more stand out).
+    """
+    from syngeo.diagnostics import check_finite_duals, diagnose, overflowing_synapses
+    from syngeo.inference import default_candidates, infer_geometry
+    from syngeo.potentials import potential
+
+    b = np.asarray(before, dtype=np.float64).ravel()
+    a = np.asarray(after, dtype=np.float64).ravel()
+    refine = candidates is None if refine is None else bool(refine)
+    cands = default_candidates() if candidates is None else [potential(c) for c in candidates]
+    kept = np.arange(b.size)
+    dropped: dict[str, np.ndarray] = {}
+
+    def drop(mask: np.ndarray, reason: str) -> None:
+        nonlocal kept
+        if mask.any():
+            dropped[reason] = kept[mask]
+            kept = kept[~mask]
+
+    if b.size == a.size:  # a length mismatch is reported by infer_geometry
+        if drop_zeros:
+            drop((b == 0) | (a == 0), "zero weight")
+        if drop_outliers:
+            bad = overflowing_synapses(b[kept], a[kept], cands)
+            if bad:
+                mask = np.zeros(kept.size, bool)
+                mask[np.concatenate(list(bad.values()))] = True
+                drop(mask, "dual overflows")
+        check_finite_duals(b[kept], a[kept], cands)
+
+    def run() -> tuple[Any, Any]:
+        bk, ak = (b, a) if b.size != a.size else (b[kept], a[kept])
+        fit = infer_geometry(
+            bk,
+            ak,
+            candidates,
+            estimator=estimator,
+            n_bootstrap=n_bootstrap,
+            refine=refine,
+            rng=seed,
+            noise=noise,
+        )
+        return fit, diagnose(fit, bk, ak, candidates=cands, rng=seed)
+
+    fit, diag = run()
+    if drop_outliers and diag.influential:
+        mask = np.zeros(kept.size, bool)
+        mask[list(diag.influential)] = True
+        drop(mask, "influential")
+        fit, diag = run()
+    return CheckedFit(fit, diag, kept, dropped, refine)
+
+
 def check_out_dir(out: Path | None, force: bool) -> None:
     """Fail early (before any work) when ``out`` holds results and ``force`` is not set."""
     from syngeo.app.outputs import prepare_out_dir
@@ -145,7 +273,7 @@ def run_infer(
     candidates: str | Sequence[str] | None = None,
     estimator: str = "likelihood",
     n_bootstrap: int = 200,
-    refine: bool = True,
+    refine: bool | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -154,6 +282,8 @@ def run_infer(
     drop_invalid: bool = False,
     units: str | None = None,
     noise: Any = None,
+    drop_outliers: bool = False,
+    drop_zeros: bool = False,
 ) -> InferResult:
     """Read BEFORE and AFTER, infer the geometry and (with ``out``) write the outputs.
 
@@ -168,7 +298,6 @@ def run_infer(
         inference_table,
     )
     from syngeo.data.weights import load_pair
-    from syngeo.inference import infer_geometry
 
     out = None if out is None else Path(out)
     check_out_dir(out, force)
@@ -187,16 +316,19 @@ def run_infer(
         drop_invalid=drop_invalid,
         units=units,
     )
-    fit = infer_geometry(
+    checked = fit_and_check(
         pair.before.values,
         pair.after.values,
         parsed,
         estimator=estimator,
         n_bootstrap=n_bootstrap,
         refine=refine,
-        rng=seed,
+        seed=seed,
         noise=noise,
+        drop_outliers=drop_outliers,
+        drop_zeros=drop_zeros,
     )
+    fit = checked.fit
     seconds = time.perf_counter() - start
     inputs = {
         "before": str(before),
@@ -229,16 +361,21 @@ def run_infer(
             "candidates": parsed or "default (NE, p = 1.1 ... 3.0)",
             "estimator": estimator,
             "n_bootstrap": n_bootstrap,
-            "refine": refine,
+            "refine": checked.refined,
+            "drop_outliers": drop_outliers,
+            "drop_zeros": drop_zeros,
             "seed": seed,
             **({} if noise is None else {"noise": noise.to_dict()}),
         },
+        **checked.to_dict(),
         "seconds": seconds,
     }
     summary = inference_summary(fit, context)
     files: dict[str, Path] = {}
     if out is not None:
-        figures = inference_figures(pair.before.values, pair.after.values, fit)
+        used_before = pair.before.values.ravel()[checked.kept]
+        used_after = pair.after.values.ravel()[checked.kept]
+        figures = inference_figures(used_before, used_after, fit)
         report = inference_report(
             fit,
             figures,
@@ -246,8 +383,9 @@ def run_infer(
                 "title": "Which plasticity geometry fits the weights?",
                 "intro": (
                     f"`syngeo infer {before} {after}`: {pair.n_synapses} synapses from "
-                    f"{len(pair.before.segments)} tensor(s) or column(s); "
-                    f"{len(pair.before.skipped)} tensor(s) skipped (listed in `summary.json`)."
+                    f"{_count(len(pair.before.segments), 'tensor or column', 'tensors or columns')}; "
+                    f"{_count(len(pair.before.skipped), 'tensor')} skipped (listed in "
+                    "`summary.json`). " + checked_paragraph(checked)
                 ),
                 **inputs,
                 "estimator": estimator,
@@ -259,7 +397,37 @@ def run_infer(
         files = write_outputs(
             out, table=inference_table(fit), summary=summary, figures=figures, report=report
         )
-    return InferResult(pair=pair, fit=fit, summary=summary, out=out, files=files, seconds=seconds)
+    return InferResult(
+        pair=pair,
+        fit=fit,
+        summary=summary,
+        out=out,
+        files=files,
+        seconds=seconds,
+        checked=checked,
+    )
+
+
+def checked_paragraph(checked: CheckedFit) -> str:
+    """The answer, the synapses dropped and every diagnostic sentence, as one paragraph."""
+    d = checked.diagnostics
+    parts = [f"Answer: **{d.answer}**."]
+    for reason, idx in checked.dropped.items():
+        parts.append(f"Left out ({reason}): {_count(idx.size, 'synapse')} ({_index_list(idx)}).")
+    parts += [f"Warning: {w}." for w in d.warnings]
+    parts += [f"{n[0].upper()}{n[1:]}." for n in d.notes]
+    return " ".join(parts)
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 synapse"``, ``"3 synapses"`` (``plural`` when it is not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _index_list(idx: Any, limit: int = 10) -> str:
+    idx = [int(i) for i in idx]
+    more = f", … ({len(idx) - limit} more)" if len(idx) > limit else ""
+    return "index " + ", ".join(str(i) for i in idx[:limit]) + more
 
 
 def describe_used(weights: Any, limit: int = 8) -> str:
@@ -315,30 +483,110 @@ def print_ranking(fit: Any, *, top: int = 8, title: str | None = None) -> None:
     console.print(table)
 
 
-def print_fit(fit: Any) -> None:
-    """Verdict lines after the table: best geometry, interval, sign flips, warnings."""
-    console.print(
-        f"best geometry: [bold]{fit.best}[/] ({fit.estimator}, {fit.n_synapses} synapses)",
-        highlight=False,
-    )
+def _is_bound_warning(text: str) -> bool:
+    return "search bound" in text
+
+
+def summary_rows(checked: CheckedFit) -> list[tuple[str, str]]:
+    """The final summary as (what, value) rows: answer, interval, margin, every check."""
+    fit, d = checked.fit, checked.diagnostics
+    rows = [("geometry", d.answer)]
+    rows.append(("estimator", f"{fit.estimator}, {_count(fit.n_synapses, 'synapse')}"))
     noise = getattr(fit, "noise", None)
     if noise is not None:
-        console.print(
-            f"measurement noise modelled: {noise} (latent weights integrated out)", highlight=False
+        rows.append(("measurement noise", f"{noise} (latent weights integrated out)"))
+    lim = d.ne_limit
+    if lim.applies:
+        rows.append(
+            (
+                "NE vs p → 1",
+                f"log-likelihoods differ by {fmt(abs(lim.ne_delta_loglik), '.2f')} "
+                f"(≤ {fmt(lim.threshold, '.2f')}: one answer)",
+            )
         )
-    if fit.p_interval is not None:
-        console.print(f"interval for p: {fit.p_interval}", highlight=False)
-    boot = getattr(fit, "p_interval_bootstrap", None)
-    if boot is not None and boot != fit.p_interval:
-        # The bootstrap over synapses does not rely on the Gaussian model's curvature for its
-        # width; neither interval covers a bias of the model itself (see docs/inference.md).
-        console.print(f"interval for p (bootstrap over synapses): {boot}", highlight=False)
+    else:
+        of = "" if fit.best_p is not None else " of the p-norms"  # the winner has no p (NE)
+        if fit.p_interval is not None:
+            rows.append((f"interval for p{of}", str(fit.p_interval)))
+        boot = getattr(fit, "p_interval_bootstrap", None)
+        if boot is not None and boot != fit.p_interval:
+            # the bootstrap over synapses does not rely on the Gaussian model's curvature for
+            # its width; neither interval covers a bias of the model itself (docs/inference.md)
+            rows.append((f"interval for p{of} (bootstrap)", str(boot)))
+        if math.isfinite(fit.margin):
+            unit = "ΔAIC" if fit.estimator == "likelihood" else "CDF distance"
+            spec = ".1f" if fit.estimator == "likelihood" else ".3g"
+            rows.append(("margin to the runner-up", f"{fmt(fit.margin, spec)} {unit}"))
+    if fit.p_interval is not None or fit.best_p is not None or checked.refined:
+        if not checked.refined:
+            refined = "no: only the candidates given are ranked (--refine to fit p)"
+        elif bool(fit.ranking["refined"].fillna(False).astype(bool).any()):
+            refined = "yes, between the candidates (row marked refined)"
+        else:
+            refined = "yes; no p between the candidates did better"
+        rows.append(("p refined", refined))
+    gof = d.gof
+    if gof is not None:
+        name = "KS" if gof.statistic == "ks" else "CDF distance"
+        verdict = {
+            "fits": "fits",
+            "winner does not fit": f"does not fit; {gof.closest} is closer",
+            "departs slightly": f"departs slightly ({fmt(gof.best_ratio, '.2g')}× the 99%)",
+            "no candidate fits": f"no candidate fits ({fmt(gof.ratio, '.2g')}× the 99%)",
+        }[gof.verdict]
+        rows.append(
+            (
+                "goodness of fit",
+                f"{name} {fmt(gof.values[gof.best], '.3g')} vs Gaussian "
+                f"{fmt(gof.null_median, '.3g')} (99%: {fmt(gof.null_q99, '.3g')}): {verdict}",
+            )
+        )
+    if d.influence is not None:
+        infl = d.influence
+        if infl.indices:
+            after = (
+                f"without: {infl.best_without} first"
+                if infl.best_without != fit.best
+                else f"without: {fit.best} still first"
+            )
+            value = f"{_index_list(infl.indices)} ({after})"
+        else:
+            value = "none"
+        rows.append(("dominating synapses", value))
+    n_zero = int(fit.n_zero_weights)
+    rows.append(("zero weights", "none" if n_zero == 0 else _count(n_zero, "synapse")))
+    for reason, idx in checked.dropped.items():
+        rows.append((f"left out ({reason})", f"{_count(idx.size, 'synapse')}: {_index_list(idx)}"))
     ne_listed = bool((fit.ranking["candidate"] == "NE").any())
     if fit.ne_ruled_out and ne_listed:
-        console.print(f"NE ruled out: {fit.ne_ruled_out_reason}", highlight=False)
+        rows.append(("NE ruled out", str(fit.ne_ruled_out_reason)))
+    return rows
+
+
+def summary_warnings(checked: CheckedFit) -> list[str]:
+    """The fit's warnings and the failed checks, each once."""
+    fit, d = checked.fit, checked.diagnostics
+    out = []
     for warning in fit.warnings:
         if fit.ne_ruled_out and warning.startswith("NE ruled out"):
-            continue  # already said above
+            continue  # in the summary table
+        if d.ne_limit.applies and _is_bound_warning(warning):
+            continue  # p at the bound is the NE limit, said once as the answer
+        out.append(warning)
+    return out + list(d.warnings)
+
+
+def print_summary(checked: CheckedFit, *, title: str = "summary") -> None:
+    """The final summary as a table on stdout, then the warnings on stderr."""
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, show_header=False, title_justify="left")
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("")
+    for key, value in summary_rows(checked):
+        table.add_row(key, value)
+    console.print(table)
+    for warning in summary_warnings(checked):
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
@@ -394,8 +642,29 @@ def infer_command(
         typer.Option("--bootstrap", "-b", help="Bootstrap resamples of the synapses (0: none)."),
     ] = 200,
     refine: Annotated[
-        bool, typer.Option("--refine/--no-refine", help="Refine p near the best grid value.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--refine/--no-refine",
+            help="Fit p between the candidates near the best one (default: only with the "
+            "default candidates; with --candidates, only those are ranked).",
+            show_default=False,
+        ),
+    ] = None,
+    drop_outliers: Annotated[
+        bool,
+        typer.Option(
+            "--drop-outliers",
+            help="Leave out synapses whose duals overflow, and those that dominate the "
+            "likelihood (listed in the summary), then fit again.",
+        ),
+    ] = False,
+    drop_zeros: Annotated[
+        bool,
+        typer.Option(
+            "--drop-zeros",
+            help="Leave out synapses that are 0 before or after (NE needs non-zero weights).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     id_column: Annotated[
         str | None,
@@ -491,6 +760,8 @@ def infer_command(
             drop_invalid=drop_invalid,
             units=units,
             noise=noise_from_options(noise, noise_abs, replicates),
+            drop_outliers=drop_outliers,
+            drop_zeros=drop_zeros,
         )
     if as_json:
         print(json.dumps(result.summary, indent=2))
@@ -517,7 +788,7 @@ def infer_command(
         if sum(dropped.values()):
             console.print(f"dropped from {side.upper()}: {dropped}", highlight=False)
     print_ranking(result.fit)
-    print_fit(result.fit)
+    print_summary(result.checked)
     if result.out is not None:
         console.print(
             f"wrote {len(result.files)} files to {result.out}/ (see report.md)", highlight=False
