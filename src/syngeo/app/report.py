@@ -24,6 +24,7 @@ import scipy.stats
 
 from syngeo.app.formatting import fmt, frame_to_markdown
 from syngeo.app.plotting import geometry_style, paper_style, subplots
+from syngeo.diagnostics import NE_OR_P_TO_1, ne_limit
 from syngeo.gaussianity import dual_change
 from syngeo.potentials import potential
 from syngeo.validation import as_positive_int
@@ -486,20 +487,27 @@ def inference_report(
     if intro:
         lines += [str(intro), ""]
     lines += ["## Verdict", ""]
-    best = _label(fit.best)
+    limit = ne_limit(fit)
+    best = NE_OR_P_TO_1 if limit.applies else _label(fit.best)
     lines.append(
         f"Best geometry: **{best}** ({fit.estimator} estimator, {fit.n_synapses} synapses, "
         f"{fit.n_bootstrap} bootstrap resamples)."
     )
-    if fit.p_interval is not None:
-        lines.append(f"Interval for p: {fit.p_interval}.")
-    if getattr(fit, "p_interval_bootstrap", None) is not None and (
-        fit.p_interval_bootstrap != fit.p_interval
-    ):
-        lines.append(f"Bootstrap interval for p: {fit.p_interval_bootstrap}.")
-    score = "ΔAIC" if fit.estimator == "likelihood" else "CDF distance"
-    if math.isfinite(fit.margin):
-        lines.append(f"Margin to the runner-up on the candidate grid ({score}): {fit.margin:.4g}.")
+    if limit.applies:
+        # one answer: an interval pinned at the search bound and a margin to NE say nothing more
+        lines.append(f"The {limit.sentence()}.")
+    else:
+        if fit.p_interval is not None:
+            lines.append(f"Interval for p: {fit.p_interval}.")
+        if getattr(fit, "p_interval_bootstrap", None) is not None and (
+            fit.p_interval_bootstrap != fit.p_interval
+        ):
+            lines.append(f"Bootstrap interval for p: {fit.p_interval_bootstrap}.")
+        score = "ΔAIC" if fit.estimator == "likelihood" else "CDF distance"
+        if math.isfinite(fit.margin):
+            lines.append(
+                f"Margin to the runner-up on the candidate grid ({score}): {fit.margin:.4g}."
+            )
     lines.append("")
     lines += ["## Checks", ""]
     if fit.ne_ruled_out:

@@ -109,7 +109,7 @@ def run_demo(
     fit = checked.fit
     t2 = time.perf_counter()
     verdict = recovery_verdict(hidden_name, fit)
-    figures = inference_figures(sim.before, sim.after, fit)
+    figures = inference_figures(sim.before, sim.after, fit, truth=hidden_name)
     seconds = {"simulation": t1 - t0, "inference": t2 - t1}
     summary = inference_summary(
         fit,
