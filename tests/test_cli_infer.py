@@ -610,6 +610,13 @@ def test_ne_or_p_to_1_is_said_once_instead_of_an_interval_at_the_bound(tmp_path,
     assert summary["answer"] == "NE or p → 1 (indistinguishable here)"
     lim = summary["diagnostics"]["ne_limit"]
     assert lim["applies"] is True and abs(lim["ne_delta_loglik"]) <= lim["threshold"]
+    # the report's verdict gives the same single answer, without the interval at the bound
+    code, _, err = run_cli(["infer", b, a, "-b", "0", "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    verdict = report.split("## Verdict", 1)[1].split("## ", 1)[0]
+    assert "**NE or p → 1 (indistinguishable here)**" in verdict, verdict
+    assert "Interval for p" not in verdict and "Margin" not in verdict
 
 
 def test_3_norm_answer_keeps_its_interval_and_margin(tmp_path, capsys):
