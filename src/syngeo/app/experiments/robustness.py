@@ -248,12 +248,15 @@ class GaussianFloor:
         Mean and standard deviation (ddof=1) of d over the Monte Carlo draws.
     n_draws : int
         Number of draws.
+    q95 : float
+        95th percentile of d over the draws.
     """
 
     n_weights: int
     mean: float
     std: float
     n_draws: int
+    q95: float = math.nan
 
     def standard_error(self, n_seeds: int) -> float:
         """Standard error of (a mean of d over ``n_seeds`` Gaussian samples) − :attr:`mean`.
@@ -277,7 +280,13 @@ def gaussian_floor_band(n_weights: int, *, n_draws: int = 200, seed: int = 0) ->
     n_draws = as_int(n_draws, "n_draws (a spread needs two draws)", minimum=2)
     rng = np.random.default_rng(seed)
     values = np.array([cdf_distance(rng.standard_normal(n_weights)) for _ in range(n_draws)])
-    return GaussianFloor(n_weights, float(values.mean()), float(values.std(ddof=1)), n_draws)
+    return GaussianFloor(
+        n_weights,
+        float(values.mean()),
+        float(values.std(ddof=1)),
+        n_draws,
+        float(np.quantile(values, 0.95)),
+    )
 
 
 def gaussian_floor(n_weights: int, *, n_draws: int = 200, seed: int = 0) -> float:
