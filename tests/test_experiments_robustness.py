@@ -286,6 +286,7 @@ def test_figure_draws_ne_apart_the_floor_band_and_one_style_per_geometry():
     fig = rob.plot(table, SMALL_CONFIG)["fig3b"]
     assert_figure(fig, panels=2)
     for ax in fig.axes:
+        assert ax.get_yscale() == "log"
         curves = [line for line in ax.lines if str(line.get_gid()).startswith("curve:")]
         alone = [line for line in ax.lines if str(line.get_gid()).startswith("alone:")]
         assert len(curves) == 3 and len(alone) == 3
