@@ -270,6 +270,15 @@ def test_report_says_when_d_is_not_small():
     assert "Gaussian values (Monte Carlo): does not hold" in _claim(report, "d is always")
 
 
+def test_d_is_small_up_to_the_gaussian_95th_percentile_not_its_mean():
+    # 1.4 × the Gaussian floor's mean (≈ 1.2/√D) is above that mean yet below its 95th
+    # percentile (≈ 1.75 × the mean at D = 100…10000, from 400 draws): small, by the stated rule
+    table = _table(d=lambda n, al, po, width, seed: 1.4 * 1.2 / math.sqrt(width))
+    summary = reg.summarise(table, reg.Fig6Config())
+    assert 1.0 < summary["d_median_over_floor_q95_max"] / (1.4 / 1.75) < 1.25
+    assert summary["d_within_gaussian_range_everywhere"] is True
+
+
 def test_report_says_when_d_does_not_fall_with_width():
     def d(name, alpha, power, width, seed):
         if (name, alpha, power) == ("NE", 0.75, 2.0):
@@ -306,6 +315,21 @@ def test_report_says_when_the_change_is_not_small():
     claim = _claim(report, "the dual change is much smaller")
     assert "below 1 in every setting: does not hold (largest 1.5, 2-norm" in claim
     assert "in 8 of 12: does not hold" in claim
+
+
+def test_report_says_when_the_change_is_below_one_but_not_much_smaller():
+    report = reg.fig6_report(_table(magnitude=lambda *a: 0.5), reg.Fig6Config())
+    claim = _claim(report, "the dual change is much smaller")
+    assert "below 1 in every setting: holds" in claim and "in 0 of 12: does not hold" in claim
+
+
+def test_the_alpha_claim_is_judged_at_the_largest_width():
+    def magnitude(name, alpha, power, width, seed):  # α = 0.5 larger only at the smallest width
+        return 0.05 / alpha if width == min(WIDTHS) else 0.05 * alpha
+
+    summary = reg.summarise(_table(magnitude=magnitude), reg.Fig6Config())
+    assert summary["magnitude_smaller_for_alpha_0.5_everywhere"] is True
+    assert summary["n_alpha_comparisons_smaller"] == 12 and summary["n_alpha_comparisons"] == 18
 
 
 def test_report_says_when_the_change_is_larger_for_fewer_samples():

@@ -203,6 +203,9 @@ def test_report_says_when_the_minimum_is_not_at_the_true_potential():
     s = rob.summarise(_table(shifted), SMALL_CONFIG)
     assert s["n_settings_argmin_is_true"] == 0
     assert s["true_within_spread_of_min_everywhere"] is False
+    # the minimum sits at the floor but d at ψ = φ, Gaussian by construction, is far above it
+    assert s["floor_holds_within_spread"] is True
+    assert s["true_matches_floor_everywhere"] is False
     text = rob.report(_table(shifted), SMALL_CONFIG)
     claim = next(line for line in text.splitlines() if "minimum of d is at ψ = φ" in line)
     assert "in 0 of 6" in claim and claim.rstrip(" |").endswith("does not hold")
