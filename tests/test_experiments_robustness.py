@@ -175,7 +175,9 @@ def _good(init, true, cand, seed):
 def test_report_says_holds_when_every_claim_holds():
     text = rob.report(_table(_good), SMALL_CONFIG)
     assert "does not hold" not in text
-    assert text.count(": holds") + text.count("so this holds") == 5
+    assert (
+        text.count("holds") == 6
+    )  # two in the first claim, one in the second, two of the floor, signs
 
 
 def test_report_says_when_the_curves_dip_below_the_gaussian_floor():
@@ -208,7 +210,31 @@ def test_report_says_when_the_minimum_is_not_at_the_true_potential():
     assert s["true_matches_floor_everywhere"] is False
     text = rob.report(_table(shifted), SMALL_CONFIG)
     claim = next(line for line in text.splitlines() if "minimum of d is at ψ = φ" in line)
-    assert "in 0 of 6" in claim and claim.rstrip(" |").endswith("does not hold")
+    assert "at ψ = φ in 0 of 6" in claim and "of the minimum in 0 of 6: does not hold" in claim
+
+
+def test_report_says_when_a_far_candidate_is_as_gaussian_as_the_truth():
+    def wide(init, true, cand, seed):  # flat within 1 of the truth in p: 0.5 away is at the floor
+        gap = abs(rob.candidate_position(cand) - rob.candidate_position(true))
+        return FLOOR.mean + 0.003 * math.sin(seed + 1) + 0.3 * max(gap - 1.0, 0.0)
+
+    s = rob.summarise(_table(wide), SMALL_CONFIG)
+    assert s["far_above_floor_everywhere"] is False
+    claim = next(
+        line
+        for line in rob.report(_table(wide), SMALL_CONFIG).splitlines()
+        if "minimum of d is at ψ = φ |" in line
+    )
+    assert "from φ in p has a mean d above the Gaussian floor band" in claim
+    assert "settings: does not hold (lowest" in claim
+    assert rob.summarise(_table(_good), SMALL_CONFIG)["far_above_floor_everywhere"] is True
+
+    def one_sided(init, true, cand, seed):  # at the floor for every p below the truth
+        gap = rob.candidate_position(cand) - rob.candidate_position(true)
+        return FLOOR.mean + 0.003 * math.sin(seed + 1) + 0.3 * max(gap, 0.0)
+
+    rows = rob.summarise(_table(one_sided), SMALL_CONFIG)["by_setting"]
+    assert [r["far_above_floor"] for r in rows if r["true_potential"] == "3-norm"] == [False] * 2
 
 
 def test_report_says_when_the_families_are_not_pronounced_apart():

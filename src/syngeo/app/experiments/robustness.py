@@ -52,6 +52,7 @@ from syngeo.errors import InputError, InputTypeError
 from syngeo.validation import as_int, as_positive_float, as_positive_int
 
 __all__ = [
+    "FAR",
     "FIG3B",
     "INITS",
     "N_STANDARD_ERRORS",
@@ -231,6 +232,9 @@ def _argmin_rows(df: pd.DataFrame) -> list[dict]:
 
 #: Claims about a mean over seeds are judged within this many standard errors of that mean.
 N_STANDARD_ERRORS = 3.0
+#: "Only for ψ close to φ" (paper §4.2), made concrete: candidates at least this far from the true
+#: potential in p (NE at p = 1) must score above the Gaussian floor band.
+FAR = 0.5
 #: "Very pronounced" (paper §4.2), made concrete: d under the wrong family is at least this many
 #: times d under the true potential.
 PRONOUNCED_RATIO = 3.0
@@ -431,6 +435,7 @@ def summarise(df: pd.DataFrame, config: Config) -> dict:
     rows = _argmin_rows(df)
     stats = _mean_std(df)
     floor = gaussian_floor_band(config.n_weights)
+    floor_top = floor.mean + floor.std
     k = N_STANDARD_ERRORS
     for r in rows:
         init, true = r["init"], r["true_potential"]
@@ -452,6 +457,14 @@ def summarise(df: pd.DataFrame, config: Config) -> dict:
             if math.isnan(r["d_at_true"])
             else bool(abs(r["d_at_true"] - floor.mean) <= k * floor_se)
         )
+        far = stats[
+            (stats.init == init)
+            & (stats.true_potential == true)
+            & ((stats.candidate_p - candidate_position(true)).abs() >= FAR - 1e-9)
+        ]
+        r["far_min_d"] = float(far["mean"].min()) if len(far) else math.nan
+        r["far_min_at"] = str(far.loc[far["mean"].idxmin(), "candidate"]) if len(far) else None
+        r["far_above_floor"] = None if not len(far) else bool(r["far_min_d"] > floor_top)
         part = df[(df.init == init) & (df.true_potential == true)]
         r["max_sign_changes"] = int(part["sign_changes"].max())
         r["true_preserves_sign"] = bool(syngeo.potential(true).preserves_sign)
@@ -459,6 +472,7 @@ def summarise(df: pd.DataFrame, config: Config) -> dict:
     within = [r["true_within_spread_of_min"] for r in rows]
     matches = [r["true_matches_floor"] for r in rows if r["true_matches_floor"] is not None]
     sign_rows = [r for r in rows if r["true_preserves_sign"]]
+    far = [r["far_above_floor"] for r in rows if r["far_above_floor"] is not None]
     return {
         "n_rows": len(df),
         "n_standard_errors": k,
@@ -469,6 +483,9 @@ def summarise(df: pd.DataFrame, config: Config) -> dict:
         "true_within_spread_of_min_everywhere": None
         if any(w is None for w in within)
         else bool(all(within)),
+        "far_from_truth": FAR,
+        "n_settings_far_above_floor": int(sum(far)),
+        "far_above_floor_everywhere": bool(all(far)) if far else None,
         "ne_contrast_min": float(min(contrasts)) if contrasts else None,
         "pronounced_ratio": PRONOUNCED_RATIO,
         "ne_contrast_pronounced": bool(min(contrasts) >= PRONOUNCED_RATIO) if contrasts else None,
@@ -543,6 +560,19 @@ def report(df: pd.DataFrame, config: Config) -> str:
         f"{s['n_settings_true_within_spread_of_min']} of {s['n_settings']}: "
         + ("n/a (needs two seeds)" if within is None else _verdict(within))
     )
+    far = s["far_above_floor_everywhere"]
+    if far is not None:
+        worst = min(
+            (r for r in s["by_setting"] if r["far_above_floor"] is not None),
+            key=lambda r: r["far_min_d"],
+        )
+        argmin_text += (
+            f"; every ψ at least {fmt(FAR, 'g')} from φ in p has a mean d above the Gaussian floor "
+            f"band (> {fmt(s['gaussian_floor_d'] + s['gaussian_floor_std'])}) in "
+            f"{s['n_settings_far_above_floor']} of {s['n_settings']} settings: {_verdict(far)} "
+            f"(lowest: {fmt(worst['far_min_d'])}, ψ = {worst['far_min_at']} for "
+            f"{worst['init']} / {worst['true_potential']})"
+        )
     if s["ne_contrast_min"] is None:
         contrast_text = "n/a (needs NE and the 2-norm among the candidates)"
     else:
