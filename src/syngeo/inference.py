@@ -117,6 +117,7 @@ __all__ = [
     "NoisyLikelihoodEstimator",
     "PreparedChange",
     "binned_cdf_distances",
+    "bootstrap_parameter",
     "change_log_likelihood",
     "default_candidates",
     "dual_gaussian_log_density",
@@ -137,6 +138,14 @@ KS_MAX_N = 100_000
 #: Half-width and step of the fine p grid used by the cdf refinement and the bootstrap.
 FINE_STEP = 0.01
 BOOT_HALF_WIDTH = 0.15
+#: The bootstrap zooms in (:func:`bootstrap_parameter`) until its percentile interval spans at
+#: least this many steps of the parameter grid, ...
+BOOT_RESOLUTION_STEPS = 10
+#: ... with this many points per zoomed grid, ...
+BOOT_ZOOM_POINTS = 25
+#: ... at most this many times, and not below this step.
+BOOT_MAX_ZOOMS = 4
+BOOT_MIN_STEP = 1e-5
 #: Bootstrap count vectors are stored (1 byte per synapse and resample) up to this size.
 BOOT_STORE_BYTES = 200_000_000
 #: Elements per chunk in the streaming kernels (keeps temporaries in cache).
@@ -599,6 +608,9 @@ class LikelihoodEstimator:
     column = "log_likelihood"
     #: How :meth:`interval` is obtained.
     interval_method = "likelihood-ratio"
+    #: Whether the score is a smooth function of the family parameter (the bootstrap then
+    #: refines each resample's best parameter by parabolic interpolation).
+    smooth_in_parameter = True
 
     def __init__(self, *, fit_mean: bool = True) -> None:
         self.fit_mean = bool(fit_mean)
@@ -791,6 +803,9 @@ class CdfEstimator:
     name = "cdf"
     column = "cdf_distance"
     interval_method = "bootstrap-percentile"
+    #: Whether the score is a smooth function of the family parameter (the bootstrap then
+    #: refines each resample's best parameter by parabolic interpolation).
+    smooth_in_parameter = False
 
     def __init__(self, *, grid: tuple[float, float, int] = DEFAULT_GRID) -> None:
         self.grid = grid
@@ -907,6 +922,102 @@ class CdfEstimator:
                     ecdf = count_at_or_below(delta, t, 0.0, std, weights=c) / n
                     out[s + r, j] = float(np.sum(np.abs(ecdf[: m - 1] - phi) * dt))
         return out
+
+
+def bootstrap_parameter(
+    estimator: LikelihoodEstimator | CdfEstimator,
+    data: PreparedChange,
+    family: Potential,
+    grid: Sequence[float],
+    resamples: BootstrapResamples,
+    confidence: float,
+    *,
+    n_params: int = 3,
+    bounds: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The best family parameter of every resample, resolved below the spread of the estimates.
+
+    1. Each resample's argmin of the estimator's bootstrap score over ``grid`` (parameters of
+       ``family``, via ``with_parameter``).
+    2. While the percentile interval (``confidence``) of those argmins is narrower than
+       :data:`BOOT_RESOLUTION_STEPS` grid steps around them (at 10⁶ synapses the likelihood
+       interval for p is ~0.003 wide, a third of the default 0.01 step, and every resample
+       would pick the same grid point), zoom: every resample is rescored on a uniform grid of
+       :data:`BOOT_ZOOM_POINTS` points over the interval widened by one step on each side (a
+       unimodal score has its optimum within a step of the argmin), within ``bounds`` and
+       the range of ``grid``;
+       estimates outside that window keep their value. At most :data:`BOOT_MAX_ZOOMS` times,
+       down to a step of :data:`BOOT_MIN_STEP`, and only where the new grid is finer than the
+       old one at every estimate inside the interval.
+    3. For a score smooth in the parameter (``estimator.smooth_in_parameter``: the likelihood),
+       each interior argmin is replaced by the vertex of the parabola through it and its two
+       neighbours (kept inside them).
+
+    So the parameter's resolution is at most (interval width)/:data:`BOOT_RESOLUTION_STEPS`
+    before the parabolic step, and the interval cannot collapse to one grid point unless the
+    estimates agree to :data:`BOOT_MIN_STEP`.
+
+    Returns
+    -------
+    numpy.ndarray, shape=[n_resamples]
+    """
+    lo_b, hi_b = (-math.inf, math.inf) if bounds is None else bounds
+    ps = np.asarray(sorted(set(float(p) for p in grid)))
+    first, last = float(ps[0]), float(ps[-1])  # zoomed grids stay within the given one
+
+    def scores_on(values: np.ndarray) -> np.ndarray:
+        sc = estimator.bootstrap(
+            data,
+            [family.with_parameter(float(p)) for p in values],
+            resamples,
+            n_params=[n_params] * len(values),
+        )
+        return np.where(np.isnan(sc), np.inf, sc)
+
+    scores = scores_on(ps)
+    j = np.argmin(scores, axis=1)
+    best = ps[j]
+    fixed = np.zeros(best.size, dtype=bool)  # estimates left outside a zoom window
+    for zoom in range(BOOT_MAX_ZOOMS + 1):
+        if ps.size < 2:
+            return best
+        ci = percentile_interval(best, confidence)
+        # the grid step on either side of the argmins that make the interval (inside it)
+        gaps = np.diff(ps)
+        local = np.maximum(gaps[np.maximum(j - 1, 0)], gaps[np.minimum(j, ps.size - 2)])
+        step = float(np.max(local[~fixed & (best >= ci.low) & (best <= ci.high)], initial=0.0))
+        if (
+            zoom == BOOT_MAX_ZOOMS
+            or step <= BOOT_MIN_STEP
+            or ci.high - ci.low >= BOOT_RESOLUTION_STEPS * step
+        ):
+            break
+        # the window holds the interval with a step to spare on each side; estimates outside it
+        # keep their value (they stay outside the interval); on a uniform grid each zoom at
+        # least halves the step: (width + 2 step)/(points − 1) < 12 step/24
+        a = max(ci.low - step, lo_b, first)
+        b = min(ci.high + step, hi_b, last)
+        finest = float(np.min(local[~fixed & (best >= ci.low) & (best <= ci.high)]))
+        if (b - a) / (BOOT_ZOOM_POINTS - 1) >= finest:  # a zoom must refine everywhere
+            break
+        fixed |= (best < a) | (best > b)
+        ps = np.linspace(a, b, BOOT_ZOOM_POINTS)
+        scores = scores_on(ps)
+        j = np.argmin(scores, axis=1)
+        best = np.where(fixed, best, ps[j])
+    if not estimator.smooth_in_parameter or ps.size < 3:
+        return best
+    rows = np.arange(best.size)
+    inner = (j > 0) & (j < ps.size - 1) & ~fixed
+    jj = np.clip(j, 1, ps.size - 2)
+    x0, x1, x2 = ps[jj - 1], ps[jj], ps[jj + 1]
+    f0, f1, f2 = scores[rows, jj - 1], scores[rows, jj], scores[rows, jj + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        num = (x1 - x0) ** 2 * (f1 - f2) - (x1 - x2) ** 2 * (f1 - f0)
+        den = (x1 - x0) * (f1 - f2) - (x1 - x2) * (f1 - f0)
+        vertex = x1 - 0.5 * num / den
+    ok = inner & np.isfinite(vertex) & (den < 0) & np.isfinite(f0 + f1 + f2)
+    return np.where(ok, np.clip(vertex, x0, x2), best)
 
 
 def percentile_interval(
@@ -1507,13 +1618,16 @@ def infer_geometry(
                 np.arange(centre - BOOT_HALF_WIDTH, centre + BOOT_HALF_WIDTH + 1e-9, FINE_STEP), 4
             )
             boot_ps = sorted({float(p) for p in fine if p > p_min} | {c.parameter for c in family})
-            ps = est.bootstrap(
+            best_ps = bootstrap_parameter(
+                est,
                 data,
-                [centre_psi.with_parameter(p) for p in boot_ps],
+                centre_psi,
+                boot_ps,
                 resamples,
-                n_params=[n_params(centre_psi)] * len(boot_ps),
+                confidence,
+                n_params=n_params(centre_psi),
+                bounds=(p_min, parameter_search_bounds(centre_psi)[1]),
             )
-            best_ps = np.asarray(boot_ps)[np.argmin(np.where(np.isnan(ps), np.inf, ps), axis=1)]
             p_interval_boot = percentile_interval(best_ps, confidence)
     df["bootstrap_win_fraction"] = [
         math.nan if r else win.get(c, math.nan)
