@@ -76,6 +76,7 @@ True
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -150,6 +151,8 @@ BOOT_MIN_STEP = 1e-5
 BOOT_STORE_BYTES = 200_000_000
 #: Elements per chunk in the streaming kernels (keeps temporaries in cache).
 _CHUNK = 1 << 15
+#: Elements per block of the threaded kernels (:func:`_map_blocks`): 32 chunks.
+_BLOCK = 1 << 20
 #: The one-pass variance s₂/n − μ² is kept when it exceeds this fraction of μ² (error bound in
 #: :meth:`PreparedChange.dual`); below, a second, exact pass.
 _ONE_PASS_VAR = 1e-2
@@ -184,14 +187,34 @@ def _var(x: Any, mean: float) -> float:
     if _is_tensor(x):
         c = x - mean
         return float(_torch_dot(c, c)) / x.numel()
-    size = min(_CHUNK, x.size)
-    buf = np.empty(size)
-    acc = 0.0
-    for s in range(0, x.size, _CHUNK):
-        c = buf[: min(_CHUNK, x.size - s)]
-        np.subtract(x[s : s + _CHUNK], mean, out=c)
-        acc += _dot(c, c)
-    return acc / x.size
+
+    def part(lo: int, hi: int) -> float:
+        buf = np.empty(min(_CHUNK, hi - lo))
+        acc = 0.0
+        for s in range(lo, hi, _CHUNK):
+            c = buf[: min(_CHUNK, hi - s)]
+            np.subtract(x[s : s + _CHUNK], mean, out=c)
+            acc += _dot(c, c)
+        return acc
+
+    return sum(_map_blocks(x.size, part)) / x.size
+
+
+def _map_blocks(n: int, fn: Any) -> list:
+    """``[fn(lo, hi)]`` over consecutive blocks of :data:`_BLOCK` of range(n), in block order.
+
+    Blocks run on as many threads as torch's intra-op setting (:mod:`syngeo.threads`: 1 under
+    ``limit_threads(1)``); NumPy releases the GIL inside its loops. Partial results are combined
+    by the caller in block order, so the answer does not depend on the number of threads.
+    """
+    bounds = [(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
+    import torch  # already loaded by syngeo.potentials
+
+    workers = min(torch.get_num_threads(), len(bounds))
+    if workers <= 1:
+        return [fn(lo, hi) for lo, hi in bounds]
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda b: fn(*b), bounds))
 
 
 def _is_tensor(x: Any) -> bool:
@@ -229,19 +252,24 @@ def _bin_counts_numpy(x: np.ndarray, t: np.ndarray, scale: float, shifts: Sequen
     """Per shift, counts[j] = #{i : first grid index with t_j ≥ z_i is j} (j = m: beyond)."""
     m = t.size
     consts = [_bin_index_constants(t, scale, s) for s in shifts]
-    counts = [np.zeros(m + 1, dtype=np.int64) for _ in shifts]
-    size = min(_CHUNK, x.size)
-    y_buf, i_buf = np.empty(size), np.empty(size, dtype=np.intp)
-    for start in range(0, x.size, _CHUNK):
-        xc = x[start : start + _CHUNK]
-        y, idx = y_buf[: xc.size], i_buf[: xc.size]
-        for acc, (c1, c0) in zip(counts, consts, strict=True):
-            np.multiply(xc, c1, out=y)
-            y += c0
-            np.clip(y, 0.0, m, out=y)
-            np.copyto(idx, y, casting="unsafe")  # truncation = floor on [0, m]
-            acc += np.bincount(idx, minlength=m + 1)
-    return counts
+
+    def part(lo: int, hi: int) -> list[np.ndarray]:
+        counts = [np.zeros(m + 1, dtype=np.int64) for _ in shifts]
+        size = min(_CHUNK, hi - lo)
+        y_buf, i_buf = np.empty(size), np.empty(size, dtype=np.intp)
+        for start in range(lo, hi, _CHUNK):
+            xc = x[start : min(start + _CHUNK, hi)]
+            y, idx = y_buf[: xc.size], i_buf[: xc.size]
+            for acc, (c1, c0) in zip(counts, consts, strict=True):
+                np.multiply(xc, c1, out=y)
+                y += c0
+                np.clip(y, 0.0, m, out=y)
+                np.copyto(idx, y, casting="unsafe")  # truncation = floor on [0, m]
+                acc += np.bincount(idx, minlength=m + 1)
+        return counts
+
+    parts = _map_blocks(x.size, part)
+    return [sum(p[k] for p in parts) for k in range(len(shifts))]
 
 
 def _bin_counts_torch(x: Any, t: np.ndarray, scale: float, shifts: Sequence[float]):
@@ -419,42 +447,55 @@ class PreparedChange:
         digits). A Euclidean candidate is a plain subtraction. On torch data: whole tensors on
         :attr:`device`, the same moments.
 
+        Blocks of :data:`_BLOCK` synapses run on torch's number of intra-op threads; their
+        partial sums are added in block order, so the result does not depend on the threads.
+
         Accumulation error (float64, u = 2⁻⁵³): each chunk of C = 2¹⁵ terms is summed with
         error at most γ_C·Σ|x| (γ_k = ku/(1 − ku), recursive summation, the worst case of
-        NumPy's unrolled kernels) and the ⌈n/C⌉ chunk sums are added in sequence, so every sum
-        here is within γ_{C + n/C}·Σ|x_i| ≤ 3.7·10⁻¹²·Σ|x_i| for n ≤ 10⁹ (torch's tree
-        reductions are tighter). Σ Δ² has only positive terms: relative error ≤ 3.7·10⁻¹². The
-        variance s₂/n − μ² amplifies that by (σ² + μ²)/σ², kept ≤ 1 + 1/:data:`_ONE_PASS_VAR`
-        = 101 by redoing the variance in two passes beyond it, so σ̂² is within 3.8·10⁻¹⁰
-        relative and the profile log-likelihood −(n/2) log σ̂² within 1.9·10⁻¹⁰·n
-        (5·10⁻³ at n = 2.5·10⁷, against the 1.92 of a 95 % likelihood-ratio drop; the two-pass
-        variance: 4.6·10⁻⁵).
+        NumPy's unrolled kernels), the 32 chunk sums of a block and the ⌈n/2²⁰⌉ block sums in
+        sequence, so every sum here is within γ_{C + 32 + n/2²⁰}·Σ|x_i| ≤ 3.8·10⁻¹²·Σ|x_i| for
+        n ≤ 10⁹ (torch's tree reductions are tighter). Σ Δ² has only positive terms: relative
+        error ≤ 3.8·10⁻¹². The variance s₂/n − μ² amplifies that by (σ² + μ²)/σ², kept
+        ≤ 1 + 1/:data:`_ONE_PASS_VAR` = 101 by redoing the variance in two passes beyond it, so
+        σ̂² is within 3.9·10⁻¹⁰ relative and the profile log-likelihood −(n/2) log σ̂² within
+        2·10⁻¹⁰·n (5·10⁻³ at n = 2.5·10⁷, against the 1.92 of a 95 % likelihood-ratio drop;
+        with the two-pass variance 4.8·10⁻⁵). The Jacobian term k·Σ log|w_i| (|k| ≤ 4 on the
+        default grid, one pairwise NumPy sum) adds at most 4·log₂(n)·u·Σ|log|w_i||, 1·10⁻⁶ at
+        n = 2.5·10⁷ with |log|w|| ~ 3.
         """
         if self._on_device is not None:
             return self._dual_on_device(psi)
         b, a = self.before, self.after
+        lb, la = self.log_abs_before, self.log_abs_after
         delta = self._work
-        if psi.is_euclidean:
-            np.subtract(a, b, out=delta)
-            mean = float(np.mean(delta))
-            return DualMoments(delta, _dot(b, b), mean, _var(delta, mean))
-        ref = s1 = s2 = 0.0
-        size = min(_CHUNK, a.size)
-        gb_buf, ga_buf = np.empty(size), np.empty(size)
-        for s in range(0, a.size, _CHUNK):
-            sl = slice(s, s + _CHUNK)
-            m = min(_CHUNK, a.size - s)
-            d = delta[sl]
-            gb = psi.grad_with_log_abs(b[sl], self.log_abs_before[sl], out=gb_buf[:m])
-            ref += _dot(gb, gb)
-            ga = psi.grad_with_log_abs(a[sl], self.log_abs_after[sl], out=ga_buf[:m])
-            np.subtract(ga, gb, out=d)
-            s1 += float(np.sum(d))
-            s2 += _dot(d, d)
+        euclidean = psi.is_euclidean
+
+        def part(lo: int, hi: int) -> tuple[float, float, float]:
+            ref = s1 = s2 = 0.0
+            size = min(_CHUNK, hi - lo)
+            gb_buf, ga_buf = np.empty(size), np.empty(size)
+            for s in range(lo, hi, _CHUNK):
+                sl = slice(s, min(s + _CHUNK, hi))
+                d = delta[sl]
+                if euclidean:
+                    gb = b[sl]
+                    np.subtract(a[sl], gb, out=d)
+                else:
+                    m = d.size
+                    gb = psi.grad_with_log_abs(b[sl], lb[sl], out=gb_buf[:m])
+                    ga = psi.grad_with_log_abs(a[sl], la[sl], out=ga_buf[:m])
+                    np.subtract(ga, gb, out=d)
+                ref += _dot(gb, gb)
+                s1 += float(np.add.reduce(d))
+                s2 += _dot(d, d)
+            return ref, s1, s2
+
+        parts = _map_blocks(a.size, part)
+        ref, s1, s2 = (sum(p[k] for p in parts) for k in range(3))
         n = a.size
         mean = s1 / n
         var = s2 / n - mean * mean
-        if not var > _ONE_PASS_VAR * mean * mean:  # cancellation: redo exactly
+        if euclidean or not var > _ONE_PASS_VAR * mean * mean:  # cancellation: redo exactly
             var = _var(delta, mean)
         return DualMoments(delta, ref, mean, var)
 
