@@ -123,10 +123,19 @@ def test_torch_tensors_give_the_numpy_moments_and_likelihood(psi):
         assert abs(d_dev - d_host) <= near_ties(delta, std, shift, slack) * H / n + 1e-15
 
 
-def test_torch_and_numpy_inputs_give_the_same_inference():
+def test_torch_and_numpy_inputs_give_the_same_inference(monkeypatch):
     """Whole inference (grid, refinement, likelihood-ratio interval) from torch tensors: same
     ranking, the same refined p and interval to 1e-4 (the refinement's own tolerance; the
-    log-likelihoods agree to ~1e-9, far inside it), the same zeros and warnings."""
+    log-likelihoods agree to ~1e-9, far inside it), the same zeros and warnings; and the
+    tensors' path is the one taken."""
+    on_device = PreparedChange._dual_on_device
+    calls = []
+
+    def spy(self, psi):
+        calls.append(psi.name)
+        return on_device(self, psi)
+
+    monkeypatch.setattr(PreparedChange, "_dual_on_device", spy)
     sim = simulate_change("2.5-norm", 30_000, rng=5)
     a = infer_geometry(sim.before, sim.after, n_bootstrap=0, rng=0)
     b = infer_geometry(
@@ -140,6 +149,7 @@ def test_torch_and_numpy_inputs_give_the_same_inference():
     np.testing.assert_allclose(a.ranking["log_likelihood"], b.ranking["log_likelihood"], rtol=1e-12)
     np.testing.assert_allclose(a.ranking["cdf_distance"], b.ranking["cdf_distance"], atol=1e-9)
     assert a.warnings == b.warnings
+    assert len(calls) > len(default_candidates())
 
 
 def test_torch_path_with_zeros_and_float32_tensors():
@@ -254,3 +264,29 @@ def test_threaded_blocks_give_the_same_numbers_for_any_thread_count(monkeypatch)
     assert abs(dual.mean - out[1][0]) <= 7.6e-12 * np.abs(dual.delta).mean()
     assert dual.var == pytest.approx(out[1][1], rel=101 * 7.6e-12)
     assert dual.ref_sq == pytest.approx(out[1][2], rel=7.6e-12)
+
+
+def test_bootstrap_zooms_in_where_the_grid_is_coarse():
+    """The zoom alone (the parabolic step switched off, as for the cdf estimator): on a p grid of
+    step 0.05 around an interval ~0.008 wide, every resample's estimate must come within the
+    final zoom step (~7e-4; the argmin of a unimodal score is within half a step of its optimum)
+    of the optimum found on a uniform reference grid of step 2e-4 (itself within 1e-4), so
+    within 1e-3; without zooming the estimates would stay on multiples of 0.05."""
+
+    class GridOnly(LikelihoodEstimator):
+        smooth_in_parameter = False
+
+    sim = simulate_change("2-norm", 100_000, rng=3)
+    data = PreparedChange.from_weights(sim.before, sim.after, rng=0)
+    resamples = inference.BootstrapResamples(data.n, 30, np.random.default_rng(1))
+    est = GridOnly()
+    coarse = np.round(np.arange(1.8, 2.2001, 0.05), 4)
+    got = inference.bootstrap_parameter(est, data, PNorm(2.0), coarse, resamples, 0.95)
+    ref_grid = np.arange(1.98, 2.02001, 2e-4)
+    scores = est.bootstrap(
+        data, [PNorm(p) for p in ref_grid], resamples, n_params=[3] * ref_grid.size
+    )
+    ref = ref_grid[np.argmin(scores, axis=1)]
+    assert ref.min() > ref_grid[0] and ref.max() < ref_grid[-1]  # the reference grid holds them
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
+    assert np.unique(got).size > 5

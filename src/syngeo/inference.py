@@ -399,9 +399,16 @@ class PreparedChange:
     def from_weights(cls, before: Any, after: Any, rng: Any = None) -> PreparedChange:
         """Validate (:func:`~syngeo.gaussianity.as_weight_pair`) and prepare; ``rng`` draws the
         KS subsample when there are more than :data:`KS_MAX_N` synapses."""
-        tensor = next((x for x in (before, after) if _is_tensor(x)), None)
         b, a = as_weight_pair(before, after)
-        gen = as_generator(rng)
+        return cls._from_arrays(b, a, as_generator(rng), (before, after))
+
+    @classmethod
+    def _from_arrays(
+        cls, b: np.ndarray, a: np.ndarray, gen: np.random.Generator, inputs: tuple
+    ) -> PreparedChange:
+        """Prepare validated float64 host arrays ``b, a`` of the user's ``inputs`` (whose torch
+        tensors, if any, say where the per-candidate work runs)."""
+        tensor = next((x for x in inputs if _is_tensor(x)), None)
         with np.errstate(divide="ignore"):
             lb = np.log(np.abs(b))
             la = np.log(np.abs(a))
@@ -414,7 +421,7 @@ class PreparedChange:
             ks_index = np.sort(gen.choice(a.size, size=KS_MAX_N, replace=False))
         on_device = None
         if tensor is not None:
-            on_device = _device_copies(tensor.device, before, after, b, a, mask, ks_index)
+            on_device = _device_copies(tensor.device, *inputs, b, a, mask, ks_index)
         return cls(b, a, lb, la, mask, n_like, s, ks_index, np.empty_like(a), {}, on_device)
 
     @property
@@ -1559,7 +1566,7 @@ def infer_geometry(
         warn.append(f"{', '.join(c.name for c in ruled_out)} ruled out: {reason}")
     if not valid:
         raise DomainError(f"no usable candidate: {reason}; add p-norm candidates")
-    data = PreparedChange.from_weights(b, a, gen)
+    data = PreparedChange._from_arrays(b, a, gen, (before, after))  # torch input: on its device
     if data.n_like == 0:
         raise InputError("every weight in AFTER is 0: there is nothing to infer from")
     if data.like_mask is not None:
