@@ -96,8 +96,9 @@ def test_torch_tensors_give_the_numpy_moments_and_likelihood(psi):
     if psi.preserves_sign:
         a = np.abs(a) * np.sign(b)
     host = PreparedChange.from_weights(b, a, rng=0)
-    dev = PreparedChange.from_weights(torch.from_numpy(b), torch.from_numpy(a), rng=0)
+    dev = PreparedChange.from_weights(torch.from_numpy(b), torch.from_numpy(a), rng=0, device="cpu")
     assert host.device is None and dev.device == torch.device("cpu")
+    assert PreparedChange.from_weights(torch.from_numpy(b), a).device is None  # CPU: NumPy
     x, y = host.dual(psi), dev.dual(psi)
     assert isinstance(y.delta, torch.Tensor)
     delta = x.delta.copy()
@@ -136,6 +137,8 @@ def test_torch_and_numpy_inputs_give_the_same_inference(monkeypatch):
         return on_device(self, psi)
 
     monkeypatch.setattr(PreparedChange, "_dual_on_device", spy)
+    on_cpu = lambda inputs, device=None: torch.device("cpu")  # noqa: E731 - the CPU as a device
+    monkeypatch.setattr(inference, "_reduction_device", on_cpu)
     sim = simulate_change("2.5-norm", 30_000, rng=5)
     a = infer_geometry(sim.before, sim.after, n_bootstrap=0, rng=0)
     b = infer_geometry(
@@ -152,9 +155,11 @@ def test_torch_and_numpy_inputs_give_the_same_inference(monkeypatch):
     assert len(calls) > len(default_candidates())
 
 
-def test_torch_path_with_zeros_and_float32_tensors():
+def test_torch_path_with_zeros_and_float32_tensors(monkeypatch):
     """Zeros after learning (left out of the likelihood: the device mask) and float32 input
     (converted to float64 on the device, as the host copy is)."""
+    on_cpu = lambda inputs, device=None: torch.device("cpu")  # noqa: E731 - the CPU as a device
+    monkeypatch.setattr(inference, "_reduction_device", on_cpu)
     sim = simulate_change("3-norm", 5000, rng=6)
     b32 = torch.from_numpy(sim.before).float()
     a32 = torch.from_numpy(sim.after).float()
