@@ -193,7 +193,7 @@ def _var(x: Any, mean: float) -> float:
         acc = 0.0
         for s in range(lo, hi, _CHUNK):
             c = buf[: min(_CHUNK, hi - s)]
-            np.subtract(x[s : s + _CHUNK], mean, out=c)
+            np.subtract(x[s : s + c.size], mean, out=c)
             acc += _dot(c, c)
         return acc
 
@@ -218,7 +218,7 @@ def _map_blocks(n: int, fn: Any) -> list:
 
 
 def _is_tensor(x: Any) -> bool:
-    """A torch tensor (checked without importing torch: the NumPy path never loads it)."""
+    """A torch tensor (by its type's module: no import, no isinstance on an optional type)."""
     return type(x).__module__.split(".", 1)[0] == "torch"
 
 
