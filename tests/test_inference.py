@@ -651,3 +651,23 @@ def test_streamed_dual_and_jacobian_equal_the_plain_protocol_methods(psi):
     keep = a != 0
     jac = np.sum(np.asarray(psi.log_hessian_diag(a[keep])))
     assert data.log_jacobian(psi) == pytest.approx(jac, rel=1e-12)
+
+
+def test_a_weight_whose_dual_overflows_is_an_input_error_naming_it():
+    """1e300 has a finite 3-norm dual only before squaring; the library must say so in one
+    InputError naming the synapse, with no solver failure and no NumPy warning on the way."""
+    import warnings
+
+    from syngeo.errors import InputError
+
+    rng = np.random.default_rng(0)
+    b = np.abs(rng.normal(size=2000)) + 0.1
+    a = b * (1 + 0.01 * rng.normal(size=2000))
+    a[17] = 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=r"synapse 17 \(BEFORE"):
+            infer_geometry(b, a, n_bootstrap=0)
+    # the same weight is fine when no candidate's dual overflows on it
+    fit = infer_geometry(b, a, candidates=["1.1-norm"], n_bootstrap=0, refine=False)
+    assert fit.best == "1.1-norm"
