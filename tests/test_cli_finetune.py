@@ -84,6 +84,9 @@ def test_help_has_examples(capsys):
             "does not fit",
         ),
         (lambda p: ["--potentials", "2-norm,nope"], "nope"),
+        (lambda p: ["--weights", p], "is a folder, not a state_dict file"),
+        (lambda p: (p / "x.txt").write_text("x") and ["--data", p / "x.txt"], "is a file"),
+        (lambda p: (p / "e").mkdir() or ["--data", p / "e"], "the folder is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, message):

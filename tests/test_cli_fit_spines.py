@@ -148,6 +148,20 @@ def test_missing_table_file(tmp_path, capsys):
     assert_bad_input(code, out, err, "no such file")
 
 
+def test_a_folder_given_as_the_table_says_it_is_a_folder(tmp_path, capsys):
+    code, out, err = run_cli(["fit-spines", tmp_path], capsys)
+    assert_bad_input(code, out, err, f"{tmp_path} is a folder, not a synapse table")
+
+
+def test_unrelated_files_in_out_are_not_results_but_earlier_results_are(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "summary.json").write_text("{}")
+    code, out, err = run_cli(["fit-spines", "--out", out_dir, "--bootstrap", "0"], capsys)
+    assert_bad_input(code, out, err, "holds results of another command (summary.json)")
+    assert [p.name for p in out_dir.iterdir()] == ["summary.json"]
+
+
 def test_help_has_examples(capsys):
     code, out, _ = run_cli(["fit-spines", "--help"], capsys)
     assert code == 0 and "syngeo fit-spines" in out and "--bootstrap" in out

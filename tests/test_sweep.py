@@ -164,14 +164,41 @@ def test_experiments_are_looked_up_by_exact_name():
         run_sweep(_testing, _testing.Config(n_cells=1, delay=0.0), "unused", quiet=True)
 
 
-def test_non_sweep_folder_is_not_taken_over_without_force(tmp_path):
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds no sweep"):
-        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
-    run_sweep(
-        _testing.EXPERIMENT, _testing.Config(n_cells=2, delay=0.0), tmp_path, force=True, quiet=True
-    )
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+def test_unrelated_files_are_left_alone_but_other_results_need_force(tmp_path):
+    config = _testing.Config(n_cells=2, delay=0.0)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    run_sweep(_testing.EXPERIMENT, config, mine, quiet=True)  # not "already holding results"
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert len(_stored(mine)) == 2
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.md").write_text("# results of syngeo infer")
+    with pytest.raises(FileExistsError, match=r"holds results of another command \(report.md\)"):
+        run_sweep(_testing.EXPERIMENT, config, other, quiet=True)
+    assert sorted(p.name for p in other.iterdir()) == ["report.md"]
+    run_sweep(_testing.EXPERIMENT, config, other, force=True, quiet=True)
+    assert len(_stored(other)) == 2
+
+
+def test_an_unwritable_folder_is_named_not_a_temporary_file(tmp_path, monkeypatch):
+    import tempfile
+
+    # as root every folder is writable: make the temporary file fail as it would without rights
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".manifest.json.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as info:
+        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=1), tmp_path / "out", quiet=True)
+    message = str(info.value)
+    assert f"in {tmp_path / 'out'}: permission denied" in message
+    assert ".tmp" not in message
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match=rf"--out {tmp_path / 'x'}: permission denied"):
+        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=1), tmp_path / "x", quiet=True)
 
 
 def test_failing_cell_keeps_the_finished_ones(tmp_path):
@@ -231,7 +258,7 @@ def test_duplicate_cells_are_rejected(tmp_path):
 
 def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ImportError, match=r"syngeo\[cluster\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[cluster\]"'):
         run_sweep(
             _testing.EXPERIMENT,
             _testing.Config(n_cells=2, delay=0.0),
@@ -239,6 +266,39 @@ def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
             scheduler="tcp://127.0.0.1:1",
             quiet=True,
         )
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("localhost", "not a Dask scheduler address"),
+        ("http://127.0.0.1:8786", "not a Dask scheduler address"),
+        ("tcp://127.0.0.1:port", "not a Dask scheduler address"),
+        ("tcp://127.0.0.1:{closed}", "could not reach the Dask scheduler"),
+        ("tcp://no-such-host.invalid:8786", "could not reach the Dask scheduler"),
+    ],
+)
+def test_bad_scheduler_fails_before_the_folder_is_made(tmp_path, address, message):
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=message):
+        run_sweep(
+            _testing.EXPERIMENT,
+            _testing.Config(n_cells=2, delay=0.0),
+            out,
+            scheduler=address.format(closed=_closed_port()),
+            quiet=True,
+        )
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------ executors

@@ -67,7 +67,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from syngeo.app.outputs import atomic_write, atomic_write_text, to_jsonable
+from syngeo.app.outputs import (
+    atomic_write,
+    atomic_write_text,
+    make_out_dir,
+    own_outputs,
+    to_jsonable,
+)
 from syngeo.errors import InputError, InputTypeError
 from syngeo.threads import THREAD_VARIABLES, limit_process_threads, limit_threads
 from syngeo.validation import as_positive_int
@@ -259,14 +265,16 @@ def _prepare_store(out: Path, manifest: dict[str, Any], *, force: bool) -> Path:
                 "pass --force to discard its results or choose another --out"
             )
         _discard_cells(cells_dir)
-    elif out.is_dir() and any(out.iterdir()) and not force:
+    elif own_outputs(out) and not force:
+        found = ", ".join(own_outputs(out)[:3])
         raise FileExistsError(
-            f"--out {out} is not empty and holds no sweep ({MANIFEST_NAME} missing); pass --force "
-            "to use it anyway or choose another folder"
+            f"--out {out} holds results of another command ({found}) but no sweep "
+            f"({MANIFEST_NAME} missing); pass --force to replace them or choose another folder"
         )
     elif force:
         _discard_cells(cells_dir)
-    cells_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
+    cells_dir.mkdir(exist_ok=True)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return cells_dir
 
@@ -470,27 +478,80 @@ def _run_pool(
         raise error
 
 
+#: Seconds to wait for a Dask scheduler before giving up (a wrong address fails this fast).
+CONNECT_TIMEOUT = 10.0
+
+_SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def _scheduler_address(scheduler: Any) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a Dask scheduler address; InputError when it is not one."""
+    import re
+
+    text = scheduler.strip() if isinstance(scheduler, str) else ""
+    scheme, _, rest = text.rpartition("://")
+    scheme = scheme or "tcp"
+    if scheme == "inproc" and rest:  # an in-process cluster (LocalCluster(processes=False))
+        return scheme, rest, None
+    match = re.fullmatch(r"([^\s:/\[\]]+|\[[0-9a-fA-F:]+\]):(\d{1,5})/?", rest)
+    if scheme not in _SCHEDULER_SCHEMES or match is None:
+        raise InputError(
+            f"--scheduler {scheduler!r} is not a Dask scheduler address; write "
+            "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786"
+        )
+    return scheme, match[1].strip("[]"), int(match[2])
+
+
+def _connect_dask(scheduler: str, timeout: float = CONNECT_TIMEOUT):
+    """A ``distributed.Client`` on ``scheduler``, or one clear error within ``timeout`` seconds.
+
+    An address nothing listens on is found by a plain TCP connection first (refused at once, or
+    unanswered within ``timeout``), before the client is built: a client whose construction fails
+    retries for its whole timeout and then prints a traceback from its destructor.
+    """
+    import socket
+
+    scheme, host, port = _scheduler_address(scheduler)
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError(
+            "--scheduler needs dask.distributed, the cluster extra of syngeo: "
+            'pip install -e ".[cluster]" in the syngeo folder (or run without --scheduler)'
+        ) from None
+    hint = "start one (`dask scheduler`) or check the address"
+    if scheme in ("tcp", "tls", "ws", "wss") and port is not None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {timeout:g} s"
+            raise InputError(
+                f"could not reach the Dask scheduler at {scheduler!r} ({reason}); {hint}"
+            ) from None
+    try:
+        return Client(scheduler, timeout=f"{timeout:g}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(
+            f"could not connect to the Dask scheduler at {scheduler!r} ({_first_line(exc)}); {hint}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
 def _run_dask(
     run_cell: Callable,
     config: Any,
     pending: list[tuple[str, dict]],
     store: Callable,
-    scheduler: str,
+    client: Any,
 ) -> None:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ImportError(
-            "--scheduler needs dask.distributed: pip install 'syngeo[cluster]' "
-            "(or run without --scheduler)"
-        ) from None
-    try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
-    except OSError as exc:
-        raise InputError(
-            f"could not reach the Dask scheduler at {scheduler!r} ({exc}); start one "
-            "(`dask scheduler`) or check the address"
-        ) from None
+    from distributed import as_completed
+
     error: BaseException | None = None
     futures = []
     try:
@@ -520,7 +581,6 @@ def _run_dask(
     finally:
         with contextlib.suppress(Exception):
             client.cancel([f for f in futures if not f.done()])
-        client.close()
     if error is not None:
         raise error
 
@@ -615,10 +675,7 @@ def run_sweep(
     """
     workers = as_positive_int(workers, "workers")
     if scheduler is not None:
-        if not isinstance(scheduler, str) or not scheduler.strip():
-            raise InputError(
-                f"scheduler must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}"
-            )
+        _scheduler_address(scheduler)
         if workers != 1:
             raise InputError(
                 "give either --workers (local processes) or --scheduler (a Dask cluster), not both"
@@ -634,7 +691,40 @@ def run_sweep(
         )
     keyed = _expand_cells(exp, config)
     out = Path(out)
-    cells_dir = _prepare_store(out, _manifest(exp, _config_dict(config), len(keyed)), force=force)
+    with contextlib.ExitStack() as stack:
+        # Reach the cluster before touching ``out``: a wrong address leaves no folder behind.
+        client = None
+        if scheduler is not None:
+            client = _connect_dask(scheduler)
+            stack.callback(client.close)
+        cells_dir = _prepare_store(
+            out, _manifest(exp, _config_dict(config), len(keyed)), force=force
+        )
+        n_computed, n_reused = _run_pending(
+            exp, config, keyed, cells_dir, workers=workers, client=client, quiet=quiet
+        )
+    table = _read_table(cells_dir, [k for k, _ in keyed])
+    return SweepResult(
+        table=table,
+        n_cells=len(keyed),
+        n_computed=n_computed,
+        n_reused=n_reused,
+        out=out,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _run_pending(
+    exp: Experiment,
+    config: Any,
+    keyed: list[tuple[str, dict]],
+    cells_dir: Path,
+    *,
+    workers: int,
+    client: Any,
+    quiet: bool,
+) -> tuple[int, int]:
+    """Compute the cells not stored in ``cells_dir`` yet; (computed, reused)."""
     _remove_stale_temporaries(cells_dir)
     pending = [(k, c) for k, c in keyed if not _cell_path(cells_dir, k).exists()]
     n_reused = len(keyed) - len(pending)
@@ -649,19 +739,11 @@ def run_sweep(
             advance()
 
         if pending:
-            if scheduler is not None:
-                _run_dask(exp.run_cell, config, pending, store, scheduler)
+            if client is not None:
+                _run_dask(exp.run_cell, config, pending, store, client)
             elif workers > 1 and len(pending) > 1:
                 _run_pool(exp.run_cell, config, pending, store, min(workers, len(pending)))
             else:
                 _run_serial(exp.run_cell, config, pending, store)
 
-    table = _read_table(cells_dir, [k for k, _ in keyed])
-    return SweepResult(
-        table=table,
-        n_cells=len(keyed),
-        n_computed=n_computed,
-        n_reused=n_reused,
-        out=out,
-        seconds=time.perf_counter() - start,
-    )
+    return n_computed, n_reused

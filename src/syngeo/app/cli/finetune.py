@@ -49,8 +49,13 @@ def _load_data(data: Path | None, arch: str):
         return digits, None
     if not data.exists():
         raise DataFileError(f"--data {data}: no such folder")
-    if not data.is_dir() or not any(data.iterdir()):
-        raise DataFileError(f"--data {data}: empty or not a folder")
+    if not data.is_dir():
+        raise DataFileError(
+            f"--data {data} is a file; give the folder holding the MNIST IDX files or the "
+            "ImageFolder class folders"
+        )
+    if not any(data.iterdir()):
+        raise DataFileError(f"--data {data}: the folder is empty")
     stems = MNIST_FILES["test"][0]
     if any(data.rglob(stems + "*")):
         return load_mnist(data, "train"), load_mnist(data, "test")
@@ -95,6 +100,11 @@ def run_finetune(
     if weights is not None and not Path(weights).is_file():
         from syngeo.errors import DataFileError
 
+        if Path(weights).is_dir():
+            raise DataFileError(
+                f"--weights {weights} is a folder, not a state_dict file; give a .pt, .pth, "
+                ".bin, .ckpt or .safetensors file"
+            )
         raise DataFileError(f"--weights {weights}: no such file")
     first, second = _load_data(data, arch)
     out = prepare_out_dir(out, force=force)

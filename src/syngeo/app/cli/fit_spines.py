@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
-from syngeo.errors import InputError
+from syngeo.errors import DataFileError, InputError
 
 __all__ = ["fit_spines"]
 
@@ -66,6 +66,10 @@ def build_config(
         from syngeo.data.weights import table_columns
 
         path = Path(table)
+        if path.is_dir():
+            raise DataFileError(
+                f"{path} is a folder, not a synapse table; give a .csv, .tsv or .parquet file"
+            )
         columns = table_columns(path)
         options["table"] = str(path)
         options["column"] = column
@@ -112,16 +116,13 @@ def fit_spines(
     """
     from syngeo import __version__
     from syngeo.app.experiments.spines import FIG5, load_sizes
-    from syngeo.app.outputs import prepare_out_dir, to_jsonable, write_outputs
+    from syngeo.app.outputs import to_jsonable, write_outputs
     from syngeo.app.sweep import run_sweep
 
     config = build_config(table, **options)
     start = time.perf_counter()
     load_sizes(config)  # every input check before any work
     out = None if out is None else Path(out)
-    if out is not None and out.exists() and any(out.iterdir()) and not force:
-        if not (out / "cells").exists():
-            prepare_out_dir(out, force=False)  # raises: results of something else
     if out is None:
         with tempfile.TemporaryDirectory(prefix="syngeo-fit-spines-") as tmp:
             swept = run_sweep(FIG5, config, tmp, workers=workers, quiet=quiet)
