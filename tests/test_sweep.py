@@ -470,3 +470,65 @@ def test_a_dead_worker_is_reported_and_finished_cells_are_kept(tmp_path):
     with pytest.raises(RuntimeError, match="worker process died"):
         run_sweep(_testing.EXPERIMENT, config, tmp_path, workers=2, quiet=True)
     assert len(_stored(tmp_path)) <= 3
+
+
+# ------------------------------------------------------------------------- cache and --data
+
+
+def _caching_cell(config, cell):
+    """A cell that 'pretrains' once per sweep folder: the first cell writes the cache file."""
+    from syngeo.app.outputs import atomic_write_text
+    from syngeo.app.sweep import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        return [{"index": cell["index"], "source": "no cache"}]
+    path = folder / f"pretrained-seed{config.seed}.txt"
+    if path.exists():
+        return [{"index": cell["index"], "source": "reused " + path.read_text()}]
+    atomic_write_text(path, f"by cell {cell['index']}")
+    return [{"index": cell["index"], "source": "computed"}]
+
+
+def test_cells_share_the_cache_folder_of_their_sweep_and_force_empties_it(tmp_path):
+    import dataclasses
+
+    from syngeo.app.sweep import cache_dir
+
+    exp = dataclasses.replace(_testing.EXPERIMENT, run_cell=_caching_cell)
+    config = _testing.Config(n_cells=3, delay=0.0)
+    assert cache_dir() is None  # outside a cell
+    first = run_sweep(exp, config, tmp_path, quiet=True).table
+    assert list(first["source"]) == ["computed", "reused by cell 0", "reused by cell 0"]
+    assert (tmp_path / "cache" / "pretrained-seed0.txt").read_text() == "by cell 0"
+    assert cache_dir() is None  # restored after the sweep
+    # a later sweep of the same folder (here after --force) starts from an empty cache
+    again = run_sweep(exp, config, tmp_path, force=True, quiet=True).table
+    assert list(again["source"]) == ["computed", "reused by cell 0", "reused by cell 0"]
+    assert _caching_cell(config, {"index": 7}) == [{"index": 7, "source": "no cache"}]
+
+
+def test_with_data_sets_the_declared_field_as_an_absolute_path(tmp_path, monkeypatch):
+    import dataclasses
+
+    from syngeo.app.experiments import get
+
+    fig7a = get("fig7a")
+    assert fig7a.data_field == "data_dir"
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    config = fig7a.with_data(fig7a.config(quick=True), "mnist")
+    assert config.data_dir == str(tmp_path / "mnist")
+    assert dataclasses.replace(config, data_dir=None) == fig7a.config(quick=True)
+    with pytest.raises(InputError, match="takes no --data"):
+        get("fig3a").with_data(get("fig3a").config(quick=True), "mnist")
+    with pytest.raises(InputError, match="no such folder"):
+        fig7a.with_data(config, tmp_path / "missing")
+    with pytest.raises(InputError, match="is a file"):
+        fig7a.with_data(config, tmp_path / "mnist" / "t10k-images-idx3-ubyte")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty"):
+        fig7a.with_data(config, tmp_path / "empty")
+    with pytest.raises(InputError, match="not a field"):
+        dataclasses.replace(_testing.EXPERIMENT, data_field="data_dir")

@@ -16,6 +16,9 @@ Folder layout
     config is an error unless ``force=True`` (which discards its cells); so is one written by
     another syngeo version or another definition of the experiment, since its cells were computed
     by different code and must not be mixed with new ones.
+``OUT/cache/``
+    Files that cells share and may reuse (a network pretrained once): experiments reach the
+    folder through :func:`cache_dir` while a cell runs. ``force=True`` empties it with the cells.
 ``OUT/cells/<key>.parquet``
     The rows of one finished cell. ``key`` is :func:`cell_key`: the first 16 hex digits of the
     SHA-256 of the cell's canonical JSON (sorted keys, no spaces), so it does not depend on the
@@ -59,6 +62,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,11 +85,54 @@ from syngeo.validation import as_positive_int
 if TYPE_CHECKING:
     from syngeo.app.experiments.base import Experiment
 
-__all__ = ["SweepResult", "cell_key", "run_sweep"]
+__all__ = ["SweepResult", "cache_dir", "cell_key", "run_sweep"]
 
 MANIFEST_NAME = "manifest.json"
 CELLS_DIR = "cells"
+CACHE_DIR = "cache"
 CELL_SUFFIX = ".parquet"
+
+#: The cache folder of the sweep whose cell this process is computing (None outside a cell).
+_current_cache: Path | None = None
+
+
+def cache_dir() -> Path | None:
+    """The sweep's cache folder, ``OUT/cache``, while a cell runs (created on first use).
+
+    ``run_cell`` functions keep files there that later cells, or a resumed run, can reuse
+    instead of computing them again: a pretrained network, a downloaded dataset. Outside a
+    sweep (a cell called directly) it is ``None``, and the experiment computes what it needs.
+    Name each file by everything that determines its content and write it with
+    :func:`syngeo.app.outputs.atomic_write`, since cells in several processes may write the same
+    file at once. With a Dask cluster, the workers see the folder only if it is on a file system
+    they share with this process.
+    """
+    if _current_cache is None:
+        return None
+    with contextlib.suppress(OSError):
+        _current_cache.mkdir(parents=True, exist_ok=True)
+    return _current_cache if _current_cache.is_dir() else None
+
+
+@dataclass(frozen=True)
+class _CellCall:
+    """``run_cell(config, cell)`` with :func:`cache_dir` set to ``cache`` while it runs.
+
+    Picklable by reference (``run_cell`` is a module-level function), so the same call runs in
+    this process, a worker process or a Dask worker.
+    """
+
+    run_cell: Callable[[Any, dict], list]
+    cache: str
+
+    def __call__(self, config: Any, cell: dict) -> list:
+        global _current_cache
+        previous = _current_cache
+        _current_cache = Path(self.cache)
+        try:
+            return self.run_cell(config, cell)
+        finally:
+            _current_cache = previous
 
 
 @dataclass(frozen=True, repr=False)
@@ -299,6 +346,10 @@ def _different_code_error(out: Path, old: Mapping, new: Mapping) -> InputError:
 
 
 def _discard_cells(cells_dir: Path) -> None:
+    """Remove the stored cells and the cache beside them (``force``)."""
+    cache = cells_dir.parent / CACHE_DIR
+    if cache.is_dir():
+        shutil.rmtree(cache)
     if not cells_dir.is_dir():
         return
     for path in cells_dir.iterdir():
@@ -730,6 +781,7 @@ def _run_pending(
     n_reused = len(keyed) - len(pending)
 
     n_computed = 0
+    run_cell = _CellCall(exp.run_cell, str((cells_dir.parent / CACHE_DIR).resolve()))
     with _sigterm_as_exit(), _progress(len(keyed), n_reused, exp.name, quiet) as advance:
 
         def store(key: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -740,10 +792,10 @@ def _run_pending(
 
         if pending:
             if client is not None:
-                _run_dask(exp.run_cell, config, pending, store, client)
+                _run_dask(run_cell, config, pending, store, client)
             elif workers > 1 and len(pending) > 1:
-                _run_pool(exp.run_cell, config, pending, store, min(workers, len(pending)))
+                _run_pool(run_cell, config, pending, store, min(workers, len(pending)))
             else:
-                _run_serial(exp.run_cell, config, pending, store)
+                _run_serial(run_cell, config, pending, store)
 
     return n_computed, n_reused

@@ -41,7 +41,14 @@ from syngeo.app.experiments.raman import deep as raman_deep
 from syngeo.app.experiments.raman import difficulty, geometry, k, size, training
 from syngeo.errors import InputError
 
-__all__ = ["EXPERIMENTS", "Experiment", "get", "run"]
+__all__ = [
+    "EXPERIMENTS",
+    "QUICK_SECONDS",
+    "QUICK_SECONDS_MACHINE",
+    "Experiment",
+    "get",
+    "run",
+]
 
 #: Every experiment ``syngeo reproduce`` knows, in the order it lists them.
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -62,6 +69,17 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     training.EXPERIMENT,
     power.POWER,
 )
+
+
+#: Where :data:`QUICK_SECONDS` was measured (shown by ``syngeo reproduce --list``).
+QUICK_SECONDS_MACHINE = "on 2 shared x86 cores under load"
+
+#: Wall-clock seconds of ``syngeo reproduce NAME --quick`` (one worker, start-up and writing
+#: the outputs included), measured once per experiment with syngeo 0.1.0 on a 2-core x86 machine
+#: shared with other work (load average 4-7): an upper end for an idle laptop. Remeasure with
+#: ``time syngeo reproduce NAME --quick -q --out /tmp/x`` when an experiment's quick preset
+#: changes.
+QUICK_SECONDS: dict[str, float] = {}
 
 
 def get(name: str) -> Experiment:
