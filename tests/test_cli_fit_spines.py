@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,8 @@ def test_fit_spines_on_a_table_writes_outputs(tmp_path, capsys):
     code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     assert "best model NE / two-point" in " ".join(stdout.split())
+    assert re.search(r"geometry\s+initial family\s+log L\s+ΔAIC", stdout), stdout  # a table
+    assert "600 synapses" in stdout and "wrote 12 files" in stdout
     for name in (
         "report.md",
         "summary.json",
@@ -90,7 +93,7 @@ def test_fit_spines_on_a_table_writes_outputs(tmp_path, capsys):
     code, stdout, err = run_cli([*args, "--json"], capsys)
     assert code == 0 and json.loads(stdout)["results"]["best_model"] == "NE / two-point"
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "x.txt").write_text("x")
+    (tmp_path / "other" / "report.md").write_text("# results of another command")
     code, stdout, err = run_cli([*args[:-1], tmp_path / "other"], capsys)
     assert_bad_input(code, stdout, err, "--force")
 

@@ -87,4 +87,4 @@ def test_every_public_name_resolves():
     assert MirrorDescent is defined
     assert callable(datasets.dorkenwald2022)
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
-        syngeo.not_a_name  # noqa: B018
+        syngeo.not_a_name

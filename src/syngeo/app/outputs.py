@@ -33,7 +33,7 @@ _OUTPUT_NAMES = ("results.parquet", "results.csv", "summary.json", "report.md")
 
 #: What syngeo writes in an output folder: a folder holding any of these (or a figure the
 #: caller names) already holds results. Any other file in it is left alone and does not count.
-OWN_NAMES = (*_OUTPUT_NAMES, "manifest.json", "cells", "log.csv")
+OWN_NAMES = (*_OUTPUT_NAMES, "manifest.json", "cells", "log.csv", "initial.safetensors")
 
 
 def own_outputs(path: str | os.PathLike, figures: Iterable[str] = ()) -> list[str]:

@@ -273,9 +273,30 @@ def finetune_command(
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
         return
-    for phi, ok in summary["diagonal_is_row_min"].items():
-        console.print(
-            f"trained with {phi}: own potential most Gaussian: {'yes' if ok else 'no'}",
-            highlight=False,
+    _print_summary(summary, out)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    """The table that ends ``syngeo finetune``: one row per trained-with potential."""
+    from syngeo.app.formatting import console_table, plural
+
+    rows = [
+        (
+            phi,
+            "yes" if ok else "no",
+            summary["runs"][phi]["lr"],
+            summary["runs"][phi]["epochs"],
+            summary["runs"][phi]["accuracy"],
         )
-    console.print(f"wrote results to {out}/ (see report.md)")
+        for phi, ok in summary["diagonal_is_row_min"].items()
+    ]
+    console.print(
+        console_table(
+            ["trained with", "own potential most Gaussian", "lr", "epochs", "training accuracy"],
+            rows,
+            title=f"{summary['arch']} (width {summary['width']}), finetuned on "
+            f"{plural(summary['n_finetune'], 'image')}",
+            spec=".3g",
+        )
+    )
+    console.print(f"wrote results to {out}/ (see report.md)", highlight=False)

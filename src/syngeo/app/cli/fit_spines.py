@@ -270,21 +270,25 @@ def fit_spines_command(
     if quiet:
         return
     from syngeo.app.experiments.spines import verdict
+    from syngeo.app.formatting import console_table, plural
 
     s = result["summary"]["results"]
+    rows = [
+        (row["potential"], row["family"], row["log_likelihood"], row["delta_aic"])
+        for row in s.get("profile", [])
+    ]
     console.print(
-        f"{s.get('n_synapses')} synapses; best model {s.get('best_model')} "
-        f"({result['seconds']:.0f} s)",
-        highlight=False,
-    )
-    for row in s.get("profile", []):
-        console.print(
-            f"  {row['potential']:>9} / {row['family']:<18} log L {row['log_likelihood']:9.1f}  "
-            f"ΔAIC {row['delta_aic']:7.1f}",
-            highlight=False,
+        console_table(
+            ["geometry", "initial family", "log L", "ΔAIC"],
+            rows,
+            title=f"{plural(s.get('n_synapses') or 0, 'synapse')}: best model "
+            f"{s.get('best_model')} ({result['seconds']:.0f} s)",
+            spec=".1f",
         )
+    )
     console.print(verdict(s), highlight=False)
     if result["files"]:
         console.print(
-            f"wrote {len(result['files'])} files to {out}/ (see report.md)", highlight=False
+            f"wrote {plural(len(result['files']), 'file')} to {out}/ (see report.md)",
+            highlight=False,
         )

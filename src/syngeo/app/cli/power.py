@@ -219,12 +219,27 @@ def power_command(
         return
     if quiet:
         return
+    from syngeo.app.formatting import console_table, plural
+
+    target = result.summary["target"]
+    rows = []
     for row in result.summary.get("synapses_needed", []):
         need = row["n_needed"]
-        text = f"{need:.0f}" if need == need else f"> {row['largest_n']:.0f}"
-        console.print(
-            f"noise {100 * row['noise']:.0f} %: {text} synapses to identify {row['truth']} "
-            f"with {100 * result.summary['target']:.0f} % power",
-            highlight=False,
+        rows.append(
+            (
+                row["truth"],
+                f"{100 * row['noise']:.0f} %",
+                f"{need:.0f}" if need == need else f"> {row['largest_n']:.0f}",
+            )
         )
-    console.print(f"wrote {len(result.files)} files to {result.out}/ (see report.md)")
+    console.print(
+        console_table(
+            ["true geometry", "noise", "synapses needed"],
+            rows,
+            title=f"Synapses needed to identify the geometry with {100 * target:.0f} % power",
+        )
+    )
+    console.print(
+        f"wrote {plural(len(result.files), 'file')} to {result.out}/ (see report.md)",
+        highlight=False,
+    )
