@@ -191,3 +191,14 @@ def test_piped_output_is_not_wrapped():
     assert proc.stdout.splitlines() == [line] or proc.stdout.rstrip() == line.rstrip()
     assert len(proc.stdout.splitlines()) == 1 and len(proc.stderr.splitlines()) == 1
     assert proc.stderr.rstrip() == line.rstrip()
+
+
+@pytest.mark.parametrize("module", ["reproduce", "fit_spines", "power", "finetune"])
+def test_examples_fit_an_80_column_help_page(module):
+    import importlib
+
+    epilog = importlib.import_module(f"syngeo.app.cli.{module}")._EPILOG
+    examples = [line for line in epilog.splitlines() if line.startswith("  ")]
+    assert examples
+    for line in examples:
+        assert len(line) <= 76, f"{line!r} wraps in an 80-column help page"

@@ -23,9 +23,9 @@ __all__ = ["run_finetune"]
 
 _EPILOG = (
     "Examples:\n\n"
-    "  syngeo finetune --quick --out runs/ft            # offline: digits, small CNN\n\n"
+    "  syngeo finetune --quick --out runs/ft      # offline: digits, small CNN\n\n"
     "  syngeo finetune --arch rnn --width 64 --data mnist/ --out runs/rnn\n\n"
-    "  syngeo finetune --arch resnet18 --weights resnet18.pth --data imagenet-val/ --out runs/r18\n\n"
+    "  syngeo finetune --arch resnet18 --weights r18.pth --data val/ -o r18\n\n"
     "Writes results.csv/.parquet (trained-with × read-with × layer), log.csv (every run of the "
     "learning-rate search), initial.safetensors, final-POTENTIAL.safetensors, summary.json, report.md."
 )
@@ -223,8 +223,8 @@ def finetune_command(
         Path | None,
         typer.Option(
             "--data",
-            help="MNIST IDX folder or ImageFolder [default: bundled digits].",
-            show_default=False,
+            help="MNIST IDX folder or ImageFolder.",
+            show_default="scikit-learn's bundled digits",
         ),
     ] = None,
     potentials: Annotated[
@@ -233,7 +233,7 @@ def finetune_command(
     candidates: Annotated[
         str | None,
         typer.Option(
-            "--candidates", help="Potentials read with [default: --potentials].", show_default=False
+            "--candidates", help="Potentials read with.", show_default="those of --potentials"
         ),
     ] = None,
     n_finetune: Annotated[

@@ -25,11 +25,11 @@ __all__ = ["fit_spines"]
 
 _EPILOG = (
     "Examples:\n\n"
-    "  syngeo fit-spines                      # the bundled MICrONS table (Dorkenwald et al.)\n\n"
+    "  syngeo fit-spines            # the bundled MICrONS table (Dorkenwald et al.)\n\n"
     "  syngeo fit-spines --out runs/spines --bootstrap 99\n\n"
-    "  syngeo fit-spines my_synapses.csv --column head_volume --id-column synapse_id "
-    "--connection-columns pre,post\n\n"
-    "  syngeo fit-spines --potentials 'ne,p=1.5:4:0.5' --families constant-lognormal --json\n\n"
+    "  syngeo fit-spines my_synapses.csv --column head_volume \\\n"
+    "      --id-column synapse_id --connection-columns pre,post\n\n"
+    "  syngeo fit-spines --potentials 'ne,p=1.5:4:0.5' --json\n\n"
     "Rerunning with the same --out resumes: finished cells are kept in OUT/cells."
 )
 

@@ -25,8 +25,8 @@ __all__ = ["PowerResult", "parse_int_list", "parse_noise_list", "run_power"]
 _EPILOG = (
     "Examples:\n\n"
     "  syngeo power\n\n"
-    "  syngeo power --truth 3-norm --n 100,200,400,800 --noise 0,5%,10%,20% --runs 40\n\n"
-    "  syngeo power --candidates ne,2-norm,3-norm --change 0.05 --planned-n 400 --out plan\n\n"
+    "  syngeo power --truth 3-norm --n 100,200,400,800 --noise 0,5%,10% --runs 40\n\n"
+    "  syngeo power --candidates ne,2-norm,3-norm --planned-n 400 --out plan\n\n"
     "The power is estimated by simulating the experiment and fitting it with the estimator "
     "`syngeo infer --noise` uses (the noise level taken as known)."
 )
