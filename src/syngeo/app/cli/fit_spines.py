@@ -25,7 +25,7 @@ __all__ = ["fit_spines"]
 
 _EPILOG = (
     "Examples:\n\n"
-    "  syngeo fit-spines            # the bundled MICrONS table (Dorkenwald et al.)\n\n"
+    "  syngeo fit-spines          # the bundled MICrONS table (Dorkenwald et al.)\n\n"
     "  syngeo fit-spines --out runs/spines --bootstrap 99\n\n"
     "  syngeo fit-spines my_synapses.csv --column head_volume \\\n"
     "      --id-column synapse_id --connection-columns pre,post\n\n"
