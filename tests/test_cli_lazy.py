@@ -75,6 +75,14 @@ def test_import_syngeo_is_lazy_but_complete():
     assert _heavy_modules_after("import syngeo") == []
     # the probe can fail: touching one public name loads its module (torch for the optimiser)
     assert "torch" in _heavy_modules_after("import syngeo; syngeo.MirrorDescent")
+    # in a fresh interpreter, before any name was touched: dir() lists the public names, and
+    # the re-exported submodule is an attribute (not only importable with `from syngeo import`)
+    fresh = (
+        "import syngeo\n"
+        "assert set(syngeo.__all__) <= set(dir(syngeo)), set(syngeo.__all__) - set(dir(syngeo))\n"
+        "assert callable(syngeo.datasets.dorkenwald2022)\n"
+    )
+    assert "pandas" in _heavy_modules_after(fresh)
 
 
 def test_every_public_name_resolves():
@@ -85,6 +93,9 @@ def test_every_public_name_resolves():
     from syngeo.optim import MirrorDescent as defined
 
     assert MirrorDescent is defined
+    from importlib import metadata
+
+    assert syngeo.__version__ == metadata.version("syngeo")  # the installed package's metadata
     assert callable(datasets.dorkenwald2022)
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         syngeo.not_a_name

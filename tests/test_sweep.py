@@ -502,8 +502,10 @@ def test_cells_share_the_cache_folder_of_their_sweep_and_force_empties_it(tmp_pa
     assert list(first["source"]) == ["computed", "reused by cell 0", "reused by cell 0"]
     assert (tmp_path / "cache" / "pretrained-seed0.txt").read_text() == "by cell 0"
     assert cache_dir() is None  # restored after the sweep
-    # a later sweep of the same folder (here after --force) starts from an empty cache
-    again = run_sweep(exp, config, tmp_path, force=True, quiet=True).table
+    # a different sweep forced into the folder starts from an empty cache (the file name
+    # ignores `delay`, so only the discarded cache makes the first cell compute again)
+    changed = _testing.Config(n_cells=3, delay=0.001)
+    again = run_sweep(exp, changed, tmp_path, force=True, quiet=True).table
     assert list(again["source"]) == ["computed", "reused by cell 0", "reused by cell 0"]
     assert _caching_cell(config, {"index": 7}) == [{"index": 7, "source": "no cache"}]
 
