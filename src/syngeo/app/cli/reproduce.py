@@ -200,10 +200,10 @@ def _print_list(as_json: bool) -> None:
         )
     )
     console.print(
-        f"--quick: wall-clock time measured {QUICK_SECONDS_MACHINE}, one worker, including "
-        "start-up. The full preset has not been timed: it runs the cells listed, each larger "
-        "than a quick one, so expect many times the quick time; spread it with --workers N or "
-        "--scheduler. (--data): the experiment can read a dataset folder.",
+        f"--quick time: measured {QUICK_SECONDS_MACHINE}, start-up included; several times "
+        "longer on a busy machine. The full preset has not been timed: it runs the cells "
+        "listed, at the paper's sizes, so expect many times the quick time; spread it with "
+        "--workers N or --scheduler. (--data): the experiment can read a dataset folder.",
         highlight=False,
     )
 
