@@ -105,7 +105,7 @@ def _flag_help_option(cmd: Any) -> None:
 
 
 def unwrap_paragraphs(text: str) -> str:
-    """Join the lines of each paragraph of a docstring, so that help reflows to the terminal.
+    r"""Join the lines of each paragraph of a docstring, so that help reflows to the terminal.
 
     Paragraphs are separated by blank lines; a paragraph whose lines start with ``*``, ``-`` or
     an indent (a list, an example) keeps its line breaks.
