@@ -702,10 +702,14 @@ def run_sweep(
         Number of local worker processes (1: compute in this process).
     scheduler
         Address of an existing Dask scheduler (``"tcp://host:8786"``) to run the cells on,
-        instead of local workers (give one or the other).
+        instead of local workers (give one or the other). It is reached before ``out`` is
+        touched: a malformed address, or one where no scheduler answers within
+        :data:`CONNECT_TIMEOUT` seconds (at once when the connection is refused), is an
+        :class:`~syngeo.InputError` and leaves no folder behind.
     force
-        Discard the stored cells in ``out`` and start afresh (needed when ``out`` holds a
-        different sweep, a non-sweep folder, or cells computed by other code).
+        Discard the stored cells (and the cache) in ``out`` and start afresh (needed when
+        ``out`` holds a different sweep, results of another command, or cells computed by
+        other code).
     quiet
         No progress bar.
 
@@ -718,11 +722,14 @@ def run_sweep(
     Raises
     ------
     FileExistsError
-        ``out`` holds a different sweep, or other files, and ``force`` is false.
+        ``out`` holds a different sweep, or results of another command, and ``force`` is
+        false (files syngeo does not write are left alone and do not count).
     syngeo.InputError
         ``out`` holds cells of this sweep computed by another syngeo version or definition of
-        the experiment (and ``force`` is false); bad ``workers``/``scheduler``/``config``, or
-        cells that are not distinct JSON dicts.
+        the experiment (and ``force`` is false); bad ``workers``/``scheduler``/``config``, an
+        unreachable scheduler, or cells that are not distinct JSON dicts.
+    PermissionError
+        ``out`` cannot be created or written in (the message names ``out``).
     """
     workers = as_positive_int(workers, "workers")
     if scheduler is not None:
