@@ -301,6 +301,48 @@ def test_bad_scheduler_fails_before_the_folder_is_made(tmp_path, address, messag
     assert not out.exists()
 
 
+def test_a_server_that_is_not_a_dask_scheduler_is_abandoned(tmp_path, monkeypatch):
+    import socket
+
+    import syngeo.app.sweep as sweep
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1.0)
+    with socket.socket() as server:  # accepts connections (the kernel's backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(InputError, match="not as a Dask scheduler"):
+            run_sweep(
+                _testing.EXPERIMENT,
+                _testing.Config(n_cells=2, delay=0.0),
+                tmp_path / "out",
+                scheduler=address,
+                quiet=True,
+            )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tcp_dask_scheduler_passes_the_probes(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=None,
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        result = run_sweep(
+            _testing.EXPERIMENT,
+            _testing.Config(n_cells=2, delay=0.0),
+            tmp_path,
+            scheduler=cluster.scheduler_address,
+            quiet=True,
+        )
+    assert result.n_computed == 2
+
+
 # ------------------------------------------------------------------------------------ executors
 
 

@@ -553,15 +553,18 @@ def _scheduler_address(scheduler: Any) -> tuple[str, str, int | None]:
     return scheme, match[1].strip("[]"), int(match[2])
 
 
-def _connect_dask(scheduler: str, timeout: float = CONNECT_TIMEOUT):
+def _connect_dask(scheduler: str, timeout: float | None = None):
     """A ``distributed.Client`` on ``scheduler``, or one clear error within ``timeout`` seconds.
 
-    An address nothing listens on is found by a plain TCP connection first (refused at once, or
-    unanswered within ``timeout``), before the client is built: a client whose construction fails
-    retries for its whole timeout and then prints a traceback from its destructor.
+    Two probes come before the client is built, because a client whose construction fails
+    retries for its whole timeout, hangs on a server that is not a Dask scheduler, and prints a
+    traceback from its destructor: a plain TCP connection (refused at once when nothing listens
+    there), then the Dask handshake and an ``identity`` request, abandoned after ``timeout``
+    seconds (default :data:`CONNECT_TIMEOUT`).
     """
     import socket
 
+    timeout = CONNECT_TIMEOUT if timeout is None else float(timeout)
     scheme, host, port = _scheduler_address(scheduler)
     try:
         from distributed import Client
@@ -581,12 +584,49 @@ def _connect_dask(scheduler: str, timeout: float = CONNECT_TIMEOUT):
             raise InputError(
                 f"could not reach the Dask scheduler at {scheduler!r} ({reason}); {hint}"
             ) from None
+    if scheme in ("tcp", "ws") and not _answers_as_dask(scheduler, timeout):
+        raise InputError(
+            f"no Dask scheduler answered at {scheduler!r} within {timeout:g} s (something "
+            f"accepts connections there, but not as a Dask scheduler); {hint}"
+        )
     try:
         return Client(scheduler, timeout=f"{timeout:g}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise InputError(
             f"could not connect to the Dask scheduler at {scheduler!r} ({_first_line(exc)}); {hint}"
         ) from None
+
+
+def _answers_as_dask(address: str, timeout: float) -> bool:
+    """Whether a Dask scheduler answers an ``identity`` request at ``address`` in ``timeout`` s.
+
+    Runs in a daemon thread with its own event loop (so it works when the caller already runs
+    one, as in a notebook, and a server that never answers cannot keep the process alive).
+    """
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    async def identity() -> Any:
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    answer: dict[str, Any] = {}
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            answer["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+
+    thread = threading.Thread(target=run, name="syngeo-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 2.0)
+    reply = answer.get("reply")
+    return isinstance(reply, Mapping) and reply.get("type") == "Scheduler"
 
 
 def _first_line(exc: BaseException) -> str:
