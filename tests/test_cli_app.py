@@ -1,5 +1,6 @@
 """The CLI's error boundary: usage errors and bad input are one short message and exit code 2."""
 
+import re
 import subprocess
 import sys
 
@@ -146,3 +147,61 @@ def test_running_the_cli_does_not_import_click():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "click modules: []" in proc.stdout, proc.stdout
+
+
+# -- help and terminal output -------------------------------------------------------------------
+
+COMMANDS = ["infer", "demo", "reproduce", "fit-spines", "power", "finetune"]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=lambda c: " ".join(c))
+def test_help_has_plain_placeholders(command, capsys):
+    code, out, _ = run_main([*command, "--help"], capsys)
+    assert code == 0
+    # typer's defaults were Python types in angle brackets, even for flags
+    for placeholder in ("<bool>", "<list[", "<str>", "<int>", "<float>", "<path>"):
+        assert placeholder not in out, (placeholder, out)
+    # a flag has no placeholder: the --help row is "--help  Show this message and exit."
+    assert re.search(r"--help\s+Show this message", out), out
+
+
+def test_reproduce_help_shows_the_default_output_folder(capsys):
+    _code, out, _ = run_main(["reproduce", "--help"], capsys)
+    text = " ".join(out.replace("│", " ").split())
+    assert "[default: (./syngeo-NAME, or ./syngeo-NAME-quick with --quick)]" in text, text
+    assert "--out -o PATH" in text and "--workers -j INTEGER" in text
+    assert "--quick Small preset" in text and "--force Replace" in text  # flags: no placeholder
+
+
+def test_docstring_paragraphs_reflow_in_help(capsys):
+    _code, out, _ = run_main(["reproduce", "--help"], capsys)
+    # the docstring breaks this sentence after "interrupted run is"; help joins the lines
+    assert "interrupted run is resumed" in " ".join(out.split())
+    assert not re.search(r"interrupted run is *│? *\n", out), (
+        out
+    )  # no break where the source has one
+
+
+def test_piped_output_is_not_wrapped():
+    line = "a long message " * 30  # 450 characters: far wider than the 80 Rich assumes
+    script = (
+        "from syngeo.app.cli._app import console, err_console\n"
+        f"console.print({line!r})\n"
+        f"err_console.print({line!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [line] or proc.stdout.rstrip() == line.rstrip()
+    assert len(proc.stdout.splitlines()) == 1 and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.rstrip() == line.rstrip()
+
+
+@pytest.mark.parametrize("module", ["reproduce", "fit_spines", "power", "finetune"])
+def test_examples_fit_an_80_column_help_page(module):
+    import importlib
+
+    epilog = importlib.import_module(f"syngeo.app.cli.{module}")._EPILOG
+    examples = [line for line in epilog.splitlines() if line.startswith("  ")]
+    assert examples
+    for line in examples:
+        assert len(line) <= 76, f"{line!r} wraps in an 80-column help page"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +63,26 @@ def test_end_to_end_quick_run_and_cached_pretraining(tmp_path, capsys):
     assert code == 0 and "reused" in json.loads(stdout)["weights"]
 
 
+def test_the_final_summary_is_a_table(capsys):
+    from syngeo.app.cli.finetune import _print_summary
+
+    run = {"lr": 0.01, "epochs": 20, "accuracy": 0.987654321, "loss": 0.1}
+    summary = {
+        "arch": "cnn",
+        "width": 4,
+        "n_finetune": 1,
+        "runs": {"2-norm": run, "NE": {**run, "accuracy": 1.0}},
+        "diagonal_is_row_min": {"2-norm": True, "NE": False},
+    }
+    _print_summary(summary, Path("runs/ft"))
+    out = capsys.readouterr().out
+    assert re.search(r"trained with\s+own potential most Gaussian\s+lr\s+epochs", out), out
+    assert re.search(r"2-norm\s+yes\s+0\.01\s+20\s+0\.988", out), out
+    assert re.search(r"NE\s+no", out)
+    assert "finetuned on 1 image\n" in out or "finetuned on 1 image " in out
+    assert "0.987654321" not in out
+
+
 def test_help_has_examples(capsys):
     code, stdout, _ = run_cli(["finetune", "--help"], capsys)
     assert code == 0 and "syngeo finetune --quick" in stdout and "--weights" in stdout
@@ -84,6 +106,9 @@ def test_help_has_examples(capsys):
             "does not fit",
         ),
         (lambda p: ["--potentials", "2-norm,nope"], "nope"),
+        (lambda p: ["--weights", p], "is a folder, not a state_dict file"),
+        (lambda p: (p / "x.txt").write_text("x") and ["--data", p / "x.txt"], "is a file"),
+        (lambda p: (p / "e").mkdir() or ["--data", p / "e"], "the folder is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,8 @@ def test_fit_spines_on_a_table_writes_outputs(tmp_path, capsys):
     code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     assert "best model NE / two-point" in " ".join(stdout.split())
+    assert re.search(r"geometry\s+initial family\s+log L\s+ΔAIC", stdout), stdout  # a table
+    assert "600 synapses" in stdout and "wrote 12 files" in stdout
     for name in (
         "report.md",
         "summary.json",
@@ -90,7 +93,7 @@ def test_fit_spines_on_a_table_writes_outputs(tmp_path, capsys):
     code, stdout, err = run_cli([*args, "--json"], capsys)
     assert code == 0 and json.loads(stdout)["results"]["best_model"] == "NE / two-point"
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "x.txt").write_text("x")
+    (tmp_path / "other" / "report.md").write_text("# results of another command")
     code, stdout, err = run_cli([*args[:-1], tmp_path / "other"], capsys)
     assert_bad_input(code, stdout, err, "--force")
 
@@ -146,6 +149,20 @@ def test_bad_input_is_one_line(tmp_path, capsys, edit, extra, pattern):
 def test_missing_table_file(tmp_path, capsys):
     code, out, err = run_cli(["fit-spines", tmp_path / "nope.csv"], capsys)
     assert_bad_input(code, out, err, "no such file")
+
+
+def test_a_folder_given_as_the_table_says_it_is_a_folder(tmp_path, capsys):
+    code, out, err = run_cli(["fit-spines", tmp_path], capsys)
+    assert_bad_input(code, out, err, f"{tmp_path} is a folder, not a synapse table")
+
+
+def test_unrelated_files_in_out_are_not_results_but_earlier_results_are(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "summary.json").write_text("{}")
+    code, out, err = run_cli(["fit-spines", "--out", out_dir, "--bootstrap", "0"], capsys)
+    assert_bad_input(code, out, err, "holds results of another command (summary.json)")
+    assert [p.name for p in out_dir.iterdir()] == ["summary.json"]
 
 
 def test_help_has_examples(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -49,6 +50,11 @@ def test_power_writes_report_figures_and_resumes(tmp_path, capsys):
     result = json.loads(stdout)
     assert result["sweep"]["n_computed"] == 0 and result["sweep"]["n_reused"] == 7
     assert set(result["summary"]["confusion"]) == {"NE", "2-norm", "3-norm"}
+    code, stdout, _ = _run(["power", *SMALL, "--out", str(out)], capsys)  # resumed: instant
+    assert code == 0
+    assert re.search(r"true geometry\s+noise\s+synapses needed", stdout), stdout  # a table
+    assert "with 80 % power" in stdout and "wrote 8 files" in stdout
+    assert not re.search(r"\d\.\d{6,}", stdout)
 
 
 @pytest.mark.parametrize(

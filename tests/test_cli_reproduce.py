@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -150,3 +152,83 @@ def test_cells_of_other_code_are_refused_with_exit_code_2_until_forced(capsys, t
     assert len(err.strip().splitlines()) == 1
     code, stdout, _ = _run([*argv, "--force", "--json"], capsys)
     assert code == 0 and json.loads(stdout)["sweep"]["n_computed"] == 4
+
+
+# ---------------------------------------------------------------- summary, --list, --data, errors
+
+
+def test_the_final_summary_is_a_table_without_long_floats(capsys, tmp_path):
+    code, stdout, _ = _run(["reproduce", "_testing", "--quick", "--out", tmp_path / "o"], capsys)
+    assert code == 0
+    assert "quantity" in stdout and "value" in stdout  # the header of the summary table
+    assert "mean value" in stdout and "mean_value:" not in stdout  # not a key: value dump
+    assert not re.search(r"\d\.\d{6,}", stdout), stdout  # at most 4 significant digits
+    assert "4 cells" in stdout and "wrote 6 files" in stdout
+
+
+def test_list_shows_the_time_and_the_cells_of_each_preset(capsys, monkeypatch):
+    from syngeo.app import experiments as registry
+
+    monkeypatch.setitem(registry.QUICK_SECONDS, "_testing", 12.4)
+    code, out, _ = _run(["reproduce", "--list"], capsys)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.strip().startswith("_testing"))
+    assert "12 s" in line and "4 cells" in line and "8 cells" in line
+    assert "fig7a (--data)" in out  # the experiments that read a dataset folder are marked
+    code, out, _ = _run(["reproduce", "--list", "--json"], capsys)
+    entry = next(e for e in json.loads(out) if e["name"] == "_testing")
+    assert (entry["quick_seconds"], entry["quick_cells"], entry["full_cells"]) == (12.4, 4, 8)
+    # every registered experiment has a measured quick time
+    assert {e["name"] for e in json.loads(out)} - {"_testing"} <= set(registry.QUICK_SECONDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DataConfig(_testing.Config):
+    data_dir: str | None = None
+
+
+def test_data_is_passed_to_the_experiment_as_an_absolute_folder(capsys, tmp_path, monkeypatch):
+    with_data = dataclasses.replace(
+        _testing.EXPERIMENT,
+        name="_with_data",
+        Config=_DataConfig,
+        quick=lambda: _DataConfig(n_cells=2, delay=0.0),
+        data_field="data_dir",
+    )
+    monkeypatch.setattr(experiments, "EXPERIMENTS", (*experiments.EXPERIMENTS, with_data))
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(b"\0")
+    monkeypatch.chdir(tmp_path)
+    argv = ["reproduce", "_with_data", "--quick", "--data", "mnist", "--out", "o", "--json"]
+    code, _stdout, err = _run(argv, capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["config"]["data_dir"] == str(tmp_path / "mnist")
+    assert "--data mnist" in (tmp_path / "o" / "report.md").read_text()
+    # an experiment that reads no dataset: one line, exit 2, no output folder
+    code, _, err = _run(
+        ["reproduce", "_testing", "--quick", "--data", "mnist", "--out", "x"], capsys
+    )
+    assert code == 2 and "takes no --data" in err and not (tmp_path / "x").exists()
+    code, _, err = _run(["reproduce", "_with_data", "--data", "nope", "--out", "y"], capsys)
+    assert code == 2 and "--data nope: no such folder" in err and not (tmp_path / "y").exists()
+
+
+def test_a_bad_scheduler_is_one_line_and_leaves_no_folder(capsys, tmp_path):
+    import socket
+
+    pytest.importorskip("distributed")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for address, message in (
+        (f"tcp://127.0.0.1:{port}", "could not reach the Dask scheduler"),
+        ("scheduler-host", "not a Dask scheduler address"),
+    ):
+        out = tmp_path / "o"
+        argv = ["reproduce", "_testing", "--quick", "--out", out, "--scheduler", address]
+        code, stdout, err = _run(argv, capsys)
+        assert code == 2, err
+        assert err.strip().splitlines() == [err.strip()] and message in err
+        assert "Traceback" not in stdout + err
+        assert not out.exists()

@@ -164,14 +164,41 @@ def test_experiments_are_looked_up_by_exact_name():
         run_sweep(_testing, _testing.Config(n_cells=1, delay=0.0), "unused", quiet=True)
 
 
-def test_non_sweep_folder_is_not_taken_over_without_force(tmp_path):
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds no sweep"):
-        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=2, delay=0.0), tmp_path, quiet=True)
-    run_sweep(
-        _testing.EXPERIMENT, _testing.Config(n_cells=2, delay=0.0), tmp_path, force=True, quiet=True
-    )
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+def test_unrelated_files_are_left_alone_but_other_results_need_force(tmp_path):
+    config = _testing.Config(n_cells=2, delay=0.0)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    run_sweep(_testing.EXPERIMENT, config, mine, quiet=True)  # not "already holding results"
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert len(_stored(mine)) == 2
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.md").write_text("# results of syngeo infer")
+    with pytest.raises(FileExistsError, match=r"holds results of another command \(report.md\)"):
+        run_sweep(_testing.EXPERIMENT, config, other, quiet=True)
+    assert sorted(p.name for p in other.iterdir()) == ["report.md"]
+    run_sweep(_testing.EXPERIMENT, config, other, force=True, quiet=True)
+    assert len(_stored(other)) == 2
+
+
+def test_an_unwritable_folder_is_named_not_a_temporary_file(tmp_path, monkeypatch):
+    import tempfile
+
+    # as root every folder is writable: make the temporary file fail as it would without rights
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".manifest.json.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as info:
+        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=1), tmp_path / "out", quiet=True)
+    message = str(info.value)
+    assert f"in {tmp_path / 'out'}: permission denied" in message
+    assert ".tmp" not in message
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match=rf"--out {tmp_path / 'x'}: permission denied"):
+        run_sweep(_testing.EXPERIMENT, _testing.Config(n_cells=1), tmp_path / "x", quiet=True)
 
 
 def test_failing_cell_keeps_the_finished_ones(tmp_path):
@@ -231,7 +258,7 @@ def test_duplicate_cells_are_rejected(tmp_path):
 
 def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ImportError, match=r"syngeo\[cluster\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[cluster\]"'):
         run_sweep(
             _testing.EXPERIMENT,
             _testing.Config(n_cells=2, delay=0.0),
@@ -239,6 +266,81 @@ def test_missing_dask_gives_a_clear_error(tmp_path, monkeypatch):
             scheduler="tcp://127.0.0.1:1",
             quiet=True,
         )
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("localhost", "not a Dask scheduler address"),
+        ("http://127.0.0.1:8786", "not a Dask scheduler address"),
+        ("tcp://127.0.0.1:port", "not a Dask scheduler address"),
+        ("tcp://127.0.0.1:{closed}", "could not reach the Dask scheduler"),
+        ("tcp://no-such-host.invalid:8786", "could not reach the Dask scheduler"),
+    ],
+)
+def test_bad_scheduler_fails_before_the_folder_is_made(tmp_path, address, message):
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=message):
+        run_sweep(
+            _testing.EXPERIMENT,
+            _testing.Config(n_cells=2, delay=0.0),
+            out,
+            scheduler=address.format(closed=_closed_port()),
+            quiet=True,
+        )
+    assert not out.exists()
+
+
+def test_a_server_that_is_not_a_dask_scheduler_is_abandoned(tmp_path, monkeypatch):
+    import socket
+
+    import syngeo.app.sweep as sweep
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1.0)
+    with socket.socket() as server:  # accepts connections (the kernel's backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(InputError, match="not as a Dask scheduler"):
+            run_sweep(
+                _testing.EXPERIMENT,
+                _testing.Config(n_cells=2, delay=0.0),
+                tmp_path / "out",
+                scheduler=address,
+                quiet=True,
+            )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tcp_dask_scheduler_passes_the_probes(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=None,
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        result = run_sweep(
+            _testing.EXPERIMENT,
+            _testing.Config(n_cells=2, delay=0.0),
+            tmp_path,
+            scheduler=cluster.scheduler_address,
+            quiet=True,
+        )
+    assert result.n_computed == 2
 
 
 # ------------------------------------------------------------------------------------ executors
@@ -410,3 +512,67 @@ def test_a_dead_worker_is_reported_and_finished_cells_are_kept(tmp_path):
     with pytest.raises(RuntimeError, match="worker process died"):
         run_sweep(_testing.EXPERIMENT, config, tmp_path, workers=2, quiet=True)
     assert len(_stored(tmp_path)) <= 3
+
+
+# ------------------------------------------------------------------------- cache and --data
+
+
+def _caching_cell(config, cell):
+    """A cell that 'pretrains' once per sweep folder: the first cell writes the cache file."""
+    from syngeo.app.outputs import atomic_write_text
+    from syngeo.app.sweep import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        return [{"index": cell["index"], "source": "no cache"}]
+    path = folder / f"pretrained-seed{config.seed}.txt"
+    if path.exists():
+        return [{"index": cell["index"], "source": "reused " + path.read_text()}]
+    atomic_write_text(path, f"by cell {cell['index']}")
+    return [{"index": cell["index"], "source": "computed"}]
+
+
+def test_cells_share_the_cache_folder_of_their_sweep_and_force_empties_it(tmp_path):
+    import dataclasses
+
+    from syngeo.app.sweep import cache_dir
+
+    exp = dataclasses.replace(_testing.EXPERIMENT, run_cell=_caching_cell)
+    config = _testing.Config(n_cells=3, delay=0.0)
+    assert cache_dir() is None  # outside a cell
+    first = run_sweep(exp, config, tmp_path, quiet=True).table
+    assert list(first["source"]) == ["computed", "reused by cell 0", "reused by cell 0"]
+    assert (tmp_path / "cache" / "pretrained-seed0.txt").read_text() == "by cell 0"
+    assert cache_dir() is None  # restored after the sweep
+    # a different sweep forced into the folder starts from an empty cache (the file name
+    # ignores `delay`, so only the discarded cache makes the first cell compute again)
+    changed = _testing.Config(n_cells=3, delay=0.001)
+    again = run_sweep(exp, changed, tmp_path, force=True, quiet=True).table
+    assert list(again["source"]) == ["computed", "reused by cell 0", "reused by cell 0"]
+    assert _caching_cell(config, {"index": 7}) == [{"index": 7, "source": "no cache"}]
+
+
+def test_with_data_sets_the_declared_field_as_an_absolute_path(tmp_path, monkeypatch):
+    import dataclasses
+
+    from syngeo.app.experiments import get
+
+    fig7a = get("fig7a")
+    assert fig7a.data_field == "data_dir"
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    config = fig7a.with_data(fig7a.config(quick=True), "mnist")
+    assert config.data_dir == str(tmp_path / "mnist")
+    assert dataclasses.replace(config, data_dir=None) == fig7a.config(quick=True)
+    with pytest.raises(InputError, match="takes no --data"):
+        get("fig3a").with_data(get("fig3a").config(quick=True), "mnist")
+    with pytest.raises(InputError, match="no such folder"):
+        fig7a.with_data(config, tmp_path / "missing")
+    with pytest.raises(InputError, match="is a file"):
+        fig7a.with_data(config, tmp_path / "mnist" / "t10k-images-idx3-ubyte")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty"):
+        fig7a.with_data(config, tmp_path / "empty")
+    with pytest.raises(InputError, match="not a field"):
+        dataclasses.replace(_testing.EXPERIMENT, data_field="data_dir")

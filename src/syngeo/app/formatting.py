@@ -5,10 +5,16 @@ placeholder for missing values (``None``, NaN, ±inf), ``yes``/``no`` for boolea
 without a decimal point. :func:`markdown_table` writes a GitHub-flavoured Markdown table of rows
 of such values, escaping the ``|`` that would break a cell.
 
+:func:`plural` writes a count with its noun (``1 cell``, ``3 cells``). On the terminal,
+:func:`console_table` and :func:`summary_table` build the Rich tables that end a command's output
+(values through :func:`fmt`, so a summary never shows a 16-digit float).
+
 Examples
 --------
 >>> fmt(0.012345), fmt(float("nan")), fmt(None, missing="–"), fmt(3), fmt(True)
 ('0.0123', 'n/a', '–', '3', 'yes')
+>>> plural(1, "cell"), plural(3, "cell"), plural(0, "synapse"), plural(2, "was", "were")
+('1 cell', '3 cells', '0 synapses', '2 were')
 >>> print(markdown_table(["x", "y"], [[1, 0.5], ["a|b", None]]))
 | x | y |
 | --- | --- |
@@ -20,10 +26,17 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["fmt", "frame_to_markdown", "markdown_table"]
+__all__ = [
+    "console_table",
+    "fmt",
+    "frame_to_markdown",
+    "markdown_table",
+    "plural",
+    "summary_table",
+]
 
 
 def fmt(value: Any, spec: str = ".3g", *, missing: str = "n/a") -> str:
@@ -70,3 +83,66 @@ def frame_to_markdown(frame: Any, *, spec: str = ".4g", missing: str = "") -> st
     return markdown_table(
         list(frame.columns), frame.itertuples(index=False), spec=spec, missing=missing
     )
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``count`` and the noun in the form that agrees with it: ``1 cell``, ``0 cells``, ``2 cells``.
+
+    ``plural_form`` defaults to ``singular + "s"``; give it for irregular nouns.
+    """
+    word = singular if count == 1 else (plural_form or singular + "s")
+    return f"{fmt(count)} {word}"
+
+
+def console_table(
+    header: Sequence[Any],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    spec: str = ".4g",
+    missing: str = "n/a",
+) -> Any:
+    """A ``rich.table.Table`` of ``rows`` under ``header``, every value through :func:`fmt`.
+
+    Numbers are right-aligned. Print it with a Rich console (``console.print(table)``).
+    """
+    from rich import box
+    from rich.table import Table
+
+    rows = [list(r) for r in rows]
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", highlight=False)
+    for j, name in enumerate(header):
+        numeric = bool(rows) and all(
+            isinstance(r[j], numbers.Real) and not isinstance(r[j], bool) for r in rows
+        )
+        table.add_column(str(name), justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a row has {len(row)} values but the header has {len(header)}")
+        table.add_row(*(fmt(v, spec, missing=missing) for v in row))
+    return table
+
+
+def summary_table(
+    items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    *,
+    title: str | None = None,
+    spec: str = ".4g",
+) -> Any:
+    """A two-column Rich table (quantity, value) of a command's headline numbers.
+
+    ``items`` maps a label to a value; labels written as identifiers (``best_model``) are shown
+    with spaces. Values that are not scalars (lists, dicts) are left out: they belong in a table
+    of their own or in ``summary.json``.
+    """
+    pairs = items.items() if isinstance(items, Mapping) else items
+    rows = [
+        (str(key).replace("_", " "), value)
+        for key, value in pairs
+        if value is None
+        or isinstance(value, (str, numbers.Number))
+        or type(value).__name__ == "bool_"
+    ]
+    table = console_table(["quantity", "value"], rows, title=title, spec=spec)
+    table.columns[1].justify = "right"
+    return table

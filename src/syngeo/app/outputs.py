@@ -11,36 +11,101 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_write", "atomic_write_text", "prepare_out_dir", "to_jsonable", "write_outputs"]
+__all__ = [
+    "OWN_NAMES",
+    "atomic_write",
+    "atomic_write_text",
+    "make_out_dir",
+    "own_outputs",
+    "prepare_out_dir",
+    "to_jsonable",
+    "write_outputs",
+]
 
 _OUTPUT_NAMES = ("results.parquet", "results.csv", "summary.json", "report.md")
 
+#: What syngeo writes in an output folder: a folder holding any of these (or a figure the
+#: caller names) already holds results. Any other file in it is left alone and does not count.
+OWN_NAMES = (*_OUTPUT_NAMES, "manifest.json", "cells", "log.csv", "initial.safetensors")
+
+
+def own_outputs(path: str | os.PathLike, figures: Iterable[str] = ()) -> list[str]:
+    """The names in folder ``path`` that syngeo writes (:data:`OWN_NAMES`, ``<figure>.png/.pdf``).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "notes.txt").write_text("mine")
+    ...     before = own_outputs(tmp)
+    ...     _ = (Path(tmp) / "report.md").write_text("# old")
+    ...     after = own_outputs(tmp)
+    >>> before, after
+    ([], ['report.md'])
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    names = list(OWN_NAMES) + [f"{stem}.{ext}" for stem in figures for ext in ("png", "pdf")]
+    return [name for name in names if (path / name).exists()]
+
+
+def make_out_dir(path: str | os.PathLike) -> Path:
+    """Create folder ``path`` (and parents) and check that it can be written in.
+
+    A folder that cannot be created or written is an ``OSError`` naming ``path`` itself (not a
+    temporary file inside it), so the one-line error says which folder to fix.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise PermissionError(
+            f"--out {path}: permission denied when creating the folder; choose a folder you "
+            "can write in"
+        ) from None
+    except OSError as exc:
+        raise OSError(f"--out {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"--out {path}: permission denied (the folder is not writable); choose a folder "
+            "you can write in"
+        )
+    return path
+
 
 def prepare_out_dir(
-    out: str | os.PathLike, *, force: bool = False, allow_resume: bool = False
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    allow_resume: bool = False,
+    figures: Iterable[str] = (),
 ) -> Path:
     """Create ``out`` (and parents) and return it.
 
-    An existing non-empty folder is an error unless ``force`` (its previous results are then
-    replaced file by file; nothing else in it is touched) or ``allow_resume`` (a sweep folder
-    that is continued).
+    A folder already holding syngeo's outputs (:func:`own_outputs`: results, summary, report,
+    a sweep, the named ``figures``) is an error unless ``force`` (its previous results are then
+    replaced file by file) or ``allow_resume`` (a sweep folder that is continued). Other files
+    in it do not count and are never touched.
     """
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {path} exists and is not a folder; choose another path")
-    if path.is_dir() and any(path.iterdir()) and not (force or allow_resume):
+    found = own_outputs(path, figures)
+    if found and not (force or allow_resume):
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise FileExistsError(
-            f"--out {path} already holds results; pass --force to replace them or choose another folder"
+            f"--out {path} already holds results ({shown}); pass --force to replace them or "
+            "choose another folder"
         )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return make_out_dir(path)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -79,7 +144,13 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[str], Any]) -> None:
     """Write ``path`` all or nothing: ``writer(tmp)`` fills a temporary file in the same folder,
     which is then moved into place with ``os.replace`` (removed if ``writer`` fails)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:  # name the folder, not the temporary file that could not be made
+        raise PermissionError(
+            f"cannot write {path.name} in {path.parent}: permission denied; choose a folder "
+            "you can write in"
+        ) from None
     os.close(fd)
     try:
         os.chmod(tmp, _default_file_mode())

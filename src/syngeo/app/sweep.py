@@ -16,6 +16,9 @@ Folder layout
     config is an error unless ``force=True`` (which discards its cells); so is one written by
     another syngeo version or another definition of the experiment, since its cells were computed
     by different code and must not be mixed with new ones.
+``OUT/cache/``
+    Files that cells share and may reuse (a network pretrained once): experiments reach the
+    folder through :func:`cache_dir` while a cell runs. ``force=True`` empties it with the cells.
 ``OUT/cells/<key>.parquet``
     The rows of one finished cell. ``key`` is :func:`cell_key`: the first 16 hex digits of the
     SHA-256 of the cell's canonical JSON (sorted keys, no spaces), so it does not depend on the
@@ -59,6 +62,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +71,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from syngeo.app.outputs import atomic_write, atomic_write_text, to_jsonable
+from syngeo.app.outputs import (
+    atomic_write,
+    atomic_write_text,
+    make_out_dir,
+    own_outputs,
+    to_jsonable,
+)
 from syngeo.errors import InputError, InputTypeError
 from syngeo.threads import THREAD_VARIABLES, limit_process_threads, limit_threads
 from syngeo.validation import as_positive_int
@@ -75,11 +85,54 @@ from syngeo.validation import as_positive_int
 if TYPE_CHECKING:
     from syngeo.app.experiments.base import Experiment
 
-__all__ = ["SweepResult", "cell_key", "run_sweep"]
+__all__ = ["SweepResult", "cache_dir", "cell_key", "run_sweep"]
 
 MANIFEST_NAME = "manifest.json"
 CELLS_DIR = "cells"
+CACHE_DIR = "cache"
 CELL_SUFFIX = ".parquet"
+
+#: The cache folder of the sweep whose cell this process is computing (None outside a cell).
+_current_cache: Path | None = None
+
+
+def cache_dir() -> Path | None:
+    """The sweep's cache folder, ``OUT/cache``, while a cell runs (created on first use).
+
+    ``run_cell`` functions keep files there that later cells, or a resumed run, can reuse
+    instead of computing them again: a pretrained network, a downloaded dataset. Outside a
+    sweep (a cell called directly) it is ``None``, and the experiment computes what it needs.
+    Name each file by everything that determines its content and write it with
+    :func:`syngeo.app.outputs.atomic_write`, since cells in several processes may write the same
+    file at once. With a Dask cluster, the workers see the folder only if it is on a file system
+    they share with this process.
+    """
+    if _current_cache is None:
+        return None
+    with contextlib.suppress(OSError):
+        _current_cache.mkdir(parents=True, exist_ok=True)
+    return _current_cache if _current_cache.is_dir() else None
+
+
+@dataclass(frozen=True)
+class _CellCall:
+    """``run_cell(config, cell)`` with :func:`cache_dir` set to ``cache`` while it runs.
+
+    Picklable by reference (``run_cell`` is a module-level function), so the same call runs in
+    this process, a worker process or a Dask worker.
+    """
+
+    run_cell: Callable[[Any, dict], list]
+    cache: str
+
+    def __call__(self, config: Any, cell: dict) -> list:
+        global _current_cache
+        previous = _current_cache
+        _current_cache = Path(self.cache)
+        try:
+            return self.run_cell(config, cell)
+        finally:
+            _current_cache = previous
 
 
 @dataclass(frozen=True, repr=False)
@@ -259,14 +312,16 @@ def _prepare_store(out: Path, manifest: dict[str, Any], *, force: bool) -> Path:
                 "pass --force to discard its results or choose another --out"
             )
         _discard_cells(cells_dir)
-    elif out.is_dir() and any(out.iterdir()) and not force:
+    elif own_outputs(out) and not force:
+        found = ", ".join(own_outputs(out)[:3])
         raise FileExistsError(
-            f"--out {out} is not empty and holds no sweep ({MANIFEST_NAME} missing); pass --force "
-            "to use it anyway or choose another folder"
+            f"--out {out} holds results of another command ({found}) but no sweep "
+            f"({MANIFEST_NAME} missing); pass --force to replace them or choose another folder"
         )
     elif force:
         _discard_cells(cells_dir)
-    cells_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
+    cells_dir.mkdir(exist_ok=True)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return cells_dir
 
@@ -291,6 +346,10 @@ def _different_code_error(out: Path, old: Mapping, new: Mapping) -> InputError:
 
 
 def _discard_cells(cells_dir: Path) -> None:
+    """Remove the stored cells and the cache beside them (``force``)."""
+    cache = cells_dir.parent / CACHE_DIR
+    if cache.is_dir():
+        shutil.rmtree(cache)
     if not cells_dir.is_dir():
         return
     for path in cells_dir.iterdir():
@@ -470,27 +529,120 @@ def _run_pool(
         raise error
 
 
+#: Seconds to wait for a Dask scheduler before giving up (a wrong address fails this fast).
+CONNECT_TIMEOUT = 10.0
+
+_SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def _scheduler_address(scheduler: Any) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a Dask scheduler address; InputError when it is not one."""
+    import re
+
+    text = scheduler.strip() if isinstance(scheduler, str) else ""
+    scheme, _, rest = text.rpartition("://")
+    scheme = scheme or "tcp"
+    if scheme == "inproc" and rest:  # an in-process cluster (LocalCluster(processes=False))
+        return scheme, rest, None
+    match = re.fullmatch(r"([^\s:/\[\]]+|\[[0-9a-fA-F:]+\]):(\d{1,5})/?", rest)
+    if scheme not in _SCHEDULER_SCHEMES or match is None:
+        raise InputError(
+            f"--scheduler {scheduler!r} is not a Dask scheduler address; write "
+            "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786"
+        )
+    return scheme, match[1].strip("[]"), int(match[2])
+
+
+def _connect_dask(scheduler: str, timeout: float | None = None):
+    """A ``distributed.Client`` on ``scheduler``, or one clear error within ``timeout`` seconds.
+
+    Two probes come before the client is built, because a client whose construction fails
+    retries for its whole timeout, hangs on a server that is not a Dask scheduler, and prints a
+    traceback from its destructor: a plain TCP connection (refused at once when nothing listens
+    there), then the Dask handshake and an ``identity`` request, abandoned after ``timeout``
+    seconds (default :data:`CONNECT_TIMEOUT`).
+    """
+    import socket
+
+    timeout = CONNECT_TIMEOUT if timeout is None else float(timeout)
+    scheme, host, port = _scheduler_address(scheduler)
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError(
+            "--scheduler needs dask.distributed, the cluster extra of syngeo: "
+            'pip install -e ".[cluster]" in the syngeo folder (or run without --scheduler)'
+        ) from None
+    hint = "start one (`dask scheduler`) or check the address"
+    if scheme in ("tcp", "tls", "ws", "wss") and port is not None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {timeout:g} s"
+            raise InputError(
+                f"could not reach the Dask scheduler at {scheduler!r} ({reason}); {hint}"
+            ) from None
+    if scheme in ("tcp", "ws") and not _answers_as_dask(scheduler, timeout):
+        raise InputError(
+            f"no Dask scheduler answered at {scheduler!r} within {timeout:g} s (something "
+            f"accepts connections there, but not as a Dask scheduler); {hint}"
+        )
+    try:
+        return Client(scheduler, timeout=f"{timeout:g}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(
+            f"could not connect to the Dask scheduler at {scheduler!r} ({_first_line(exc)}); {hint}"
+        ) from None
+
+
+def _answers_as_dask(address: str, timeout: float) -> bool:
+    """Whether a Dask scheduler answers an ``identity`` request at ``address`` in ``timeout`` s.
+
+    Runs in a daemon thread with its own event loop (so it works when the caller already runs
+    one, as in a notebook, and a server that never answers cannot keep the process alive).
+    """
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    async def identity() -> Any:
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    answer: dict[str, Any] = {}
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            answer["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+
+    thread = threading.Thread(target=run, name="syngeo-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 2.0)
+    reply = answer.get("reply")
+    return isinstance(reply, Mapping) and reply.get("type") == "Scheduler"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
 def _run_dask(
     run_cell: Callable,
     config: Any,
     pending: list[tuple[str, dict]],
     store: Callable,
-    scheduler: str,
+    client: Any,
 ) -> None:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ImportError(
-            "--scheduler needs dask.distributed: pip install 'syngeo[cluster]' "
-            "(or run without --scheduler)"
-        ) from None
-    try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
-    except OSError as exc:
-        raise InputError(
-            f"could not reach the Dask scheduler at {scheduler!r} ({exc}); start one "
-            "(`dask scheduler`) or check the address"
-        ) from None
+    from distributed import as_completed
+
     error: BaseException | None = None
     futures = []
     try:
@@ -520,7 +672,6 @@ def _run_dask(
     finally:
         with contextlib.suppress(Exception):
             client.cancel([f for f in futures if not f.done()])
-        client.close()
     if error is not None:
         raise error
 
@@ -591,10 +742,14 @@ def run_sweep(
         Number of local worker processes (1: compute in this process).
     scheduler
         Address of an existing Dask scheduler (``"tcp://host:8786"``) to run the cells on,
-        instead of local workers (give one or the other).
+        instead of local workers (give one or the other). It is reached before ``out`` is
+        touched: a malformed address, or one where no scheduler answers within
+        :data:`CONNECT_TIMEOUT` seconds (at once when the connection is refused), is an
+        :class:`~syngeo.InputError` and leaves no folder behind.
     force
-        Discard the stored cells in ``out`` and start afresh (needed when ``out`` holds a
-        different sweep, a non-sweep folder, or cells computed by other code).
+        Discard the stored cells (and the cache) in ``out`` and start afresh (needed when
+        ``out`` holds a different sweep, results of another command, or cells computed by
+        other code).
     quiet
         No progress bar.
 
@@ -607,18 +762,18 @@ def run_sweep(
     Raises
     ------
     FileExistsError
-        ``out`` holds a different sweep, or other files, and ``force`` is false.
+        ``out`` holds a different sweep, or results of another command, and ``force`` is
+        false (files syngeo does not write are left alone and do not count).
     syngeo.InputError
         ``out`` holds cells of this sweep computed by another syngeo version or definition of
-        the experiment (and ``force`` is false); bad ``workers``/``scheduler``/``config``, or
-        cells that are not distinct JSON dicts.
+        the experiment (and ``force`` is false); bad ``workers``/``scheduler``/``config``, an
+        unreachable scheduler, or cells that are not distinct JSON dicts.
+    PermissionError
+        ``out`` cannot be created or written in (the message names ``out``).
     """
     workers = as_positive_int(workers, "workers")
     if scheduler is not None:
-        if not isinstance(scheduler, str) or not scheduler.strip():
-            raise InputError(
-                f"scheduler must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}"
-            )
+        _scheduler_address(scheduler)
         if workers != 1:
             raise InputError(
                 "give either --workers (local processes) or --scheduler (a Dask cluster), not both"
@@ -634,28 +789,18 @@ def run_sweep(
         )
     keyed = _expand_cells(exp, config)
     out = Path(out)
-    cells_dir = _prepare_store(out, _manifest(exp, _config_dict(config), len(keyed)), force=force)
-    _remove_stale_temporaries(cells_dir)
-    pending = [(k, c) for k, c in keyed if not _cell_path(cells_dir, k).exists()]
-    n_reused = len(keyed) - len(pending)
-
-    n_computed = 0
-    with _sigterm_as_exit(), _progress(len(keyed), n_reused, exp.name, quiet) as advance:
-
-        def store(key: str, rows: Sequence[Mapping[str, Any]]) -> None:
-            nonlocal n_computed
-            _write_cell(cells_dir, key, rows)
-            n_computed += 1
-            advance()
-
-        if pending:
-            if scheduler is not None:
-                _run_dask(exp.run_cell, config, pending, store, scheduler)
-            elif workers > 1 and len(pending) > 1:
-                _run_pool(exp.run_cell, config, pending, store, min(workers, len(pending)))
-            else:
-                _run_serial(exp.run_cell, config, pending, store)
-
+    with contextlib.ExitStack() as stack:
+        # Reach the cluster before touching ``out``: a wrong address leaves no folder behind.
+        client = None
+        if scheduler is not None:
+            client = _connect_dask(scheduler)
+            stack.callback(client.close)
+        cells_dir = _prepare_store(
+            out, _manifest(exp, _config_dict(config), len(keyed)), force=force
+        )
+        n_computed, n_reused = _run_pending(
+            exp, config, keyed, cells_dir, workers=workers, client=client, quiet=quiet
+        )
     table = _read_table(cells_dir, [k for k, _ in keyed])
     return SweepResult(
         table=table,
@@ -665,3 +810,39 @@ def run_sweep(
         out=out,
         seconds=time.perf_counter() - start,
     )
+
+
+def _run_pending(
+    exp: Experiment,
+    config: Any,
+    keyed: list[tuple[str, dict]],
+    cells_dir: Path,
+    *,
+    workers: int,
+    client: Any,
+    quiet: bool,
+) -> tuple[int, int]:
+    """Compute the cells not stored in ``cells_dir`` yet; (computed, reused)."""
+    _remove_stale_temporaries(cells_dir)
+    pending = [(k, c) for k, c in keyed if not _cell_path(cells_dir, k).exists()]
+    n_reused = len(keyed) - len(pending)
+
+    n_computed = 0
+    run_cell = _CellCall(exp.run_cell, str((cells_dir.parent / CACHE_DIR).resolve()))
+    with _sigterm_as_exit(), _progress(len(keyed), n_reused, exp.name, quiet) as advance:
+
+        def store(key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+            nonlocal n_computed
+            _write_cell(cells_dir, key, rows)
+            n_computed += 1
+            advance()
+
+        if pending:
+            if client is not None:
+                _run_dask(run_cell, config, pending, store, client)
+            elif workers > 1 and len(pending) > 1:
+                _run_pool(run_cell, config, pending, store, min(workers, len(pending)))
+            else:
+                _run_serial(run_cell, config, pending, store)
+
+    return n_computed, n_reused

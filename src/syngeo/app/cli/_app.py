@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -55,8 +56,94 @@ def _root(
     and reproduce the papers' figures. Run `syngeo COMMAND --help` for examples."""
 
 
-console = Console()
-err_console = Console(stderr=True)
+def make_console(*, stderr: bool = False) -> Console:
+    """A Rich console that wraps text only on a terminal.
+
+    Piped or redirected output (a file, ``| less``, a notebook cell) is not cut at the 80
+    columns Rich assumes without a terminal: text is written as whole lines (``soft_wrap``) and
+    tables may be as wide as their content needs (up to 200 columns).
+    """
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=stderr, soft_wrap=True, width=max(probe.width, 200))
+
+
+console = make_console()
+err_console = make_console(stderr=True)
+
+# --------------------------------------------------------------------------------------------
+# Help text: placeholders that say what to type, paragraphs that reflow
+# --------------------------------------------------------------------------------------------
+
+#: The placeholder shown after an option in ``--help``, by its type (typer's default is the
+#: Python type in angle brackets: ``<bool>`` even for a flag, ``<list[str]>``).
+_METAVARS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "Path": "PATH"}
+
+
+def _metavar(param: Any) -> str:
+    """The placeholder of one option: none for a flag, by type otherwise."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    bare = param.bare_type() if hasattr(param, "bare_type") else ""
+    if bare.startswith("list[") and bare.endswith("]"):
+        return f"{_METAVARS.get(bare[5:-1], 'VALUE')} (repeatable)"
+    return _METAVARS.get(bare, "VALUE")
+
+
+def _flag_help_option(cmd: Any) -> None:
+    """Show ``--help`` without a placeholder (click builds that option per context)."""
+    make = cmd.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    cmd.get_help_option = get_help_option
+
+
+def unwrap_paragraphs(text: str) -> str:
+    r"""Join the lines of each paragraph of a docstring, so that help reflows to the terminal.
+
+    Paragraphs are separated by blank lines; a paragraph whose lines start with ``*``, ``-`` or
+    an indent (a list, an example) keeps its line breaks.
+
+    >>> unwrap_paragraphs("One line\nand the next.\n\n  syngeo demo\n  syngeo infer")
+    'One line and the next.\n\n  syngeo demo\n  syngeo infer'
+    """
+    import inspect
+
+    out = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.splitlines()
+        keep = any(line[:1] in (" ", "*", "-") for line in lines)
+        out.append(para if keep else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def _polished_command(application: typer.Typer) -> Any:
+    """The click command of ``application`` with help that says what to type.
+
+    Each option gets a placeholder by type (none for a flag, none beside an argument's name);
+    each command's docstring paragraphs are joined into reflowing lines.
+    """
+    for info in application.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = unwrap_paragraphs(info.callback.__doc__)
+    command = typer.main.get_command(application)
+    commands = getattr(command, "commands", {}) or {}
+    for cmd in [command, *commands.values()]:
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                # the help column already names it; no "<str>" beside the name
+                param.display_type_rich = lambda ctx: ""
+            elif param.metavar is None:
+                param.metavar = _metavar(param)
+        _flag_help_option(cmd)
+    return command
+
 
 #: Exceptions that mean "bad input": reported in one line with exit code 2. Everything else is
 #: a bug and keeps its traceback (exit code 1).
@@ -103,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     from syngeo.app.cli import _commands  # noqa: F401
 
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="syngeo")
+        rv = _polished_command(app)(args=argv, standalone_mode=False, prog_name="syngeo")
     except typer.Exit as exc:  # --help, --version, typer.Exit
         raise SystemExit(getattr(exc, "exit_code", 0)) from None
     except typer.Abort:

@@ -23,9 +23,9 @@ __all__ = ["run_finetune"]
 
 _EPILOG = (
     "Examples:\n\n"
-    "  syngeo finetune --quick --out runs/ft            # offline: digits, small CNN\n\n"
+    "  syngeo finetune --quick --out runs/ft      # offline: digits, small CNN\n\n"
     "  syngeo finetune --arch rnn --width 64 --data mnist/ --out runs/rnn\n\n"
-    "  syngeo finetune --arch resnet18 --weights resnet18.pth --data imagenet-val/ --out runs/r18\n\n"
+    "  syngeo finetune --arch resnet18 --weights r18.pth --data val/ -o r18\n\n"
     "Writes results.csv/.parquet (trained-with × read-with × layer), log.csv (every run of the "
     "learning-rate search), initial.safetensors, final-POTENTIAL.safetensors, summary.json, report.md."
 )
@@ -49,8 +49,13 @@ def _load_data(data: Path | None, arch: str):
         return digits, None
     if not data.exists():
         raise DataFileError(f"--data {data}: no such folder")
-    if not data.is_dir() or not any(data.iterdir()):
-        raise DataFileError(f"--data {data}: empty or not a folder")
+    if not data.is_dir():
+        raise DataFileError(
+            f"--data {data} is a file; give the folder holding the MNIST IDX files or the "
+            "ImageFolder class folders"
+        )
+    if not any(data.iterdir()):
+        raise DataFileError(f"--data {data}: the folder is empty")
     stems = MNIST_FILES["test"][0]
     if any(data.rglob(stems + "*")):
         return load_mnist(data, "train"), load_mnist(data, "test")
@@ -95,6 +100,11 @@ def run_finetune(
     if weights is not None and not Path(weights).is_file():
         from syngeo.errors import DataFileError
 
+        if Path(weights).is_dir():
+            raise DataFileError(
+                f"--weights {weights} is a folder, not a state_dict file; give a .pt, .pth, "
+                ".bin, .ckpt or .safetensors file"
+            )
         raise DataFileError(f"--weights {weights}: no such file")
     first, second = _load_data(data, arch)
     out = prepare_out_dir(out, force=force)
@@ -213,8 +223,8 @@ def finetune_command(
         Path | None,
         typer.Option(
             "--data",
-            help="MNIST IDX folder or ImageFolder [default: bundled digits].",
-            show_default=False,
+            help="MNIST IDX folder or ImageFolder.",
+            show_default="scikit-learn's bundled digits",
         ),
     ] = None,
     potentials: Annotated[
@@ -223,7 +233,7 @@ def finetune_command(
     candidates: Annotated[
         str | None,
         typer.Option(
-            "--candidates", help="Potentials read with [default: --potentials].", show_default=False
+            "--candidates", help="Potentials read with.", show_default="those of --potentials"
         ),
     ] = None,
     n_finetune: Annotated[
@@ -263,9 +273,30 @@ def finetune_command(
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
         return
-    for phi, ok in summary["diagonal_is_row_min"].items():
-        console.print(
-            f"trained with {phi}: own potential most Gaussian: {'yes' if ok else 'no'}",
-            highlight=False,
+    _print_summary(summary, out)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    """The table that ends ``syngeo finetune``: one row per trained-with potential."""
+    from syngeo.app.formatting import console_table, plural
+
+    rows = [
+        (
+            phi,
+            "yes" if ok else "no",
+            summary["runs"][phi]["lr"],
+            summary["runs"][phi]["epochs"],
+            summary["runs"][phi]["accuracy"],
         )
-    console.print(f"wrote results to {out}/ (see report.md)")
+        for phi, ok in summary["diagonal_is_row_min"].items()
+    ]
+    console.print(
+        console_table(
+            ["trained with", "own potential most Gaussian", "lr", "epochs", "training accuracy"],
+            rows,
+            title=f"{summary['arch']} (width {summary['width']}), finetuned on "
+            f"{plural(summary['n_finetune'], 'image')}",
+            spec=".3g",
+        )
+    )
+    console.print(f"wrote results to {out}/ (see report.md)", highlight=False)

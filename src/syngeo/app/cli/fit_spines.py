@@ -19,17 +19,17 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
-from syngeo.errors import InputError
+from syngeo.errors import DataFileError, InputError
 
 __all__ = ["fit_spines"]
 
 _EPILOG = (
     "Examples:\n\n"
-    "  syngeo fit-spines                      # the bundled MICrONS table (Dorkenwald et al.)\n\n"
+    "  syngeo fit-spines          # the bundled MICrONS table (Dorkenwald et al.)\n\n"
     "  syngeo fit-spines --out runs/spines --bootstrap 99\n\n"
-    "  syngeo fit-spines my_synapses.csv --column head_volume --id-column synapse_id "
-    "--connection-columns pre,post\n\n"
-    "  syngeo fit-spines --potentials 'ne,p=1.5:4:0.5' --families constant-lognormal --json\n\n"
+    "  syngeo fit-spines my_synapses.csv --column head_volume \\\n"
+    "      --id-column synapse_id --connection-columns pre,post\n\n"
+    "  syngeo fit-spines --potentials 'ne,p=1.5:4:0.5' --json\n\n"
     "Rerunning with the same --out resumes: finished cells are kept in OUT/cells."
 )
 
@@ -66,6 +66,10 @@ def build_config(
         from syngeo.data.weights import table_columns
 
         path = Path(table)
+        if path.is_dir():
+            raise DataFileError(
+                f"{path} is a folder, not a synapse table; give a .csv, .tsv or .parquet file"
+            )
         columns = table_columns(path)
         options["table"] = str(path)
         options["column"] = column
@@ -112,16 +116,13 @@ def fit_spines(
     """
     from syngeo import __version__
     from syngeo.app.experiments.spines import FIG5, load_sizes
-    from syngeo.app.outputs import prepare_out_dir, to_jsonable, write_outputs
+    from syngeo.app.outputs import to_jsonable, write_outputs
     from syngeo.app.sweep import run_sweep
 
     config = build_config(table, **options)
     start = time.perf_counter()
     load_sizes(config)  # every input check before any work
     out = None if out is None else Path(out)
-    if out is not None and out.exists() and any(out.iterdir()) and not force:
-        if not (out / "cells").exists():
-            prepare_out_dir(out, force=False)  # raises: results of something else
     if out is None:
         with tempfile.TemporaryDirectory(prefix="syngeo-fit-spines-") as tmp:
             swept = run_sweep(FIG5, config, tmp, workers=workers, quiet=quiet)
@@ -269,21 +270,25 @@ def fit_spines_command(
     if quiet:
         return
     from syngeo.app.experiments.spines import verdict
+    from syngeo.app.formatting import console_table, plural
 
     s = result["summary"]["results"]
+    rows = [
+        (row["potential"], row["family"], row["log_likelihood"], row["delta_aic"])
+        for row in s.get("profile", [])
+    ]
     console.print(
-        f"{s.get('n_synapses')} synapses; best model {s.get('best_model')} "
-        f"({result['seconds']:.0f} s)",
-        highlight=False,
-    )
-    for row in s.get("profile", []):
-        console.print(
-            f"  {row['potential']:>9} / {row['family']:<18} log L {row['log_likelihood']:9.1f}  "
-            f"ΔAIC {row['delta_aic']:7.1f}",
-            highlight=False,
+        console_table(
+            ["geometry", "initial family", "log L", "ΔAIC"],
+            rows,
+            title=f"{plural(s.get('n_synapses') or 0, 'synapse')}: best model "
+            f"{s.get('best_model')} ({result['seconds']:.0f} s)",
+            spec=".1f",
         )
+    )
     console.print(verdict(s), highlight=False)
     if result["files"]:
         console.print(
-            f"wrote {len(result['files'])} files to {out}/ (see report.md)", highlight=False
+            f"wrote {plural(len(result['files']), 'file')} to {out}/ (see report.md)",
+            highlight=False,
         )

@@ -25,8 +25,8 @@ __all__ = ["PowerResult", "parse_int_list", "parse_noise_list", "run_power"]
 _EPILOG = (
     "Examples:\n\n"
     "  syngeo power\n\n"
-    "  syngeo power --truth 3-norm --n 100,200,400,800 --noise 0,5%,10%,20% --runs 40\n\n"
-    "  syngeo power --candidates ne,2-norm,3-norm --change 0.05 --planned-n 400 --out plan\n\n"
+    "  syngeo power --truth 3-norm --n 100,200,400,800 --noise 0,5%,10% --runs 40\n\n"
+    "  syngeo power --candidates ne,2-norm,3-norm --planned-n 400 --out plan\n\n"
     "The power is estimated by simulating the experiment and fitting it with the estimator "
     "`syngeo infer --noise` uses (the noise level taken as known)."
 )
@@ -219,12 +219,27 @@ def power_command(
         return
     if quiet:
         return
+    from syngeo.app.formatting import console_table, plural
+
+    target = result.summary["target"]
+    rows = []
     for row in result.summary.get("synapses_needed", []):
         need = row["n_needed"]
-        text = f"{need:.0f}" if need == need else f"> {row['largest_n']:.0f}"
-        console.print(
-            f"noise {100 * row['noise']:.0f} %: {text} synapses to identify {row['truth']} "
-            f"with {100 * result.summary['target']:.0f} % power",
-            highlight=False,
+        rows.append(
+            (
+                row["truth"],
+                f"{100 * row['noise']:.0f} %",
+                f"{need:.0f}" if need == need else f"> {row['largest_n']:.0f}",
+            )
         )
-    console.print(f"wrote {len(result.files)} files to {result.out}/ (see report.md)")
+    console.print(
+        console_table(
+            ["true geometry", "noise", "synapses needed"],
+            rows,
+            title=f"Synapses needed to identify the geometry with {100 * target:.0f} % power",
+        )
+    )
+    console.print(
+        f"wrote {plural(len(result.files), 'file')} to {result.out}/ (see report.md)",
+        highlight=False,
+    )

@@ -41,7 +41,14 @@ from syngeo.app.experiments.raman import deep as raman_deep
 from syngeo.app.experiments.raman import difficulty, geometry, k, size, training
 from syngeo.errors import InputError
 
-__all__ = ["EXPERIMENTS", "Experiment", "get", "run"]
+__all__ = [
+    "EXPERIMENTS",
+    "QUICK_SECONDS",
+    "QUICK_SECONDS_MACHINE",
+    "Experiment",
+    "get",
+    "run",
+]
 
 #: Every experiment ``syngeo reproduce`` knows, in the order it lists them.
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -62,6 +69,37 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     training.EXPERIMENT,
     power.POWER,
 )
+
+
+#: How :data:`QUICK_SECONDS` was measured (shown by ``syngeo reproduce --list``).
+QUICK_SECONDS_MACHINE = (
+    "as CPU time of one worker on an x86 core (about the wall-clock time when the core is idle)"
+)
+
+#: Seconds of ``syngeo reproduce NAME --quick`` with one worker (cells run one after another on
+#: one thread), start-up and writing the outputs included: the CPU time (user + system) of the
+#: process, measured with ``/usr/bin/time`` once per experiment (syngeo 0.1.0, 2-core x86 machine).
+#: The machine was shared with other jobs (load average in the comments), so the wall-clock
+#: times were several times longer; the CPU time is what the run costs on an idle core.
+#: Remeasure when an experiment's quick preset changes.
+QUICK_SECONDS: dict[str, float] = {
+    "fig3a": 8,  # wall 30 s under load 5.82
+    "fig6": 14,  # wall 81 s under load 6.03
+    "fig3b": 8,  # wall 10 s under load 5.41
+    "fig4": 17,  # wall 139 s under load 7.78
+    "fig5": 30,  # wall 268 s under load 8.90
+    "fig7a": 13,  # wall 128 s under load 10.54
+    "fig7b": 15,  # wall 196 s under load 12.17
+    "surace-fig1": 7,  # wall 100 s under load 11.32
+    "surace-fig2": 10,  # wall 104 s under load 9.90
+    "raman-k": 8,  # wall 104 s under load 9.13
+    "raman-difficulty": 10,  # wall 136 s under load 9.10
+    "raman-size": 12,  # wall 137 s under load 8.00
+    "raman-geometry": 10,  # wall 78 s under load 7.39
+    "raman-deep": 17,  # wall 206 s under load 7.87
+    "raman-training": 12,  # wall 118 s under load 7.90
+    "power": 8,  # wall 41 s under load 7.68
+}
 
 
 def get(name: str) -> Experiment:

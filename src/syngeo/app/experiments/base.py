@@ -47,6 +47,15 @@ class Experiment:
     modules : tuple[str, ...]
         Further modules whose code computes the cells (beyond those defining ``Config``,
         ``cells`` and ``run_cell``); part of :meth:`definition_hash`.
+    data_field : str or None
+        The ``Config`` field (``str | None``, a folder path) that ``syngeo reproduce NAME
+        --data DIR`` sets (:meth:`with_data`); ``None``: the experiment reads no dataset folder.
+
+    Files shared by cells (a network pretrained once, a downloaded dataset) may be kept in the
+    sweep's cache folder, ``OUT/cache``: inside ``run_cell``, :func:`syngeo.app.sweep.cache_dir`
+    returns it (``None`` outside a sweep). Name each file by everything that determines its
+    content and write it all-or-nothing (:func:`syngeo.app.outputs.atomic_write`); ``--force``
+    empties the folder with the cells.
     """
 
     name: str
@@ -60,6 +69,7 @@ class Experiment:
     report: Callable[[Any, Any], str]
     figures: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    data_field: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -71,6 +81,12 @@ class Experiment:
         for attr in ("quick", "cells", "run_cell", "summarise", "plot", "report"):
             if not callable(getattr(self, attr)):
                 raise InputTypeError(f"{attr} of experiment {self.name!r} must be callable")
+        fields = {f.name for f in dataclasses.fields(self.Config)}
+        if self.data_field is not None and self.data_field not in fields:
+            raise InputError(
+                f"data_field {self.data_field!r} of {self.name!r} is not a field of "
+                f"{self.Config.__name__}"
+            )
         object.__setattr__(self, "figures", tuple(self.figures))
         object.__setattr__(self, "modules", tuple(self.modules))
 
@@ -83,6 +99,29 @@ class Experiment:
                 f"{self.Config.__name__}"
             )
         return config
+
+    def with_data(self, config: Any, folder: str | Path) -> Any:
+        """``config`` reading its dataset from ``folder`` (``syngeo reproduce NAME --data DIR``).
+
+        The folder is stored as an absolute path (it is part of the sweep's config, so a rerun
+        from another working folder resumes the same sweep). Raises :class:`syngeo.InputError`
+        when the experiment reads no dataset folder, or ``folder`` is missing, a file or empty.
+        """
+        from syngeo.errors import DataFileError
+
+        if self.data_field is None:
+            raise InputError(
+                f"experiment {self.name!r} reads no dataset folder, so it takes no --data; it "
+                "runs on data that ship with syngeo or are generated"
+            )
+        path = Path(folder).expanduser()
+        if not path.exists():
+            raise DataFileError(f"--data {path}: no such folder")
+        if not path.is_dir():
+            raise DataFileError(f"--data {path} is a file; give the folder that holds the dataset")
+        if not any(path.iterdir()):
+            raise DataFileError(f"--data {path}: the folder is empty")
+        return dataclasses.replace(config, **{self.data_field: str(path.resolve())})
 
     @property
     def source_modules(self) -> tuple[str, ...]:

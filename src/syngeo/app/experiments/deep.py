@@ -726,6 +726,7 @@ FIG7A = Experiment(
     ),
     figures=("fig7a", "fig7a_hist"),
     modules=("syngeo.finetune", "syngeo.models", "syngeo.data.images"),
+    data_field="data_dir",
 )
 
 FIG7B = Experiment(
