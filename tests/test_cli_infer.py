@@ -332,13 +332,28 @@ def test_existing_out_is_checked_before_any_work(tmp_path, capsys):
     b, a = _npy_pair(tmp_path, *three_norm_pair())
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    (out_dir / "notes.txt").write_text("mine")
+    (out_dir / "report.md").write_text("mine")
     # BEFORE is broken too: the --out error comes first, so no work was attempted.
     (tmp_path / "b.npy").write_bytes(b"broken")
     code, out, err = run_cli(["infer", b, a, "--out", out_dir], capsys)
     assert_bad_input(code, out, err, "already holds results")
-    assert [p.name for p in out_dir.iterdir()] == ["notes.txt"]
-    assert (out_dir / "notes.txt").read_text() == "mine"
+    assert [p.name for p in out_dir.iterdir()] == ["report.md"]
+    assert (out_dir / "report.md").read_text() == "mine"
+
+
+def test_a_folder_given_as_a_weight_file_says_it_is_a_folder(tmp_path, capsys):
+    folder = tmp_path / "weights.npy"
+    folder.mkdir()
+    assert_bad_input(*run_cli(["infer", folder, folder], capsys), "is a folder, not a weight file")
+
+
+def test_empty_potentials_of_fit_spines_name_their_own_flag(capsys):
+    code, out, err = run_cli(["fit-spines", "--potentials", ""], capsys)
+    assert_bad_input(code, out, err, "--potentials is empty")
+
+
+def test_empty_candidates_of_power_are_an_error(capsys):
+    assert_bad_input(*run_cli(["power", "--candidates", ""], capsys), "--candidates is empty")
 
 
 def test_help_has_an_example(capsys):

@@ -5,7 +5,8 @@ The public API, re-exported from the modules that define it (see the README for 
 * potentials and mirror descent: :mod:`syngeo.potentials`, :mod:`syngeo.optim`,
   :mod:`syngeo.solvers`;
 * Gaussianity of the dual change and inference of the geometry: :mod:`syngeo.gaussianity`,
-  :mod:`syngeo.inference`, :mod:`syngeo.simulate`, :mod:`syngeo.data.weights`;
+  :mod:`syngeo.inference`, :mod:`syngeo.diagnostics` (can the answer be trusted?),
+  :mod:`syngeo.simulate`, :mod:`syngeo.data.weights`;
 * metric-dependent steepest descent (Surace & Brea): :mod:`syngeo.metrics`,
   :mod:`syngeo.release`, :mod:`syngeo.units`;
 * learning-rate bounds under noisy plasticity (Raman et al.): :mod:`syngeo.bounds`,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InputError,
         InputTypeError,
     )
+    from syngeo.diagnostics import FitDiagnostics, diagnose
     from syngeo.expansion import Expansion, expand_linear, expand_sigmoid
     from syngeo.finetune import FinetuneProtocol, FinetuneResult
     from syngeo.gaussianity import (
@@ -174,6 +176,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "DomainError",
         "InputError",
         "InputTypeError",
+    ),
+    "syngeo.diagnostics": (
+        "FitDiagnostics",
+        "diagnose",
     ),
     "syngeo.expansion": (
         "Expansion",
@@ -314,6 +320,7 @@ __all__ = [
     "ExpectedLearningRate",
     "FinetuneProtocol",
     "FinetuneResult",
+    "FitDiagnostics",
     "Fisher",
     "FlatLoss",
     "FlowField",
@@ -363,6 +370,7 @@ __all__ = [
     "correlated_inputs",
     "dale_mask",
     "default_candidates",
+    "diagnose",
     "difficulty_bound",
     "dual_change",
     "estimate_noise",

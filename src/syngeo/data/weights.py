@@ -771,8 +771,10 @@ def _readout_names(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, s
 
 def _format_of(path: Path) -> str:
     suffix = path.suffix.lower()
+    known = " ".join(sorted(SUFFIXES))
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder, not a weight file; give one of: {known}")
     if suffix not in SUFFIXES:
-        known = " ".join(sorted(SUFFIXES))
         raise DataFileError(
             f"{path}: unknown file type {suffix or '(no suffix)'!r}; use one of: {known}"
         )

@@ -85,7 +85,7 @@ def build_config(
     if connection_columns is not None:
         options["connection_columns"] = _split(connection_columns) or ()
     if potentials is not None:
-        parsed = parse_candidates(potentials)
+        parsed = parse_candidates(potentials, option="--potentials")
         if not parsed:
             raise InputError("--potentials is empty; give e.g. 'ne,2-norm,3-norm'")
         options["potentials"] = tuple(parsed)

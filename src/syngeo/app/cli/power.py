@@ -111,7 +111,11 @@ def run_power(
     from syngeo.app.sweep import run_sweep
     from syngeo.design import DEFAULT_DESIGN_CANDIDATES
 
-    cands = parse_candidates(candidates) if candidates else list(DEFAULT_DESIGN_CANDIDATES)
+    cands = (
+        parse_candidates(candidates)
+        if candidates is not None
+        else list(DEFAULT_DESIGN_CANDIDATES)
+    )
     config = Config(
         truth=truth,
         candidates=tuple(cands),
