@@ -148,3 +148,26 @@ def test_a_row_without_numbers_is_reported_not_a_crash():
     s = deep.summarise(_planted_table(values), deep.DeepConfig(widths=(4,), potentials=names))
     bad = [c for c in s["checks"]["cdf_distance"]["all_widths"] if not c["holds"]]
     assert [c["trained_with"] for c in bad] == ["NE"] and bad[0]["row_best"] == "n/a"
+
+
+def test_a_rerun_reuses_the_pretrained_network_cached_in_out(tmp_path, monkeypatch):
+    """The pretrained network is kept in OUT/cache: a rerun whose cells are gone loads it
+    instead of training again, and gives the same table (layer rows in the same order)."""
+    exp = get("fig7a")
+    config = exp.Config(**TINY)
+    out = tmp_path / "fig7a"
+    first = run(exp, config, out=out)
+    assert len(list((out / "cache").glob("pretrained-supervised-rnn-width2-*.safetensors"))) == 1
+    for cell in (out / "cells").iterdir():
+        cell.unlink()
+    deep._pretrained.cache_clear()
+
+    def no_training(*args):
+        raise AssertionError("the network was trained again")
+
+    monkeypatch.setattr(deep, "_pretrained", no_training)
+    second = run(exp, config, out=out)
+    assert list(second.columns) == list(first.columns)
+    assert second["layer"].tolist() == first["layer"].tolist()
+    timing = [c for c in first.columns if "second" in c or "time" in c]
+    pd.testing.assert_frame_equal(second.drop(columns=timing), first.drop(columns=timing))

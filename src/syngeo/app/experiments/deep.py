@@ -45,7 +45,7 @@ import torch
 
 import syngeo
 from syngeo.app.experiments.base import Experiment
-from syngeo.app.formatting import fmt, markdown_table
+from syngeo.app.formatting import fmt, markdown_table, plural
 from syngeo.data.images import ImageSet, load_digits_images, load_mnist
 from syngeo.errors import InputError
 from syngeo.finetune import (
@@ -263,6 +263,38 @@ def _pretrained(config: DeepConfig, width: int) -> tuple[dict[str, torch.Tensor]
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, accuracy
 
 
+def _cached_pretrained(config: DeepConfig, width: int) -> tuple[dict[str, torch.Tensor], float]:
+    """:func:`_pretrained`, kept in the sweep's cache folder (``OUT/cache``) when there is one.
+
+    The file is named by a hash of the whole configuration, the width and the syngeo version,
+    so a cached network is reused only by a run that would have trained the same one. The
+    state dict's key order is stored too (safetensors sorts keys; layer rows follow the order).
+    """
+    import hashlib
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from syngeo.app.outputs import atomic_write
+    from syngeo.app.sweep import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        return _pretrained(config, width)
+    key = hashlib.sha256(f"{config!r}|{width}|{syngeo.__version__}".encode()).hexdigest()[:16]
+    path = folder / f"pretrained-{config.kind}-width{width}-{key}.safetensors"
+    if path.is_file():
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+            state = {k: f.get_tensor(k) for k in json.loads(meta["order"])}
+        return state, float(meta["accuracy"])
+    state, accuracy = _pretrained(config, width)
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    meta = {"accuracy": repr(accuracy), "order": json.dumps(list(state))}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return state, accuracy
+
+
 # --------------------------------------------------------------------------------------------
 # Cells
 # --------------------------------------------------------------------------------------------
@@ -300,7 +332,7 @@ def run_cell(config: DeepConfig, cell: dict) -> list[dict]:
     width, seed, potential = int(cell["width"]), int(cell["seed"]), str(cell["potential"])
     with limit_threads(1):
         start = time.perf_counter()
-        initial, pretrain_accuracy = _pretrained(config, width)
+        initial, pretrain_accuracy = _cached_pretrained(config, width)
         _, held = _splits(config)
         if config.n_finetune > len(held):
             raise InputError(f"n_finetune must be at most {len(held)} (the held-out images)")
@@ -578,7 +610,7 @@ def _report(df: pd.DataFrame, config: DeepConfig, stem: str, title: str, claim: 
         "",
         f"Protocol (docs/deep.md): {data}; pretrained on {config.n_pretrain} images "
         f"({config.pretrain_epochs} epochs, Adam), finetuned on {config.n_finetune} held-out images per "
-        f"seed ({config.n_seeds} seeds) under {', '.join(config.potentials)} with momentum "
+        f"seed ({plural(config.n_seeds, 'seed')}) under {', '.join(config.potentials)} with momentum "
         f"{config.momentum}, batch {config.batch_size}, cosine annealing, learning rate from "
         f"{', '.join(f'{lr:g}' for lr in config.lrs)}, {config.epochs} epochs"
         + (
