@@ -32,7 +32,7 @@ test: $(STAMP)
 
 # Build the wheel, install it without extras in a clean venv, run the CLI from there.
 check-wheel:
-	PY=$(PY) bash scripts/check_wheel.sh
+	PY=$(PY) TORCH_REQ="$(TORCH_REQ)" TORCH_INDEX="$(TORCH_INDEX)" bash scripts/check_wheel.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

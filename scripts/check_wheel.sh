@@ -27,9 +27,14 @@ step "clean virtual environment"
 "$PY" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
 SYNGEO="$WORK/venv/bin/syngeo"
-# The CPU build of torch first (a file on local disk): a bare `torch` requirement would pull a
-# multi-GB CUDA build.
-"$VPY" -m pip install --quiet torch==2.13.0
+# The CPU build of torch first, as the Makefile installs it (TORCH_REQ and TORCH_INDEX come from
+# `make check-wheel`): a bare `torch` requirement would pull a multi-GB CUDA build on Linux.
+TORCH_REQ=${TORCH_REQ:-torch==2.13.0}
+if [ -n "${TORCH_INDEX:-}" ]; then
+  "$VPY" -m pip install --quiet "$TORCH_REQ" --extra-index-url "$TORCH_INDEX"
+else
+  "$VPY" -m pip install --quiet "$TORCH_REQ"
+fi
 step "install the wheel without extras"
 "$VPY" -m pip install --quiet "$WHEEL"
 "$VPY" -m pip check
