@@ -606,7 +606,12 @@ def _answers_as_dask(address: str, timeout: float) -> bool:
     import asyncio
     import threading
 
-    from distributed.comm import connect
+    try:
+        from distributed.comm import connect
+    except ImportError:  # checked by the caller already; kept for a direct call
+        raise ImportError(
+            'probing a Dask scheduler needs dask.distributed: pip install -e ".[cluster]"'
+        ) from None
 
     async def identity() -> Any:
         comm = await connect(address, timeout=timeout)
@@ -641,7 +646,12 @@ def _run_dask(
     store: Callable,
     client: Any,
 ) -> None:
-    from distributed import as_completed
+    try:
+        from distributed import as_completed
+    except ImportError:  # a client exists, so distributed is installed; kept for a direct call
+        raise ImportError(
+            'Dask sweeps need dask.distributed: pip install -e ".[cluster]"'
+        ) from None
 
     error: BaseException | None = None
     futures = []
