@@ -158,6 +158,7 @@ def _candidates(args: argparse.Namespace, lr: float) -> dict[str, tuple[Callable
         "MD 3-norm": (lambda ps: md(ps, lr, potential="3-norm", momentum=0.9), 1.3),
         "MD NE": (lambda ps: md(ps, lr, potential="ne", momentum=0.9), 1.3),
         "MD 2.5-norm": (lambda ps: md(ps, lr, potential="p=2.5", momentum=0.9), 1.6),
+        "MD 2.2-norm (generic p)": (lambda ps: md(ps, lr, potential="p=2.2", momentum=0.9), 1.6),
         "MD hypentropy(0.05)": (lambda ps: md(ps, lr, potential="hypentropy(beta=0.05)", momentum=0.9), 1.6),
         "MD tsallis(0.5)": (lambda ps: md(ps, lr, potential="tsallis(q=0.5)", momentum=0.9), 1.6),
         "MD 3-norm dual decay": (lambda ps: md(ps, lr, potential="3-norm", momentum=0.9, weight_decay=1e-4, decay_space="dual"), 1.6),

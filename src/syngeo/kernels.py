@@ -39,7 +39,7 @@ Examples
 StepKernel(family='pnorm', parameter=3.0)
 >>> w, g = torch.tensor([2.0, -1.0]), torch.tensor([3.0, 0.0])
 >>> if cpu_kernel_available(kernel, "none", momentum=False):
-...     fused_step_([w], [g], None, kernel, lr=1.0)
+...     done = fused_step_([w], [g], None, kernel, lr=1.0)
 ... else:  # no C compiler here: the same step, eagerly
 ...     _ = w.copy_(torch.tensor([1.0, -1.0]))
 >>> w  # dual 2**2 = 4 -> 4 - 3 = 1 -> w = 1
@@ -141,11 +141,13 @@ _C_FOOTER = """
 
 _SPECIAL_POWERS = ((0.5, "sqrtf({a})"), (1.0, "({a})"), (1.5, "({a} * sqrtf({a}))"),
                    (2.0, "({a} * {a})"), (3.0, "({a} * {a} * {a})"), (1.0 / 3.0, "cbrtf({a})"),
-                   (2.0 / 3.0, "(cbrtf({a}) * cbrtf({a}))"))  # fmt: skip
+                   (2.0 / 3.0, "(cbrtf({a}) * cbrtf({a}))"), (-0.5, "(1.f / sqrtf({a}))"),
+                   (-1.0, "(1.f / ({a}))"), (-2.0, "(1.f / ({a} * {a}))"))  # fmt: skip
 
 
 def _c_power(a: str, k: float) -> str:
-    """C expression for ``a**k`` (a ≥ 0, k > 0): exact special cases, else exp(k·log a)."""
+    """C expression for ``a**k`` (a ≥ 0, k ≠ 0): square roots, cube roots and products where
+    they are exact, else exp(k·log a) (relative error ≈ |k·log a|·ε plus a few ulp)."""
     for value, expr in _SPECIAL_POWERS:
         if abs(k - value) <= 1e-12:
             return expr.format(a=a)
@@ -160,6 +162,13 @@ def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
     if family == "pnorm":
         p = kernel.parameter
         lines.append(f"const float m = copysignf({_c_power('fabsf(w)', p - 1.0)}, w);")
+    elif family == "tsallis" and _tsallis_direct(kernel.parameter):
+        # z = |w|^(q−1) = 1 + E (+inf at w = 0): the powers directly (q − 1 is not small)
+        lines.append(f"const float z0 = {_c_power('fabsf(w)', kernel.parameter - 1.0)};")
+        if need_mirror:
+            lines.append(
+                "const float m = w == 0.f ? 0.f : s * (1.f - (P0 + 1.f) * ((z0 - 1.f) / -P0));"
+            )
     elif family == "tsallis":
         lines.append("const float e = expm1f(P0 * logf(fabsf(w)));")  # P0 = q − 1
         if need_mirror:
@@ -190,6 +199,11 @@ def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
         lines.append("const float em = expm1f(x);")
         lines.append("const float h = 0.5f * em / (em + 1.f);")
         lines.append("W[i] = w * (1.f + em * h) - r * (h * (em + 2.f));")
+    elif family == "tsallis" and _tsallis_direct(kernel.parameter):  # P1 = η(1 − q)/q
+        q = kernel.parameter
+        lines.append("float z = z0 + s * (P1 * d);")
+        lines.append("z = z < 0.f ? 0.f : z;")  # past the dual domain: ±inf, as the eager step
+        lines.append(f"W[i] = copysignf({_c_power('z', 1.0 / (q - 1.0))}, w);")
     elif family == "tsallis":  # P1 = η(1 − q)/q
         lines.append("float y = e + s * (P1 * d);")
         lines.append("y = y < -1.f ? -1.f : y;")
@@ -197,6 +211,13 @@ def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
     else:  # pragma: no cover - guarded by StepKernel users
         raise ValueError(f"no fused kernel for the family {family!r}")
     return "".join(f"      {line}\n" for line in lines)
+
+
+def _tsallis_direct(q: float) -> bool:
+    r"""Tsallis steps use the plain powers :math:`|w|^{q-1}` and :math:`z^{1/(q-1)}` when
+    :math:`|q - 1| \ge 1/4` (they amplify rounding by at most 4); closer to NE, the
+    ``expm1``/``log1p`` form, which stays accurate as q → 1 but costs two slower functions."""
+    return abs(q - 1.0) >= 0.25
 
 
 def c_source(kernel: StepKernel, decay: str, momentum: bool) -> str:
@@ -511,97 +532,11 @@ def _triton_kernel() -> Any:
 
 
 def _make_triton_kernel() -> Any:
-    import triton
-    import triton.language as tl
+    from syngeo import _triton_step
 
-    @triton.jit
-    def _log1p(x):
-        u = 1.0 + x
-        return tl.where(u == 1.0, x, tl.log(u) * (x / (u - 1.0)))
-
-    @triton.jit
-    def _expm1(x):
-        u = tl.exp(x)
-        safe = tl.where((u == 1.0) | (u == 0.0) | (x > 80.0), 2.0, u)
-        return tl.where(u == 1.0, x, tl.where((u == 0.0) | (x > 80.0), u - 1.0,
-                                              (safe - 1.0) * (x / tl.log(safe))))  # fmt: skip
-
-    @triton.jit
-    def _power(a, k):  # a ≥ 0, k > 0 (log 0 = −inf gives 0)
-        return tl.exp(k * tl.log(a))
-
-    @triton.jit
-    def _copysign(x, y):
-        return tl.where(y < 0.0, -tl.abs(x), tl.where(y > 0.0, tl.abs(x), x * 0.0))
-
-    @triton.jit
-    def step_kernel(
-        w_ptr, g_ptr, b_ptr, n, lr, mom, damp1, wd, gmul, gref, p0, p1, k1, k2,
-        scale_ptr, found_inf_ptr,
-        FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
-        FIRST: tl.constexpr, NESTEROV: tl.constexpr, HAS_SCALE: tl.constexpr,
-        HAS_INF: tl.constexpr, BLOCK: tl.constexpr,
-    ):  # fmt: skip
-        # FAMILY: 0 p-norm, 1 NE, 2 hypentropy, 3 Tsallis; DECAY: 0 none, 1 w, 2 sign, 3 dual
-        skip = 0.0
-        if HAS_INF:
-            skip = tl.load(found_inf_ptr).to(tl.float32)
-        pid = tl.program_id(0)
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        mask = (offs < n) & (skip == 0.0)
-        w = tl.load(w_ptr + offs, mask=mask, other=1.0).to(tl.float32)
-        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        if HAS_SCALE:
-            g = g / tl.load(scale_ptr).to(tl.float32)
-        g = g * gmul
-        s = tl.where(w > 0.0, 1.0, tl.where(w < 0.0, -1.0, 0.0))
-        a = tl.abs(w)
-        m = w
-        e = w
-        if FAMILY == 0:
-            m = _copysign(_power(a, k1), w)
-        if FAMILY == 1:
-            m = tl.where(w == 0.0, 0.0, s * (tl.log(tl.where(w == 0.0, 1.0, a)) + 1.0))
-        if FAMILY == 2:
-            t = w / p0
-            at = tl.abs(t)
-            m = s * _log1p(at + at * (at / (1.0 + tl.sqrt(1.0 + at * at))))
-        if FAMILY == 3:
-            e = _expm1(p0 * tl.log(a))
-            m = tl.where(w == 0.0, 0.0, s * (1.0 - (p0 + 1.0) * (e / -p0)))
-        if DECAY == 1:
-            g = g + wd * w
-        if DECAY == 2:
-            g = g + wd * s
-        if DECAY == 3:
-            g = g + wd * (m - s * gref)
-        d = g
-        if MOMENTUM:
-            if FIRST:
-                b = g
-            else:
-                b = mom * tl.load(b_ptr + offs, mask=mask, other=0.0) + damp1 * g
-            tl.store(b_ptr + offs, b, mask=mask)
-            d = b
-            if NESTEROV:
-                d = g + mom * b
-        if FAMILY == 0:
-            u = m - lr * d
-            new = _copysign(_power(tl.abs(u), k2), u)
-        elif FAMILY == 1:
-            new = w * tl.exp(-lr * (s * d))
-        elif FAMILY == 2:
-            x = lr * d
-            em = _expm1(x)
-            h = 0.5 * em / (em + 1.0)
-            new = w * (1.0 + em * h) - tl.sqrt(w * w + p0 * p0) * (h * (em + 2.0))
-        else:
-            y = e + s * (p1 * d)
-            y = tl.where(y < -1.0, -1.0, y)
-            new = _copysign(tl.exp(_log1p(y) / p0), w)
-        tl.store(w_ptr + offs, new.to(w_ptr.dtype.element_ty), mask=mask)
-
-    return triton, step_kernel
+    if _triton_step.triton is None:
+        return False
+    return _triton_step.triton, _triton_step.step_kernel
 
 
 _TRITON_FAMILY = {"pnorm": 0, "ne": 1, "hypentropy": 2, "tsallis": 3}

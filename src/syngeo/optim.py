@@ -27,6 +27,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim.sgd import sgd as _torch_sgd
 
 from syngeo import kernels
 from syngeo.constraints import (
@@ -875,7 +876,7 @@ def _fused_mirror_descent(
         if any(w.device.type not in ("cpu", "cuda") for w in params):
             return everything
         # the 2-norm is SGD: torch's own fused kernel (bit for bit SGD(fused=True))
-        torch.optim.sgd.sgd(
+        _torch_sgd(
             params, grads, momentum_buffer_list if momentum != 0 else [None] * len(params),
             fused=True, grad_scale=grad_scale, found_inf=found_inf, weight_decay=weight_decay,
             momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov, maximize=maximize,
