@@ -320,13 +320,21 @@ class MirrorDescent(Optimizer):
       under negative entropy and about 1.4x at p = 2.5 (``abs``, ``sqrt``, product). The check
       would pay off only for p-norms with a costly mirror map, at twice the cache's memory, so
       the default is the fused, cache-free update and the cache is an opt-in.
-    * Cost per step, in element-wise passes over the parameters (SGD: 3): 2-norm: SGD's own;
-      3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5 (momentum,
-      sign, signed scaled product, exp, product); other p: 10 to 12 (a power other than a square
-      or a square root is ``exp(k·log|x|)``, three passes). Measured with
-      ``benchmarks/bench_optim.py --threads 1 --clock cpu`` on a shared 2-core AMD EPYC (median
-      of three runs, ratios to ``torch.optim.SGD(momentum=0.9, foreach=True)``): 2-norm 0.94x,
-      3-norm 2.4x, NE 2.6x, p = 2.5 5.5x; with ``cache_dual=True`` 3-norm 2.0x, p = 2.5 4.0x.
+    * **Fused step** (``fused``; :mod:`syngeo.kernels`, docs/geometries.md "Cost and
+      performance"): the whole step in one pass per tensor (read w, g, b; write w, b), where
+      SGD's foreach step makes three. On CPU a C kernel built on first use (0.3–0.9 s per
+      configuration, cached on disk; the eager path where there is no compiler), on CUDA a
+      Triton kernel. ``fused=None`` uses it for float32 CPU groups of at least
+      ``AUTO_FUSED_MIN_NUMEL`` elements. Measured (``benchmarks/bench_optim.py --quick``, one
+      thread, CPU time, ratio to ``torch.optim.SGD(momentum=0.9, foreach=True)``, shared
+      machine): 2-norm 0.99x, 3-norm 0.68x, NE 0.78x, p = 2.5 0.69x, generic p 1.7x,
+      hypentropy 0.78x, Tsallis(1/2) 0.60x, dual weight decay 0.56x.
+    * Cost of the eager step, in element-wise passes over the parameters (SGD: 3): 2-norm:
+      SGD's own; 3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5
+      (momentum, sign, signed scaled product, exp, product); other p: 10 to 12 (a power other
+      than a square or a square root is ``exp(k·log|x|)``, three passes); measured 2-norm
+      0.94x, 3-norm 2.4x, NE 2.6x, p = 2.5 5.5x; with ``cache_dual=True`` 3-norm 2.0x, p = 2.5
+      4.0x.
 
     Parameters
     ----------
