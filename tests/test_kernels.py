@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -62,9 +63,22 @@ OPTIONS = [
     dict(weight_decay=0.05, decay_space="dual", decay_to=0.2, maximize=True),
 ]
 
+
+def _has_compiler() -> bool:
+    """A C compiler and glibc's libmvec: then every kernel must build and be used (a kernel
+    that fails its self-test is a bug, not a reason to skip)."""
+    import ctypes.util
+    import platform
+
+    return (
+        platform.system() == "Linux"
+        and kernels._compiler() is not None
+        and ctypes.util.find_library("mvec") is not None
+    )
+
+
 needs_cpu_kernel = pytest.mark.skipif(
-    not kernels.cpu_kernel_available(StepKernel("ne"), "none", momentum=False),
-    reason="no working C compiler with libmvec on this machine (the eager path is used)",
+    not _has_compiler(), reason="no C compiler with libmvec here (the eager path is used)"
 )
 
 
@@ -136,9 +150,21 @@ def _one_step(spec, opts, seed, *, fused, first):
 
 
 def _assert_within_bound(spec, opts, seed, *, fused=True, first=False):
-    phi, lr, ws, gs, bs, w32, w64, bufs32, bufs64 = _one_step(
-        spec, opts, seed, fused=fused, first=first
-    )
+    calls = []
+    original = kernels._call_c
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    kernels._call_c = spy
+    try:
+        phi, lr, ws, gs, bs, w32, w64, bufs32, bufs64 = _one_step(
+            spec, opts, seed, fused=fused, first=first
+        )
+    finally:
+        kernels._call_c = original
+    assert bool(calls) == bool(fused), "the fused kernel did not run" if fused else "it ran"
     for j in range(len(ws)):
         b0 = None if first or not bufs64 else bs[j].double()
         bound_w, bound_b = _bound(phi, ws[j].double(), gs[j].double(), b0, w64[j], opts, lr)
@@ -176,6 +202,18 @@ def test_eager_float32_path_satisfies_the_same_bound(spec):
     """The bound is not tailored to the kernel: the existing eager float32 path meets it too."""
     for opts in OPTIONS[:3] + OPTIONS[6:7]:
         _assert_within_bound(spec, opts, seed=3, fused=False)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("momentum", [False, True])
+@pytest.mark.parametrize("decay", kernels.DECAY_MODES)
+@pytest.mark.parametrize("spec", [*SPECS, "2-norm", "2.2-norm"])
+def test_every_configuration_builds_and_passes_its_self_test(spec, decay, momentum):
+    """With a compiler, no configuration may fall back: the self-test compares each built
+    kernel with the eager formulas (so a wrong kernel is caught here, not silently skipped)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed self-test warns
+        assert kernels.cpu_kernel_available(potential(spec).step_kernel(), decay, momentum=momentum)
 
 
 @needs_cpu_kernel

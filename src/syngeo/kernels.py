@@ -58,6 +58,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -328,6 +329,14 @@ def _load(kernel: StepKernel, decay: str, momentum: bool) -> Any:
         with _LOCK:
             _LIBRARIES[key] = None
         fn = None
+        # not silent: a compiler is there but produced a wrong kernel (a compiler or libmvec
+        # defect, or a bug here); the eager path is still correct
+        warnings.warn(
+            f"the fused {kernel.family} kernel ({decay} decay, momentum={momentum}) built with "
+            f"{cc} failed its self-test; MirrorDescent uses the eager step instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return fn
 
 
