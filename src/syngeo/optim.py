@@ -327,8 +327,9 @@ class MirrorDescent(Optimizer):
       Triton kernel. ``fused=None`` uses it for float32 CPU groups of at least
       ``AUTO_FUSED_MIN_NUMEL`` elements. Measured (``benchmarks/bench_optim.py --quick``, one
       thread, CPU time, ratio to ``torch.optim.SGD(momentum=0.9, foreach=True)``, shared
-      machine): 2-norm 0.99x, 3-norm 0.68x, NE 0.78x, p = 2.5 0.69x, generic p 1.7x,
-      hypentropy 0.78x, Tsallis(1/2) 0.60x, dual weight decay 0.56x.
+      machine): 2-norm 0.9–1.0x, 3-norm 0.55–0.63x, NE 0.76–0.88x, p = 2.5 0.71–0.77x,
+      generic p 1.1–1.4x, hypentropy 0.82–0.86x, Tsallis(1/2) 0.58–0.65x, dual weight decay
+      0.56–0.64x (two threads: docs/geometries.md).
     * Cost of the eager step, in element-wise passes over the parameters (SGD: 3): 2-norm:
       SGD's own; 3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5
       (momentum, sign, signed scaled product, exp, product); other p: 10 to 12 (a power other
