@@ -421,6 +421,38 @@ def test_pnorm2_fused_is_bitwise_sgd_fused(opts):
         assert torch.equal(a, b)
 
 
+@needs_cpu_kernel
+def test_mixed_dtypes_fuse_the_float32_group_and_step_the_rest_eagerly():
+    """fused=True with float32 and float64 parameters: the float64 ones take the eager step
+    (bit for bit fused=False), the float32 ones the kernel (within the bound); every momentum
+    buffer is kept."""
+    g = torch.Generator().manual_seed(8)
+    shapes = [(40,), (7, 3), (25,), (4, 4)]
+    dtypes = [torch.float32, F64, torch.float32, F64]
+    runs = []
+    for fused in (True, False):
+        ps = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(i)).to(d))
+              for i, (s, d) in enumerate(zip(shapes, dtypes, strict=True))]  # fmt: skip
+        opt = MirrorDescent(ps, lr=0.05, potential="3-norm", momentum=0.9, fused=fused)
+        for step in range(3):
+            gen = torch.Generator().manual_seed(100 + step)
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+            opt.step()
+        runs.append((ps, [opt.state[p]["momentum_buffer"] for p in ps]))
+    del g
+    (fused_ps, fused_bufs), (eager_ps, eager_bufs) = runs
+    for a, b, ba, bb, d in zip(fused_ps, eager_ps, fused_bufs, eager_bufs, dtypes, strict=True):
+        if d == F64:
+            assert torch.equal(a, b) and torch.equal(ba, bb)
+        else:
+            # 3 steps of the module bound: relative 3·C·ε·(1 + 2|log|w||) ≲ 5e-5 for |w| in
+            # e^±4; absolute, the Hölder term near u = 0 of sqrt: 3·sqrt(C·ε·|m|), |m| ≤ 16
+            torch.testing.assert_close(a, b, rtol=5e-5, atol=3 * math.sqrt(C * EPS32 * 16))
+            # buffers depend on the gradients only: one rounding apart per step (FMA or not)
+            torch.testing.assert_close(ba, bb, rtol=3 * 2 * EPS32 * 4, atol=1e-7)
+
+
 def test_fused_keyword_is_validated():
     w = torch.nn.Parameter(torch.ones(3))
     with pytest.raises(InputTypeError, match="fused"):
