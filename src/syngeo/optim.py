@@ -27,7 +27,9 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim.sgd import sgd as _torch_sgd
 
+from syngeo import kernels
 from syngeo.constraints import (
     Constraint,
     ConstraintsLike,
@@ -104,10 +106,11 @@ def _check_hyperparameters(group: dict[str, Any]) -> None:
     for name in ("nesterov", "maximize", "cache_dual"):
         if not isinstance(group[name], bool):
             raise InputTypeError(f"Invalid {name} value: {group[name]!r}; use True or False")
-    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
-        raise InputTypeError(
-            f"Invalid foreach value: {group['foreach']!r}; use None, True or False"
-        )
+    for name in ("foreach", "fused"):
+        if group[name] is not None and not isinstance(group[name], bool):
+            raise InputTypeError(f"Invalid {name} value: {group[name]!r}; use None, True or False")
+    if group["fused"] and group["foreach"]:
+        raise InputError("fused=True and foreach=True cannot be set together; choose one")
     noise = group["plasticity_noise"]
     if noise is not None and not callable(noise):
         raise InputTypeError(
@@ -220,6 +223,7 @@ def _load_state_dict_pre_hook(optimizer: Optimizer, state_dict: dict[str, Any]) 
         group.setdefault("noise_space", "dual")
         group.setdefault("decay_space", "auto")
         group.setdefault("decay_to", 0.0)
+        group.setdefault("fused", None)
         # The cache is a speed setting of this optimizer, not state: a checkpoint (0.1.0 saved
         # cache_dual=True by default) never switches it on.
         group["cache_dual"] = current[index]["cache_dual"] if index < len(current) else False
@@ -316,13 +320,22 @@ class MirrorDescent(Optimizer):
       under negative entropy and about 1.4x at p = 2.5 (``abs``, ``sqrt``, product). The check
       would pay off only for p-norms with a costly mirror map, at twice the cache's memory, so
       the default is the fused, cache-free update and the cache is an opt-in.
-    * Cost per step, in element-wise passes over the parameters (SGD: 3): 2-norm: SGD's own;
-      3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5 (momentum,
-      sign, signed scaled product, exp, product); other p: 10 to 12 (a power other than a square
-      or a square root is ``exp(k·log|x|)``, three passes). Measured with
-      ``benchmarks/bench_optim.py --threads 1 --clock cpu`` on a shared 2-core AMD EPYC (median
-      of three runs, ratios to ``torch.optim.SGD(momentum=0.9, foreach=True)``): 2-norm 0.94x,
-      3-norm 2.4x, NE 2.6x, p = 2.5 5.5x; with ``cache_dual=True`` 3-norm 2.0x, p = 2.5 4.0x.
+    * **Fused step** (``fused``; :mod:`syngeo.kernels`, docs/geometries.md "Cost and
+      performance"): the whole step in one pass per tensor (read w, g, b; write w, b), where
+      SGD's foreach step makes three. On CPU a C kernel built on first use (0.3–0.9 s per
+      configuration, cached on disk; the eager path where there is no compiler), on CUDA a
+      Triton kernel. ``fused=None`` uses it for float32 CPU groups of at least
+      ``AUTO_FUSED_MIN_NUMEL`` elements. Measured (``benchmarks/bench_optim.py --quick``, one
+      thread, CPU time, ratio to ``torch.optim.SGD(momentum=0.9, foreach=True)``, shared
+      machine): 2-norm 0.9–1.0x, 3-norm 0.55–0.63x, NE 0.76–0.88x, p = 2.5 0.71–0.77x,
+      generic p 1.1–1.4x, hypentropy 0.82–0.86x, Tsallis(1/2) 0.58–0.65x, dual weight decay
+      0.56–0.64x (two threads: docs/geometries.md).
+    * Cost of the eager step, in element-wise passes over the parameters (SGD: 3): 2-norm:
+      SGD's own; 3-norm: 7 (momentum, abs, product, dual step, abs, sqrt, copysign); NE: 5
+      (momentum, sign, signed scaled product, exp, product); other p: 10 to 12 (a power other
+      than a square or a square root is ``exp(k·log|x|)``, three passes); measured 2-norm
+      0.94x, 3-norm 2.4x, NE 2.6x, p = 2.5 5.5x; with ``cache_dual=True`` 3-norm 2.0x, p = 2.5
+      4.0x.
 
     Parameters
     ----------
@@ -338,6 +351,17 @@ class MirrorDescent(Optimizer):
     foreach
         Use the grouped, closed-form implementation (default ``None`` means yes; ``False`` runs
         the single-tensor reference loop).
+    fused
+        One fused kernel pass per tensor (:mod:`syngeo.kernels`; docs/geometries.md,
+        "Performance"): ``True`` whenever a kernel applies (CPU float32 with a C compiler,
+        CUDA with Triton; the 2-norm uses ``torch.optim.SGD``'s fused kernel) and also
+        declares GradScaler support (``_step_supports_amp_scaling``); ``None`` (default) only
+        for groups of at least ``AUTO_FUSED_MIN_NUMEL`` float32 CPU elements that are not
+        Euclidean (there a one-time kernel build of about 0.3 s, cached on disk, pays back
+        within a few steps; smaller groups keep the eager path, so small models never run a
+        compiler); ``False`` never. Plasticity noise, constraints, ``cache_dual`` and a
+        potential without a kernel (a user's own) always take the eager path, as does any
+        machine without a working compiler (silently).
     plasticity_noise
         Optional ``noise(params) -> list[Tensor]`` (see Conventions).
     noise_space
@@ -385,6 +409,7 @@ class MirrorDescent(Optimizer):
         decay_space: str = "auto",
         decay_to: float = 0.0,
         constraints: ConstraintsLike = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -400,10 +425,13 @@ class MirrorDescent(Optimizer):
             "cache_dual": cache_dual,
             "decay_space": decay_space,
             "decay_to": decay_to,
+            "fused": fused,
         }
         _check_hyperparameters(defaults)
         defaults["potential"] = _as_potential(potential)
         super().__init__(params, defaults)
+        # GradScaler then passes grad_scale/found_inf to step() instead of unscaling the grads
+        self._step_supports_amp_scaling = bool(fused)
         self._register_state_dict_hooks()
         self._constraints = as_constraint_map(
             constraints, [p for g in self.param_groups for p in g["params"]]
@@ -449,6 +477,7 @@ class MirrorDescent(Optimizer):
             group.setdefault("cache_dual", False)
             group.setdefault("decay_space", "auto")
             group.setdefault("decay_to", 0.0)
+            group.setdefault("fused", None)
         self.__dict__.setdefault("_constraints", {})
         self.__dict__.setdefault("_zero_checked", set())
         self._register_state_dict_hooks()
@@ -520,6 +549,9 @@ class MirrorDescent(Optimizer):
                 decay_space=group["decay_space"],
                 decay_to=group["decay_to"],
                 constraints=constraint_list(self._constraints, params),
+                fused=group["fused"],
+                grad_scale=getattr(self, "grad_scale", None),
+                found_inf=getattr(self, "found_inf", None),
             )
 
             if group["momentum"] != 0:
@@ -652,6 +684,9 @@ def mirror_descent(
     decay_space: str = "auto",
     decay_to: float = 0.0,
     constraints: list[Constraint | None] | None = None,
+    fused: bool | None = None,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
     r"""Functional mirror-descent step, in place on ``params`` (update rule: :class:`MirrorDescent`).
 
@@ -687,6 +722,13 @@ def mirror_descent(
     constraints
         One :class:`~syngeo.constraints.Constraint` or None per parameter, or None (no
         constraints; then nothing differs from the plain step).
+    fused
+        As in :class:`MirrorDescent`: ``True`` a fused kernel wherever one applies, ``None``
+        only for large float32 CPU groups, ``False`` never.
+    grad_scale, found_inf
+        GradScaler's contract for fused optimizers: the gradients are divided by
+        ``grad_scale`` and the whole step (momentum included) is skipped when ``found_inf`` is
+        non-zero.
 
     The update runs under ``torch.no_grad()``, so leaf tensors that require gradients can be
     passed directly.
@@ -727,8 +769,41 @@ def mirror_descent(
             f"mirror descent with the {phi} potential does not support sparse gradients; "
             "use dense gradients (e.g. nn.Embedding(sparse=False)) or the 2-norm"
         )
+    if found_inf is not None and (
+        not fused or any(w.device.type != "cuda" for w in params)
+    ):  # a CUDA fused kernel reads found_inf itself (no synchronisation)
+        if float(found_inf.reshape(())) != 0.0:
+            return
+        found_inf = None
     if foreach is None:
         foreach = True
+    if fused is not False and (fused or foreach):
+        with torch.no_grad():
+            remaining = _fused_mirror_descent(
+                params, grads, momentum_buffer_list, phi, fused=fused, lr=_as_float(lr),
+                momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                nesterov=nesterov, maximize=maximize, decay_space=decay_space,
+                decay_to=decay_to, grad_scale=grad_scale, found_inf=found_inf,
+                eligible=plasticity_noise is None and constraints is None
+                and dual_cache is None and not has_sparse_grad,
+            )  # fmt: skip
+        if remaining is None:
+            return
+        if found_inf is not None and float(found_inf.reshape(())) != 0.0:
+            return  # the eager rest of a CUDA step GradScaler skips
+        if len(remaining) < len(params):  # the rest takes the eager path below
+            params = [params[i] for i in remaining]
+            grads = [grads[i] for i in remaining]
+            if momentum != 0:
+                sub_bufs = [momentum_buffer_list[i] for i in remaining]
+                _eager_rest(params, grads, sub_bufs, remaining, momentum_buffer_list, phi, lr,
+                            momentum, dampening, weight_decay, nesterov, maximize, foreach,
+                            noise_space, decay_space, decay_to, grad_scale)  # fmt: skip
+                return
+            momentum_buffer_list = []
+    if grad_scale is not None:  # eager path of a fused optimizer: unscale here
+        inv = 1.0 / float(grad_scale.reshape(()))
+        grads = [g * inv for g in grads]
     func = (
         _foreach_mirror_descent
         if foreach and not has_sparse_grad and not torch.jit.is_scripting()
@@ -759,6 +834,112 @@ def mirror_descent(
             constraints=constraints,
             **kwargs,
         )
+
+
+AUTO_FUSED_MIN_NUMEL = 1 << 20
+"""``fused=None`` uses a fused kernel for a (device, dtype) group of at least this many float32
+CPU elements (docs/geometries.md, "Performance")."""
+
+
+def _kernel_decay(phi: Potential, weight_decay: float, decay_space: str, decay_to: float):
+    """(mode, ∇φ(c)) of the fused kernels' weight decay, or None where no mode matches."""
+    if weight_decay == 0:
+        return "none", 0.0
+    if decay_space == "dual":
+        if decay_to == 0:
+            return "dual", 0.0
+        ref = phi.grad(torch.tensor([decay_to], dtype=torch.float64))
+        return "dual", float(ref.reshape(-1)[0])
+    if decay_space == "auto" and phi.preserves_sign:
+        return "sign", 0.0
+    return "primal", 0.0
+
+
+def _fused_mirror_descent(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffer_list: list[Tensor | None],
+    phi: Potential,
+    *,
+    fused: bool | None,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    decay_space: str,
+    decay_to: float,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+    eligible: bool,
+) -> list[int] | None:
+    """Run the fused kernels on every (device, dtype) group they apply to; return the indices
+    of the parameters left for the eager path (None: all done)."""
+    everything = list(range(len(params)))
+    if not eligible:
+        return everything
+    if phi.is_euclidean:
+        if not fused or (decay_space == "dual" and decay_to != 0 and weight_decay != 0):
+            return everything
+        if any(w.device.type not in ("cpu", "cuda") for w in params):
+            return everything
+        # the 2-norm is SGD: torch's own fused kernel (bit for bit SGD(fused=True))
+        _torch_sgd(
+            params, grads, momentum_buffer_list if momentum != 0 else [None] * len(params),
+            fused=True, grad_scale=grad_scale, found_inf=found_inf, weight_decay=weight_decay,
+            momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov, maximize=maximize,
+        )  # fmt: skip
+        return None
+    step_kernel = getattr(phi, "step_kernel", None)
+    kernel = step_kernel() if callable(step_kernel) else None
+    if kernel is None:
+        return everything
+    decay, decay_ref = _kernel_decay(phi, weight_decay, decay_space, decay_to)
+    bufs_in: list[Tensor | None] = momentum_buffer_list if momentum != 0 else [None] * len(params)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, bufs_in],
+        with_indices=True,  # type: ignore[list-item]
+    )
+    left: list[int] = []
+    for (device, dtype), ((dev_params, dev_grads, dev_bufs), indices) in grouped.items():
+        if fused is None and (
+            device is None
+            or device.type != "cpu"
+            or dtype != torch.float32
+            or sum(w.numel() for w in dev_params) < AUTO_FUSED_MIN_NUMEL  # type: ignore[union-attr]
+        ):
+            left += indices
+            continue
+        bufs = list(dev_bufs) if momentum != 0 else None
+        done = kernels.fused_step_(
+            dev_params, dev_grads, bufs, kernel, lr=lr, momentum=momentum,  # type: ignore[arg-type]
+            dampening=dampening, weight_decay=weight_decay, decay=decay, decay_ref=decay_ref,
+            nesterov=nesterov, maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+        )  # fmt: skip
+        if not done:
+            left += indices
+        elif bufs is not None:
+            for j, i in enumerate(indices):
+                momentum_buffer_list[i] = bufs[j]
+    return sorted(left) if left else None
+
+
+def _eager_rest(params, grads, sub_bufs, remaining, momentum_buffer_list, phi, lr, momentum,
+                dampening, weight_decay, nesterov, maximize, foreach, noise_space, decay_space,
+                decay_to, grad_scale) -> None:  # fmt: skip
+    """Eager step of the parameters a fused kernel did not take (their buffers written back)."""
+    if grad_scale is not None:
+        inv = 1.0 / float(grad_scale.reshape(()))
+        grads = [g * inv for g in grads]
+    func = _foreach_mirror_descent if foreach else _single_tensor_mirror_descent
+    with torch.no_grad():
+        func(params, grads, sub_bufs, None, potential=phi, lr=_as_float(lr), momentum=momentum,
+             dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+             maximize=maximize, noise_space=noise_space, decay_space=decay_space,
+             decay_to=decay_to)  # fmt: skip
+    for j, i in enumerate(remaining):
+        momentum_buffer_list[i] = sub_bufs[j]
 
 
 def _draw_noise(noise: PlasticityNoise | None, params: list[Tensor]) -> list[Tensor] | None:

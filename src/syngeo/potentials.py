@@ -48,6 +48,7 @@ import scipy.special
 import torch
 
 from syngeo.errors import InputError, InputTypeError
+from syngeo.kernels import StepKernel
 
 __all__ = [
     "Hypentropy",
@@ -345,6 +346,16 @@ class LocalPotential:
             sign = torch.sign(w) if self.preserves_sign else None
             w.copy_(self.grad_inverse(u, sign=sign))
 
+    def step_kernel(self) -> StepKernel | None:
+        """The fused optimizer kernel for this potential (:mod:`syngeo.kernels`), or None.
+
+        None (the default, and any user potential) means the optimizer composes
+        :meth:`mirror_step_` eagerly; potentials of the built-in families return their
+        :class:`~syngeo.kernels.StepKernel` so ``MirrorDescent(fused=...)`` can do the whole
+        step in one pass.
+        """
+        return None
+
     def grad_with_log_abs(
         self, w: np.ndarray, log_abs: np.ndarray, out: np.ndarray | None = None
     ) -> np.ndarray:
@@ -521,6 +532,10 @@ class PNorm(LocalPotential):
         """(log(p−1), p−2): φ''(w) = (p−1)|w|^(p−2)."""
         return math.log(self.p - 1.0), self.p - 2.0
 
+    def step_kernel(self) -> StepKernel:
+        """``StepKernel("pnorm", p)`` (see :meth:`LocalPotential.step_kernel`)."""
+        return StepKernel("pnorm", self.p)
+
     def __repr__(self) -> str:
         return f"PNorm(p={_fmt_p(self.p)})"
 
@@ -644,6 +659,10 @@ class NegativeEntropy(LocalPotential):
     def hessian_power_law(self) -> tuple[float, float]:
         """(0, −1): φ''(w) = 1/|w|."""
         return 0.0, -1.0
+
+    def step_kernel(self) -> StepKernel:
+        """``StepKernel("ne")`` (see :meth:`LocalPotential.step_kernel`)."""
+        return StepKernel("ne")
 
     def __repr__(self) -> str:
         return "NegativeEntropy()"
@@ -813,6 +832,10 @@ class Hypentropy(LocalPotential):
             torch.hypot(w, torch.tensor(beta, dtype=w.dtype, device=w.device), out=r)
             r.mul_(torch.sinh(x, out=sh))
             w.mul_(x.cosh_()).sub_(r)
+
+    def step_kernel(self) -> StepKernel:
+        """``StepKernel("hypentropy", β)`` (see :meth:`LocalPotential.step_kernel`)."""
+        return StepKernel("hypentropy", self.beta)
 
     def __repr__(self) -> str:
         return f"Hypentropy(beta={_fmt_param(self.beta)})"
@@ -996,6 +1019,10 @@ class Tsallis(LocalPotential):
     def hessian_power_law(self) -> tuple[float, float]:
         """(log q, q − 2): φ''(w) = q|w|^(q−2)."""
         return math.log(self.q), self.q - 2.0
+
+    def step_kernel(self) -> StepKernel:
+        """``StepKernel("tsallis", q)`` (see :meth:`LocalPotential.step_kernel`)."""
+        return StepKernel("tsallis", self.q)
 
     def __repr__(self) -> str:
         return f"Tsallis(q={_fmt_param(self.q)})"

@@ -1,0 +1,102 @@
+"""The Triton (CUDA) form of the fused mirror-descent step (imported only when Triton is).
+
+Same update as syngeo.kernels' C kernel, one program per block of one tensor; parameters in
+float32, bfloat16 or float16 are computed in float32, momentum is float32. The functions that
+Triton's interpreter lacks (``expm1``, ``log1p``) are written with Kahan's cancellation-free
+forms from ``exp`` and ``log``. Tested with ``TRITON_INTERPRET=1`` on CPU tensors only.
+"""
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the CPU kernels and the eager path do not need it
+    triton = None
+    tl = None
+
+if triton is not None:
+
+    @triton.jit
+    def _log1p(x):
+        u = 1.0 + x
+        return tl.where(u == 1.0, x, tl.log(u) * (x / (u - 1.0)))
+
+    @triton.jit
+    def _expm1(x):
+        u = tl.exp(x)
+        safe = tl.where((u == 1.0) | (u == 0.0) | (x > 80.0), 2.0, u)
+        return tl.where(u == 1.0, x, tl.where((u == 0.0) | (x > 80.0), u - 1.0,
+                                              (safe - 1.0) * (x / tl.log(safe))))  # fmt: skip
+
+    @triton.jit
+    def _power(a, k):  # a ≥ 0, k > 0 (log 0 = −inf gives 0)
+        return tl.exp(k * tl.log(a))
+
+    @triton.jit
+    def _copysign(x, y):
+        return tl.where(y < 0.0, -tl.abs(x), tl.where(y > 0.0, tl.abs(x), x * 0.0))
+
+    @triton.jit
+    def step_kernel(
+        w_ptr, g_ptr, b_ptr, n, lr, mom, damp1, wd, gmul, gref, p0, p1, k1, k2,
+        scale_ptr, found_inf_ptr,
+        FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
+        FIRST: tl.constexpr, NESTEROV: tl.constexpr, HAS_SCALE: tl.constexpr,
+        HAS_INF: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # FAMILY: 0 p-norm, 1 NE, 2 hypentropy, 3 Tsallis; DECAY: 0 none, 1 w, 2 sign, 3 dual
+        pid = tl.program_id(0)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        if HAS_INF:  # GradScaler found inf/nan: every program stores nothing
+            mask = mask & (tl.load(found_inf_ptr + offs * 0).to(tl.float32) == 0.0)
+        w = tl.load(w_ptr + offs, mask=mask, other=1.0).to(tl.float32)
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if HAS_SCALE:
+            g = g / tl.load(scale_ptr).to(tl.float32)
+        g = g * gmul
+        s = tl.where(w > 0.0, 1.0, tl.where(w < 0.0, -1.0, 0.0))
+        a = tl.abs(w)
+        m = w
+        e = w
+        if FAMILY == 0:
+            m = _copysign(_power(a, k1), w)
+        if FAMILY == 1:
+            m = tl.where(w == 0.0, 0.0, s * (tl.log(tl.where(w == 0.0, 1.0, a)) + 1.0))
+        if FAMILY == 2:
+            t = w / p0
+            at = tl.abs(t)
+            m = s * _log1p(at + at * (at / (1.0 + tl.sqrt(1.0 + at * at))))
+        if FAMILY == 3:
+            e = _expm1(p0 * tl.log(a))
+            m = tl.where(w == 0.0, 0.0, s * (1.0 - (p0 + 1.0) * (e / -p0)))
+        if DECAY == 1:
+            g = g + wd * w
+        if DECAY == 2:
+            g = g + wd * s
+        if DECAY == 3:
+            g = g + wd * (m - s * gref)
+        d = g
+        if MOMENTUM:
+            if FIRST:
+                b = g
+            else:
+                b = mom * tl.load(b_ptr + offs, mask=mask, other=0.0) + damp1 * g
+            tl.store(b_ptr + offs, b, mask=mask)
+            d = b
+            if NESTEROV:
+                d = g + mom * b
+        if FAMILY == 0:
+            u = m - lr * d
+            new = _copysign(_power(tl.abs(u), k2), u)
+        elif FAMILY == 1:
+            new = w * tl.exp(-lr * (s * d))
+        elif FAMILY == 2:
+            x = lr * d
+            em = _expm1(x)
+            h = 0.5 * em / (em + 1.0)
+            new = w * (1.0 + em * h) - tl.sqrt(w * w + p0 * p0) * (h * (em + 2.0))
+        else:
+            y = e + s * (p1 * d)
+            y = tl.where(y < -1.0, -1.0, y)
+            new = _copysign(tl.exp(_log1p(y) / p0), w)
+        tl.store(w_ptr + offs, new.to(w_ptr.dtype.element_ty), mask=mask)

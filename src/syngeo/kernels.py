@@ -1,0 +1,695 @@
+r"""Fused mirror-descent steps: one pass over memory per tensor (docs/geometries.md, "Performance").
+
+The eager step of :class:`syngeo.optim.MirrorDescent` is a sequence of element-wise torch
+operations, each a pass over the parameters (momentum, mirror map, dual step, inverse map). This
+module does the whole step — gradient scaling, ``maximize``, weight decay, momentum (first step,
+dampening, nesterov), the mirror map, the dual step and the inverse map — in **one** pass that
+reads :math:`w, g, b` once and writes :math:`w, b` once:
+
+* **CPU** (float32): a small C kernel generated for the step's configuration, compiled on first
+  use with the system C compiler (``-O3 -march=native``, vectorised transcendental functions from
+  glibc's ``libmvec``), loaded with :mod:`ctypes` and cached on disk
+  (``$SYNGEO_KERNEL_CACHE``, default ``~/.cache/syngeo/kernels``). A build takes about 0.3 s of
+  compiler time, once per configuration and machine; a later process loads the cached library in
+  milliseconds. Large tensors are split across ``torch.get_num_threads()`` threads (the GIL is
+  released inside the kernel). Where there is no compiler, no ``libmvec`` or the build fails its
+  self-test, :func:`cpu_kernel_available` is False and the optimizer silently keeps its eager
+  path. ``SYNGEO_CC`` names the compiler (default ``$CC``, else ``gcc``/``cc``).
+* **CUDA** (float32, bfloat16, float16 parameters with float32 momentum): a Triton kernel, used
+  when :mod:`triton` is importable. It was written and tested with Triton's interpreter
+  (``TRITON_INTERPRET=1``, CPU tensors); it has not been run on a GPU.
+
+What the optimizer must know about a potential to use these kernels is its
+:class:`StepKernel` (``potential.step_kernel()``): a family name and its parameter. The families'
+mirror maps are odd functions, :math:`\nabla\phi(-w) = -\nabla\phi(w)`, which the dual weight decay
+uses: :math:`\nabla\phi(\mathrm{sign}(w)\,c) = \mathrm{sign}(w)\,\nabla\phi(c)`.
+
+Rounding (float32, ε = 2⁻²⁴): each kernel evaluates the same closed form as the potential's eager
+``mirror_step_`` (same order of operations except that products are not fused into FMAs by the
+eager code), with ``libmvec``'s functions (≤ 4 ulp) instead of torch's (≤ 1 ulp); so the two
+agree to a few ulp of each intermediate, amplified by the conditioning of the mirror maps
+(tests/test_kernels.py derives the bound used there).
+
+Examples
+--------
+>>> import torch
+>>> from syngeo.potentials import potential
+>>> kernel = potential("3-norm").step_kernel()
+>>> kernel
+StepKernel(family='pnorm', parameter=3.0)
+>>> w, g = torch.tensor([2.0, -1.0]), torch.tensor([3.0, 0.0])
+>>> if cpu_kernel_available(kernel, "none", momentum=False):
+...     done = fused_step_([w], [g], None, kernel, lr=1.0)
+... else:  # no C compiler here: the same step, eagerly
+...     _ = w.copy_(torch.tensor([1.0, -1.0]))
+>>> w  # dual 2**2 = 4 -> 4 - 3 = 1 -> w = 1
+tensor([ 1., -1.])
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DECAY_MODES",
+    "FAMILIES",
+    "StepKernel",
+    "cpu_kernel_available",
+    "fused_step_",
+    "triton_available",
+]
+
+FAMILIES = ("pnorm", "ne", "hypentropy", "tsallis")
+DECAY_MODES = ("none", "primal", "sign", "dual")
+"""Weight-decay term r(w) of the fused step: none, w, sign(w), ∇φ(w) − sign(w)·∇φ(c)."""
+
+
+@dataclass(frozen=True)
+class StepKernel:
+    """What a fused kernel needs to know about a potential: its family and parameter.
+
+    ``family`` is one of :data:`FAMILIES` (``"pnorm"``: p; ``"ne"``: unused;
+    ``"hypentropy"``: β; ``"tsallis"``: q). Potentials return it from ``step_kernel()``; a
+    potential without one (a user's own) takes the eager path.
+    """
+
+    family: str
+    parameter: float = math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# the C kernel: source generated per configuration
+# --------------------------------------------------------------------------------------------
+
+_C_HEADER = r"""
+#include <math.h>
+#include <stdint.h>
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern float logf(float);
+#pragma omp declare simd notinbranch
+extern float expm1f(float);
+#pragma omp declare simd notinbranch
+extern float log1pf(float);
+#pragma omp declare simd notinbranch
+extern float cbrtf(float);
+#pragma omp declare simd notinbranch
+extern float asinhf(float);
+#pragma omp declare simd notinbranch
+extern float exp2f(float);
+#pragma omp declare simd notinbranch
+extern float log2f(float);
+
+void syngeo_step(int64_t count, float *const *ws, const float *const *gs, float *const *bs,
+                 const int64_t *ns, const float *sc) {
+  const float lr = sc[0], mom = sc[1], damp1 = sc[2], wd = sc[3], gmul = sc[4];
+  const float gref = sc[5], first = sc[6], nest = sc[7], P0 = sc[8], P1 = sc[9];
+  (void)lr; (void)mom; (void)damp1; (void)wd; (void)gref; (void)first; (void)nest;
+  (void)P0; (void)P1;
+  for (int64_t t = 0; t < count; t++) {
+    float *restrict W = ws[t];
+    const float *restrict G = gs[t];
+    float *restrict B = bs[t];
+    const int64_t n = ns[t];
+    (void)B;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+      const float w = W[i];
+      const float s = (float)((w > 0.f) - (w < 0.f));
+      (void)s;
+"""
+
+_C_FOOTER = """
+    }
+  }
+}
+"""
+
+_SPECIAL_POWERS = ((0.5, "sqrtf({a})"), (1.0, "({a})"), (1.5, "({a} * sqrtf({a}))"),
+                   (2.0, "({a} * {a})"), (3.0, "({a} * {a} * {a})"), (1.0 / 3.0, "cbrtf({a})"),
+                   (2.0 / 3.0, "(cbrtf({a}) * cbrtf({a}))"), (-0.5, "(1.f / sqrtf({a}))"),
+                   (-1.0, "(1.f / ({a}))"), (-2.0, "(1.f / ({a} * {a}))"))  # fmt: skip
+
+
+def _c_power(a: str, k: float) -> str:
+    """C expression for ``a**k`` (a ≥ 0, k ≠ 0): square roots, cube roots and products where
+    they are exact, else exp2(k·log2 a) (relative error ≈ |k·ln a|·ε plus a few ulp; libmvec's
+    exp2f/log2f pair costs about half of its expf/logf pair)."""
+    for value, expr in _SPECIAL_POWERS:
+        if abs(k - value) <= 1e-12:
+            return expr.format(a=a)
+    return f"exp2f({float(torch.tensor(k, dtype=torch.float32))!r}f * log2f({a}))"
+
+
+def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
+    """The loop body: mirror map (where needed), gradient, momentum, dual step, inverse map."""
+    family = kernel.family
+    need_mirror = decay == "dual"
+    lines: list[str] = []
+    if family == "pnorm":
+        p = kernel.parameter
+        lines.append(f"const float m = copysignf({_c_power('fabsf(w)', p - 1.0)}, w);")
+    elif family == "tsallis" and _tsallis_direct(kernel.parameter):
+        # z = |w|^(q−1) = 1 + E (+inf at w = 0): the powers directly (q − 1 is not small)
+        lines.append(f"const float z0 = {_c_power('fabsf(w)', kernel.parameter - 1.0)};")
+        if need_mirror:
+            lines.append(
+                "const float m = w == 0.f ? 0.f : s * (1.f - (P0 + 1.f) * ((z0 - 1.f) / -P0));"
+            )
+    elif family == "tsallis":
+        lines.append("const float e = expm1f(P0 * logf(fabsf(w)));")  # P0 = q − 1
+        if need_mirror:
+            lines.append("const float m = w == 0.f ? 0.f : s * (1.f - (P0 + 1.f) * (e / -P0));")
+    elif family == "ne" and need_mirror:
+        lines.append("const float m = w == 0.f ? 0.f : s * (logf(fabsf(w)) + 1.f);")
+    elif family == "hypentropy" and need_mirror:
+        lines.append("const float m = asinhf(w / P0);")  # P0 = β
+    decay_term = {"none": "", "primal": " + wd * w", "sign": " + wd * s",
+                  "dual": " + wd * (m - s * gref)"}[decay]  # fmt: skip
+    lines.append(f"const float g = gmul * G[i]{decay_term};")
+    if momentum:
+        lines.append("const float b = first != 0.f ? g : mom * B[i] + damp1 * g;")
+        lines.append("B[i] = b;")
+        lines.append("const float d = nest != 0.f ? g + mom * b : b;")
+    else:
+        lines.append("const float d = g;")
+    if family == "pnorm":
+        p = kernel.parameter
+        lines.append("const float u = m - lr * d;")
+        lines.append(f"W[i] = copysignf({_c_power('fabsf(u)', 1.0 / (p - 1.0))}, u);")
+    elif family == "ne":
+        lines.append("W[i] = w * expf(-lr * (s * d));")
+    elif family == "hypentropy":
+        # w cosh x − sqrt(w² + β²) sinh x, with sinh and cosh from expm1 (no cancellation)
+        lines.append("const float x = lr * d;")
+        lines.append("const float r = sqrtf(w * w + P0 * P0);")
+        lines.append("const float em = expm1f(x);")
+        lines.append("const float h = 0.5f * em / (em + 1.f);")
+        lines.append("W[i] = w * (1.f + em * h) - r * (h * (em + 2.f));")
+    elif family == "tsallis" and _tsallis_direct(kernel.parameter):  # P1 = η(1 − q)/q
+        q = kernel.parameter
+        lines.append("float z = z0 + s * (P1 * d);")
+        lines.append("z = z < 0.f ? 0.f : z;")  # past the dual domain: ±inf, as the eager step
+        lines.append(f"W[i] = copysignf({_c_power('z', 1.0 / (q - 1.0))}, w);")
+    elif family == "tsallis":  # P1 = η(1 − q)/q
+        lines.append("float y = e + s * (P1 * d);")
+        lines.append("y = y < -1.f ? -1.f : y;")
+        lines.append("W[i] = copysignf(expf(log1pf(y) / P0), w);")
+    else:  # pragma: no cover - guarded by StepKernel users
+        raise ValueError(f"no fused kernel for the family {family!r}")
+    return "".join(f"      {line}\n" for line in lines)
+
+
+def _tsallis_direct(q: float) -> bool:
+    r"""Tsallis steps use the plain powers :math:`|w|^{q-1}` and :math:`z^{1/(q-1)}` when
+    :math:`|q - 1| \ge 1/4` (they amplify rounding by at most 4); closer to NE, the
+    ``expm1``/``log1p`` form, which stays accurate as q → 1 but costs two slower functions."""
+    return abs(q - 1.0) >= 0.25
+
+
+def c_source(kernel: StepKernel, decay: str, momentum: bool) -> str:
+    """The C source of the CPU kernel for one configuration (for inspection and tests)."""
+    return _C_HEADER + _c_body(kernel, decay, momentum) + _C_FOOTER
+
+
+_CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+           "-ffp-contract=off", "-fPIC", "-shared")  # fmt: skip
+_LIBS = ("-lmvec", "-lm")
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("SYNGEO_CC"), os.environ.get("CC"), "gcc", "cc"):
+        if name:
+            path = shutil.which(name)
+            if path is not None or os.environ.get("SYNGEO_CC"):
+                return path  # SYNGEO_CC set but not found: no compiler (used to force fallback)
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SYNGEO_KERNEL_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "syngeo" / "kernels"
+
+
+_MACHINE_KEY: str | None = None
+
+
+def _machine_key(cc: str) -> str:
+    """Compiler version and CPU identity: a library built with -march=native belongs to both."""
+    global _MACHINE_KEY
+    if _MACHINE_KEY is None:
+        try:
+            version = subprocess.run(
+                [cc, "--version"], capture_output=True, text=True, timeout=30
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            version = "?"
+        cpu = platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpu += "".join(line for line in f if line.startswith(("flags", "model name")))[
+                    :4000
+                ]
+        except OSError:
+            cpu += platform.processor()
+        _MACHINE_KEY = hashlib.sha256((cc + version + cpu).encode()).hexdigest()[:16]
+    return _MACHINE_KEY
+
+
+_LOCK = threading.Lock()
+_LIBRARIES: dict[tuple[StepKernel, str, bool, str | None], Any] = {}
+BUILD_SECONDS: list[float] = []
+"""Wall seconds of each compiler run in this process (for the benchmark's first-use report)."""
+
+
+def _build(source: str, cc: str) -> Path | None:
+    digest = hashlib.sha256(
+        (source + " ".join(_CFLAGS + _LIBS) + _machine_key(cc)).encode()
+    ).hexdigest()[:24]
+    target = _cache_dir() / f"step_{digest}.so"
+    if target.exists():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            src = Path(tmp) / "step.c"
+            src.write_text(source, encoding="utf-8")
+            out = Path(tmp) / "step.so"
+            started = time.perf_counter()
+            done = subprocess.run(
+                [cc, *_CFLAGS, str(src), "-o", str(out), *_LIBS],
+                capture_output=True,
+                timeout=120,
+            )
+            BUILD_SECONDS.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                return None
+            os.replace(out, target)  # atomic: concurrent processes never load a partial file
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return target
+
+
+def _load(kernel: StepKernel, decay: str, momentum: bool) -> Any:
+    """The compiled ``syngeo_step`` for this configuration, or None (no compiler, failed build,
+    failed self-test)."""
+    cc = _compiler()
+    key = (kernel, decay, momentum, cc)
+    with _LOCK:
+        if key in _LIBRARIES:
+            return _LIBRARIES[key]
+        fn = None
+        if cc is not None and platform.system() == "Linux":
+            path = _build(c_source(kernel, decay, momentum), cc)
+            if path is not None:
+                try:
+                    fn = ctypes.CDLL(str(path)).syngeo_step
+                    fn.restype = None
+                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 5
+                except (OSError, AttributeError):
+                    fn = None
+        _LIBRARIES[key] = fn
+    if fn is not None and not _self_test(fn, kernel, decay, momentum):
+        with _LOCK:
+            _LIBRARIES[key] = None
+        fn = None
+        # not silent: a compiler is there but produced a wrong kernel (a compiler or libmvec
+        # defect, or a bug here); the eager path is still correct
+        warnings.warn(
+            f"the fused {kernel.family} kernel ({decay} decay, momentum={momentum}) built with "
+            f"{cc} failed its self-test; MirrorDescent uses the eager step instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return fn
+
+
+def _self_test(fn: Any, kernel: StepKernel, decay: str, momentum: bool) -> bool:
+    """A built kernel must agree with the eager formulas on a few values (a miscompiled or
+    mislinked library is never used)."""
+    w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
+    g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
+    b = torch.full_like(w, 0.2)
+    expected_w, expected_b = w.double(), b.double()
+    expected_w, expected_b = reference_step(
+        expected_w, g.double(), expected_b if momentum else None, kernel, lr=0.01,
+        momentum=0.5 if momentum else 0.0, weight_decay=0.1, decay=decay, decay_ref=0.0,
+    )  # fmt: skip
+    _call_c(fn, [w], [g], [b] if momentum else None, kernel, lr=0.01, momentum=0.5,
+            dampening=0.0, weight_decay=0.1, decay_ref=0.0, nesterov=False, gmul=1.0,
+            first=False, threads=1)  # fmt: skip
+    ok = torch.allclose(w.double(), expected_w, rtol=1e-4, atol=1e-7)
+    if momentum:
+        ok = ok and torch.allclose(b.double(), expected_b, rtol=1e-5, atol=1e-7)
+    return bool(ok)
+
+
+def reference_step(
+    w: Tensor,
+    g: Tensor,
+    b: Tensor | None,
+    kernel: StepKernel,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    decay: str = "none",
+    decay_ref: float = 0.0,
+    nesterov: bool = False,
+    first: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """The fused step in plain torch on one tensor (new tensors; used for self-tests): the
+    mirror form :math:`(\\nabla\\phi)^{-1}(\\nabla\\phi(w) - \\eta d)`."""
+    from syngeo.potentials import Hypentropy, NegativeEntropy, PNorm, Tsallis
+
+    family, x = kernel.family, kernel.parameter
+    phi = {"pnorm": PNorm, "ne": lambda _: NegativeEntropy(), "hypentropy": Hypentropy,
+           "tsallis": Tsallis}[family](x)  # fmt: skip
+    s = torch.sign(w)
+    m = phi.grad(w)
+    r = {"none": 0 * w, "primal": w, "sign": s, "dual": m - s * decay_ref}[decay]
+    g = g + weight_decay * r
+    if b is not None:
+        b = g.clone() if first else momentum * b + (1 - dampening) * g
+        d = g + momentum * b if nesterov else b
+    else:
+        d = g
+    new = phi.grad_inverse(m - lr * d, sign=s if phi.preserves_sign else None)
+    return new, b
+
+
+# --------------------------------------------------------------------------------------------
+# calling the C kernel
+# --------------------------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_MIN_SEGMENT = 1 << 16  # elements: below this a thread hand-off costs more than it saves
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    with _LOCK:
+        if _POOL is None or _POOL_SIZE < threads:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="syngeo-step")
+            _POOL_SIZE = threads
+        return _POOL
+
+
+def _scalars(
+    kernel: StepKernel, lr: float, momentum: float, dampening: float, weight_decay: float,
+    gmul: float, decay_ref: float, first: bool, nesterov: bool,
+) -> Any:  # fmt: skip
+    family, x = kernel.family, kernel.parameter
+    if family == "hypentropy":
+        p0, p1 = x, 0.0
+    elif family == "tsallis":
+        p0, p1 = x - 1.0, lr * (1.0 - x) / x
+    else:
+        p0, p1 = 0.0, 0.0
+    values = (lr, momentum, 1.0 - dampening, weight_decay, gmul, decay_ref, float(first),
+              float(nesterov), p0, p1)  # fmt: skip
+    return (ctypes.c_float * len(values))(*values)
+
+
+def _call_c(
+    fn: Any,
+    ws: Sequence[Tensor],
+    gs: Sequence[Tensor],
+    bs: Sequence[Tensor] | None,
+    kernel: StepKernel,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    decay_ref: float,
+    nesterov: bool,
+    gmul: float,
+    first: bool,
+    threads: int,
+) -> None:
+    sc = _scalars(kernel, lr, momentum, dampening, weight_decay, gmul, decay_ref, first, nesterov)
+    segments: list[tuple[int, int, int, int]] = []  # (w, g, b) addresses and length
+    total = sum(w.numel() for w in ws)
+    piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
+    for j, w in enumerate(ws):
+        n = w.numel()
+        wp, gp = w.data_ptr(), gs[j].data_ptr()
+        bp = bs[j].data_ptr() if bs is not None else wp
+        for start in range(0, n, piece):
+            length = min(piece, n - start)
+            off = 4 * start
+            segments.append((wp + off, gp + off, bp + off, length))
+    if not segments:
+        return
+    if threads <= 1 or total < 2 * _MIN_SEGMENT:
+        bins = [segments]
+    else:
+        bins = [[] for _ in range(threads)]
+        loads = [0] * threads
+        for seg in sorted(segments, key=lambda s: -s[3]):  # largest first onto the least loaded
+            k = loads.index(min(loads))
+            bins[k].append(seg)
+            loads[k] += seg[3]
+        bins = [b for b in bins if b]
+
+    def run(batch: list[tuple[int, int, int, int]]) -> None:
+        k = len(batch)
+        ptr = ctypes.c_void_p * k
+        fn(
+            k,
+            ptr(*(s[0] for s in batch)),
+            ptr(*(s[1] for s in batch)),
+            ptr(*(s[2] for s in batch)),
+            (ctypes.c_int64 * k)(*(s[3] for s in batch)),
+            sc,
+        )
+
+    if len(bins) == 1:
+        run(bins[0])
+    else:  # the other threads take bins[1:], this one bins[0]
+        futures = [_pool(len(bins) - 1).submit(run, batch) for batch in bins[1:]]
+        run(bins[0])
+        for future in futures:
+            future.result()
+
+
+def cpu_kernel_available(kernel: StepKernel | None, decay: str, *, momentum: bool) -> bool:
+    """True when the CPU kernel for this configuration is built (or buildable now) and passed
+    its self-test. The first call per configuration may run the compiler (about 0.3 s)."""
+    if kernel is None or kernel.family not in FAMILIES or decay not in DECAY_MODES:
+        return False
+    return _load(kernel, decay, momentum) is not None
+
+
+def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
+    for j, w in enumerate(params):
+        g = grads[j]
+        if w.device.type != "cpu" or w.dtype != torch.float32 or g.dtype != torch.float32:
+            return False
+        if g.device != w.device or g.is_sparse or g.shape != w.shape:
+            return False
+        if not (w.is_contiguous() and g.is_contiguous()):
+            return False
+        if bufs is not None and bufs[j] is not None:
+            b = bufs[j]
+            if b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape:
+                return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Triton (CUDA)
+# --------------------------------------------------------------------------------------------
+
+_TRITON: Any = None
+
+
+def triton_available() -> bool:
+    """True when :mod:`triton` imports (the CUDA kernel is then used for CUDA tensors)."""
+    return _triton_kernel() is not None
+
+
+def _triton_kernel() -> Any:
+    global _TRITON
+    if _TRITON is None:
+        try:
+            _TRITON = _make_triton_kernel()
+        except Exception:
+            _TRITON = False
+    return _TRITON or None
+
+
+def _make_triton_kernel() -> Any:
+    from syngeo import _triton_step
+
+    if _triton_step.triton is None:
+        return False
+    return _triton_step.triton, _triton_step.step_kernel
+
+
+_TRITON_FAMILY = {"pnorm": 0, "ne": 1, "hypentropy": 2, "tsallis": 3}
+
+
+def _call_triton(
+    ws: Sequence[Tensor],
+    gs: Sequence[Tensor],
+    bs: Sequence[Tensor] | None,
+    kernel: StepKernel,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    decay: str,
+    decay_ref: float,
+    nesterov: bool,
+    gmul: float,
+    first: bool,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> None:
+    triton, step_kernel = _triton_kernel()
+    family, x = kernel.family, kernel.parameter
+    k1 = x - 1.0 if family == "pnorm" else 0.0
+    k2 = 1.0 / (x - 1.0) if family == "pnorm" else 0.0
+    p0 = x if family == "hypentropy" else (x - 1.0 if family == "tsallis" else 0.0)
+    p1 = lr * (1.0 - x) / x if family == "tsallis" else 0.0
+    block = 1024
+    for j, w in enumerate(ws):
+        n = w.numel()
+        if n == 0:
+            continue
+        b = bs[j] if bs is not None else w
+        step_kernel[(triton.cdiv(n, block),)](
+            w, gs[j], b, n, lr, momentum, 1.0 - dampening, weight_decay, gmul, decay_ref,
+            p0, p1, k1, k2,
+            grad_scale if grad_scale is not None else w,
+            found_inf if found_inf is not None else w,
+            FAMILY=_TRITON_FAMILY[family], DECAY=DECAY_MODES.index(decay),
+            MOMENTUM=bs is not None, FIRST=first, NESTEROV=nesterov,
+            HAS_SCALE=grad_scale is not None, HAS_INF=found_inf is not None, BLOCK=block,
+        )  # fmt: skip
+
+
+def _cuda_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
+    for j, w in enumerate(params):
+        g = grads[j]
+        if w.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            return False
+        if g.device != w.device or g.is_sparse or g.shape != w.shape or g.dtype != w.dtype:
+            return False
+        if not (w.is_contiguous() and g.is_contiguous()):
+            return False
+        if bufs is not None and bufs[j] is not None:
+            b = bufs[j]
+            if b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape:
+                return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# the entry point
+# --------------------------------------------------------------------------------------------
+
+
+def fused_step_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momentum_buffers: list[Tensor | None] | None,
+    kernel: StepKernel,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    decay: str = "none",
+    decay_ref: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+    interpret: bool = False,
+) -> bool:
+    r"""One fused mirror-descent step in place on ``params`` (all on one device); False (and
+    nothing changed) when no kernel applies, so the caller takes its eager path.
+
+    The update is :class:`syngeo.optim.MirrorDescent`'s: :math:`g \leftarrow \pm g/\text{scale}
+    + \lambda r(w)`, momentum :math:`b \leftarrow \mu b + (1-\tau) g` (:math:`b_1 = g`),
+    :math:`d = g + \mu b` (nesterov) or :math:`b`, :math:`w \leftarrow (\nabla\phi)^{-1}
+    (\nabla\phi(w) - \eta d)`. ``momentum_buffers`` (one entry per parameter, None before the
+    first step, all None or none None) is None without momentum; new buffers are float32 and are
+    written into the list. ``decay`` is one of :data:`DECAY_MODES` and ``decay_ref`` is
+    :math:`\nabla\phi(c)` for the dual decay. ``found_inf`` non-zero skips the step (GradScaler's
+    contract); ``grad_scale`` divides the gradients. ``interpret=True`` runs the Triton kernel
+    on CPU tensors (``TRITON_INTERPRET=1`` must be set before Triton is imported; tests only).
+    """
+    if not params:
+        return True
+    if kernel is None or kernel.family not in FAMILIES or decay not in DECAY_MODES:
+        return False
+    device = params[0].device
+    if any(w.device != device for w in params):
+        return False
+    use_momentum = momentum != 0
+    bufs = momentum_buffers if use_momentum else None
+    if bufs is not None:
+        present = [b is not None for b in bufs]
+        if any(present) and not all(present):
+            return False
+        first = not any(present)
+    else:
+        first = False
+    gmul = -1.0 if maximize else 1.0
+    if device.type == "cuda" or interpret:
+        if not _cuda_eligible(params, grads, bufs) or _triton_kernel() is None:
+            return False
+        if bufs is not None and first:
+            for j, w in enumerate(params):
+                bufs[j] = torch.empty(w.shape, dtype=torch.float32, device=w.device)
+        _call_triton(params, grads, bufs, kernel, lr=lr, momentum=momentum,  # type: ignore[arg-type]
+                     dampening=dampening, weight_decay=weight_decay, decay=decay,
+                     decay_ref=decay_ref, nesterov=nesterov, gmul=gmul, first=first,
+                     grad_scale=grad_scale, found_inf=found_inf)  # fmt: skip
+        return True
+    if device.type != "cpu" or not _cpu_eligible(params, grads, bufs):
+        return False
+    fn = _load(kernel, decay, use_momentum)
+    if fn is None:
+        return False
+    if found_inf is not None and float(found_inf.reshape(())) != 0.0:
+        return True  # GradScaler found inf/nan: skip the step (momentum untouched)
+    if grad_scale is not None:
+        gmul /= float(grad_scale.reshape(()))
+    if bufs is not None and first:
+        for j, w in enumerate(params):
+            bufs[j] = torch.empty_like(w, memory_format=torch.contiguous_format)
+    _call_c(fn, params, grads, bufs, kernel, lr=lr, momentum=momentum, dampening=dampening,  # type: ignore[arg-type]
+            weight_decay=weight_decay, decay_ref=decay_ref, nesterov=nesterov, gmul=gmul,
+            first=first, threads=torch.get_num_threads())  # fmt: skip
+    return True

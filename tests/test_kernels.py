@@ -1,0 +1,580 @@
+r"""Fused mirror-descent kernels (syngeo.kernels) against the single-tensor reference.
+
+Error bound (float32, ε = 2⁻²⁴), derived once here and used by every comparison. The reference
+is ``mirror_descent(..., foreach=False)`` in float64 on the same float32 inputs, so its own
+error (~1e-16) is negligible; the float32 kernel rounds each intermediate:
+
+* direction: :math:`d = \pm g + \lambda r(w)`, momentum :math:`b = \mu b_0 + (1-\tau) g`,
+  nesterov :math:`g + \mu b`: a few roundings, :math:`|\Delta d| \le C\varepsilon(|\mu b_0| +
+  |g| + \lambda |r|)`, where a dual-decay term r = ∇φ(w) − … carries the mirror map's error below;
+* mirror map :math:`m = \nabla\phi(w)`: a power :math:`|w|^k` evaluated as ``exp(k log|w|)``
+  has relative error :math:`(1 + |k \log|w||)\varepsilon` (the log's absolute error ε·|log|w||
+  is multiplied by k and exponentiated); libmvec's functions are within 4 ulp; so
+  :math:`|\Delta m| \le C\varepsilon|m|(1 + K|\log|w||)` with K the largest exponent magnitude
+  of the potential (p − 1 and 1/(p − 1) for p-norms, 1 and 1/(1 − q) for Tsallis, 1 otherwise);
+* dual point :math:`u = m - \eta d`: :math:`\Delta u = |\Delta m| + C\varepsilon\eta|d| +
+  \eta|\Delta d|`;
+* inverse map :math:`w' = F(u) = (\nabla\phi)^{-1}(u)` is monotone, so an error Δu moves it by
+  at most :math:`\max_\pm |F(u \pm \Delta u) - F(u)|` (evaluated in float64; this is the exact
+  propagation, which also covers the Hölder behaviour of :math:`|u|^{1/(p-1)}` at u = 0 where
+  the derivative is infinite), plus its own evaluation error
+  :math:`C\varepsilon|w'|(1 + K|\log|w'||)`.
+
+The fused forms that skip the mirror map (negative entropy :math:`w e^{-\eta s d}`, hypentropy's
+addition theorem) are the mirror form with the log's error removed, so the same bound holds.
+C = 16: four roundings of up to 4 ulp each. A planted factor-of-two or sign error is orders of
+magnitude above it (see the planted-bug record in the final report of this change).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+
+from syngeo import kernels
+from syngeo.errors import InputError, InputTypeError
+from syngeo.kernels import StepKernel, fused_step_
+from syngeo.optim import MirrorDescent, mirror_descent
+from syngeo.potentials import potential
+from user_potentials import Quartic
+
+EPS32 = 2.0**-24
+C = 16.0
+F64 = torch.float64
+
+SPECS = ["2.5-norm", "3-norm", "1.5-norm", "1.7-norm", "4-norm", "ne", "hypentropy(0.05)",
+         "hypentropy(2)", "tsallis(0.5)", "tsallis(0.3)", "tsallis(0.9)"]  # fmt: skip
+
+OPTIONS = [
+    dict(),
+    dict(momentum=0.9),
+    dict(momentum=0.9, nesterov=True),
+    dict(momentum=0.5, dampening=0.3, maximize=True),
+    dict(momentum=0.9, weight_decay=0.05),
+    dict(momentum=0.9, weight_decay=0.05, decay_space="primal"),
+    dict(momentum=0.9, weight_decay=0.05, decay_space="dual", decay_to=0.5),
+    dict(weight_decay=0.05, decay_space="dual", decay_to=0.2, maximize=True),
+]
+
+
+def _has_compiler() -> bool:
+    """A C compiler and glibc's libmvec: then every kernel must build and be used (a kernel
+    that fails its self-test is a bug, not a reason to skip)."""
+    import ctypes.util
+    import platform
+
+    return (
+        platform.system() == "Linux"
+        and kernels._compiler() is not None
+        and ctypes.util.find_library("mvec") is not None
+    )
+
+
+needs_cpu_kernel = pytest.mark.skipif(
+    not _has_compiler(), reason="no C compiler with libmvec here (the eager path is used)"
+)
+
+
+def _exponent_scale(phi) -> float:
+    """K of the module docstring: the largest exponent magnitude in the potential's powers."""
+    kernel = phi.step_kernel()
+    if kernel.family == "pnorm":
+        k = kernel.parameter - 1.0
+        return max(1.0, k, 1.0 / k)
+    if kernel.family == "tsallis":
+        return max(1.0, 1.0 / (1.0 - kernel.parameter))
+    return 1.0
+
+
+def _inputs(seed: int, shapes=((300,), (17, 9), (5, 4, 3), ())):
+    """Weights with magnitudes over e^-6..e^2 (so log|w| matters), one exact zero, gradients."""
+    g = torch.Generator().manual_seed(seed)
+    ws, gs, bs = [], [], []
+    for shape in shapes:
+        mag = torch.exp(torch.empty(shape, dtype=F64).uniform_(-6.0, 2.0, generator=g))
+        sign = torch.where(torch.rand(shape, generator=g, dtype=F64) < 0.5, -1.0, 1.0)
+        w = (sign * mag).float()
+        if w.numel() > 3:
+            w.view(-1)[3] = 0.0
+        ws.append(w)
+        gs.append((0.3 * torch.randn(shape, generator=g, dtype=F64)).float())
+        bs.append((0.3 * torch.randn(shape, generator=g, dtype=F64)).float())
+    return ws, gs, bs
+
+
+def _bound(phi, w, g, b0, new_ref, opts, lr):
+    """Per-element bound of the module docstring (float64 tensors)."""
+    k = _exponent_scale(phi)
+    a = w.abs()
+    log_a = torch.where(a > 0, a.log().abs(), torch.zeros_like(a))
+    amp = 1.0 + k * log_a
+    m = phi.grad(w)
+    mom = opts.get("momentum", 0.0)
+    wd = opts.get("weight_decay", 0.0)
+    r = (m.abs() * amp) if opts.get("decay_space") == "dual" else torch.ones_like(w) * (1 + a)
+    b_mag = (mom * b0.abs() if b0 is not None else 0.0) + g.abs() + wd * r
+    d_mag = b_mag * (1.0 + mom)  # |d| ≤ |g| + μ|b| (nesterov) or |b|
+    dd = C * EPS32 * d_mag
+    du = C * EPS32 * (m.abs() * amp + lr * d_mag) + lr * dd
+    sign = torch.sign(w) if phi.preserves_sign else None
+    u = phi.grad(new_ref)
+    lo = phi.grad_inverse(u - du, sign=sign)
+    hi = phi.grad_inverse(u + du, sign=sign)
+    spread = torch.maximum((lo - new_ref).abs(), (hi - new_ref).abs())
+    spread = torch.nan_to_num(spread, nan=0.0)
+    new_log = torch.where(new_ref != 0, new_ref.abs().log().abs(), torch.zeros_like(new_ref))
+    return spread + C * EPS32 * new_ref.abs() * (1.0 + k * new_log), dd + C * EPS32 * b_mag
+
+
+def _one_step(spec, opts, seed, *, fused, first):
+    """One step from identical float32 inputs; returns (fused float32, reference float64)."""
+    phi = potential(spec)
+    lr = 0.05
+    ws, gs, bs = _inputs(seed)
+    has_mom = opts.get("momentum", 0.0) != 0
+    bufs32 = [None if first else b.clone() for b in bs] if has_mom else []
+    bufs64 = [None if first else b.double() for b in bs] if has_mom else []
+    w32 = [w.clone() for w in ws]
+    w64 = [w.double() for w in ws]
+    mirror_descent(w32, gs, bufs32, potential=phi, lr=lr, fused=fused, **opts)
+    mirror_descent(w64, [g.double() for g in gs], bufs64, potential=phi, lr=lr, foreach=False,
+                   **opts)  # fmt: skip
+    return phi, lr, ws, gs, bs, w32, w64, bufs32, bufs64
+
+
+def _assert_within_bound(spec, opts, seed, *, fused=True, first=False):
+    calls = []
+    original = kernels._call_c
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    kernels._call_c = spy
+    try:
+        phi, lr, ws, gs, bs, w32, w64, bufs32, bufs64 = _one_step(
+            spec, opts, seed, fused=fused, first=first
+        )
+    finally:
+        kernels._call_c = original
+    assert bool(calls) == bool(fused), "the fused kernel did not run" if fused else "it ran"
+    for j in range(len(ws)):
+        b0 = None if first or not bufs64 else bs[j].double()
+        bound_w, bound_b = _bound(phi, ws[j].double(), gs[j].double(), b0, w64[j], opts, lr)
+        err = (w32[j].double() - w64[j]).abs()
+        bad = ~(err <= bound_w)
+        assert not bad.any(), (
+            f"{spec} {opts} tensor {j}: max excess {(err - bound_w)[bad].max().item():.3g}, "
+            f"w={ws[j].double()[bad][:3].tolist()} fused={w32[j][bad][:3].tolist()} "
+            f"ref={w64[j][bad][:3].tolist()}"
+        )
+        if bufs64:
+            errb = (bufs32[j].double() - bufs64[j]).abs()
+            assert (errb <= bound_b).all(), (spec, opts, j, (errb - bound_b).max().item())
+            assert bufs32[j].dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------
+# CPU kernel vs the single-tensor reference
+# --------------------------------------------------------------------------------------------
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize(
+    "opts", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain"
+)
+@pytest.mark.parametrize("spec", SPECS)
+def test_cpu_kernel_matches_reference_within_the_rounding_bound(spec, opts):
+    _assert_within_bound(spec, opts, seed=1)
+    if opts.get("momentum"):
+        _assert_within_bound(spec, opts, seed=2, first=True)  # b₁ = g₁ from the kernel
+
+
+@pytest.mark.parametrize("spec", ["2.5-norm", "3-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)"])
+def test_eager_float32_path_satisfies_the_same_bound(spec):
+    """The bound is not tailored to the kernel: the existing eager float32 path meets it too."""
+    for opts in OPTIONS[:3] + OPTIONS[6:7]:
+        _assert_within_bound(spec, opts, seed=3, fused=False)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("momentum", [False, True])
+@pytest.mark.parametrize("decay", kernels.DECAY_MODES)
+@pytest.mark.parametrize("spec", [*SPECS, "2-norm", "2.2-norm"])
+def test_every_configuration_builds_and_passes_its_self_test(spec, decay, momentum):
+    """With a compiler, no configuration may fall back: the self-test compares each built
+    kernel with the eager formulas (so a wrong kernel is caught here, not silently skipped)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed self-test warns
+        assert kernels.cpu_kernel_available(potential(spec).step_kernel(), decay, momentum=momentum)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("spec", ["3-norm", "ne", "2.2-norm"])
+def test_kernel_is_actually_used_and_differs_from_a_planted_error(spec, monkeypatch):
+    """The bound is tight enough to see a step 1 % too long (so a test of it can fail)."""
+    calls = []
+    original = kernels._call_c
+    monkeypatch.setattr(kernels, "_call_c", lambda *a, **k: calls.append(1) or original(*a, **k))
+    phi, lr, ws, gs, _, _, w64, _, _ = _one_step(spec, {}, 4, fused=True, first=True)
+    assert calls, "the fused kernel did not run"
+    w_long = [w.double() for w in ws]
+    mirror_descent(w_long, [g.double() for g in gs], [], potential=phi, lr=lr * 1.01,
+                   foreach=False)  # fmt: skip
+    caught = 0
+    for j in range(len(ws)):
+        bound, _ = _bound(phi, ws[j].double(), gs[j].double(), None, w64[j], {}, lr)
+        caught += int(((w_long[j] - w64[j]).abs() > bound).sum())
+    assert caught > 10
+
+
+@needs_cpu_kernel
+def test_threads_split_tensors_without_changing_a_bit():
+    """Elements are independent: 1 and 3 threads (segments across tensors) give the same bits."""
+    g = torch.Generator().manual_seed(5)
+    shapes = [(300_001,), (70_000, 3), (17,), (140_000,)]
+    results = []
+    for threads in (1, 3):
+        ws = [
+            torch.randn(s, generator=torch.Generator().manual_seed(9 + i))
+            for i, s in enumerate(shapes)
+        ]
+        gs = [
+            torch.randn(s, generator=torch.Generator().manual_seed(99 + i))
+            for i, s in enumerate(shapes)
+        ]
+        bufs: list = [None] * len(ws)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for _ in range(2):
+                assert fused_step_(ws, gs, bufs, StepKernel("pnorm", 2.5), lr=0.01, momentum=0.9)
+        finally:
+            torch.set_num_threads(previous)
+        results.append((ws, bufs))
+    del g
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1], strict=True):
+        assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# the optimizer: selection, fallback, GradScaler, writes through p.data
+# --------------------------------------------------------------------------------------------
+
+
+def _model(seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1)).to(
+        dtype
+    )
+
+
+def _train(model, opt, steps, scaler=None):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 6, generator=g, dtype=next(model.parameters()).dtype)
+    y = torch.randn(32, 1, generator=g, dtype=x.dtype)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+
+def test_user_potential_takes_the_generic_path_under_fused_true(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels, "fused_step_", lambda *a, **k: calls.append(1) or False)
+    runs = []
+    for fused in (True, False):
+        model = _model(2, F64)
+        opt = MirrorDescent(model.parameters(), lr=0.05, potential=Quartic(), momentum=0.9,
+                            weight_decay=0.01, fused=fused)  # fmt: skip
+        _train(model, opt, 5)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    assert not calls  # no kernel is even asked for: Quartic has no step_kernel
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_without_a_compiler_fused_falls_back_silently(monkeypatch, tmp_path, recwarn):
+    monkeypatch.setenv("SYNGEO_CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("SYNGEO_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(kernels, "_LIBRARIES", {})
+    assert not kernels.cpu_kernel_available(StepKernel("pnorm", 3.0), "none", momentum=True)
+    runs = []
+    for fused in (True, False):
+        model = _model(3)
+        opt = MirrorDescent(model.parameters(), lr=0.05, potential="3-norm", momentum=0.9,
+                            fused=fused)  # fmt: skip
+        _train(model, opt, 4)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+    assert not [w for w in recwarn.list if "kernel" in str(w.message).lower()]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+@needs_cpu_kernel
+def test_auto_fuses_only_large_float32_cpu_groups(monkeypatch):
+    import syngeo.optim as optim
+
+    calls = []
+    original = kernels.fused_step_
+    monkeypatch.setattr(
+        kernels, "fused_step_", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    model = _model(4)
+    _train(model, MirrorDescent(model.parameters(), lr=0.01, potential="ne"), 2)
+    assert not calls  # 36 parameters: far below AUTO_FUSED_MIN_NUMEL
+    monkeypatch.setattr(optim, "AUTO_FUSED_MIN_NUMEL", 10)
+    _train(model, MirrorDescent(model.parameters(), lr=0.01, potential="ne"), 2)
+    assert len(calls) == 2
+    _train(model, MirrorDescent(model.parameters(), lr=0.01, potential="ne", fused=False), 1)
+    _train(model, MirrorDescent(model.parameters(), lr=0.01, potential="ne", foreach=False), 1)
+    assert len(calls) == 2  # fused=False and the reference loop never fuse
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("spec", ["2-norm", "3-norm", "ne", "tsallis(0.5)"])
+def test_grad_scaler_contract_under_fused_true(spec):
+    """GradScaler hands grad_scale/found_inf to the step (``_step_supports_amp_scaling``): the
+    result equals the unscaled run (power-of-two scales are exact) and an inf skips the step,
+    momentum included."""
+    model_a, model_b = _model(7), _model(7)
+    opt_a = MirrorDescent(model_a.parameters(), lr=0.05, potential=spec, momentum=0.9, fused=True)
+    opt_b = MirrorDescent(model_b.parameters(), lr=0.05, potential=spec, momentum=0.9, fused=True)
+    assert opt_a._step_supports_amp_scaling
+    assert not MirrorDescent(model_a.parameters(), lr=0.1)._step_supports_amp_scaling
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    _train(model_a, opt_a, 4, scaler=scaler)
+    _train(model_b, opt_b, 4)
+    for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(a, b)
+    before = [p.detach().clone() for p in model_a.parameters()]
+    bufs = [opt_a.state[p]["momentum_buffer"].clone() for p in model_a.parameters()]
+    opt_a.zero_grad()
+    x = torch.randn(4, 6)
+    scaler.scale(model_a(x).sum() * float("inf")).backward()
+    scaler.step(opt_a)
+    scaler.update()
+    for p, w, b in zip(model_a.parameters(), before, bufs, strict=True):
+        assert torch.equal(p, w)
+        assert torch.equal(opt_a.state[p]["momentum_buffer"], b)
+    assert scaler.get_scale() == 2.0**11
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("route", ["data.mul_", "data.clamp_", "data="])
+@pytest.mark.parametrize("spec", ["3-norm", "p=2.5", "ne", "tsallis(0.5)"])
+def test_fused_step_never_loses_writes_through_data(spec, route):
+    """The kernels keep no dual state: after a write, a zero-lr step keeps the written weights
+    (the round trip (∇φ)⁻¹(∇φ(w)) to the float32 bound) and training continues from them."""
+    phi = potential(spec)
+    k = _exponent_scale(phi)
+    model = _model(5)
+    opt = MirrorDescent(model.parameters(), lr=0.05, potential=spec, momentum=0.9, fused=True)
+    _train(model, opt, 3)
+    edits = {
+        "data.mul_": lambda q: q.data.mul_(2.0),
+        "data.clamp_": lambda q: q.data.clamp_(min=0),
+        "data=": lambda q: setattr(q, "data", -0.5 * q.data),
+    }
+    for p in model.parameters():
+        edits[route](p)
+    written = [p.detach().clone() for p in model.parameters()]
+    opt.param_groups[0]["lr"] = 0.0
+    opt.param_groups[0]["momentum"] = 0.0
+    _train(model, opt, 1)
+    for p, w in zip(model.parameters(), written, strict=True):
+        a = w.double().abs()
+        log_a = torch.where(a > 0, a.log().abs(), torch.zeros_like(a))
+        tol = C * EPS32 * a * (1 + k * log_a) * 2
+        assert ((p.double() - w.double()).abs() <= tol).all()
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [dict(), dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+     dict(momentum=0.5, dampening=0.3, maximize=True), dict(weight_decay=0.1, maximize=True)],
+    ids=str,
+)  # fmt: skip
+def test_pnorm2_fused_is_bitwise_sgd_fused(opts):
+    """fused=True under the 2-norm is torch.optim.SGD(fused=True), bit for bit."""
+    model_md, model_sgd = _model(6), _model(6)
+    lr = 0.05 if not opts.get("maximize") else 1e-3
+    md = MirrorDescent(model_md.parameters(), lr=lr, potential="2-norm", fused=True, **opts)
+    sgd = torch.optim.SGD(model_sgd.parameters(), lr=lr, fused=True, **opts)
+    _train(model_md, md, 6)
+    _train(model_sgd, sgd, 6)
+    for a, b in zip(model_md.parameters(), model_sgd.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_cpu_kernel
+def test_mixed_dtypes_fuse_the_float32_group_and_step_the_rest_eagerly():
+    """fused=True with float32 and float64 parameters: the float64 ones take the eager step
+    (bit for bit fused=False), the float32 ones the kernel (within the bound); every momentum
+    buffer is kept."""
+    g = torch.Generator().manual_seed(8)
+    shapes = [(40,), (7, 3), (25,), (4, 4)]
+    dtypes = [torch.float32, F64, torch.float32, F64]
+    runs = []
+    for fused in (True, False):
+        ps = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(i)).to(d))
+              for i, (s, d) in enumerate(zip(shapes, dtypes, strict=True))]  # fmt: skip
+        opt = MirrorDescent(ps, lr=0.05, potential="3-norm", momentum=0.9, fused=fused)
+        for step in range(3):
+            gen = torch.Generator().manual_seed(100 + step)
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+            opt.step()
+        runs.append((ps, [opt.state[p]["momentum_buffer"] for p in ps]))
+    del g
+    (fused_ps, fused_bufs), (eager_ps, eager_bufs) = runs
+    for a, b, ba, bb, d in zip(fused_ps, eager_ps, fused_bufs, eager_bufs, dtypes, strict=True):
+        if d == F64:
+            assert torch.equal(a, b) and torch.equal(ba, bb)
+        else:
+            # 3 steps of the module bound: relative 3·C·ε·(1 + 2|log|w||) ≲ 5e-5 for |w| in
+            # e^±4; absolute, the Hölder term near u = 0 of sqrt: 3·sqrt(C·ε·|m|), |m| ≤ 16
+            torch.testing.assert_close(a, b, rtol=5e-5, atol=3 * math.sqrt(C * EPS32 * 16))
+            # buffers depend on the gradients only: one rounding apart per step (FMA or not)
+            torch.testing.assert_close(ba, bb, rtol=3 * 2 * EPS32 * 4, atol=1e-7)
+
+
+def test_fused_keyword_is_validated():
+    w = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(InputTypeError, match="fused"):
+        MirrorDescent([w], lr=0.1, fused="yes")
+    with pytest.raises(InputError, match="fused=True and foreach=True"):
+        MirrorDescent([w], lr=0.1, fused=True, foreach=True)
+
+
+def test_generated_source_uses_exact_powers_where_they_exist():
+    """p = 3 and p = 1.5 are square roots and products (no exp/log); p = 2.5 a square root and
+    a cube root; Tsallis(1/2) a reciprocal square root and a division; other p exp2(k·log2)."""
+    body = kernels._c_body
+    assert "expf" not in body(StepKernel("pnorm", 3.0), "none", True)
+    assert "logf" not in body(StepKernel("pnorm", 1.5), "none", True)
+    assert "cbrtf" in body(StepKernel("pnorm", 2.5), "none", True)
+    assert "expf" not in body(StepKernel("tsallis", 0.5), "none", True)
+    assert body(StepKernel("pnorm", 2.2), "none", True).count("exp2f") == 2
+    assert "expm1f" in body(StepKernel("tsallis", 0.9), "none", True)  # accurate as q → 1
+
+
+# --------------------------------------------------------------------------------------------
+# Triton kernel under the interpreter (CPU tensors); never run on a GPU here
+# --------------------------------------------------------------------------------------------
+
+_TRITON_SCRIPT = textwrap.dedent(
+    """
+    import json, math, sys, torch
+    sys.path.insert(0, {tests!r})
+    import test_kernels as t
+    from syngeo import kernels
+    from syngeo.kernels import fused_step_
+    from syngeo.optim import _kernel_decay
+    from syngeo.potentials import potential
+    out = []
+    for spec in {specs!r}:
+        for opts in {options!r}:
+            phi = potential(spec)
+            ws, gs, bs = t._inputs(11)
+            mom = opts.get("momentum", 0.0)
+            decay, ref = _kernel_decay(phi, opts.get("weight_decay", 0.0),
+                                       opts.get("decay_space", "auto"), opts.get("decay_to", 0.0))
+            w32 = [w.clone() for w in ws]
+            bufs = [b.clone() for b in bs] if mom else None
+            scale = torch.tensor(4.0)
+            ok = fused_step_(w32, [g * 4.0 for g in gs], bufs, phi.step_kernel(), lr=0.05,
+                             momentum=mom, dampening=opts.get("dampening", 0.0),
+                             weight_decay=opts.get("weight_decay", 0.0), decay=decay,
+                             decay_ref=ref, nesterov=opts.get("nesterov", False),
+                             maximize=opts.get("maximize", False), grad_scale=scale,
+                             found_inf=torch.tensor(0.0), interpret=True)
+            assert ok
+            w64 = [w.double() for w in ws]
+            b64 = [b.double() for b in bs] if mom else []
+            from syngeo.optim import mirror_descent
+            mirror_descent(w64, [g.double() for g in gs], b64, potential=phi, lr=0.05,
+                           foreach=False, **opts)
+            worst = 0.0
+            for j in range(len(ws)):
+                bw, _ = t._bound(phi, ws[j].double(), gs[j].double(),
+                                 bs[j].double() if mom else None, w64[j], opts, 0.05)
+                worst = max(worst, float(((w32[j].double() - w64[j]).abs() / bw.clamp_min(1e-300)).max()))
+            out.append([spec, str(opts), worst])
+    # found_inf skips everything; bf16 parameters keep float32 momentum
+    ws, gs, bs = t._inputs(12)
+    before = [w.clone() for w in ws]
+    fused_step_(ws, gs, [b.clone() for b in bs], potential("ne").step_kernel(), lr=0.5,
+                momentum=0.9, found_inf=torch.tensor(1.0), interpret=True)
+    skipped = all(torch.equal(a, b) for a, b in zip(ws, before))
+    wb = [w.bfloat16() for w in ws]
+    bufs = [None] * len(wb)
+    fused_step_(wb, [g.bfloat16() for g in gs], bufs, potential("3-norm").step_kernel(), lr=0.05,
+                momentum=0.9, interpret=True)
+    w64 = [w.bfloat16().double() for w in ws]
+    b64 = [None] * len(ws)
+    from syngeo.optim import mirror_descent
+    mirror_descent(w64, [g.bfloat16().double() for g in gs], b64, potential="3-norm", lr=0.05,
+                   momentum=0.9, foreach=False)
+    bf16_err = max(float(((a.double() - b).abs() / (b.abs() + 1e-30)).max()) for a, b in zip(wb, w64))
+    # the interpreter lacks expm1/log1p: Kahan's forms must be accurate for tiny arguments
+    import triton, triton.language as tl
+    from syngeo import _triton_step as ts
+
+    x = torch.tensor([1e-9, -3e-7, 2e-5, -1e-3, 0.3, -0.6, 5.0], dtype=torch.float32)
+
+    @triton.jit
+    def helpers(x_ptr, a_ptr, b_ptr, BLOCK: tl.constexpr):
+        offs = tl.arange(0, BLOCK)
+        v = tl.load(x_ptr + offs)
+        tl.store(a_ptr + offs, ts._log1p(v))
+        tl.store(b_ptr + offs, ts._expm1(v))
+
+    xs = torch.cat([x, torch.zeros(1)])
+    y1, y2 = torch.empty_like(xs), torch.empty_like(xs)
+    helpers[(1,)](xs, y1, y2, BLOCK=8)
+    rel1 = ((y1.double() - torch.log1p(xs.double())).abs() / torch.log1p(xs.double()).abs().clamp_min(1e-300))[:-1]
+    rel2 = ((y2.double() - torch.expm1(xs.double())).abs() / torch.expm1(xs.double()).abs().clamp_min(1e-300))[:-1]
+    helper_err = max(float(rel1.max()), float(rel2.max()))
+    print(json.dumps(dict(rows=out, skipped=skipped, bf16_err=bf16_err, helper_err=helper_err,
+                          buf_dtypes=sorted({{str(b.dtype) for b in bufs}}))))
+    """
+)
+
+
+def test_triton_kernel_under_the_interpreter_matches_the_reference():
+    pytest.importorskip("triton")
+    specs = ["3-norm", "2.5-norm", "1.5-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)"]
+    script = _TRITON_SCRIPT.format(tests=os.path.dirname(__file__), specs=specs,
+                                   options=OPTIONS)  # fmt: skip
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for spec, opts, worst in result["rows"]:
+        # the Triton kernel uses exp(k·log) powers and Kahan's expm1/log1p forms; it must stay
+        # within the same bound as the C kernel
+        assert worst <= 1.0, (spec, opts, worst)
+    assert result["skipped"]
+    assert result["helper_err"] <= 8 * EPS32  # a few ulp, also at 1e-9
+    assert result["buf_dtypes"] == ["torch.float32"]
+    # bf16 storage: one rounding of the result to 8 bits (2^-8 relative), plus the inputs'
+    assert result["bf16_err"] <= 2.0**-7
+    assert math.isfinite(result["bf16_err"])
