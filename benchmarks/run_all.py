@@ -15,10 +15,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: (script, arguments): the defaults of each benchmark, except the Cholesky baseline of the
+#: (script, arguments): the defaults of each benchmark, except the optimizer benchmark (its quick
+#: set of optimizers and repeats) and the Cholesky baseline of the
 #: correlated-input benchmark, which is extrapolated from a smaller size to keep the run short.
 BENCHMARKS: list[tuple[str, list[str]]] = [
-    ("bench_optim.py", []),
+    ("bench_optim.py", ["--quick"]),
     ("bench_inference.py", []),
     ("bench_correlated.py", ["--quick"]),
     ("bench_solvers.py", []),
