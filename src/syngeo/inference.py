@@ -1253,8 +1253,23 @@ class ConfidenceInterval:
         return asdict(self)
 
     def __str__(self) -> str:
-        lo = f"{'≤' if self.open_low else ''}{self.low:.3f}"
-        hi = f"{'≥' if self.open_high else ''}{self.high:.3f}"
+        """Three decimals, or as many more as it takes for the printed ends to differ (a narrow
+        interval from many synapses must not read as a point).
+
+        >>> str(ConfidenceInterval(2.9996, 3.0001, 0.95, "likelihood-ratio"))
+        '[2.9996, 3.0001] (95% likelihood-ratio)'
+        >>> str(ConfidenceInterval(1.9, 2.1, 0.95, "bootstrap-percentile", open_low=True))
+        '[≤1.900, 2.100] (95% bootstrap-percentile)'
+        """
+        digits = 3
+        while (
+            digits < 12
+            and self.high > self.low
+            and f"{self.low:.{digits}f}" == f"{self.high:.{digits}f}"
+        ):
+            digits += 1
+        lo = f"{'≤' if self.open_low else ''}{self.low:.{digits}f}"
+        hi = f"{'≥' if self.open_high else ''}{self.high:.{digits}f}"
         return f"[{lo}, {hi}] ({self.level:.0%} {self.method})"
 
 
