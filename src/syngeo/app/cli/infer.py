@@ -21,6 +21,7 @@ import typer
 
 from syngeo.app.cli._app import app, console, err_console
 from syngeo.app.formatting import fmt
+from syngeo.app.formatting import plural as _count
 from syngeo.errors import InputError
 from syngeo.validation import as_choice, as_nonnegative_int, as_seed
 
@@ -417,11 +418,6 @@ def checked_paragraph(checked: CheckedFit) -> str:
     parts += [f"Warning: {w}." for w in d.warnings]
     parts += [f"{n[0].upper()}{n[1:]}." for n in d.notes]
     return " ".join(parts)
-
-
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    """``"1 synapse"``, ``"3 synapses"`` (``plural`` when it is not ``noun + "s"``)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _index_list(idx: Any, limit: int = 10) -> str:
