@@ -1422,7 +1422,9 @@ class GeometryFit:
             lines.append(f"p interval (bootstrap): {self.p_interval_bootstrap}")
         score = "ΔAIC" if self.estimator == "likelihood" else "cdf distance"
         if not limit.applies:
-            lines.append(f"margin to the runner-up ({score}): {self.margin:.4g}")
+            lines.append(
+                f"margin to the runner-up on the candidate grid ({score}): {self.margin:.4g}"
+            )
         if self.ne_ruled_out:
             lines.append(f"NE ruled out: {self.ne_ruled_out_reason}")
         cols = [

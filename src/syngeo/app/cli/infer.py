@@ -512,7 +512,9 @@ def summary_rows(checked: CheckedFit) -> list[tuple[str, str]]:
         if math.isfinite(fit.margin):
             unit = "ΔAIC" if fit.estimator == "likelihood" else "CDF distance"
             spec = ".1f" if fit.estimator == "likelihood" else ".3g"
-            rows.append(("margin to the runner-up", f"{fmt(fit.margin, spec)} {unit}"))
+            rows.append(
+                ("margin to the runner-up on the candidate grid", f"{fmt(fit.margin, spec)} {unit}")
+            )
     if fit.p_interval is not None or fit.best_p is not None or checked.refined:
         if not checked.refined:
             refined = "no: only the candidates given are ranked (--refine to fit p)"
