@@ -162,6 +162,17 @@ def _c_power(a: str, k: float) -> str:
 
 def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
     """The loop body: mirror map (where needed), gradient, momentum, dual step, inverse map."""
+    pre, step = _c_parts(kernel, decay, momentum, target="W[i]")
+    return "".join(f"      {line}\n" for line in pre + step)
+
+
+def _c_parts(
+    kernel: StepKernel, decay: str, momentum: bool, *, target: str, lift: bool = False
+) -> tuple[list[str], list[str]]:
+    """The loop body in two parts: up to the direction ``d`` (mirror map where needed, gradient,
+    momentum) and the step (dual step, inverse map, the new weight assigned to ``target``).
+    ``lift``: the step part recomputes what it needs of the mirror map from ``w`` (which a
+    constrained kernel may have changed in between: a lifted zero)."""
     family = kernel.family
     need_mirror = decay == "dual"
     lines: list[str] = []
@@ -192,31 +203,38 @@ def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
         lines.append("const float d = nest != 0.f ? g + mom * b : b;")
     else:
         lines.append("const float d = g;")
+    pre, lines = lines, []
+    if lift and family == "tsallis" and _tsallis_direct(kernel.parameter):
+        lines.append(f"const float z0 = {_c_power('fabsf(w)', kernel.parameter - 1.0)};")
+    elif lift and family == "tsallis":
+        lines.append("const float e = expm1f(P0 * logf(fabsf(w)));")
+    elif lift and family != "ne":  # pragma: no cover - lifting is for sign-preserving families
+        raise ValueError(f"the {family} family does not preserve signs: nothing to lift")
     if family == "pnorm":
         p = kernel.parameter
         lines.append("const float u = m - lr * d;")
-        lines.append(f"W[i] = copysignf({_c_power('fabsf(u)', 1.0 / (p - 1.0))}, u);")
+        lines.append(f"{target} = copysignf({_c_power('fabsf(u)', 1.0 / (p - 1.0))}, u);")
     elif family == "ne":
-        lines.append("W[i] = w * expf(-lr * (s * d));")
+        lines.append(f"{target} = w * expf(-lr * (s * d));")
     elif family == "hypentropy":
         # w cosh x − sqrt(w² + β²) sinh x, with sinh and cosh from expm1 (no cancellation)
         lines.append("const float x = lr * d;")
         lines.append("const float r = sqrtf(w * w + P0 * P0);")
         lines.append("const float em = expm1f(x);")
         lines.append("const float h = 0.5f * em / (em + 1.f);")
-        lines.append("W[i] = w * (1.f + em * h) - r * (h * (em + 2.f));")
+        lines.append(f"{target} = w * (1.f + em * h) - r * (h * (em + 2.f));")
     elif family == "tsallis" and _tsallis_direct(kernel.parameter):  # P1 = η(1 − q)/q
         q = kernel.parameter
         lines.append("float z = z0 + s * (P1 * d);")
         lines.append("z = z < 0.f ? 0.f : z;")  # past the dual domain: ±inf, as the eager step
-        lines.append(f"W[i] = copysignf({_c_power('z', 1.0 / (q - 1.0))}, w);")
+        lines.append(f"{target} = copysignf({_c_power('z', 1.0 / (q - 1.0))}, w);")
     elif family == "tsallis":  # P1 = η(1 − q)/q
         lines.append("float y = e + s * (P1 * d);")
         lines.append("y = y < -1.f ? -1.f : y;")
-        lines.append("W[i] = copysignf(expf(log1pf(y) / P0), w);")
+        lines.append(f"{target} = copysignf(expf(log1pf(y) / P0), w);")
     else:  # pragma: no cover - guarded by StepKernel users
         raise ValueError(f"no fused kernel for the family {family!r}")
-    return "".join(f"      {line}\n" for line in lines)
+    return pre, lines
 
 
 def _tsallis_direct(q: float) -> bool:
@@ -226,9 +244,96 @@ def _tsallis_direct(q: float) -> bool:
     return abs(q - 1.0) >= 0.25
 
 
-def c_source(kernel: StepKernel, decay: str, momentum: bool) -> str:
+@dataclass(frozen=True)
+class Constrained:
+    """The constrained variant of a kernel (docs/geometries.md, "Constraints"): ``lift`` sets
+    exact zeros of floored weights to σ·m before the step (sign-preserving potentials only),
+    ``soft`` generates the soft-ceiling factor. Per tensor the kernel reads a sign mask (int8,
+    one byte per weight) or one sign, the floor m, the ceiling M and the soft ceiling (M, or
+    +inf where the ceiling is hard)."""
+
+    lift: bool = False
+    soft: bool = False
+
+
+def c_source(
+    kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained | None = None
+) -> str:
     """The C source of the CPU kernel for one configuration (for inspection and tests)."""
-    return _C_HEADER + _c_body(kernel, decay, momentum) + _C_FOOTER
+    if constrained is None:
+        return _C_HEADER + _c_body(kernel, decay, momentum) + _C_FOOTER
+    return _constrained_source(kernel, decay, momentum, constrained)
+
+
+def _constrained_source(
+    kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained
+) -> str:
+    r"""The constrained kernel: the plain body up to ``d``, then in a nested block (which may
+    shadow ``w``, ``s`` and ``d``) the lifted zero, the soft ceiling, the step and the clip onto
+    :math:`[lo, hi]` with the free-sign floor: the arithmetic of
+    :func:`syngeo.constraints.lift_zeros_`, :func:`~syngeo.constraints.soften` and
+    :func:`~syngeo.constraints.project_`, operation for operation."""
+    pre, step = _c_parts(kernel, decay, momentum, target="const float nw",
+                         lift=constrained.lift)  # fmt: skip
+    block = ["const float wo = w;", "const float dn = d;", "{"]
+    if constrained.lift:
+        block += [
+            "const float sd = (float)((dn > 0.f) - (dn < 0.f));",
+            "const float w = (wo == 0.f && LO > 0.f) ? (S != 0.f ? S : -sd) * LO : wo;",
+            "const float s = (float)((w > 0.f) - (w < 0.f));",
+        ]
+    else:
+        block += ["const float w = wo;"]
+    if constrained.soft:
+        block += [
+            "float f = 1.f - fabsf(w) / SM;",
+            "f = f < 0.f ? 0.f : f;",
+            "const float d = (-dn) * s >= 0.f ? -((-dn) * f) : dn;",
+        ]
+    else:
+        block += ["const float d = dn;"]
+    block += step
+    block += [
+        "const float lo = S > 0.f ? LO : -HI;",
+        "const float hi = S < 0.f ? -LO : HI;",
+        "float v = nw < lo ? lo : nw;",
+        "v = v > hi ? hi : v;",
+        "W[i] = (S == 0.f && v != 0.f && fabsf(v) < LO) ? copysignf(LO, v) : v;",
+        "}",
+    ]
+    body = "".join(f"        {line}\n" for line in pre + block)
+    head = _C_HEADER.split("void syngeo_step")[0]
+    loop = """#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        const float S = %s;
+        const float w = W[i];
+        const float s = (float)((w > 0.f) - (w < 0.f));
+        (void)s; (void)S;
+%s      }
+"""
+    return head + (
+        """
+void syngeo_step(int64_t count, float *const *ws, const float *const *gs, float *const *bs,
+                 const int64_t *ns, const float *sc, const int8_t *const *ms, const float *cs) {
+  const float lr = sc[0], mom = sc[1], damp1 = sc[2], wd = sc[3], gmul = sc[4];
+  const float gref = sc[5], first = sc[6], nest = sc[7], P0 = sc[8], P1 = sc[9];
+  (void)lr; (void)mom; (void)damp1; (void)wd; (void)gref; (void)first; (void)nest;
+  (void)P0; (void)P1;
+  for (int64_t t = 0; t < count; t++) {
+    float *restrict W = ws[t];
+    const float *restrict G = gs[t];
+    float *restrict B = bs[t];
+    const int8_t *restrict MK = ms[t];
+    const int64_t n = ns[t];
+    const float SG = cs[4 * t], LO = cs[4 * t + 1], HI = cs[4 * t + 2], SM = cs[4 * t + 3];
+    (void)B; (void)SM;
+    if (MK) {
+"""
+        + loop % ("(float)MK[i]", body)
+        + "    } else {\n"
+        + loop % ("SG", body)
+        + "    }\n  }\n}\n"
+    )
 
 
 _CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
@@ -278,7 +383,7 @@ def _machine_key(cc: str) -> str:
 
 
 _LOCK = threading.Lock()
-_LIBRARIES: dict[tuple[StepKernel, str, bool, str | None], Any] = {}
+_LIBRARIES: dict[tuple[StepKernel, str, bool, Constrained | None, str | None], Any] = {}
 BUILD_SECONDS: list[float] = []
 """Wall seconds of each compiler run in this process (for the benchmark's first-use report)."""
 
@@ -311,33 +416,37 @@ def _build(source: str, cc: str) -> Path | None:
     return target
 
 
-def _load(kernel: StepKernel, decay: str, momentum: bool) -> Any:
+def _load(
+    kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained | None = None
+) -> Any:
     """The compiled ``syngeo_step`` for this configuration, or None (no compiler, failed build,
     failed self-test)."""
     cc = _compiler()
-    key = (kernel, decay, momentum, cc)
+    key = (kernel, decay, momentum, constrained, cc)
     with _LOCK:
         if key in _LIBRARIES:
             return _LIBRARIES[key]
         fn = None
         if cc is not None and platform.system() == "Linux":
-            path = _build(c_source(kernel, decay, momentum), cc)
+            path = _build(c_source(kernel, decay, momentum, constrained), cc)
             if path is not None:
                 try:
                     fn = ctypes.CDLL(str(path)).syngeo_step
                     fn.restype = None
-                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 5
+                    n_args = 5 if constrained is None else 7
+                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * n_args
                 except (OSError, AttributeError):
                     fn = None
         _LIBRARIES[key] = fn
-    if fn is not None and not _self_test(fn, kernel, decay, momentum):
+    if fn is not None and not _self_test(fn, kernel, decay, momentum, constrained):
         with _LOCK:
             _LIBRARIES[key] = None
         fn = None
         # not silent: a compiler is there but produced a wrong kernel (a compiler or libmvec
         # defect, or a bug here); the eager path is still correct
         warnings.warn(
-            f"the fused {kernel.family} kernel ({decay} decay, momentum={momentum}) built with "
+            f"the fused {kernel.family} kernel ({decay} decay, momentum={momentum}, "
+            f"{constrained or 'unconstrained'}) built with "
             f"{cc} failed its self-test; MirrorDescent uses the eager step instead",
             RuntimeWarning,
             stacklevel=3,
@@ -345,9 +454,12 @@ def _load(kernel: StepKernel, decay: str, momentum: bool) -> Any:
     return fn
 
 
-def _self_test(fn: Any, kernel: StepKernel, decay: str, momentum: bool) -> bool:
+def _self_test(
+    fn: Any, kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained | None
+) -> bool:
     """A built kernel must agree with the eager formulas on a few values (a miscompiled or
-    mislinked library is never used)."""
+    mislinked library is never used). A constrained kernel is tried with a sign mask and a
+    ceiling (no floor: the zero lift and the soft factor are left to the test suite)."""
     w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
     g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
     b = torch.full_like(w, 0.2)
@@ -356,9 +468,16 @@ def _self_test(fn: Any, kernel: StepKernel, decay: str, momentum: bool) -> bool:
         expected_w, g.double(), expected_b if momentum else None, kernel, lr=0.01,
         momentum=0.5 if momentum else 0.0, weight_decay=0.1, decay=decay, decay_ref=0.0,
     )  # fmt: skip
+    cons = None
+    if constrained is not None:
+        mask = torch.tensor([1, -1, 0, 1, -1, 0], dtype=torch.int8)
+        cons = [(mask, (0.0, 0.0, 2.0, math.inf))]
+        lo = torch.where(mask > 0, 0.0, -2.0).double()
+        hi = torch.where(mask < 0, 0.0, 2.0).double()
+        expected_w = torch.minimum(torch.maximum(expected_w, lo), hi)
     _call_c(fn, [w], [g], [b] if momentum else None, kernel, lr=0.01, momentum=0.5,
             dampening=0.0, weight_decay=0.1, decay_ref=0.0, nesterov=False, gmul=1.0,
-            first=False, threads=1)  # fmt: skip
+            first=False, threads=1, cons=cons)  # fmt: skip
     ok = torch.allclose(w.double(), expected_w, rtol=1e-4, atol=1e-7)
     if momentum:
         ok = ok and torch.allclose(b.double(), expected_b, rtol=1e-5, atol=1e-7)
@@ -452,19 +571,24 @@ def _call_c(
     gmul: float,
     first: bool,
     threads: int,
+    cons: Sequence[tuple[Tensor | None, tuple[float, float, float, float]]] | None = None,
 ) -> None:
+    """``cons`` (constrained kernels): per tensor, an int8 sign mask of its shape (contiguous)
+    or None, and (sign where no mask, floor, ceiling, soft ceiling)."""
     sc = _scalars(kernel, lr, momentum, dampening, weight_decay, gmul, decay_ref, first, nesterov)
-    segments: list[tuple[int, int, int, int]] = []  # (w, g, b) addresses and length
+    segments: list[tuple[int, int, int, int, int, int]] = []  # w, g, b, mask, length, tensor
     total = sum(w.numel() for w in ws)
     piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
     for j, w in enumerate(ws):
         n = w.numel()
         wp, gp = w.data_ptr(), gs[j].data_ptr()
         bp = bs[j].data_ptr() if bs is not None else wp
+        mask = cons[j][0] if cons is not None else None
+        mp = mask.data_ptr() if mask is not None else 0
         for start in range(0, n, piece):
             length = min(piece, n - start)
             off = 4 * start
-            segments.append((wp + off, gp + off, bp + off, length))
+            segments.append((wp + off, gp + off, bp + off, mp + start if mp else 0, length, j))
     if not segments:
         return
     if threads <= 1 or total < 2 * _MIN_SEGMENT:
@@ -472,23 +596,27 @@ def _call_c(
     else:
         bins = [[] for _ in range(threads)]
         loads = [0] * threads
-        for seg in sorted(segments, key=lambda s: -s[3]):  # largest first onto the least loaded
+        for seg in sorted(segments, key=lambda s: -s[4]):  # largest first onto the least loaded
             k = loads.index(min(loads))
             bins[k].append(seg)
-            loads[k] += seg[3]
+            loads[k] += seg[4]
         bins = [b for b in bins if b]
 
-    def run(batch: list[tuple[int, int, int, int]]) -> None:
+    def run(batch: list[tuple[int, int, int, int, int, int]]) -> None:
         k = len(batch)
         ptr = ctypes.c_void_p * k
-        fn(
+        args = [
             k,
             ptr(*(s[0] for s in batch)),
             ptr(*(s[1] for s in batch)),
             ptr(*(s[2] for s in batch)),
-            (ctypes.c_int64 * k)(*(s[3] for s in batch)),
+            (ctypes.c_int64 * k)(*(s[4] for s in batch)),
             sc,
-        )
+        ]
+        if cons is not None:
+            args.append(ptr(*((s[3] or None) for s in batch)))
+            args.append((ctypes.c_float * (4 * k))(*(v for s in batch for v in cons[s[5]][1])))
+        fn(*args)
 
     if len(bins) == 1:
         run(bins[0])
@@ -499,12 +627,23 @@ def _call_c(
             future.result()
 
 
-def cpu_kernel_available(kernel: StepKernel | None, decay: str, *, momentum: bool) -> bool:
+def cpu_kernel_available(
+    kernel: StepKernel | None,
+    decay: str,
+    *,
+    momentum: bool,
+    constrained: Constrained | None = None,
+) -> bool:
     """True when the CPU kernel for this configuration is built (or buildable now) and passed
     its self-test. The first call per configuration may run the compiler (about 0.3 s)."""
     if kernel is None or kernel.family not in FAMILIES or decay not in DECAY_MODES:
         return False
-    return _load(kernel, decay, momentum) is not None
+    if constrained is not None and constrained.lift and kernel.family not in _SIGN_PRESERVING:
+        return False
+    return _load(kernel, decay, momentum, constrained) is not None
+
+
+_SIGN_PRESERVING = ("ne", "tsallis")
 
 
 def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
@@ -635,6 +774,8 @@ def fused_step_(
     grad_scale: Tensor | None = None,
     found_inf: Tensor | None = None,
     interpret: bool = False,
+    constraints: Sequence[Any] | None = None,
+    lift: bool = False,
 ) -> bool:
     r"""One fused mirror-descent step in place on ``params`` (all on one device); False (and
     nothing changed) when no kernel applies, so the caller takes its eager path.
@@ -648,6 +789,10 @@ def fused_step_(
     :math:`\nabla\phi(c)` for the dual decay. ``found_inf`` non-zero skips the step (GradScaler's
     contract); ``grad_scale`` divides the gradients. ``interpret=True`` runs the Triton kernel
     on CPU tensors (``TRITON_INTERPRET=1`` must be set before Triton is imported; tests only).
+
+    ``constraints`` (CPU only): one :class:`syngeo.constraints.Constraint` per parameter; the
+    step is then the Bregman projection of the module ``syngeo.constraints`` (the zero lift
+    only with ``lift=True``, which the caller sets for sign-preserving potentials).
     """
     if not params:
         return True
@@ -666,6 +811,16 @@ def fused_step_(
     else:
         first = False
     gmul = -1.0 if maximize else 1.0
+    constrained = None
+    if constraints is not None:
+        if len(constraints) != len(params) or any(c is None for c in constraints):
+            return False
+        lift = lift and any(c.min_abs > 0 for c in constraints)
+        if lift and kernel.family not in _SIGN_PRESERVING:
+            return False
+        constrained = Constrained(lift=lift, soft=any(c.soft for c in constraints))
+    if constrained is not None and (device.type != "cpu" or interpret):
+        return False  # the Triton kernel has no constrained variant
     if device.type == "cuda" or interpret:
         if not _cuda_eligible(params, grads, bufs) or _triton_kernel() is None:
             return False
@@ -679,9 +834,12 @@ def fused_step_(
         return True
     if device.type != "cpu" or not _cpu_eligible(params, grads, bufs):
         return False
-    fn = _load(kernel, decay, use_momentum)
+    fn = _load(kernel, decay, use_momentum, constrained)
     if fn is None:
         return False
+    cons = None
+    if constraints is not None:
+        cons = [c.kernel_arguments(w) for c, w in zip(constraints, params, strict=True)]
     if found_inf is not None and float(found_inf.reshape(())) != 0.0:
         return True  # GradScaler found inf/nan: skip the step (momentum untouched)
     if grad_scale is not None:
@@ -691,5 +849,5 @@ def fused_step_(
             bufs[j] = torch.empty_like(w, memory_format=torch.contiguous_format)
     _call_c(fn, params, grads, bufs, kernel, lr=lr, momentum=momentum, dampening=dampening,  # type: ignore[arg-type]
             weight_decay=weight_decay, decay_ref=decay_ref, nesterov=nesterov, gmul=gmul,
-            first=first, threads=torch.get_num_threads())  # fmt: skip
+            first=first, threads=torch.get_num_threads(), cons=cons)  # fmt: skip
     return True
