@@ -617,9 +617,14 @@ def _constraint_cases():
     }
 
 
+MIXED = ("scalar-sign+floor+soft", "dale+ceiling", "free+floor")
+
+
 def _constrained_inputs(seed, case):
     ws, gs, bs = _inputs(seed, shapes=((300,), (17, 9), (5, 4, 3)))
-    cons = [_constraint_cases()[case](tuple(w.shape)) for w in ws]
+    cases = _constraint_cases()
+    names = MIXED if case == "mixed" else [case] * len(ws)  # mixed: one kernel, three kinds
+    cons = [cases[name](tuple(w.shape)) for name, w in zip(names, ws, strict=True)]
     out = []
     for w, c in zip(ws, cons, strict=True):
         s = c.sign_like(w)
@@ -694,7 +699,7 @@ CONSTRAINED_SPECS = ["3-norm", "2.5-norm", "1.5-norm", "ne", "hypentropy(0.05)",
 
 
 @needs_cpu_kernel
-@pytest.mark.parametrize("case", list(_constraint_cases()))
+@pytest.mark.parametrize("case", [*_constraint_cases(), "mixed"])
 @pytest.mark.parametrize(
     "opts", OPTIONS[1:3] + OPTIONS[4:5] + OPTIONS[6:8],
     ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain",
@@ -842,3 +847,40 @@ def test_constrained_zero_lift_takes_the_mask_sign_or_the_descent_direction():
     expected = torch.tensor([-0.1 * e, 0.1 * e, 0.0, 0.1, -0.1, 0.1])
     torch.testing.assert_close(w, expected, rtol=2 * EPS32, atol=0)
     assert torch.equal(w, eager)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_two_norm_with_constraints_is_sgd_then_the_clip_under_fused_true(momentum):
+    """The 2-norm's fused route is torch's SGD kernel, which knows no constraints: a constrained
+    2-norm step stays on the eager path (bit for bit fused=False)."""
+    runs = []
+    for fused in (True, False):
+        ws, gs, bs, cons = _constrained_inputs(14, "mixed")
+        bufs = [b.clone() for b in bs] if momentum else []
+        mirror_descent(ws, gs, bufs, potential="2-norm", lr=0.05, momentum=momentum,
+                       constraints=cons, fused=fused)  # fmt: skip
+        runs.append(ws)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_constrained_mixed_dtypes_keep_each_parameter_its_own_constraint(momentum):
+    """float64 parameters take the eager path (bit for bit fused=False) with their own
+    constraints while the float32 ones take the kernel: the constraint list is re-indexed."""
+    ws, gs, bs, cons = _constrained_inputs(15, "mixed")
+    ws[1], gs[1], bs[1] = ws[1].double(), gs[1].double(), bs[1].double()
+    runs = []
+    for fused in (True, False):
+        w = [x.clone() for x in ws]
+        bufs = [b.clone() for b in bs] if momentum else []
+        mirror_descent(w, gs, bufs, potential="ne", lr=0.05, momentum=momentum,
+                       constraints=cons, fused=fused)  # fmt: skip
+        runs.append(w)
+    assert torch.equal(runs[0][1], runs[1][1])
+    for j in (0, 2):
+        torch.testing.assert_close(runs[0][j], runs[1][j], rtol=1e-5, atol=1e-7)
+        lo, hi = cons[j].interval_bounds(runs[0][j])
+        if lo is not None:
+            assert ((runs[0][j] >= lo) & (runs[0][j] <= hi)).all()
