@@ -359,9 +359,12 @@ class MirrorDescent(Optimizer):
         for groups of at least ``AUTO_FUSED_MIN_NUMEL`` float32 CPU elements that are not
         Euclidean (there a one-time kernel build of about 0.3 s, cached on disk, pays back
         within a few steps; smaller groups keep the eager path, so small models never run a
-        compiler); ``False`` never. Plasticity noise, constraints, ``cache_dual`` and a
-        potential without a kernel (a user's own) always take the eager path, as does any
-        machine without a working compiler (silently).
+        compiler); ``False`` never. Constraints are fused on CPU (sign mask, floor, hard and
+        soft ceiling, the zero lift; constrained parameters take a constrained kernel, the
+        others the plain one); on CUDA and under the 2-norm they take the eager path.
+        Plasticity noise, ``cache_dual`` and a potential without a kernel (a user's own)
+        always take the eager path, as does any machine without a working compiler
+        (silently).
     plasticity_noise
         Optional ``noise(params) -> list[Tensor]`` (see Conventions).
     noise_space
