@@ -69,10 +69,12 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ADAM_DECAY_MODES",
     "DECAY_MODES",
     "FAMILIES",
     "StepKernel",
     "cpu_kernel_available",
+    "fused_adam_",
     "fused_step_",
     "triton_available",
 ]
@@ -659,6 +661,288 @@ def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) 
             b = bufs[j]
             if b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape:
                 return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Adam in the dual space (syngeo.optim_adam): one pass reading w, g, m, v and writing w, m, v
+# --------------------------------------------------------------------------------------------
+
+ADAM_DECAY_MODES = ("none", "primal", "sign", "dual", "shrink", "dual-decoupled", "sign-decoupled")
+"""Weight decay of the fused Adam step: coupled r(w) added to g (none, primal, sign, dual),
+AdamW's primal shrink w ← (1 − ηλ)w, or a decoupled dual step −ηλ r(w) (dual or sign)."""
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """One configuration of the fused Adam kernel (a decay mode and amsgrad)."""
+
+    decay: str = "none"
+    amsgrad: bool = False
+
+
+def adam_source(kernel: StepKernel, config: AdamConfig) -> str:
+    r"""C source of the fused dual-space Adam step (``torch.optim.adam``'s single-tensor order
+    of operations: ``lerp`` for m, ``v·β₂ + (1−β₂)·g·g``, ``√v/√bc₂ + ε``, then the dual step
+    :math:`d = s_t\,(m / \mathrm{denom})` taken by the MirrorDescent step part with η = 1)."""
+    decay = config.decay
+    r_mode = {"dual-decoupled": "dual", "sign-decoupled": "sign"}.get(decay, decay)
+    mirror_decay = "dual" if r_mode == "dual" else "none"
+    pre, step = _c_parts(kernel, mirror_decay, False, target="W[i]")
+    pre = [line for line in pre if not line.startswith(("const float g =", "const float d ="))]
+    r = {"none": "0.f", "primal": "w", "sign": "s", "dual": "(m - s * gref)",
+         "shrink": "0.f"}[r_mode]  # fmt: skip
+    coupled = decay in ("primal", "sign", "dual")
+    lines = list(pre)
+    lines.append(f"const float g = gmul * G[i]{f' + wd * {r}' if coupled else ''};")
+    lines.append("const float m1 = M1[i] + b1c * (g - M1[i]);")
+    lines.append("M1[i] = m1;")
+    lines.append("const float v = b2 * V[i] + b2c * g * g;")
+    lines.append("V[i] = v;")
+    if config.amsgrad:
+        lines.append("const float vm = VM[i] > v ? VM[i] : v;")
+        lines.append("VM[i] = vm;")
+        lines.append("const float denom = sqrtf(vm) / BC2 + eps;")
+    else:
+        lines.append("const float denom = sqrtf(v) / BC2 + eps;")
+    if decay in ("dual-decoupled", "sign-decoupled"):
+        lines.append(f"const float d = SS * (m1 / denom) + dwd * {r};")
+    else:
+        lines.append("const float d = SS * (m1 / denom);")
+    body = "".join(f"      {line}\n" for line in lines + step)
+    load_w = "W[i] * shrink" if decay == "shrink" else "W[i]"
+    return (
+        _C_HEADER.split("void syngeo_step")[0]
+        + """
+void syngeo_adam(int64_t count, float *const *ws, const float *const *gs, float *const *m1s,
+                 float *const *vs, float *const *vms, const int64_t *ns, const float *sc,
+                 const float *cs) {
+  const float lr = sc[0], b1c = sc[1], b2 = sc[2], b2c = sc[3], wd = sc[4], gmul = sc[5];
+  const float gref = sc[6], eps = sc[7], P0 = sc[8], P1 = sc[9], dwd = sc[10];
+  const float shrink = sc[11];
+  (void)lr; (void)wd; (void)gref; (void)P0; (void)P1; (void)dwd; (void)shrink;
+  for (int64_t t = 0; t < count; t++) {
+    float *restrict W = ws[t];
+    const float *restrict G = gs[t];
+    float *restrict M1 = m1s[t];
+    float *restrict V = vs[t];
+    float *restrict VM = vms[t];
+    const int64_t n = ns[t];
+    const float SS = cs[2 * t], BC2 = cs[2 * t + 1];
+    (void)VM;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+      const float w = @LOAD_W@;
+      const float s = (float)((w > 0.f) - (w < 0.f));
+      (void)s;
+""".replace("@LOAD_W@", load_w)
+        + body
+        + _C_FOOTER
+    )
+
+
+_ADAM_LIBRARIES: dict[tuple[StepKernel, AdamConfig, str | None], Any] = {}
+
+
+def _load_adam(kernel: StepKernel, config: AdamConfig) -> Any:
+    """The compiled ``syngeo_adam`` for this configuration, or None (as :func:`_load`)."""
+    cc = _compiler()
+    key = (kernel, config, cc)
+    with _LOCK:
+        if key in _ADAM_LIBRARIES:
+            return _ADAM_LIBRARIES[key]
+        fn = None
+        if cc is not None and platform.system() == "Linux":
+            path = _build(adam_source(kernel, config), cc)
+            if path is not None:
+                try:
+                    fn = ctypes.CDLL(str(path)).syngeo_adam
+                    fn.restype = None
+                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 8
+                except (OSError, AttributeError):
+                    fn = None
+        _ADAM_LIBRARIES[key] = fn
+    if fn is not None and not _adam_self_test(fn, kernel, config):
+        with _LOCK:
+            _ADAM_LIBRARIES[key] = None
+        fn = None
+        warnings.warn(
+            f"the fused {kernel.family} Adam kernel ({config}) built with {cc} failed its "
+            "self-test; MirrorAdam uses the eager step instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return fn
+
+
+def _adam_self_test(fn: Any, kernel: StepKernel, config: AdamConfig) -> bool:
+    """The built kernel against a float64 evaluation of the same formulas on a few values."""
+    from syngeo.potentials import Hypentropy, NegativeEntropy, PNorm, Tsallis
+
+    phi = {"pnorm": PNorm, "ne": lambda _: NegativeEntropy(), "hypentropy": Hypentropy,
+           "tsallis": Tsallis}[kernel.family](kernel.parameter)  # fmt: skip
+    w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
+    g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
+    m1 = torch.full_like(w, 0.2)
+    v = torch.full_like(w, 0.3)
+    vm = torch.full_like(w, 0.4)
+    lr, wd, b1, b2, eps, ss, bc2 = 0.01, 0.1, 0.9, 0.99, 1e-8, 0.05, 0.5
+    x, gg = w.double(), g.double()
+    if config.decay == "shrink":
+        x = x * (1 - lr * wd)
+    s = torch.sign(x)
+    r = {"none": 0 * x, "primal": x, "sign": s, "dual": phi.grad(x), "shrink": 0 * x,
+         "dual-decoupled": phi.grad(x), "sign-decoupled": s}[config.decay]  # fmt: skip
+    coupled = config.decay in ("primal", "sign", "dual")
+    gg = gg + (wd * r if coupled else 0)
+    em = 0.2 + (1 - b1) * (gg - 0.2)
+    ev = b2 * 0.3 + (1 - b2) * gg * gg
+    den = torch.maximum(ev, torch.tensor(0.4, dtype=torch.float64)) if config.amsgrad else ev
+    d = ss * em / (den.sqrt() / bc2 + eps)
+    if config.decay in ("dual-decoupled", "sign-decoupled"):
+        d = d + lr * wd * r
+    expected = phi.grad_inverse(phi.grad(x) - d, sign=s if phi.preserves_sign else None)
+    _call_adam(fn, [w], [g], [m1], [v], [vm] if config.amsgrad else None, kernel,
+               lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd, decay=config.decay,
+               decay_ref=0.0, gmul=1.0, step_sizes=[ss], bc2_sqrts=[bc2],
+               threads=1)  # fmt: skip
+    ok = torch.allclose(w.double(), expected, rtol=1e-4, atol=1e-7)
+    ok = (
+        ok
+        and torch.allclose(m1.double(), em, rtol=1e-5)
+        and torch.allclose(v.double(), ev, rtol=1e-5)
+    )
+    return bool(ok)
+
+
+def _call_adam(
+    fn: Any,
+    ws: Sequence[Tensor],
+    gs: Sequence[Tensor],
+    m1s: Sequence[Tensor],
+    vs: Sequence[Tensor],
+    vms: Sequence[Tensor] | None,
+    kernel: StepKernel,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: str,
+    decay_ref: float,
+    gmul: float,
+    step_sizes: Sequence[float],
+    bc2_sqrts: Sequence[float],
+    threads: int,
+) -> None:
+    family, x = kernel.family, kernel.parameter
+    if family == "hypentropy":
+        p0, p1 = x, 0.0
+    elif family == "tsallis":
+        p0, p1 = x - 1.0, (1.0 - x) / x  # η = 1: the step size is inside d
+    else:
+        p0, p1 = 0.0, 0.0
+    coupled = decay in ("primal", "sign", "dual")
+    values = (1.0, 1.0 - beta1, beta2, 1.0 - beta2, weight_decay if coupled else 0.0, gmul,
+              decay_ref, eps, p0, p1, lr * weight_decay, 1.0 - lr * weight_decay)  # fmt: skip
+    sc = (ctypes.c_float * len(values))(*values)
+    total = sum(w.numel() for w in ws)
+    piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
+    segments = []
+    for j, w in enumerate(ws):
+        n = w.numel()
+        ptrs = (w.data_ptr(), gs[j].data_ptr(), m1s[j].data_ptr(), vs[j].data_ptr(),
+                vms[j].data_ptr() if vms is not None else w.data_ptr())  # fmt: skip
+        for start in range(0, n, piece):
+            off = 4 * start
+            segments.append((tuple(p + off for p in ptrs), min(piece, n - start), j))
+    if not segments:
+        return
+    if threads <= 1 or total < 2 * _MIN_SEGMENT:
+        bins = [segments]
+    else:
+        bins = [[] for _ in range(threads)]
+        loads = [0] * threads
+        for seg in sorted(segments, key=lambda s: -s[1]):
+            k = loads.index(min(loads))
+            bins[k].append(seg)
+            loads[k] += seg[1]
+        bins = [b for b in bins if b]
+
+    def run(batch: list) -> None:
+        k = len(batch)
+        ptr = ctypes.c_void_p * k
+        fn(
+            k,
+            *(ptr(*(s[0][a] for s in batch)) for a in range(5)),
+            (ctypes.c_int64 * k)(*(s[1] for s in batch)),
+            sc,
+            (ctypes.c_float * (2 * k))(
+                *(v for s in batch for v in (step_sizes[s[2]], bc2_sqrts[s[2]]))
+            ),
+        )
+
+    if len(bins) == 1:
+        run(bins[0])
+    else:
+        futures = [_pool(len(bins) - 1).submit(run, batch) for batch in bins[1:]]
+        run(bins[0])
+        for future in futures:
+            future.result()
+
+
+def fused_adam_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor],
+    exp_avg_sqs: Sequence[Tensor],
+    max_exp_avg_sqs: Sequence[Tensor],
+    state_steps: Sequence[Tensor],
+    kernel: StepKernel | None,
+    *,
+    amsgrad: bool,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    decay: str,
+    decay_ref: float = 0.0,
+    maximize: bool = False,
+) -> bool:
+    r"""One fused dual-space Adam step (:class:`syngeo.MirrorAdam`'s rule) in place on float32
+    CPU ``params`` and their moments; False (nothing changed, ``state_steps`` included) when no
+    kernel applies. ``decay`` is one of :data:`ADAM_DECAY_MODES`; ``decay_ref`` is
+    :math:`\nabla\phi(c)` of the dual decay. Bias corrections are torch's (per tensor, from its
+    step count, in double precision)."""
+    if not params:
+        return True
+    if kernel is None or kernel.family not in FAMILIES or decay not in ADAM_DECAY_MODES:
+        return False
+    for j, w in enumerate(params):
+        tensors = [w, grads[j], exp_avgs[j], exp_avg_sqs[j]]
+        if amsgrad:
+            tensors.append(max_exp_avg_sqs[j])
+        for t in tensors:
+            if t.device.type != "cpu" or t.dtype != torch.float32 or t.is_sparse:
+                return False
+            if not t.is_contiguous() or t.shape != w.shape:
+                return False
+    fn = _load_adam(kernel, AdamConfig(decay=decay, amsgrad=amsgrad))
+    if fn is None:
+        return False
+    step_sizes, bc2_sqrts = [], []
+    for t in state_steps:
+        t += 1
+        step = float(t)
+        step_sizes.append(lr / (1 - beta1**step))
+        bc2_sqrts.append((1 - beta2**step) ** 0.5)
+    _call_adam(fn, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None,
+               kernel, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+               decay=decay, decay_ref=decay_ref, gmul=-1.0 if maximize else 1.0,
+               step_sizes=step_sizes, bc2_sqrts=bc2_sqrts,
+               threads=torch.get_num_threads())  # fmt: skip
     return True
 
 
