@@ -7,6 +7,7 @@ import copy
 import io
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -420,3 +421,16 @@ def test_fused_adam_auto_only_for_large_float32_groups(monkeypatch):
 def test_fused_keyword_of_mirror_adam_is_validated():
     with pytest.raises(InputError):
         MirrorAdam([torch.nn.Parameter(torch.ones(2))], potential="ne", fused="yes")
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decay", kernels.ADAM_DECAY_MODES)
+@pytest.mark.parametrize("spec", ["3-norm", "2.2-norm", "ne", "hypentropy(2)", "tsallis(0.5)",
+                                  "tsallis(0.9)"])  # fmt: skip
+def test_every_adam_configuration_builds_and_passes_its_self_test(spec, decay, amsgrad):
+    """A kernel failing its self-test would silently fall back (with a warning): none may."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = kernels.AdamConfig(decay=decay, amsgrad=amsgrad)
+        assert kernels._load_adam(_potential(spec).step_kernel(), config) is not None
