@@ -19,6 +19,11 @@ reads :math:`w, g, b` once and writes :math:`w, b` once:
   when :mod:`triton` is importable. It was written and tested with Triton's interpreter
   (``TRITON_INTERPRET=1``, CPU tensors); it has not been run on a GPU.
 
+The CPU kernel also has a **constrained** variant (:class:`Constrained`: the Bregman
+projection of :mod:`syngeo.constraints` — zero lift, soft ceiling, per-weight clip with an int8
+sign mask — in the same pass) and a **dual-space Adam** step (:func:`fused_adam_`, reading
+w, g and Adam's moments once, for :class:`syngeo.MirrorAdam`); both are CPU only.
+
 What the optimizer must know about a potential to use these kernels is its
 :class:`StepKernel` (``potential.step_kernel()``): a family name and its parameter. The families'
 mirror maps are odd functions, :math:`\nabla\phi(-w) = -\nabla\phi(w)`, which the dual weight decay
