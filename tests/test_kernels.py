@@ -578,3 +578,309 @@ def test_triton_kernel_under_the_interpreter_matches_the_reference():
     # bf16 storage: one rounding of the result to 8 bits (2^-8 relative), plus the inputs'
     assert result["bf16_err"] <= 2.0**-7
     assert math.isfinite(result["bf16_err"])
+
+
+# --------------------------------------------------------------------------------------------
+# constraints inside the CPU kernel (syngeo.constraints)
+# --------------------------------------------------------------------------------------------
+#
+# Error bound with a constraint. The constrained step is clip(F(u)) with F the unconstrained
+# inverse map at the lifted, softened direction. Lifting a zero to σ·m is exact in both
+# precisions (σ ∈ {±1}); the soft factor (1 − |w|/M)_+ ∈ [0, 1] adds two correctly rounded
+# operations to the direction (≤ 2ε|d|, inside the C = 16 allowance of the direction, whose own
+# torch operations are correctly rounded); the clip is 1-Lipschitz, so the unclipped bound
+# carries over, plus the rounding of the bounds m, M to float32 (ε|w'|). The bound is therefore
+# the module bound evaluated at the reference's *unclipped* result and at the lifted weights,
+# plus 2ε|w'|. The free-sign floor (|w| < m → sign(w)·m) jumps at 0: elements whose unclipped
+# reference lies within the bound of 0 are skipped (none in these inputs: the test counts them).
+
+from syngeo import optim as _optim  # noqa: E402
+from syngeo.constraints import Constraint, dale_mask  # noqa: E402
+
+
+def _constraint_cases():
+    return {
+        "dale+ceiling": lambda shape: Constraint(
+            sign=dale_mask(shape, max(1, shape[1] // 2)) if len(shape) >= 2 else 1.0,
+            max_abs=2.0,
+        ),
+        "scalar-sign+floor+soft": lambda shape: Constraint(
+            sign=-1.0, min_abs=0.01, max_abs=3.0, soft=True
+        ),
+        "free+floor": lambda shape: Constraint(min_abs=0.02, max_abs=4.0),
+        "dale+floor+soft": lambda shape: Constraint(
+            sign=dale_mask(shape, 1) if len(shape) >= 2 else None,
+            min_abs=0.005,
+            max_abs=1.5,
+            soft=True,
+        ),
+    }
+
+
+MIXED = ("scalar-sign+floor+soft", "dale+ceiling", "free+floor")
+
+
+def _constrained_inputs(seed, case):
+    ws, gs, bs = _inputs(seed, shapes=((300,), (17, 9), (5, 4, 3)))
+    cases = _constraint_cases()
+    names = MIXED if case == "mixed" else [case] * len(ws)  # mixed: one kernel, three kinds
+    cons = [cases[name](tuple(w.shape)) for name, w in zip(names, ws, strict=True)]
+    out = []
+    for w, c in zip(ws, cons, strict=True):
+        s = c.sign_like(w)
+        # start inside the allowed signs (a sign-preserving step never leaves them either)
+        out.append(w if s is None else torch.where(s != 0, s * w.abs(), w))
+    return out, gs, bs, cons
+
+
+def _assert_constrained_within_bound(spec, opts, case, seed, *, fused=True):
+    phi = potential(spec)
+    lr = 0.05
+    ws, gs, bs, cons = _constrained_inputs(seed, case)
+    has_mom = opts.get("momentum", 0.0) != 0
+    calls = []
+    original = kernels._call_c
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("cons") is not None)
+        return original(*args, **kwargs)
+
+    kernels._call_c = spy
+    try:
+        w32 = [w.clone() for w in ws]
+        bufs32 = [b.clone() for b in bs] if has_mom else []
+        mirror_descent(w32, gs, bufs32, potential=phi, lr=lr, fused=fused, constraints=cons,
+                       **opts)  # fmt: skip
+    finally:
+        kernels._call_c = original
+    assert any(calls) if fused else not calls, "the constrained kernel did not run"
+    results = {}
+    for clip in (True, False):
+        w64 = [w.double() for w in ws]
+        bufs64 = [b.double() for b in bs] if has_mom else []
+        saved = _optim.project_
+        if not clip:
+            _optim.project_ = lambda *a, **k: None
+        try:
+            mirror_descent(w64, [g.double() for g in gs], bufs64, potential=phi, lr=lr,
+                           foreach=False, constraints=cons, **opts)  # fmt: skip
+        finally:
+            _optim.project_ = saved
+        results[clip] = w64
+    skipped = 0
+    for j in range(len(ws)):
+        ref, raw = results[True][j], results[False][j]
+        w0 = ws[j].double()
+        if phi.preserves_sign and cons[j].min_abs > 0:  # the lifted zeros, with their sign
+            w0 = torch.where(w0 == 0, torch.sign(raw) * cons[j].min_abs, w0)
+        b0 = bs[j].double() if has_mom else None
+        bound, _ = _bound(phi, w0, gs[j].double(), b0, raw, opts, lr)
+        bound = bound + 2 * EPS32 * ref.abs()
+        jump = (cons[j].min_abs > 0) & (raw.abs() <= bound)
+        skipped += int(jump.sum())
+        err = (w32[j].double() - ref).abs()
+        bad = ~(err <= bound) & ~jump
+        assert not bad.any(), (
+            f"{spec} {case} {opts} tensor {j}: max excess {(err - bound)[bad].max().item():.3g}, "
+            f"fused={w32[j][bad][:3].tolist()} ref={ref[bad][:3].tolist()}"
+        )
+        # the constraint holds exactly in float32
+        lo, hi = cons[j].interval_bounds(w32[j])
+        if lo is not None:
+            assert ((w32[j] >= lo) & (w32[j] <= hi)).all()
+        assert (w32[j].abs() <= cons[j].max_abs).all()
+        nonzero = w32[j] != 0
+        assert (w32[j].abs()[nonzero] >= torch.tensor(cons[j].min_abs).float()).all()
+    assert skipped <= 2
+
+
+CONSTRAINED_SPECS = ["3-norm", "2.5-norm", "1.5-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)",
+                     "tsallis(0.9)"]  # fmt: skip
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("case", [*_constraint_cases(), "mixed"])
+@pytest.mark.parametrize(
+    "opts", OPTIONS[1:3] + OPTIONS[4:5] + OPTIONS[6:8],
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain",
+)  # fmt: skip
+@pytest.mark.parametrize("spec", CONSTRAINED_SPECS)
+def test_constrained_kernel_matches_the_eager_projection_within_the_bound(spec, opts, case):
+    _assert_constrained_within_bound(spec, opts, case, seed=11)
+
+
+@pytest.mark.parametrize("spec", ["3-norm", "ne", "tsallis(0.5)"])
+def test_eager_constrained_float32_path_satisfies_the_same_bound(spec):
+    for case in _constraint_cases():
+        _assert_constrained_within_bound(spec, OPTIONS[1], case, seed=12, fused=False)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("spec", ["3-norm", "ne", "tsallis(0.5)"])
+def test_constrained_bound_sees_a_planted_error(spec, monkeypatch):
+    """A ceiling 1 % too high in the kernel's arguments, or a mask ignored, breaks the bound."""
+    original = Constraint.kernel_arguments
+
+    def loose(self, w):
+        mask, (sg, lo, hi, sm) = original(self, w)
+        return mask, (sg, lo, hi * 1.01, sm)
+
+    monkeypatch.setattr(Constraint, "kernel_arguments", loose)
+    with pytest.raises(AssertionError):
+        _assert_constrained_within_bound(spec, OPTIONS[1], "dale+ceiling", seed=13)
+
+    def no_mask(self, w):
+        _, scalars = original(self, w)
+        return None, scalars
+
+    monkeypatch.setattr(Constraint, "kernel_arguments", no_mask)
+    with pytest.raises(AssertionError):
+        _assert_constrained_within_bound(spec, OPTIONS[1], "dale+floor+soft", seed=13)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("spec", ["3-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)"])
+def test_unconstrained_parameters_are_bit_identical_to_the_plain_fused_optimizer(spec):
+    """Dale's law on the first parameter only, same gradients: the other parameters get the
+    plain kernel's bits, the first one's signs never flip and its bounds hold, over 3 steps."""
+    g = torch.Generator().manual_seed(21)
+    shapes = [(40, 30), (30,), (7, 40)]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(3)]
+    mask = dale_mask(shapes[0], 20)
+    start[0] = mask * start[0].abs().clamp(min=1e-3)
+    runs = []
+    for constrained in (False, True):
+        params = [torch.nn.Parameter(w.clone()) for w in start]
+        cons = {params[0]: Constraint(sign=mask, max_abs=0.3)} if constrained else None
+        opt = MirrorDescent(params, lr=0.05, potential=spec, momentum=0.9, weight_decay=0.01,
+                            constraints=cons, fused=True)  # fmt: skip
+        for step in grads:
+            for p, gr in zip(params, step, strict=True):
+                p.grad = gr.clone()
+            opt.step()
+        runs.append([p.detach().clone() for p in params])
+        if constrained:
+            assert ((params[0] * mask) >= 0).all() and (params[0].abs() <= 0.3).all()
+    for a, b in zip(runs[0][1:], runs[1][1:], strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(runs[0][0], runs[1][0])
+
+
+@needs_cpu_kernel
+def test_threads_split_constrained_tensors_without_changing_a_bit():
+    shapes = [(300, 1001), (70_000, 3), (17,)]
+    results = []
+    for threads in (1, 3):
+        ws = [torch.randn(s, generator=torch.Generator().manual_seed(9 + i))
+              for i, s in enumerate(shapes)]  # fmt: skip
+        gs = [torch.randn(s, generator=torch.Generator().manual_seed(99 + i))
+              for i, s in enumerate(shapes)]  # fmt: skip
+        cons = [Constraint(sign=dale_mask(s, s[1] // 2), min_abs=0.01, max_abs=1.0, soft=True)
+                if len(s) == 2 else Constraint(sign=1.0) for s in shapes]  # fmt: skip
+        bufs: list = [None] * len(ws)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for _ in range(2):
+                assert fused_step_(ws, gs, bufs, StepKernel("ne"), lr=0.01, momentum=0.9,
+                                   constraints=cons, lift=True)  # fmt: skip
+        finally:
+            torch.set_num_threads(previous)
+        results.append(ws + bufs)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("lift,soft", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("spec", ["3-norm", "ne", "hypentropy(2)", "tsallis(0.5)", "tsallis(0.9)"])
+def test_every_constrained_configuration_builds_and_passes_its_self_test(spec, lift, soft):
+    kernel = potential(spec).step_kernel()
+    if lift and kernel.family not in ("ne", "tsallis"):
+        assert not kernels.cpu_kernel_available(
+            kernel, "none", momentum=True, constrained=kernels.Constrained(lift, soft)
+        )
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for decay in ("none", "dual"):
+            assert kernels.cpu_kernel_available(
+                kernel, decay, momentum=True, constrained=kernels.Constrained(lift, soft)
+            )
+
+
+def test_without_a_compiler_constrained_steps_fall_back_bit_for_bit(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYNGEO_CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(kernels, "_LIBRARIES", {})
+    runs = []
+    for fused in (True, False):
+        model = _model(6)
+        first = model[0].weight
+        with torch.no_grad():
+            first.abs_()
+        cons = {first: Constraint(sign=1.0, min_abs=0.01, max_abs=0.5, soft=True)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = MirrorDescent(model.parameters(), lr=0.05, potential="ne", momentum=0.9,
+                                constraints=cons, fused=fused)  # fmt: skip
+            _train(model, opt, 4)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_cpu_kernel
+def test_constrained_zero_lift_takes_the_mask_sign_or_the_descent_direction():
+    """Exact zeros under NE with a floor: σ·m, σ the mask where given, else sign(−d); with
+    d = 0 and no mask the weight stays 0 (the eager rule, constraints.lift_zeros_)."""
+    w = torch.zeros(6)
+    g = torch.tensor([1.0, -1.0, 0.0, 1.0, -1.0, 0.0])
+    mask = torch.tensor([0.0, 0.0, 0.0, 1.0, -1.0, 1.0])
+    c = Constraint(sign=mask, min_abs=0.1)
+    eager = w.clone()
+    mirror_descent([w], [g], [], potential="ne", lr=1e-3, constraints=[c], fused=True)
+    mirror_descent([eager], [g], [], potential="ne", lr=1e-3, constraints=[c], fused=False)
+    # free weights: lifted against the gradient, then grow (|w| = m·e^η); masked ones take
+    # their mask's sign and, where the step shrinks them below m, the floor holds them at m
+    e = math.exp(1e-3)
+    expected = torch.tensor([-0.1 * e, 0.1 * e, 0.0, 0.1, -0.1, 0.1])
+    torch.testing.assert_close(w, expected, rtol=2 * EPS32, atol=0)
+    assert torch.equal(w, eager)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_two_norm_with_constraints_is_sgd_then_the_clip_under_fused_true(momentum):
+    """The 2-norm's fused route is torch's SGD kernel, which knows no constraints: a constrained
+    2-norm step stays on the eager path (bit for bit fused=False)."""
+    runs = []
+    for fused in (True, False):
+        ws, gs, bs, cons = _constrained_inputs(14, "mixed")
+        bufs = [b.clone() for b in bs] if momentum else []
+        mirror_descent(ws, gs, bufs, potential="2-norm", lr=0.05, momentum=momentum,
+                       constraints=cons, fused=fused)  # fmt: skip
+        runs.append(ws)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_constrained_mixed_dtypes_keep_each_parameter_its_own_constraint(momentum):
+    """float64 parameters take the eager path (bit for bit fused=False) with their own
+    constraints while the float32 ones take the kernel: the constraint list is re-indexed."""
+    ws, gs, bs, cons = _constrained_inputs(15, "mixed")
+    ws[1], gs[1], bs[1] = ws[1].double(), gs[1].double(), bs[1].double()
+    runs = []
+    for fused in (True, False):
+        w = [x.clone() for x in ws]
+        bufs = [b.clone() for b in bs] if momentum else []
+        mirror_descent(w, gs, bufs, potential="ne", lr=0.05, momentum=momentum,
+                       constraints=cons, fused=fused)  # fmt: skip
+        runs.append(w)
+    assert torch.equal(runs[0][1], runs[1][1])
+    for j in (0, 2):
+        torch.testing.assert_close(runs[0][j], runs[1][j], rtol=1e-5, atol=1e-7)
+        lo, hi = cons[j].interval_bounds(runs[0][j])
+        if lo is not None:
+            assert ((runs[0][j] >= lo) & (runs[0][j] <= hi)).all()

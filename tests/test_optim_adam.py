@@ -7,6 +7,7 @@ import copy
 import io
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -245,3 +246,191 @@ def test_deepcopy_keeps_the_state_dict_hooks_and_new_groups_are_checked():
             }
         )
     assert len(opt.param_groups) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# the fused CPU kernel (syngeo.kernels.fused_adam_)
+# --------------------------------------------------------------------------------------------
+#
+# Error bound (float32, ε = 2⁻²⁴). One step from the same float32 state (w, m, v, v_max) is
+# compared with the eager float64 step. The kernel's direction d = s_t·m/(√v/√bc₂ + ε) (+ ηλ r
+# for decoupled dual/sign decay) is a chain of correctly rounded operations (lerp, v update,
+# sqrt, two divisions, one product): its error is at most C·ε times the magnitude
+# D = s_t·(|m₀| + |g| + λ|r|)/denom + ηλ|r| (the lerp's and the coupled decay's rounding scale
+# with their inputs, not with the possibly cancelling result). That D plays the role of the
+# gradient in tests/test_kernels.py's bound (η = 1, no momentum), which then propagates the error
+# through the mirror map and its inverse exactly as for MirrorDescent.
+
+from syngeo import kernels  # noqa: E402
+from syngeo.potentials import potential as _potential  # noqa: E402
+from test_kernels import EPS32, F64, _bound, needs_cpu_kernel  # noqa: E402
+
+FUSED_SPECS = ["3-norm", "2.5-norm", "1.5-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)",
+               "tsallis(0.9)"]  # fmt: skip
+FUSED_OPTS = [
+    dict(),
+    dict(amsgrad=True),
+    dict(maximize=True, weight_decay=0.1),
+    dict(weight_decay=0.1, decay_space="primal"),
+    dict(weight_decay=0.1, decay_space="dual", decay_to=0.3),
+]
+
+
+def _adam_one_step(cls, spec, opts, fused, dtype=torch.float32, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(300,), (17, 9), (5, 4, 3)]
+    ws = [(torch.exp(torch.empty(s, dtype=torch.float64).uniform_(-5, 1.5, generator=g))
+           * torch.where(torch.rand(s, generator=g) < 0.5, -1.0, 1.0)).float() for s in shapes]  # fmt: skip
+    grads = [(0.3 * torch.randn(s, generator=g)).float() for s in shapes]
+    m0 = [(0.1 * torch.randn(s, generator=g)).float() for s in shapes]
+    v0 = [(0.05 * torch.rand(s, generator=g) + 1e-4).float() for s in shapes]
+    params = [torch.nn.Parameter(w.to(dtype)) for w in ws]
+    opt = cls(params, lr=0.01, betas=(0.8, 0.99), eps=1e-6, potential=spec, fused=fused, **opts)
+    for p, gr, m, v in zip(params, grads, m0, v0, strict=True):
+        p.grad = gr.to(dtype)
+        opt.state[p]["step"] = torch.tensor(4.0)
+        opt.state[p]["exp_avg"] = m.to(dtype).clone()
+        opt.state[p]["exp_avg_sq"] = v.to(dtype).clone()
+        if opts.get("amsgrad"):
+            opt.state[p]["max_exp_avg_sq"] = (1.5 * v).to(dtype)
+    opt.step()
+    return ws, grads, m0, v0, params, opt
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize(
+    "opts", FUSED_OPTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain"
+)
+@pytest.mark.parametrize("cls", [MirrorAdam, MirrorAdamW])
+@pytest.mark.parametrize("spec", FUSED_SPECS)
+def test_fused_adam_matches_the_float64_eager_step_within_the_bound(spec, cls, opts):
+    if spec in ("ne",) and opts.get("decay_space") == "primal":
+        opts = dict(opts, decay_space="auto")
+    calls = []
+    original = kernels._call_adam
+    kernels._call_adam = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        ws, grads, m0, _, p32, opt32 = _adam_one_step(cls, spec, opts, True)
+    finally:
+        kernels._call_adam = original
+    assert calls, "the fused Adam kernel did not run"
+    _, _, _, _, p64, opt64 = _adam_one_step(cls, spec, opts, False, dtype=torch.float64)
+    phi = _potential(spec)
+    wd = opt64.param_groups[0]["weight_decay"]
+    b1, b2 = 0.8, 0.99
+    ss = 0.01 / (1 - b1**5)
+    bc2 = math.sqrt(1 - b2**5)
+    for j in range(len(ws)):
+        w = ws[j].double()
+        state = opt64.state[p64[j]]
+        v = state["max_exp_avg_sq"] if opts.get("amsgrad") else state["exp_avg_sq"]
+        denom = v.sqrt() / bc2 + 1e-6
+        r = phi.grad(w).abs() + 1 + w.abs()  # any decay term's magnitude, crudely from above
+        d_mag = ss * (m0[j].double().abs() + grads[j].double().abs() + wd * r) / denom
+        d_mag = d_mag + 0.01 * wd * r
+        bound, _ = _bound(phi, w, d_mag, None, p64[j].detach(), {}, 1.0)
+        err = (p32[j].detach().double() - p64[j].detach()).abs()
+        assert (err <= bound).all(), (spec, opts, j, (err - bound).max().item())
+        for key in ("exp_avg", "exp_avg_sq"):
+            a, b = opt32.state[p32[j]][key].double(), opt64.state[p64[j]][key]
+            assert ((a - b).abs() <= 4 * EPS32 * (b.abs() + 0.3)).all(), key
+        assert float(opt32.state[p32[j]]["step"]) == 5.0
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("spec", ["3-norm", "ne"])
+def test_fused_adam_bound_sees_a_planted_error(spec):
+    """A step 1 % too long breaks the bound (so the test above can fail)."""
+    ws, grads, m0, _, p64, opt64 = _adam_one_step(MirrorAdam, spec, {}, False, dtype=F64)
+    phi = _potential(spec)
+    caught = 0
+    for j in range(len(ws)):
+        w = ws[j].double()
+        state = opt64.state[p64[j]]
+        denom = state["exp_avg_sq"].sqrt() / math.sqrt(1 - 0.99**5) + 1e-6
+        ss = 0.01 / (1 - 0.8**5)
+        d_mag = ss * (m0[j].double().abs() + grads[j].double().abs()) / denom
+        bound, _ = _bound(phi, w, d_mag, None, p64[j].detach(), {}, 1.0)
+        m1 = state["exp_avg"]
+        wrong = phi.grad_inverse(phi.grad(w) - 1.01 * ss * m1 / denom,
+                                 sign=torch.sign(w) if phi.preserves_sign else None)  # fmt: skip
+        caught += int(((wrong - p64[j].detach()).abs() > bound).sum())
+    assert caught > 50
+
+
+@pytest.mark.parametrize(
+    "cls,torch_cls", [(MirrorAdam, torch.optim.Adam), (MirrorAdamW, torch.optim.AdamW)]
+)
+def test_fused_true_at_p2_is_still_torch_adam_bit_for_bit(cls, torch_cls):
+    a, b = _model(4), _model(4)
+    opt_a = cls(a.parameters(), lr=0.01, weight_decay=0.1, potential="2-norm", fused=True)
+    opt_b = torch_cls(b.parameters(), lr=0.01, weight_decay=0.1)
+    _train(a, opt_a, 4)
+    _train(b, opt_b, 4)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("spec", ["3-norm", "ne"])
+def test_fused_adam_falls_back_bit_for_bit_without_a_compiler(spec, monkeypatch, tmp_path):
+    monkeypatch.setenv("SYNGEO_CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(kernels, "_ADAM_LIBRARIES", {})
+    runs = []
+    for fused in (True, False):
+        model = _model(5)
+        opt = MirrorAdamW(model.parameters(), lr=0.01, potential=spec, amsgrad=True, fused=fused)
+        _train(model, opt, 3)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fused_adam_user_potential_and_constraints_take_the_eager_path(monkeypatch):
+    from syngeo.constraints import Constraint
+
+    calls = []
+    monkeypatch.setattr(kernels, "fused_adam_", lambda *a, **k: calls.append(1) or False)
+    for spec, cons in ((Quartic(), None), ("3-norm", Constraint(max_abs=0.5))):
+        runs = []
+        for fused in (True, False):
+            model = _model(6)
+            opt = MirrorAdam(model.parameters(), lr=0.01, potential=spec, constraints=cons,
+                             fused=fused)  # fmt: skip
+            _train(model, opt, 3)
+            runs.append([p.detach().clone() for p in model.parameters()])
+        for a, b in zip(*runs, strict=True):
+            assert torch.equal(a, b)
+    assert not calls
+
+
+@needs_cpu_kernel
+def test_fused_adam_auto_only_for_large_float32_groups(monkeypatch):
+    import syngeo.optim_adam as oa
+
+    calls = []
+    original = kernels._call_adam
+    monkeypatch.setattr(kernels, "_call_adam", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = _model(7)
+    _train(model, MirrorAdam(model.parameters(), lr=0.01, potential="ne"), 1)
+    assert not calls
+    monkeypatch.setattr(oa, "AUTO_FUSED_MIN_NUMEL", 10)
+    _train(model, MirrorAdam(model.parameters(), lr=0.01, potential="ne"), 1)
+    assert calls
+
+
+def test_fused_keyword_of_mirror_adam_is_validated():
+    with pytest.raises(InputError):
+        MirrorAdam([torch.nn.Parameter(torch.ones(2))], potential="ne", fused="yes")
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decay", kernels.ADAM_DECAY_MODES)
+@pytest.mark.parametrize("spec", ["3-norm", "2.2-norm", "ne", "hypentropy(2)", "tsallis(0.5)",
+                                  "tsallis(0.9)"])  # fmt: skip
+def test_every_adam_configuration_builds_and_passes_its_self_test(spec, decay, amsgrad):
+    """A kernel failing its self-test would silently fall back (with a warning): none may."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = kernels.AdamConfig(decay=decay, amsgrad=amsgrad)
+        assert kernels._load_adam(_potential(spec).step_kernel(), config) is not None

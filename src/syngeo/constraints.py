@@ -141,6 +141,27 @@ class Constraint:
             cache[key] = bool((s == 0).any())
         return cache[key]
 
+    def kernel_arguments(
+        self, w: Tensor
+    ) -> tuple[Tensor | None, tuple[float, float, float, float]]:
+        """What a fused kernel (:mod:`syngeo.kernels`) reads for ``w``: an int8 sign mask of
+        its shape (contiguous, cached like the bounds; None where one sign covers the whole
+        parameter) and (that sign, floor, ceiling, soft ceiling or +inf)."""
+        soft = self.max_abs if self.soft else math.inf
+        scalars = (0.0, self.min_abs, self.max_abs, soft)
+        if self.sign is None:
+            return None, scalars
+        sign = self.sign
+        if sign.numel() == 1:  # type: ignore[union-attr]
+            return None, (float(sign.reshape(())), *scalars[1:])  # type: ignore[union-attr]
+        key = ("mask", w.device, tuple(w.shape))
+        cache = self.__dict__.setdefault("_mask", {})
+        if key not in cache:
+            cache.clear()
+            s = self.sign_like(w)
+            cache[key] = s.to(torch.int8).contiguous()  # type: ignore[union-attr]
+        return cache[key], scalars
+
     def sign_like(self, w: Tensor) -> Tensor | None:
         """The sign mask as a tensor of ``w``'s shape, dtype and device (None without one)."""
         if self.sign is None:

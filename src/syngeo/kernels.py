@@ -19,6 +19,11 @@ reads :math:`w, g, b` once and writes :math:`w, b` once:
   when :mod:`triton` is importable. It was written and tested with Triton's interpreter
   (``TRITON_INTERPRET=1``, CPU tensors); it has not been run on a GPU.
 
+The CPU kernel also has a **constrained** variant (:class:`Constrained`: the Bregman
+projection of :mod:`syngeo.constraints` — zero lift, soft ceiling, per-weight clip with an int8
+sign mask — in the same pass) and a **dual-space Adam** step (:func:`fused_adam_`, reading
+w, g and Adam's moments once, for :class:`syngeo.MirrorAdam`); both are CPU only.
+
 What the optimizer must know about a potential to use these kernels is its
 :class:`StepKernel` (``potential.step_kernel()``): a family name and its parameter. The families'
 mirror maps are odd functions, :math:`\nabla\phi(-w) = -\nabla\phi(w)`, which the dual weight decay
@@ -69,10 +74,12 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ADAM_DECAY_MODES",
     "DECAY_MODES",
     "FAMILIES",
     "StepKernel",
     "cpu_kernel_available",
+    "fused_adam_",
     "fused_step_",
     "triton_available",
 ]
@@ -162,6 +169,17 @@ def _c_power(a: str, k: float) -> str:
 
 def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
     """The loop body: mirror map (where needed), gradient, momentum, dual step, inverse map."""
+    pre, step = _c_parts(kernel, decay, momentum, target="W[i]")
+    return "".join(f"      {line}\n" for line in pre + step)
+
+
+def _c_parts(
+    kernel: StepKernel, decay: str, momentum: bool, *, target: str, lift: bool = False
+) -> tuple[list[str], list[str]]:
+    """The loop body in two parts: up to the direction ``d`` (mirror map where needed, gradient,
+    momentum) and the step (dual step, inverse map, the new weight assigned to ``target``).
+    ``lift``: the step part recomputes what it needs of the mirror map from ``w`` (which a
+    constrained kernel may have changed in between: a lifted zero)."""
     family = kernel.family
     need_mirror = decay == "dual"
     lines: list[str] = []
@@ -192,31 +210,38 @@ def _c_body(kernel: StepKernel, decay: str, momentum: bool) -> str:
         lines.append("const float d = nest != 0.f ? g + mom * b : b;")
     else:
         lines.append("const float d = g;")
+    pre, lines = lines, []
+    if lift and family == "tsallis" and _tsallis_direct(kernel.parameter):
+        lines.append(f"const float z0 = {_c_power('fabsf(w)', kernel.parameter - 1.0)};")
+    elif lift and family == "tsallis":
+        lines.append("const float e = expm1f(P0 * logf(fabsf(w)));")
+    elif lift and family != "ne":  # pragma: no cover - lifting is for sign-preserving families
+        raise ValueError(f"the {family} family does not preserve signs: nothing to lift")
     if family == "pnorm":
         p = kernel.parameter
         lines.append("const float u = m - lr * d;")
-        lines.append(f"W[i] = copysignf({_c_power('fabsf(u)', 1.0 / (p - 1.0))}, u);")
+        lines.append(f"{target} = copysignf({_c_power('fabsf(u)', 1.0 / (p - 1.0))}, u);")
     elif family == "ne":
-        lines.append("W[i] = w * expf(-lr * (s * d));")
+        lines.append(f"{target} = w * expf(-lr * (s * d));")
     elif family == "hypentropy":
         # w cosh x − sqrt(w² + β²) sinh x, with sinh and cosh from expm1 (no cancellation)
         lines.append("const float x = lr * d;")
         lines.append("const float r = sqrtf(w * w + P0 * P0);")
         lines.append("const float em = expm1f(x);")
         lines.append("const float h = 0.5f * em / (em + 1.f);")
-        lines.append("W[i] = w * (1.f + em * h) - r * (h * (em + 2.f));")
+        lines.append(f"{target} = w * (1.f + em * h) - r * (h * (em + 2.f));")
     elif family == "tsallis" and _tsallis_direct(kernel.parameter):  # P1 = η(1 − q)/q
         q = kernel.parameter
         lines.append("float z = z0 + s * (P1 * d);")
         lines.append("z = z < 0.f ? 0.f : z;")  # past the dual domain: ±inf, as the eager step
-        lines.append(f"W[i] = copysignf({_c_power('z', 1.0 / (q - 1.0))}, w);")
+        lines.append(f"{target} = copysignf({_c_power('z', 1.0 / (q - 1.0))}, w);")
     elif family == "tsallis":  # P1 = η(1 − q)/q
         lines.append("float y = e + s * (P1 * d);")
         lines.append("y = y < -1.f ? -1.f : y;")
-        lines.append("W[i] = copysignf(expf(log1pf(y) / P0), w);")
+        lines.append(f"{target} = copysignf(expf(log1pf(y) / P0), w);")
     else:  # pragma: no cover - guarded by StepKernel users
         raise ValueError(f"no fused kernel for the family {family!r}")
-    return "".join(f"      {line}\n" for line in lines)
+    return pre, lines
 
 
 def _tsallis_direct(q: float) -> bool:
@@ -226,9 +251,96 @@ def _tsallis_direct(q: float) -> bool:
     return abs(q - 1.0) >= 0.25
 
 
-def c_source(kernel: StepKernel, decay: str, momentum: bool) -> str:
+@dataclass(frozen=True)
+class Constrained:
+    """The constrained variant of a kernel (docs/geometries.md, "Constraints"): ``lift`` sets
+    exact zeros of floored weights to σ·m before the step (sign-preserving potentials only),
+    ``soft`` generates the soft-ceiling factor. Per tensor the kernel reads a sign mask (int8,
+    one byte per weight) or one sign, the floor m, the ceiling M and the soft ceiling (M, or
+    +inf where the ceiling is hard)."""
+
+    lift: bool = False
+    soft: bool = False
+
+
+def c_source(
+    kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained | None = None
+) -> str:
     """The C source of the CPU kernel for one configuration (for inspection and tests)."""
-    return _C_HEADER + _c_body(kernel, decay, momentum) + _C_FOOTER
+    if constrained is None:
+        return _C_HEADER + _c_body(kernel, decay, momentum) + _C_FOOTER
+    return _constrained_source(kernel, decay, momentum, constrained)
+
+
+def _constrained_source(
+    kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained
+) -> str:
+    r"""The constrained kernel: the plain body up to ``d``, then in a nested block (which may
+    shadow ``w``, ``s`` and ``d``) the lifted zero, the soft ceiling, the step and the clip onto
+    :math:`[lo, hi]` with the free-sign floor: the arithmetic of
+    :func:`syngeo.constraints.lift_zeros_`, :func:`~syngeo.constraints.soften` and
+    :func:`~syngeo.constraints.project_`, operation for operation."""
+    pre, step = _c_parts(kernel, decay, momentum, target="const float nw",
+                         lift=constrained.lift)  # fmt: skip
+    block = ["const float wo = w;", "const float dn = d;", "{"]
+    if constrained.lift:
+        block += [
+            "const float sd = (float)((dn > 0.f) - (dn < 0.f));",
+            "const float w = (wo == 0.f && LO > 0.f) ? (S != 0.f ? S : -sd) * LO : wo;",
+            "const float s = (float)((w > 0.f) - (w < 0.f));",
+        ]
+    else:
+        block += ["const float w = wo;"]
+    if constrained.soft:
+        block += [
+            "float f = 1.f - fabsf(w) / SM;",
+            "f = f < 0.f ? 0.f : f;",
+            "const float d = (-dn) * s >= 0.f ? -((-dn) * f) : dn;",
+        ]
+    else:
+        block += ["const float d = dn;"]
+    block += step
+    block += [
+        "const float lo = S > 0.f ? LO : -HI;",
+        "const float hi = S < 0.f ? -LO : HI;",
+        "float v = nw < lo ? lo : nw;",
+        "v = v > hi ? hi : v;",
+        "W[i] = (S == 0.f && v != 0.f && fabsf(v) < LO) ? copysignf(LO, v) : v;",
+        "}",
+    ]
+    body = "".join(f"        {line}\n" for line in pre + block)
+    head = _C_HEADER.split("void syngeo_step")[0]
+    loop = """#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        const float S = %s;
+        const float w = W[i];
+        const float s = (float)((w > 0.f) - (w < 0.f));
+        (void)s; (void)S;
+%s      }
+"""
+    return head + (
+        """
+void syngeo_step(int64_t count, float *const *ws, const float *const *gs, float *const *bs,
+                 const int64_t *ns, const float *sc, const int8_t *const *ms, const float *cs) {
+  const float lr = sc[0], mom = sc[1], damp1 = sc[2], wd = sc[3], gmul = sc[4];
+  const float gref = sc[5], first = sc[6], nest = sc[7], P0 = sc[8], P1 = sc[9];
+  (void)lr; (void)mom; (void)damp1; (void)wd; (void)gref; (void)first; (void)nest;
+  (void)P0; (void)P1;
+  for (int64_t t = 0; t < count; t++) {
+    float *restrict W = ws[t];
+    const float *restrict G = gs[t];
+    float *restrict B = bs[t];
+    const int8_t *restrict MK = ms[t];
+    const int64_t n = ns[t];
+    const float SG = cs[4 * t], LO = cs[4 * t + 1], HI = cs[4 * t + 2], SM = cs[4 * t + 3];
+    (void)B; (void)SM;
+    if (MK) {
+"""
+        + loop % ("(float)MK[i]", body)
+        + "    } else {\n"
+        + loop % ("SG", body)
+        + "    }\n  }\n}\n"
+    )
 
 
 _CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
@@ -278,7 +390,7 @@ def _machine_key(cc: str) -> str:
 
 
 _LOCK = threading.Lock()
-_LIBRARIES: dict[tuple[StepKernel, str, bool, str | None], Any] = {}
+_LIBRARIES: dict[tuple[StepKernel, str, bool, Constrained | None, str | None], Any] = {}
 BUILD_SECONDS: list[float] = []
 """Wall seconds of each compiler run in this process (for the benchmark's first-use report)."""
 
@@ -311,33 +423,37 @@ def _build(source: str, cc: str) -> Path | None:
     return target
 
 
-def _load(kernel: StepKernel, decay: str, momentum: bool) -> Any:
+def _load(
+    kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained | None = None
+) -> Any:
     """The compiled ``syngeo_step`` for this configuration, or None (no compiler, failed build,
     failed self-test)."""
     cc = _compiler()
-    key = (kernel, decay, momentum, cc)
+    key = (kernel, decay, momentum, constrained, cc)
     with _LOCK:
         if key in _LIBRARIES:
             return _LIBRARIES[key]
         fn = None
         if cc is not None and platform.system() == "Linux":
-            path = _build(c_source(kernel, decay, momentum), cc)
+            path = _build(c_source(kernel, decay, momentum, constrained), cc)
             if path is not None:
                 try:
                     fn = ctypes.CDLL(str(path)).syngeo_step
                     fn.restype = None
-                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 5
+                    n_args = 5 if constrained is None else 7
+                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * n_args
                 except (OSError, AttributeError):
                     fn = None
         _LIBRARIES[key] = fn
-    if fn is not None and not _self_test(fn, kernel, decay, momentum):
+    if fn is not None and not _self_test(fn, kernel, decay, momentum, constrained):
         with _LOCK:
             _LIBRARIES[key] = None
         fn = None
         # not silent: a compiler is there but produced a wrong kernel (a compiler or libmvec
         # defect, or a bug here); the eager path is still correct
         warnings.warn(
-            f"the fused {kernel.family} kernel ({decay} decay, momentum={momentum}) built with "
+            f"the fused {kernel.family} kernel ({decay} decay, momentum={momentum}, "
+            f"{constrained or 'unconstrained'}) built with "
             f"{cc} failed its self-test; MirrorDescent uses the eager step instead",
             RuntimeWarning,
             stacklevel=3,
@@ -345,9 +461,12 @@ def _load(kernel: StepKernel, decay: str, momentum: bool) -> Any:
     return fn
 
 
-def _self_test(fn: Any, kernel: StepKernel, decay: str, momentum: bool) -> bool:
+def _self_test(
+    fn: Any, kernel: StepKernel, decay: str, momentum: bool, constrained: Constrained | None
+) -> bool:
     """A built kernel must agree with the eager formulas on a few values (a miscompiled or
-    mislinked library is never used)."""
+    mislinked library is never used). A constrained kernel is tried with a sign mask and a
+    ceiling (no floor: the zero lift and the soft factor are left to the test suite)."""
     w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
     g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
     b = torch.full_like(w, 0.2)
@@ -356,9 +475,16 @@ def _self_test(fn: Any, kernel: StepKernel, decay: str, momentum: bool) -> bool:
         expected_w, g.double(), expected_b if momentum else None, kernel, lr=0.01,
         momentum=0.5 if momentum else 0.0, weight_decay=0.1, decay=decay, decay_ref=0.0,
     )  # fmt: skip
+    cons = None
+    if constrained is not None:
+        mask = torch.tensor([1, -1, 0, 1, -1, 0], dtype=torch.int8)
+        cons = [(mask, (0.0, 0.0, 2.0, math.inf))]
+        lo = torch.where(mask > 0, 0.0, -2.0).double()
+        hi = torch.where(mask < 0, 0.0, 2.0).double()
+        expected_w = torch.minimum(torch.maximum(expected_w, lo), hi)
     _call_c(fn, [w], [g], [b] if momentum else None, kernel, lr=0.01, momentum=0.5,
             dampening=0.0, weight_decay=0.1, decay_ref=0.0, nesterov=False, gmul=1.0,
-            first=False, threads=1)  # fmt: skip
+            first=False, threads=1, cons=cons)  # fmt: skip
     ok = torch.allclose(w.double(), expected_w, rtol=1e-4, atol=1e-7)
     if momentum:
         ok = ok and torch.allclose(b.double(), expected_b, rtol=1e-5, atol=1e-7)
@@ -452,19 +578,24 @@ def _call_c(
     gmul: float,
     first: bool,
     threads: int,
+    cons: Sequence[tuple[Tensor | None, tuple[float, float, float, float]]] | None = None,
 ) -> None:
+    """``cons`` (constrained kernels): per tensor, an int8 sign mask of its shape (contiguous)
+    or None, and (sign where no mask, floor, ceiling, soft ceiling)."""
     sc = _scalars(kernel, lr, momentum, dampening, weight_decay, gmul, decay_ref, first, nesterov)
-    segments: list[tuple[int, int, int, int]] = []  # (w, g, b) addresses and length
+    segments: list[tuple[int, int, int, int, int, int]] = []  # w, g, b, mask, length, tensor
     total = sum(w.numel() for w in ws)
     piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
     for j, w in enumerate(ws):
         n = w.numel()
         wp, gp = w.data_ptr(), gs[j].data_ptr()
         bp = bs[j].data_ptr() if bs is not None else wp
+        mask = cons[j][0] if cons is not None else None
+        mp = mask.data_ptr() if mask is not None else 0
         for start in range(0, n, piece):
             length = min(piece, n - start)
             off = 4 * start
-            segments.append((wp + off, gp + off, bp + off, length))
+            segments.append((wp + off, gp + off, bp + off, mp + start if mp else 0, length, j))
     if not segments:
         return
     if threads <= 1 or total < 2 * _MIN_SEGMENT:
@@ -472,23 +603,27 @@ def _call_c(
     else:
         bins = [[] for _ in range(threads)]
         loads = [0] * threads
-        for seg in sorted(segments, key=lambda s: -s[3]):  # largest first onto the least loaded
+        for seg in sorted(segments, key=lambda s: -s[4]):  # largest first onto the least loaded
             k = loads.index(min(loads))
             bins[k].append(seg)
-            loads[k] += seg[3]
+            loads[k] += seg[4]
         bins = [b for b in bins if b]
 
-    def run(batch: list[tuple[int, int, int, int]]) -> None:
+    def run(batch: list[tuple[int, int, int, int, int, int]]) -> None:
         k = len(batch)
         ptr = ctypes.c_void_p * k
-        fn(
+        args = [
             k,
             ptr(*(s[0] for s in batch)),
             ptr(*(s[1] for s in batch)),
             ptr(*(s[2] for s in batch)),
-            (ctypes.c_int64 * k)(*(s[3] for s in batch)),
+            (ctypes.c_int64 * k)(*(s[4] for s in batch)),
             sc,
-        )
+        ]
+        if cons is not None:
+            args.append(ptr(*((s[3] or None) for s in batch)))
+            args.append((ctypes.c_float * (4 * k))(*(v for s in batch for v in cons[s[5]][1])))
+        fn(*args)
 
     if len(bins) == 1:
         run(bins[0])
@@ -499,12 +634,23 @@ def _call_c(
             future.result()
 
 
-def cpu_kernel_available(kernel: StepKernel | None, decay: str, *, momentum: bool) -> bool:
+def cpu_kernel_available(
+    kernel: StepKernel | None,
+    decay: str,
+    *,
+    momentum: bool,
+    constrained: Constrained | None = None,
+) -> bool:
     """True when the CPU kernel for this configuration is built (or buildable now) and passed
     its self-test. The first call per configuration may run the compiler (about 0.3 s)."""
     if kernel is None or kernel.family not in FAMILIES or decay not in DECAY_MODES:
         return False
-    return _load(kernel, decay, momentum) is not None
+    if constrained is not None and constrained.lift and kernel.family not in _SIGN_PRESERVING:
+        return False
+    return _load(kernel, decay, momentum, constrained) is not None
+
+
+_SIGN_PRESERVING = ("ne", "tsallis")
 
 
 def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
@@ -520,6 +666,288 @@ def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) 
             b = bufs[j]
             if b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape:
                 return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Adam in the dual space (syngeo.optim_adam): one pass reading w, g, m, v and writing w, m, v
+# --------------------------------------------------------------------------------------------
+
+ADAM_DECAY_MODES = ("none", "primal", "sign", "dual", "shrink", "dual-decoupled", "sign-decoupled")
+"""Weight decay of the fused Adam step: coupled r(w) added to g (none, primal, sign, dual),
+AdamW's primal shrink w ← (1 − ηλ)w, or a decoupled dual step −ηλ r(w) (dual or sign)."""
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """One configuration of the fused Adam kernel (a decay mode and amsgrad)."""
+
+    decay: str = "none"
+    amsgrad: bool = False
+
+
+def adam_source(kernel: StepKernel, config: AdamConfig) -> str:
+    r"""C source of the fused dual-space Adam step (``torch.optim.adam``'s single-tensor order
+    of operations: ``lerp`` for m, ``v·β₂ + (1−β₂)·g·g``, ``√v/√bc₂ + ε``, then the dual step
+    :math:`d = s_t\,(m / \mathrm{denom})` taken by the MirrorDescent step part with η = 1)."""
+    decay = config.decay
+    r_mode = {"dual-decoupled": "dual", "sign-decoupled": "sign"}.get(decay, decay)
+    mirror_decay = "dual" if r_mode == "dual" else "none"
+    pre, step = _c_parts(kernel, mirror_decay, False, target="W[i]")
+    pre = [line for line in pre if not line.startswith(("const float g =", "const float d ="))]
+    r = {"none": "0.f", "primal": "w", "sign": "s", "dual": "(m - s * gref)",
+         "shrink": "0.f"}[r_mode]  # fmt: skip
+    coupled = decay in ("primal", "sign", "dual")
+    lines = list(pre)
+    lines.append(f"const float g = gmul * G[i]{f' + wd * {r}' if coupled else ''};")
+    lines.append("const float m1 = M1[i] + b1c * (g - M1[i]);")
+    lines.append("M1[i] = m1;")
+    lines.append("const float v = b2 * V[i] + b2c * g * g;")
+    lines.append("V[i] = v;")
+    if config.amsgrad:
+        lines.append("const float vm = VM[i] > v ? VM[i] : v;")
+        lines.append("VM[i] = vm;")
+        lines.append("const float denom = sqrtf(vm) / BC2 + eps;")
+    else:
+        lines.append("const float denom = sqrtf(v) / BC2 + eps;")
+    if decay in ("dual-decoupled", "sign-decoupled"):
+        lines.append(f"const float d = SS * (m1 / denom) + dwd * {r};")
+    else:
+        lines.append("const float d = SS * (m1 / denom);")
+    body = "".join(f"      {line}\n" for line in lines + step)
+    load_w = "W[i] * shrink" if decay == "shrink" else "W[i]"
+    return (
+        _C_HEADER.split("void syngeo_step")[0]
+        + """
+void syngeo_adam(int64_t count, float *const *ws, const float *const *gs, float *const *m1s,
+                 float *const *vs, float *const *vms, const int64_t *ns, const float *sc,
+                 const float *cs) {
+  const float lr = sc[0], b1c = sc[1], b2 = sc[2], b2c = sc[3], wd = sc[4], gmul = sc[5];
+  const float gref = sc[6], eps = sc[7], P0 = sc[8], P1 = sc[9], dwd = sc[10];
+  const float shrink = sc[11];
+  (void)lr; (void)wd; (void)gref; (void)P0; (void)P1; (void)dwd; (void)shrink;
+  for (int64_t t = 0; t < count; t++) {
+    float *restrict W = ws[t];
+    const float *restrict G = gs[t];
+    float *restrict M1 = m1s[t];
+    float *restrict V = vs[t];
+    float *restrict VM = vms[t];
+    const int64_t n = ns[t];
+    const float SS = cs[2 * t], BC2 = cs[2 * t + 1];
+    (void)VM;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+      const float w = @LOAD_W@;
+      const float s = (float)((w > 0.f) - (w < 0.f));
+      (void)s;
+""".replace("@LOAD_W@", load_w)
+        + body
+        + _C_FOOTER
+    )
+
+
+_ADAM_LIBRARIES: dict[tuple[StepKernel, AdamConfig, str | None], Any] = {}
+
+
+def _load_adam(kernel: StepKernel, config: AdamConfig) -> Any:
+    """The compiled ``syngeo_adam`` for this configuration, or None (as :func:`_load`)."""
+    cc = _compiler()
+    key = (kernel, config, cc)
+    with _LOCK:
+        if key in _ADAM_LIBRARIES:
+            return _ADAM_LIBRARIES[key]
+        fn = None
+        if cc is not None and platform.system() == "Linux":
+            path = _build(adam_source(kernel, config), cc)
+            if path is not None:
+                try:
+                    fn = ctypes.CDLL(str(path)).syngeo_adam
+                    fn.restype = None
+                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 8
+                except (OSError, AttributeError):
+                    fn = None
+        _ADAM_LIBRARIES[key] = fn
+    if fn is not None and not _adam_self_test(fn, kernel, config):
+        with _LOCK:
+            _ADAM_LIBRARIES[key] = None
+        fn = None
+        warnings.warn(
+            f"the fused {kernel.family} Adam kernel ({config}) built with {cc} failed its "
+            "self-test; MirrorAdam uses the eager step instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return fn
+
+
+def _adam_self_test(fn: Any, kernel: StepKernel, config: AdamConfig) -> bool:
+    """The built kernel against a float64 evaluation of the same formulas on a few values."""
+    from syngeo.potentials import Hypentropy, NegativeEntropy, PNorm, Tsallis
+
+    phi = {"pnorm": PNorm, "ne": lambda _: NegativeEntropy(), "hypentropy": Hypentropy,
+           "tsallis": Tsallis}[kernel.family](kernel.parameter)  # fmt: skip
+    w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
+    g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
+    m1 = torch.full_like(w, 0.2)
+    v = torch.full_like(w, 0.3)
+    vm = torch.full_like(w, 0.4)
+    lr, wd, b1, b2, eps, ss, bc2 = 0.01, 0.1, 0.9, 0.99, 1e-8, 0.05, 0.5
+    x, gg = w.double(), g.double()
+    if config.decay == "shrink":
+        x = x * (1 - lr * wd)
+    s = torch.sign(x)
+    r = {"none": 0 * x, "primal": x, "sign": s, "dual": phi.grad(x), "shrink": 0 * x,
+         "dual-decoupled": phi.grad(x), "sign-decoupled": s}[config.decay]  # fmt: skip
+    coupled = config.decay in ("primal", "sign", "dual")
+    gg = gg + (wd * r if coupled else 0)
+    em = 0.2 + (1 - b1) * (gg - 0.2)
+    ev = b2 * 0.3 + (1 - b2) * gg * gg
+    den = torch.maximum(ev, torch.tensor(0.4, dtype=torch.float64)) if config.amsgrad else ev
+    d = ss * em / (den.sqrt() / bc2 + eps)
+    if config.decay in ("dual-decoupled", "sign-decoupled"):
+        d = d + lr * wd * r
+    expected = phi.grad_inverse(phi.grad(x) - d, sign=s if phi.preserves_sign else None)
+    _call_adam(fn, [w], [g], [m1], [v], [vm] if config.amsgrad else None, kernel,
+               lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd, decay=config.decay,
+               decay_ref=0.0, gmul=1.0, step_sizes=[ss], bc2_sqrts=[bc2],
+               threads=1)  # fmt: skip
+    ok = torch.allclose(w.double(), expected, rtol=1e-4, atol=1e-7)
+    ok = (
+        ok
+        and torch.allclose(m1.double(), em, rtol=1e-5)
+        and torch.allclose(v.double(), ev, rtol=1e-5)
+    )
+    return bool(ok)
+
+
+def _call_adam(
+    fn: Any,
+    ws: Sequence[Tensor],
+    gs: Sequence[Tensor],
+    m1s: Sequence[Tensor],
+    vs: Sequence[Tensor],
+    vms: Sequence[Tensor] | None,
+    kernel: StepKernel,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: str,
+    decay_ref: float,
+    gmul: float,
+    step_sizes: Sequence[float],
+    bc2_sqrts: Sequence[float],
+    threads: int,
+) -> None:
+    family, x = kernel.family, kernel.parameter
+    if family == "hypentropy":
+        p0, p1 = x, 0.0
+    elif family == "tsallis":
+        p0, p1 = x - 1.0, (1.0 - x) / x  # η = 1: the step size is inside d
+    else:
+        p0, p1 = 0.0, 0.0
+    coupled = decay in ("primal", "sign", "dual")
+    values = (1.0, 1.0 - beta1, beta2, 1.0 - beta2, weight_decay if coupled else 0.0, gmul,
+              decay_ref, eps, p0, p1, lr * weight_decay, 1.0 - lr * weight_decay)  # fmt: skip
+    sc = (ctypes.c_float * len(values))(*values)
+    total = sum(w.numel() for w in ws)
+    piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
+    segments = []
+    for j, w in enumerate(ws):
+        n = w.numel()
+        ptrs = (w.data_ptr(), gs[j].data_ptr(), m1s[j].data_ptr(), vs[j].data_ptr(),
+                vms[j].data_ptr() if vms is not None else w.data_ptr())  # fmt: skip
+        for start in range(0, n, piece):
+            off = 4 * start
+            segments.append((tuple(p + off for p in ptrs), min(piece, n - start), j))
+    if not segments:
+        return
+    if threads <= 1 or total < 2 * _MIN_SEGMENT:
+        bins = [segments]
+    else:
+        bins = [[] for _ in range(threads)]
+        loads = [0] * threads
+        for seg in sorted(segments, key=lambda s: -s[1]):
+            k = loads.index(min(loads))
+            bins[k].append(seg)
+            loads[k] += seg[1]
+        bins = [b for b in bins if b]
+
+    def run(batch: list) -> None:
+        k = len(batch)
+        ptr = ctypes.c_void_p * k
+        fn(
+            k,
+            *(ptr(*(s[0][a] for s in batch)) for a in range(5)),
+            (ctypes.c_int64 * k)(*(s[1] for s in batch)),
+            sc,
+            (ctypes.c_float * (2 * k))(
+                *(v for s in batch for v in (step_sizes[s[2]], bc2_sqrts[s[2]]))
+            ),
+        )
+
+    if len(bins) == 1:
+        run(bins[0])
+    else:
+        futures = [_pool(len(bins) - 1).submit(run, batch) for batch in bins[1:]]
+        run(bins[0])
+        for future in futures:
+            future.result()
+
+
+def fused_adam_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor],
+    exp_avg_sqs: Sequence[Tensor],
+    max_exp_avg_sqs: Sequence[Tensor],
+    state_steps: Sequence[Tensor],
+    kernel: StepKernel | None,
+    *,
+    amsgrad: bool,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    decay: str,
+    decay_ref: float = 0.0,
+    maximize: bool = False,
+) -> bool:
+    r"""One fused dual-space Adam step (:class:`syngeo.MirrorAdam`'s rule) in place on float32
+    CPU ``params`` and their moments; False (nothing changed, ``state_steps`` included) when no
+    kernel applies. ``decay`` is one of :data:`ADAM_DECAY_MODES`; ``decay_ref`` is
+    :math:`\nabla\phi(c)` of the dual decay. Bias corrections are torch's (per tensor, from its
+    step count, in double precision)."""
+    if not params:
+        return True
+    if kernel is None or kernel.family not in FAMILIES or decay not in ADAM_DECAY_MODES:
+        return False
+    for j, w in enumerate(params):
+        tensors = [w, grads[j], exp_avgs[j], exp_avg_sqs[j]]
+        if amsgrad:
+            tensors.append(max_exp_avg_sqs[j])
+        for t in tensors:
+            if t.device.type != "cpu" or t.dtype != torch.float32 or t.is_sparse:
+                return False
+            if not t.is_contiguous() or t.shape != w.shape:
+                return False
+    fn = _load_adam(kernel, AdamConfig(decay=decay, amsgrad=amsgrad))
+    if fn is None:
+        return False
+    step_sizes, bc2_sqrts = [], []
+    for t in state_steps:
+        t += 1
+        step = float(t)
+        step_sizes.append(lr / (1 - beta1**step))
+        bc2_sqrts.append((1 - beta2**step) ** 0.5)
+    _call_adam(fn, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None,
+               kernel, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+               decay=decay, decay_ref=decay_ref, gmul=-1.0 if maximize else 1.0,
+               step_sizes=step_sizes, bc2_sqrts=bc2_sqrts,
+               threads=torch.get_num_threads())  # fmt: skip
     return True
 
 
@@ -635,6 +1063,8 @@ def fused_step_(
     grad_scale: Tensor | None = None,
     found_inf: Tensor | None = None,
     interpret: bool = False,
+    constraints: Sequence[Any] | None = None,
+    lift: bool = False,
 ) -> bool:
     r"""One fused mirror-descent step in place on ``params`` (all on one device); False (and
     nothing changed) when no kernel applies, so the caller takes its eager path.
@@ -648,6 +1078,10 @@ def fused_step_(
     :math:`\nabla\phi(c)` for the dual decay. ``found_inf`` non-zero skips the step (GradScaler's
     contract); ``grad_scale`` divides the gradients. ``interpret=True`` runs the Triton kernel
     on CPU tensors (``TRITON_INTERPRET=1`` must be set before Triton is imported; tests only).
+
+    ``constraints`` (CPU only): one :class:`syngeo.constraints.Constraint` per parameter; the
+    step is then the Bregman projection of the module ``syngeo.constraints`` (the zero lift
+    only with ``lift=True``, which the caller sets for sign-preserving potentials).
     """
     if not params:
         return True
@@ -666,6 +1100,16 @@ def fused_step_(
     else:
         first = False
     gmul = -1.0 if maximize else 1.0
+    constrained = None
+    if constraints is not None:
+        if len(constraints) != len(params) or any(c is None for c in constraints):
+            return False
+        lift = lift and any(c.min_abs > 0 for c in constraints)
+        if lift and kernel.family not in _SIGN_PRESERVING:
+            return False
+        constrained = Constrained(lift=lift, soft=any(c.soft for c in constraints))
+    if constrained is not None and (device.type != "cpu" or interpret):
+        return False  # the Triton kernel has no constrained variant
     if device.type == "cuda" or interpret:
         if not _cuda_eligible(params, grads, bufs) or _triton_kernel() is None:
             return False
@@ -679,9 +1123,12 @@ def fused_step_(
         return True
     if device.type != "cpu" or not _cpu_eligible(params, grads, bufs):
         return False
-    fn = _load(kernel, decay, use_momentum)
+    fn = _load(kernel, decay, use_momentum, constrained)
     if fn is None:
         return False
+    cons = None
+    if constraints is not None:
+        cons = [c.kernel_arguments(w) for c, w in zip(constraints, params, strict=True)]
     if found_inf is not None and float(found_inf.reshape(())) != 0.0:
         return True  # GradScaler found inf/nan: skip the step (momentum untouched)
     if grad_scale is not None:
@@ -691,5 +1138,5 @@ def fused_step_(
             bufs[j] = torch.empty_like(w, memory_format=torch.contiguous_format)
     _call_c(fn, params, grads, bufs, kernel, lr=lr, momentum=momentum, dampening=dampening,  # type: ignore[arg-type]
             weight_decay=weight_decay, decay_ref=decay_ref, nesterov=nesterov, gmul=gmul,
-            first=first, threads=torch.get_num_threads())  # fmt: skip
+            first=first, threads=torch.get_num_threads(), cons=cons)  # fmt: skip
     return True

@@ -359,9 +359,12 @@ class MirrorDescent(Optimizer):
         for groups of at least ``AUTO_FUSED_MIN_NUMEL`` float32 CPU elements that are not
         Euclidean (there a one-time kernel build of about 0.3 s, cached on disk, pays back
         within a few steps; smaller groups keep the eager path, so small models never run a
-        compiler); ``False`` never. Plasticity noise, constraints, ``cache_dual`` and a
-        potential without a kernel (a user's own) always take the eager path, as does any
-        machine without a working compiler (silently).
+        compiler); ``False`` never. Constraints are fused on CPU (sign mask, floor, hard and
+        soft ceiling, the zero lift; constrained parameters take a constrained kernel, the
+        others the plain one); on CUDA and under the 2-norm they take the eager path.
+        Plasticity noise, ``cache_dual`` and a potential without a kernel (a user's own)
+        always take the eager path, as does any machine without a working compiler
+        (silently).
     plasticity_noise
         Optional ``noise(params) -> list[Tensor]`` (see Conventions).
     noise_space
@@ -784,8 +787,8 @@ def mirror_descent(
                 momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                 nesterov=nesterov, maximize=maximize, decay_space=decay_space,
                 decay_to=decay_to, grad_scale=grad_scale, found_inf=found_inf,
-                eligible=plasticity_noise is None and constraints is None
-                and dual_cache is None and not has_sparse_grad,
+                eligible=plasticity_noise is None and dual_cache is None and not has_sparse_grad,
+                constraints=constraints,
             )  # fmt: skip
         if remaining is None:
             return
@@ -796,11 +799,15 @@ def mirror_descent(
             grads = [grads[i] for i in remaining]
             if momentum != 0:
                 sub_bufs = [momentum_buffer_list[i] for i in remaining]
+                sub_cons = None if constraints is None else [constraints[i] for i in remaining]
                 _eager_rest(params, grads, sub_bufs, remaining, momentum_buffer_list, phi, lr,
                             momentum, dampening, weight_decay, nesterov, maximize, foreach,
-                            noise_space, decay_space, decay_to, grad_scale)  # fmt: skip
+                            noise_space, decay_space, decay_to, grad_scale,
+                            sub_cons)  # fmt: skip
                 return
             momentum_buffer_list = []
+            if constraints is not None:
+                constraints = [constraints[i] for i in remaining]
     if grad_scale is not None:  # eager path of a fused optimizer: unscale here
         inv = 1.0 / float(grad_scale.reshape(()))
         grads = [g * inv for g in grads]
@@ -873,12 +880,19 @@ def _fused_mirror_descent(
     grad_scale: Tensor | None,
     found_inf: Tensor | None,
     eligible: bool,
+    constraints: list[Constraint | None] | None = None,
 ) -> list[int] | None:
     """Run the fused kernels on every (device, dtype) group they apply to; return the indices
-    of the parameters left for the eager path (None: all done)."""
+    of the parameters left for the eager path (None: all done). Within a group, constrained
+    parameters take the constrained kernel and the others the plain one (so they get exactly
+    the unconstrained optimizer's arithmetic)."""
     everything = list(range(len(params)))
     if not eligible:
         return everything
+    if constraints is not None and all(c is None for c in constraints):
+        constraints = None
+    if phi.is_euclidean and constraints is not None:
+        return everything  # the 2-norm's projection stays on the eager (SGD) path
     if phi.is_euclidean:
         if not fused or (decay_space == "dual" and decay_to != 0 and weight_decay != 0):
             return everything
@@ -911,23 +925,34 @@ def _fused_mirror_descent(
         ):
             left += indices
             continue
-        bufs = list(dev_bufs) if momentum != 0 else None
-        done = kernels.fused_step_(
-            dev_params, dev_grads, bufs, kernel, lr=lr, momentum=momentum,  # type: ignore[arg-type]
-            dampening=dampening, weight_decay=weight_decay, decay=decay, decay_ref=decay_ref,
-            nesterov=nesterov, maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-        )  # fmt: skip
-        if not done:
-            left += indices
-        elif bufs is not None:
-            for j, i in enumerate(indices):
-                momentum_buffer_list[i] = bufs[j]
+        if constraints is None:
+            parts = [(list(range(len(indices))), None)]
+        else:
+            cons = [constraints[i] for i in indices]
+            free = [j for j, c in enumerate(cons) if c is None]
+            held = [j for j, c in enumerate(cons) if c is not None]
+            parts = [(js, None if js is free else [cons[j] for j in js])
+                     for js in (free, held) if js]  # fmt: skip
+        for js, part_cons in parts:
+            sub_params = [dev_params[j] for j in js]
+            bufs = [dev_bufs[j] for j in js] if momentum != 0 else None
+            done = kernels.fused_step_(
+                sub_params, [dev_grads[j] for j in js], bufs, kernel, lr=lr,  # type: ignore[arg-type, misc]
+                momentum=momentum, dampening=dampening, weight_decay=weight_decay, decay=decay,
+                decay_ref=decay_ref, nesterov=nesterov, maximize=maximize, grad_scale=grad_scale,
+                found_inf=found_inf, constraints=part_cons, lift=phi.preserves_sign,
+            )  # fmt: skip
+            if not done:
+                left += [indices[j] for j in js]
+            elif bufs is not None:
+                for k, j in enumerate(js):
+                    momentum_buffer_list[indices[j]] = bufs[k]
     return sorted(left) if left else None
 
 
 def _eager_rest(params, grads, sub_bufs, remaining, momentum_buffer_list, phi, lr, momentum,
                 dampening, weight_decay, nesterov, maximize, foreach, noise_space, decay_space,
-                decay_to, grad_scale) -> None:  # fmt: skip
+                decay_to, grad_scale, constraints=None) -> None:  # fmt: skip
     """Eager step of the parameters a fused kernel did not take (their buffers written back)."""
     if grad_scale is not None:
         inv = 1.0 / float(grad_scale.reshape(()))
@@ -937,7 +962,7 @@ def _eager_rest(params, grads, sub_bufs, remaining, momentum_buffer_list, phi, l
         func(params, grads, sub_bufs, None, potential=phi, lr=_as_float(lr), momentum=momentum,
              dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
              maximize=maximize, noise_space=noise_space, decay_space=decay_space,
-             decay_to=decay_to)  # fmt: skip
+             decay_to=decay_to, constraints=constraints)  # fmt: skip
     for j, i in enumerate(remaining):
         momentum_buffer_list[i] = sub_bufs[j]
 

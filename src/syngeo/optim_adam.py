@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam as _torch_adam
 
+from syngeo import kernels
 from syngeo.constraints import (
     ConstraintsLike,
     as_constraint_map,
@@ -60,9 +61,11 @@ from syngeo.constraints import (
 )
 from syngeo.errors import InputError, InputTypeError
 from syngeo.optim import (
+    AUTO_FUSED_MIN_NUMEL,
     _as_potential,
     _check_decay,
     _decay_term,
+    _kernel_decay,
     _potential_to_state,
 )
 from syngeo.potentials import Potential, PotentialLike, potential
@@ -101,6 +104,13 @@ class MirrorAdam(torch.optim.Adam):
     constraints
         A :class:`~syngeo.constraints.Constraint` for every parameter, or a dict
         ``{parameter: Constraint}``; configuration, not state (``state_dict`` omits it).
+    fused
+        One pass per tensor reading w, g and the moments and writing them back
+        (:func:`syngeo.kernels.fused_adam_`; docs/geometries.md, "Cost and performance"):
+        ``True`` wherever the CPU kernel applies (float32, a potential with a
+        ``step_kernel``, a working C compiler), ``None`` (default) for float32 CPU groups of at
+        least ``AUTO_FUSED_MIN_NUMEL`` elements, ``False`` never. The 2-norm is always torch's
+        own Adam/AdamW; constraints and a user's potential take the eager path. Per group.
 
     Examples
     --------
@@ -130,7 +140,10 @@ class MirrorAdam(torch.optim.Adam):
         constraints: ConstraintsLike = None,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
+        if fused is not None and not isinstance(fused, bool):
+            raise InputTypeError(f"fused must be True, False or None, got {fused!r}")
         phi = _as_potential(potential)
         _check_decay(decay_space, decay_to, phi)
         super().__init__(
@@ -144,8 +157,10 @@ class MirrorAdam(torch.optim.Adam):
             maximize=maximize,
             decoupled_weight_decay=self._decoupled,
         )
-        self.defaults.update(potential=phi, decay_space=decay_space, decay_to=decay_to)
+        self.defaults.update(potential=phi, decay_space=decay_space, decay_to=decay_to,
+                             fused_kernel=fused)  # fmt: skip
         for group in self.param_groups:
+            group.setdefault("fused_kernel", fused)
             group.setdefault("decay_space", decay_space)
             group.setdefault("decay_to", decay_to)
             group["potential"] = _as_potential(group.get("potential", phi))
@@ -222,6 +237,7 @@ class MirrorAdam(torch.optim.Adam):
                 decay_space=group["decay_space"],
                 decay_to=group["decay_to"],
                 constraints=constraint_list(self._constraints, params),
+                fused=group.get("fused_kernel"),
             )
         return loss
 
@@ -277,11 +293,13 @@ def mirror_adam(
     decay_space: str = "auto",
     decay_to: float = 0.0,
     constraints: list[Any] | None = None,
+    fused: bool | None = None,
 ) -> None:
     """Functional dual-space Adam step, in place on ``params`` (rule: module docstring).
 
     State lists as for ``torch.optim.adam.adam``. ``constraints``: one
-    :class:`~syngeo.constraints.Constraint` or None per parameter (or None).
+    :class:`~syngeo.constraints.Constraint` or None per parameter (or None). ``fused``: as in
+    :class:`MirrorAdam`.
     """
     phi = _as_potential(potential)
     _check_decay(decay_space, decay_to, phi)
@@ -289,6 +307,16 @@ def mirror_adam(
         return
     if constraints is not None and len(constraints) != len(params):
         raise InputError(f"got {len(params)} parameters but {len(constraints)} constraints")
+    constrained = constraints is not None and any(c is not None for c in constraints)
+    if constrained or phi.is_euclidean:
+        fused = False  # the eager projection; torch's own Adam/AdamW at p = 2
+    if fused is not False and _fused_adam(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, phi,
+        fused=fused, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+        weight_decay=weight_decay, eps=eps, maximize=maximize, decoupled=decoupled,
+        decay_space=decay_space, decay_to=decay_to,
+    ):  # fmt: skip
+        return
     kw = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps, foreach=foreach)
     primal = decay_space == "primal" or (decay_space == "auto" and not phi.preserves_sign)
     soft = constraints is not None and any(c is not None and c.soft for c in constraints)
@@ -351,3 +379,28 @@ def mirror_adam(
     phi.mirror_step_(params, steps, -1.0, foreach=foreach)
     if constraints is not None:
         project_(params, constraints)
+
+
+def _fused_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, phi, *,
+                fused, amsgrad, beta1, beta2, lr, weight_decay, eps, maximize, decoupled,
+                decay_space, decay_to) -> bool:  # fmt: skip
+    """The whole group through :func:`syngeo.kernels.fused_adam_`, or False (nothing done)."""
+    step_kernel = getattr(phi, "step_kernel", None)
+    kernel = step_kernel() if callable(step_kernel) else None
+    if kernel is None or (isinstance(lr, Tensor) and lr.numel() != 1):
+        return False
+    if any(t.device.type != "cpu" for t in state_steps):
+        return False
+    if fused is None and (
+        any(w.device.type != "cpu" or w.dtype != torch.float32 for w in params)
+        or sum(w.numel() for w in params) < AUTO_FUSED_MIN_NUMEL
+    ):
+        return False
+    mode, ref = _kernel_decay(phi, weight_decay, decay_space, decay_to)
+    if decoupled and mode != "none":
+        mode = {"primal": "shrink", "dual": "dual-decoupled", "sign": "sign-decoupled"}[mode]
+    return kernels.fused_adam_(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, kernel,
+        amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=float(lr), eps=eps,
+        weight_decay=weight_decay, decay=mode, decay_ref=ref, maximize=maximize,
+    )  # fmt: skip
