@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
         toeplitz_correlation_row,
     )
     from syngeo.data.weights import WeightPair, WeightSet, load_pair, load_weights
+    from syngeo.diagnostics import FitDiagnostics, diagnose
     from syngeo.errors import (
         ConvergenceError,
         DataFileError,
@@ -65,7 +66,6 @@ if TYPE_CHECKING:  # pragma: no cover
         InputError,
         InputTypeError,
     )
-    from syngeo.diagnostics import FitDiagnostics, diagnose
     from syngeo.expansion import Expansion, expand_linear, expand_sigmoid
     from syngeo.finetune import FinetuneProtocol, FinetuneResult
     from syngeo.gaussianity import (
@@ -320,8 +320,8 @@ __all__ = [
     "ExpectedLearningRate",
     "FinetuneProtocol",
     "FinetuneResult",
-    "FitDiagnostics",
     "Fisher",
+    "FitDiagnostics",
     "FlatLoss",
     "FlowField",
     "FlowTrajectory",

@@ -112,9 +112,7 @@ def run_power(
     from syngeo.design import DEFAULT_DESIGN_CANDIDATES
 
     cands = (
-        parse_candidates(candidates)
-        if candidates is not None
-        else list(DEFAULT_DESIGN_CANDIDATES)
+        parse_candidates(candidates) if candidates is not None else list(DEFAULT_DESIGN_CANDIDATES)
     )
     config = Config(
         truth=truth,
