@@ -181,6 +181,7 @@ def _candidates(args: argparse.Namespace, lr: float) -> dict[str, tuple[Callable
         "Adam (foreach)": (lambda ps: torch.optim.Adam(ps, lr=lr, foreach=True), None),
         "MirrorAdam 3-norm": (lambda ps: MirrorAdam(ps, lr, potential="3-norm"), None),
         "MirrorAdam NE": (lambda ps: MirrorAdam(ps, lr, potential="ne"), None),
+        "MirrorAdam 2.2-norm": (lambda ps: MirrorAdam(ps, lr, potential="p=2.2"), None),
         "MirrorAdamW hypentropy": (lambda ps: MirrorAdamW(ps, lr, potential="hypentropy(beta=0.05)"), None),
         "authors 3-norm": (lambda ps: AuthorsMD(ps, lr, 3.0), None),
         "authors NE": (lambda ps: AuthorsMD(ps, lr, None), None),
