@@ -624,9 +624,17 @@ def overflowing_synapses(
     {'3-norm': array([1])}
     """
     b, a = as_weight_pair(before, after)
+    # a mirror map is increasing: its largest magnitude is at the smallest or largest weight, so
+    # a candidate whose four extreme values are fine needs no pass over every synapse
+    extremes = np.array([b.min(), b.max(), a.min(), a.max()])
     out: dict[str, np.ndarray] = {}
     for c in candidates:
         psi = as_potential(c)
+        with np.errstate(all="ignore"):
+            u = np.asarray(psi.grad(extremes), dtype=np.float64)
+        ok_domain = (extremes != 0) if psi.preserves_sign else np.ones(4, bool)
+        if not (ok_domain & ~(np.abs(u) <= _DUAL_LIMIT)).any():
+            continue
         bad = np.zeros(b.size, bool)
         for w in (b, a):
             with np.errstate(all="ignore"):

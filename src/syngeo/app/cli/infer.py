@@ -203,7 +203,7 @@ def fit_and_check(
     a first fit, the synapses :func:`syngeo.diagnostics.influential_synapses` flags (one round;
     the refit is diagnosed again and says whether more stand out).
     """
-    from syngeo.diagnostics import check_finite_duals, diagnose, overflowing_synapses
+    from syngeo.diagnostics import diagnose, overflowing_synapses
     from syngeo.inference import default_candidates, infer_geometry
     from syngeo.potentials import potential
 
@@ -229,7 +229,6 @@ def fit_and_check(
                 mask = np.zeros(kept.size, bool)
                 mask[np.concatenate(list(bad.values()))] = True
                 drop(mask, "dual overflows")
-        check_finite_duals(b[kept], a[kept], cands)
 
     def run() -> tuple[Any, Any]:
         bk, ak = (b, a) if b.size != a.size else (b[kept], a[kept])
