@@ -576,3 +576,41 @@ def test_with_data_sets_the_declared_field_as_an_absolute_path(tmp_path, monkeyp
         fig7a.with_data(config, tmp_path / "empty")
     with pytest.raises(InputError, match="not a field"):
         dataclasses.replace(_testing.EXPERIMENT, data_field="data_dir")
+
+
+def _cache_of_this_cell(config, cell):
+    from syngeo.app.sweep import cache_dir
+
+    config["barrier"].wait()  # both cells are inside at once
+    seen = cache_dir()
+    config["barrier"].wait()
+    return [seen]
+
+
+def test_cells_running_in_threads_at_once_each_see_their_own_cache(tmp_path):
+    """An in-process Dask cluster runs cells of several sweeps in threads at once: each must see
+    its own sweep's cache, and none may leave its folder set when it ends (a module global saved
+    and restored by each call leaks one across them)."""
+    import threading
+
+    from syngeo.app.sweep import _CellCall, cache_dir
+
+    config = {"barrier": threading.Barrier(2)}
+    seen = {}
+
+    def run(name, order):
+        call = _CellCall(_cache_of_this_cell, str(tmp_path / name))
+        order.wait() if order else None
+        seen[name] = call(config, {})[0]
+
+    start = threading.Barrier(2)
+    threads = [threading.Thread(target=run, args=(n, start)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert seen == {"a": tmp_path / "a", "b": tmp_path / "b"}
+    assert cache_dir() is None
+    # sequential calls in one thread restore the state each found
+    _CellCall(lambda c, cell: [cache_dir()], str(tmp_path / "c"))({}, {})
+    assert cache_dir() is None

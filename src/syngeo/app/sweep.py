@@ -57,6 +57,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -92,8 +93,12 @@ CELLS_DIR = "cells"
 CACHE_DIR = "cache"
 CELL_SUFFIX = ".parquet"
 
-#: The cache folder of the sweep whose cell this process is computing (None outside a cell).
-_current_cache: Path | None = None
+#: The cache folder of the sweep whose cell this thread is computing (None outside a cell). A
+#: context variable, not a module global: an in-process Dask cluster runs cells of different
+#: sweeps in threads at once, and a global saved and restored by each would leak across them.
+_current_cache: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "syngeo_sweep_cache", default=None
+)
 
 
 def cache_dir() -> Path | None:
@@ -107,11 +112,12 @@ def cache_dir() -> Path | None:
     file at once. With a Dask cluster, the workers see the folder only if it is on a file system
     they share with this process.
     """
-    if _current_cache is None:
+    folder = _current_cache.get()
+    if folder is None:
         return None
     with contextlib.suppress(OSError):
-        _current_cache.mkdir(parents=True, exist_ok=True)
-    return _current_cache if _current_cache.is_dir() else None
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder if folder.is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -126,13 +132,11 @@ class _CellCall:
     cache: str
 
     def __call__(self, config: Any, cell: dict) -> list:
-        global _current_cache
-        previous = _current_cache
-        _current_cache = Path(self.cache)
+        token = _current_cache.set(Path(self.cache))
         try:
             return self.run_cell(config, cell)
         finally:
-            _current_cache = previous
+            _current_cache.reset(token)
 
 
 @dataclass(frozen=True, repr=False)
