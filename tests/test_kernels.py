@@ -486,18 +486,33 @@ _TRITON_SCRIPT = textwrap.dedent(
     from syngeo.kernels import fused_step_
     from syngeo.optim import _kernel_decay
     from syngeo.potentials import potential
-    out = []
+    from syngeo.kernels import TRITON_BLOCK, triton_launch_tables
+
+    def unaligned(x):  # the same values at an address 4 bytes past a 16-byte boundary
+        buf = torch.empty(x.numel() + 1, dtype=x.dtype)
+        view = buf[1:].view(x.shape)
+        view.copy_(x)
+        return view
+
+    # full blocks (unmasked path), several blocks per tensor, a last partial block, a scalar
+    shapes = ((2 * TRITON_BLOCK + 452,), (32, TRITON_BLOCK // 32), (17, 9), (5, 4, 3), ())
+    out, alignments = [], set()
+    case = 0
     for spec in {specs!r}:
         for opts in {options!r}:
             phi = potential(spec)
-            ws, gs, bs = t._inputs(11)
+            ws, gs, bs = t._inputs(11, shapes)
             mom = opts.get("momentum", 0.0)
             decay, ref = _kernel_decay(phi, opts.get("weight_decay", 0.0),
                                        opts.get("decay_space", "auto"), opts.get("decay_to", 0.0))
-            w32 = [w.clone() for w in ws]
-            bufs = [b.clone() for b in bs] if mom else None
+            # every other case at unaligned addresses (scalar loads, no hint)
+            copy = unaligned if case % 2 else torch.clone
+            case += 1
+            w32, g32 = [copy(w) for w in ws], [copy(g * 4.0) for g in gs]
+            bufs = [copy(b) for b in bs] if mom else None
+            alignments.add(triton_launch_tables(w32, g32, bufs, TRITON_BLOCK)[3])
             scale = torch.tensor(4.0)
-            ok = fused_step_(w32, [g * 4.0 for g in gs], bufs, phi.step_kernel(), lr=0.05,
+            ok = fused_step_(w32, g32, bufs, phi.step_kernel(), lr=0.05,
                              momentum=mom, dampening=opts.get("dampening", 0.0),
                              weight_decay=opts.get("weight_decay", 0.0), decay=decay,
                              decay_ref=ref, nesterov=opts.get("nesterov", False),
@@ -531,6 +546,22 @@ _TRITON_SCRIPT = textwrap.dedent(
     mirror_descent(w64, [g.bfloat16().double() for g in gs], b64, potential="3-norm", lr=0.05,
                    momentum=0.9, foreach=False)
     bf16_err = max(float(((a.double() - b).abs() / (b.abs() + 1e-30)).max()) for a, b in zip(wb, w64))
+    # one call over float32 and bfloat16 tensors (two launches) = two calls, one per dtype
+    ws, gs, bs = t._inputs(13, shapes)
+    mixed_w = [w.bfloat16() if j % 2 else w.clone() for j, w in enumerate(ws)]
+    mixed_g = [g.bfloat16() if j % 2 else g for j, g in enumerate(gs)]
+    mixed_b = [b.clone() for b in bs]
+    apart_w, apart_b = [w.clone() for w in mixed_w], [b.clone() for b in bs]
+    step = dict(lr=0.05, momentum=0.9, nesterov=True)
+    fused_step_(mixed_w, mixed_g, mixed_b, potential("ne").step_kernel(), interpret=True, **step)
+    for parity in (0, 1):
+        idx = [j for j in range(len(ws)) if j % 2 == parity]
+        sub_w, sub_b = [apart_w[j] for j in idx], [apart_b[j] for j in idx]
+        fused_step_(sub_w, [mixed_g[j] for j in idx], sub_b, potential("ne").step_kernel(),
+                    interpret=True, **step)
+        for k, j in enumerate(idx):
+            apart_w[j], apart_b[j] = sub_w[k], sub_b[k]
+    mixed_same = all(torch.equal(a, b) for a, b in zip(mixed_w + mixed_b, apart_w + apart_b))
     # the interpreter lacks expm1/log1p: Kahan's forms must be accurate for tiny arguments
     import triton, triton.language as tl
     from syngeo import _triton_step as ts
@@ -551,7 +582,8 @@ _TRITON_SCRIPT = textwrap.dedent(
     rel2 = ((y2.double() - torch.expm1(xs.double())).abs() / torch.expm1(xs.double()).abs().clamp_min(1e-300))[:-1]
     helper_err = max(float(rel1.max()), float(rel2.max()))
     print(json.dumps(dict(rows=out, skipped=skipped, bf16_err=bf16_err, helper_err=helper_err,
-                          buf_dtypes=sorted({{str(b.dtype) for b in bufs}}))))
+                          buf_dtypes=sorted({{str(b.dtype) for b in bufs}}),
+                          alignments=sorted(alignments), mixed_same=mixed_same)))
     """
 )
 
@@ -575,9 +607,130 @@ def test_triton_kernel_under_the_interpreter_matches_the_reference():
     assert result["skipped"]
     assert result["helper_err"] <= 8 * EPS32  # a few ulp, also at 1e-9
     assert result["buf_dtypes"] == ["torch.float32"]
+    assert result["alignments"] == [False, True]  # both paths of the kernel were taken
+    assert result["mixed_same"]
     # bf16 storage: one rounding of the result to 8 bits (2^-8 relative), plus the inputs'
     assert result["bf16_err"] <= 2.0**-7
     assert math.isfinite(result["bf16_err"])
+
+
+def test_triton_launch_tables_cover_every_element_once():
+    """The host side of the multi-tensor launch: every (tensor, block) pair exactly once, in
+    order, the addresses and sizes as given, the alignment flag exact, tables cached."""
+    block = 8
+    base = torch.zeros(64)
+    ws = [torch.zeros(20), torch.zeros(8), torch.zeros(3), torch.zeros(17)]
+    gs = [torch.zeros_like(w) for w in ws]
+    table, tensor, index, aligned = kernels.triton_launch_tables(ws, gs, None, block)
+    pairs = list(zip(tensor.tolist(), index.tolist(), strict=True))
+    assert pairs == [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (3, 0), (3, 1), (3, 2)]
+    w_ptrs = [w.data_ptr() for w in ws]
+    assert table.tolist() == w_ptrs + [g.data_ptr() for g in gs] + w_ptrs + [20, 8, 3, 17]
+    assert aligned
+    again = kernels.triton_launch_tables(ws, gs, None, block)
+    assert again[0] is table and again[1] is tensor  # cached by sizes and addresses
+    shifted = [base[1:21], *ws[1:]]  # 4 bytes past a 16-byte boundary
+    assert not kernels.triton_launch_tables(shifted, gs, None, block)[3]
+    bs = [torch.zeros_like(w) for w in ws]
+    assert kernels.triton_launch_tables(ws, gs, bs, block)[0][8:12].tolist() == [
+        b.data_ptr() for b in bs
+    ]
+
+
+def test_a_triton_kernel_that_cannot_launch_falls_back_with_a_warning(monkeypatch):
+    """A compiler error on a CUDA machine must not break training: the step returns False (the
+    optimizer takes its eager path), warns once per configuration, and leaves the weights and
+    the momentum list untouched."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    class Broken:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                calls.append(grid)
+                raise RuntimeError("PTX assembly failed")
+
+            return launch
+
+    fake = SimpleNamespace(language=SimpleNamespace(float32="f32", bfloat16="b16", float16="f16"))
+    monkeypatch.setattr(kernels, "_triton_kernel", lambda: (fake, Broken()))
+    monkeypatch.setattr(kernels, "_TRITON_FAILED", set())
+    ws, gs, _ = _inputs(3)
+    before = [w.clone() for w in ws]
+    bufs = [None] * len(ws)
+    kw = dict(lr=0.1, momentum=0.9, interpret=True)
+    with pytest.warns(RuntimeWarning, match="eager step"):
+        assert not fused_step_(ws, gs, bufs, potential("ne").step_kernel(), **kw)
+    assert bufs == [None] * len(ws)
+    assert all(torch.equal(a, b) for a, b in zip(ws, before, strict=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time: no warning, no new attempt
+        assert not fused_step_(ws, gs, bufs, potential("ne").step_kernel(), **kw)
+    assert len(calls) == 1
+
+
+def _compile_for_gpu(config, arch=90):
+    """Compile the Triton kernel ahead of time for an NVIDIA GPU of compute capability
+    ``arch`` (no GPU needed: Triton's bundled ptxas); (ptx, cubin)."""
+    triton = pytest.importorskip("triton")
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        from syngeo._triton_step import multi_step_kernel
+    except ImportError as error:  # pragma: no cover - a Triton without the NVIDIA backend
+        pytest.skip(f"Triton's NVIDIA backend is not importable: {error}")
+    pointers = {"table": "*i64", "block_tensor": "*i32", "block_index": "*i32",
+                "scale_ptr": "*fp32", "found_inf_ptr": "*fp32", "T": "i32"}  # fmt: skip
+    signature = {}
+    for name in multi_step_kernel.arg_names:
+        signature[name] = "constexpr" if name in config else pointers.get(name, "fp32")
+    try:
+        compiled = triton.compile(ASTSource(fn=multi_step_kernel, signature=signature,
+                                            constexprs=config),
+                                  target=GPUTarget("cuda", arch, 32))  # fmt: skip
+    except (FileNotFoundError, RuntimeError) as error:
+        if "ptxas" in str(error):  # pragma: no cover - a wheel without the bundled assembler
+            pytest.skip(f"no ptxas to compile with: {error}")
+        raise
+    return compiled.asm["ptx"], compiled.asm["cubin"]
+
+
+@pytest.mark.parametrize("family", sorted(kernels._TRITON_FAMILY))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_triton_kernel_compiles_for_hopper_with_vectorised_memory_access(family, dtype):
+    """What can be checked of the CUDA kernel without a GPU: every family and parameter dtype
+    compiles for sm_90 (H100/H200) with the full configuration (momentum, nesterov, dual decay,
+    GradScaler); the full-block path moves 128-bit vectors (``ld.global.v4``/``st.global.v4``,
+    the memory-bound kernel's requirement) only because of the alignment hint; no register
+    spills (no local memory)."""
+    import shutil
+
+    tl = pytest.importorskip("triton.language")
+    config = dict(DT=getattr(tl, dtype), FAMILY=kernels._TRITON_FAMILY[family],
+                  DECAY=kernels.DECAY_MODES.index("dual"), MOMENTUM=True, FIRST=False,
+                  NESTEROV=True, HAS_SCALE=True, HAS_INF=True, ALIGNED=True, BLOCK=1024)  # fmt: skip
+    ptx, cubin = _compile_for_gpu(config)
+    assert "ld.global.v4" in ptx and "st.global.v4" in ptx
+    assert ".local" not in ptx
+    if family == "ne" and dtype == "float32":  # the hint is what vectorises (once is enough)
+        ptx_unaligned, _ = _compile_for_gpu(dict(config, ALIGNED=False))
+        assert "ld.global.v4" not in ptx_unaligned
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    tool = tool if os.path.exists(tool) else shutil.which("cuobjdump")
+    if tool:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "step.cubin")
+            with open(path, "wb") as f:
+                f.write(cubin)
+            usage = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True,
+                                   text=True, timeout=60).stdout  # fmt: skip
+        assert "LOCAL:0" in usage and "STACK:0" in usage, usage
 
 
 # --------------------------------------------------------------------------------------------

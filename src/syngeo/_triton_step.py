@@ -1,9 +1,16 @@
 """The Triton (CUDA) form of the fused mirror-descent step (imported only when Triton is).
 
-Same update as syngeo.kernels' C kernel, one program per block of one tensor; parameters in
-float32, bfloat16 or float16 are computed in float32, momentum is float32. The functions that
-Triton's interpreter lacks (``expm1``, ``log1p``) are written with Kahan's cancellation-free
-forms from ``exp`` and ``log``. Tested with ``TRITON_INTERPRET=1`` on CPU tensors only.
+Same update as syngeo.kernels' C kernel. **One launch per tensor list** (per parameter dtype):
+the host writes a table of the tensors' addresses and sizes (``[w…, g…, b…, numel…]``, int64)
+and a block table (tensor index, block index) once per list; each program reads its row, turns
+the addresses into pointers and updates one block of one tensor. Full blocks take an unmasked
+path whose loads and stores the compiler vectorises (128-bit) when the host has checked that
+every address is 16-byte aligned (``ALIGNED``); the last block of each tensor is masked.
+Parameters in float32, bfloat16 or float16 are computed in float32; momentum is float32.
+``found_inf`` (GradScaler) is read once per program: non-zero, the program stores nothing.
+
+The functions that Triton's interpreter lacks (``expm1``, ``log1p``) are written with Kahan's
+cancellation-free forms from ``exp`` and ``log``.
 """
 
 try:
@@ -36,24 +43,21 @@ if triton is not None:
         return tl.where(y < 0.0, -tl.abs(x), tl.where(y > 0.0, tl.abs(x), x * 0.0))
 
     @triton.jit
-    def step_kernel(
-        w_ptr, g_ptr, b_ptr, n, lr, mom, damp1, wd, gmul, gref, p0, p1, k1, k2,
-        scale_ptr, found_inf_ptr,
-        FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
-        FIRST: tl.constexpr, NESTEROV: tl.constexpr, HAS_SCALE: tl.constexpr,
-        HAS_INF: tl.constexpr, BLOCK: tl.constexpr,
-    ):  # fmt: skip
-        # FAMILY: 0 p-norm, 1 NE, 2 hypentropy, 3 Tsallis; DECAY: 0 none, 1 w, 2 sign, 3 dual
-        pid = tl.program_id(0)
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        if HAS_INF:  # GradScaler found inf/nan: every program stores nothing
-            mask = mask & (tl.load(found_inf_ptr + offs * 0).to(tl.float32) == 0.0)
-        w = tl.load(w_ptr + offs, mask=mask, other=1.0).to(tl.float32)
-        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    def _scaled(g, scale, gmul, HAS_SCALE: tl.constexpr):  # ±g / scale, as the C kernel
+        g = g.to(tl.float32)
         if HAS_SCALE:
-            g = g / tl.load(scale_ptr).to(tl.float32)
-        g = g * gmul
+            g = g / scale
+        return g * gmul
+
+    @triton.jit
+    def _update(
+        w, g, b, lr, mom, damp1, wd, gref, p0, p1, k1, k2,
+        FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
+        FIRST: tl.constexpr, NESTEROV: tl.constexpr,
+    ):  # fmt: skip
+        """(new w, new momentum) from float32 w, scaled g and the old momentum b.
+
+        FAMILY: 0 p-norm, 1 NE, 2 hypentropy, 3 Tsallis; DECAY: 0 none, 1 w, 2 sign, 3 dual."""
         s = tl.where(w > 0.0, 1.0, tl.where(w < 0.0, -1.0, 0.0))
         a = tl.abs(w)
         m = w
@@ -80,8 +84,7 @@ if triton is not None:
             if FIRST:
                 b = g
             else:
-                b = mom * tl.load(b_ptr + offs, mask=mask, other=0.0) + damp1 * g
-            tl.store(b_ptr + offs, b, mask=mask)
+                b = mom * b + damp1 * g
             d = b
             if NESTEROV:
                 d = g + mom * b
@@ -99,4 +102,55 @@ if triton is not None:
             y = e + s * (p1 * d)
             y = tl.where(y < -1.0, -1.0, y)
             new = _copysign(tl.exp(_log1p(y) / p0), w)
-        tl.store(w_ptr + offs, new.to(w_ptr.dtype.element_ty), mask=mask)
+        return new, b
+
+    @triton.jit
+    def multi_step_kernel(
+        table, T, block_tensor, block_index,
+        lr, mom, damp1, wd, gmul, gref, p0, p1, k1, k2, scale_ptr, found_inf_ptr,
+        DT: tl.constexpr, FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
+        FIRST: tl.constexpr, NESTEROV: tl.constexpr, HAS_SCALE: tl.constexpr,
+        HAS_INF: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        pid = tl.program_id(0)
+        go = True
+        if HAS_INF:  # GradScaler found inf/nan: every program stores nothing
+            go = tl.load(found_inf_ptr).to(tl.float32) == 0.0
+        if go:
+            t = tl.load(block_tensor + pid)
+            start = tl.load(block_index + pid).to(tl.int64) * BLOCK
+            n = tl.load(table + 3 * T + t)
+            w_ptr = tl.load(table + t).to(tl.pointer_type(DT))
+            g_ptr = tl.load(table + T + t).to(tl.pointer_type(DT))
+            b_ptr = tl.load(table + 2 * T + t).to(tl.pointer_type(tl.float32))
+            if ALIGNED:  # checked on the host: every address is a multiple of 16 bytes
+                w_ptr = tl.multiple_of(w_ptr, 16)
+                g_ptr = tl.multiple_of(g_ptr, 16)
+                b_ptr = tl.multiple_of(b_ptr, 16)
+            scale = 1.0
+            if HAS_SCALE:
+                scale = tl.load(scale_ptr).to(tl.float32)
+            offs = start + tl.arange(0, BLOCK)
+            if start + BLOCK <= n:  # a full block: unmasked (vectorised) loads and stores
+                w = tl.load(w_ptr + offs).to(tl.float32)
+                g = _scaled(tl.load(g_ptr + offs), scale, gmul, HAS_SCALE)
+                b = g
+                if MOMENTUM and not FIRST:
+                    b = tl.load(b_ptr + offs)
+                new, b = _update(w, g, b, lr, mom, damp1, wd, gref, p0, p1, k1, k2,
+                                 FAMILY, DECAY, MOMENTUM, FIRST, NESTEROV)  # fmt: skip
+                if MOMENTUM:
+                    tl.store(b_ptr + offs, b)
+                tl.store(w_ptr + offs, new.to(DT))
+            else:  # the tensor's last block
+                mask = offs < n
+                w = tl.load(w_ptr + offs, mask=mask, other=1.0).to(tl.float32)
+                g = _scaled(tl.load(g_ptr + offs, mask=mask, other=0.0), scale, gmul, HAS_SCALE)
+                b = g
+                if MOMENTUM and not FIRST:
+                    b = tl.load(b_ptr + offs, mask=mask, other=0.0)
+                new, b = _update(w, g, b, lr, mom, damp1, wd, gref, p0, p1, k1, k2,
+                                 FAMILY, DECAY, MOMENTUM, FIRST, NESTEROV)  # fmt: skip
+                if MOMENTUM:
+                    tl.store(b_ptr + offs, b, mask=mask)
+                tl.store(w_ptr + offs, new.to(DT), mask=mask)

@@ -978,10 +978,61 @@ def _make_triton_kernel() -> Any:
 
     if _triton_step.triton is None:
         return False
-    return _triton_step.triton, _triton_step.step_kernel
+    return _triton_step.triton, _triton_step.multi_step_kernel
 
 
 _TRITON_FAMILY = {"pnorm": 0, "ne": 1, "hypentropy": 2, "tsallis": 3}
+#: Elements per program of the Triton kernel (4 warps: 8 float32 per thread, two 128-bit loads).
+TRITON_BLOCK = 1024
+_TRITON_TABLES: dict[
+    tuple, Any
+] = {}  # (device, sizes, block) → block table; (…, addresses) → table
+_TRITON_TABLES_MAX = 64
+_TRITON_FAILED: set[tuple] = set()  # configurations whose kernel failed to compile
+
+
+def _cached_table(key: tuple, make: Any) -> Any:
+    table = _TRITON_TABLES.get(key)
+    if table is None:
+        if len(_TRITON_TABLES) >= _TRITON_TABLES_MAX:
+            _TRITON_TABLES.pop(next(iter(_TRITON_TABLES)))  # the oldest entry
+        table = _TRITON_TABLES[key] = make()
+    return table
+
+
+def triton_launch_tables(
+    ws: Sequence[Tensor], gs: Sequence[Tensor], bs: Sequence[Tensor] | None, block: int
+) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """The tables of one multi-tensor launch over the non-empty tensors ``ws`` (one device).
+
+    Returns ``(table, block_tensor, block_index, aligned)``: ``table`` is int64
+    ``[w addresses, g addresses, b addresses, numels]`` (b = w's addresses without momentum,
+    never read then), the block table gives each program its tensor and block, and ``aligned``
+    says every address is a multiple of 16 bytes (the kernel's vectorisation hint). Both tables
+    are cached on the device: the block table by the tensors' sizes, the address table by the
+    addresses (stable from step to step while the tensors live).
+    """
+    device = ws[0].device
+    sizes = tuple(w.numel() for w in ws)
+    addresses = tuple(w.data_ptr() for w in ws) + tuple(g.data_ptr() for g in gs)
+    addresses += tuple(b.data_ptr() for b in bs) if bs is not None else addresses[: len(ws)]
+
+    def blocks() -> tuple[Tensor, Tensor]:
+        counts = torch.tensor([-(-n // block) for n in sizes], dtype=torch.int64)
+        tensor = torch.repeat_interleave(torch.arange(len(sizes), dtype=torch.int32), counts)
+        first = torch.cumsum(counts, 0) - counts
+        index = torch.arange(int(counts.sum()), dtype=torch.int64) - first.repeat_interleave(counts)
+        return tensor.to(device), index.to(torch.int32).to(device)
+
+    pair = _cached_table(("blocks", str(device), sizes, block), blocks)
+    table = _cached_table(
+        ("addresses", str(device), sizes, addresses),
+        lambda: torch.tensor(addresses + sizes, dtype=torch.int64).to(device),
+    )
+    return table, pair[0], pair[1], all(a % 16 == 0 for a in addresses)
+
+
+_TRITON_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _call_triton(
@@ -1001,28 +1052,58 @@ def _call_triton(
     first: bool,
     grad_scale: Tensor | None,
     found_inf: Tensor | None,
-) -> None:
+) -> bool:
+    """One launch per parameter dtype; False (nothing written) when a kernel does not compile."""
     triton, step_kernel = _triton_kernel()
+    tl = triton.language
     family, x = kernel.family, kernel.parameter
     k1 = x - 1.0 if family == "pnorm" else 0.0
     k2 = 1.0 / (x - 1.0) if family == "pnorm" else 0.0
     p0 = x if family == "hypentropy" else (x - 1.0 if family == "tsallis" else 0.0)
     p1 = lr * (1.0 - x) / x if family == "tsallis" else 0.0
-    block = 1024
+    groups: dict[torch.dtype, list[int]] = {}
     for j, w in enumerate(ws):
-        n = w.numel()
-        if n == 0:
-            continue
-        b = bs[j] if bs is not None else w
-        step_kernel[(triton.cdiv(n, block),)](
-            w, gs[j], b, n, lr, momentum, 1.0 - dampening, weight_decay, gmul, decay_ref,
-            p0, p1, k1, k2,
-            grad_scale if grad_scale is not None else w,
-            found_inf if found_inf is not None else w,
+        if w.numel():
+            groups.setdefault(w.dtype, []).append(j)
+    launches = []
+    for dtype, idx in groups.items():
+        table, block_tensor, block_index, aligned = triton_launch_tables(
+            [ws[j] for j in idx], [gs[j] for j in idx],
+            [bs[j] for j in idx] if bs is not None else None, TRITON_BLOCK,
+        )  # fmt: skip
+        config = dict(
+            DT=getattr(tl, str(dtype).removeprefix("torch.")),
             FAMILY=_TRITON_FAMILY[family], DECAY=DECAY_MODES.index(decay),
             MOMENTUM=bs is not None, FIRST=first, NESTEROV=nesterov,
-            HAS_SCALE=grad_scale is not None, HAS_INF=found_inf is not None, BLOCK=block,
+            HAS_SCALE=grad_scale is not None, HAS_INF=found_inf is not None,
+            ALIGNED=aligned, BLOCK=TRITON_BLOCK,
         )  # fmt: skip
+        key = (str(ws[idx[0]].device.type), tuple(sorted((k, str(v)) for k, v in config.items())))
+        if key in _TRITON_FAILED:
+            return False
+        launches.append((key, config, table, block_tensor, block_index, len(idx)))
+    w0 = ws[0]
+    for i, (key, config, table, block_tensor, block_index, count) in enumerate(launches):
+        args = (table, count, block_tensor, block_index, lr, momentum, 1.0 - dampening,
+                weight_decay, gmul, decay_ref, p0, p1, k1, k2,
+                grad_scale if grad_scale is not None else w0,
+                found_inf if found_inf is not None else w0)  # fmt: skip
+        try:
+            step_kernel[(block_tensor.numel(),)](*args, **config)
+        except (
+            Exception
+        ) as error:  # raised before the launch (compiler, arguments): nothing written
+            if i > 0:
+                raise  # an earlier dtype group was already updated: no clean fallback
+            _TRITON_FAILED.add(key)
+            warnings.warn(
+                f"syngeo's Triton kernel could not be launched ({type(error).__name__}: {error}); "
+                "MirrorDescent takes its eager step for this configuration",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return False
+    return True
 
 
 def _cuda_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
@@ -1113,14 +1194,16 @@ def fused_step_(
     if device.type == "cuda" or interpret:
         if not _cuda_eligible(params, grads, bufs) or _triton_kernel() is None:
             return False
-        if bufs is not None and first:
-            for j, w in enumerate(params):
-                bufs[j] = torch.empty(w.shape, dtype=torch.float32, device=w.device)
-        _call_triton(params, grads, bufs, kernel, lr=lr, momentum=momentum,  # type: ignore[arg-type]
-                     dampening=dampening, weight_decay=weight_decay, decay=decay,
-                     decay_ref=decay_ref, nesterov=nesterov, gmul=gmul, first=first,
-                     grad_scale=grad_scale, found_inf=found_inf)  # fmt: skip
-        return True
+        use = bufs
+        if bufs is not None and first:  # float32 momentum, also for half-precision weights
+            use = [torch.empty(w.shape, dtype=torch.float32, device=w.device) for w in params]
+        ok = _call_triton(params, grads, use, kernel, lr=lr, momentum=momentum,  # type: ignore[arg-type]
+                          dampening=dampening, weight_decay=weight_decay, decay=decay,
+                          decay_ref=decay_ref, nesterov=nesterov, gmul=gmul, first=first,
+                          grad_scale=grad_scale, found_inf=found_inf)  # fmt: skip
+        if ok and use is not bufs:
+            bufs[:] = use  # type: ignore[index]
+        return ok
     if device.type != "cpu" or not _cpu_eligible(params, grads, bufs):
         return False
     fn = _load(kernel, decay, use_momentum, constrained)
