@@ -526,9 +526,11 @@ _TRITON_SCRIPT = textwrap.dedent(
                            foreach=False, **opts)
             worst = 0.0
             for j in range(len(ws)):
-                bw, _ = t._bound(phi, ws[j].double(), gs[j].double(),
-                                 bs[j].double() if mom else None, w64[j], opts, 0.05)
+                bw, bb = t._bound(phi, ws[j].double(), gs[j].double(),
+                                  bs[j].double() if mom else None, w64[j], opts, 0.05)
                 worst = max(worst, float(((w32[j].double() - w64[j]).abs() / bw.clamp_min(1e-300)).max()))
+                if mom:  # the momentum written back, within its own bound
+                    worst = max(worst, float(((bufs[j].double() - b64[j]).abs() / bb.clamp_min(1e-300)).max()))
             out.append([spec, str(opts), worst])
     # found_inf skips everything; bf16 parameters keep float32 momentum
     ws, gs, bs = t._inputs(12)
