@@ -629,6 +629,11 @@ def test_triton_launch_tables_cover_every_element_once():
     w_ptrs = [w.data_ptr() for w in ws]
     assert table.tolist() == w_ptrs + [g.data_ptr() for g in gs] + w_ptrs + [20, 8, 3, 17]
     assert aligned
+    other = [torch.zeros(3), torch.zeros(17), torch.zeros(20), torch.zeros(8)]  # same count
+    _, tensor2, index2, _ = kernels.triton_launch_tables(other, other, None, block)
+    assert list(zip(tensor2.tolist(), index2.tolist(), strict=True)) == [
+        (0, 0), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (3, 0)
+    ]  # fmt: skip
     again = kernels.triton_launch_tables(ws, gs, None, block)
     assert again[0] is table and again[1] is tensor  # cached by sizes and addresses
     shifted = [base[1:21], *ws[1:]]  # 4 bytes past a 16-byte boundary
@@ -714,7 +719,13 @@ def test_triton_kernel_compiles_for_hopper_with_vectorised_memory_access(family,
                   DECAY=kernels.DECAY_MODES.index("dual"), MOMENTUM=True, FIRST=False,
                   NESTEROV=True, HAS_SCALE=True, HAS_INF=True, ALIGNED=True, BLOCK=1024)  # fmt: skip
     ptx, cubin = _compile_for_gpu(config)
-    assert "ld.global.v4" in ptx and "st.global.v4" in ptx
+    # every thread of 4 warps holds 1024 / 128 = 8 elements of each tensor: two 128-bit vectors
+    # of float32 (momentum; float32 weights) or one of 16-bit weights. Full-block path: w, g, b
+    # loaded, w, b stored, each as whole vectors.
+    per_weight = 8 * {"float32": 4, "bfloat16": 2, "float16": 2}[dtype] // 16
+    ops = [tok for tok in ptx.split() if tok.startswith(("ld.global.v4", "st.global.v4"))]
+    assert sum(op.startswith("ld") for op in ops) == 2 * per_weight + 2, ops
+    assert sum(op.startswith("st") for op in ops) == per_weight + 2, ops
     assert ".local" not in ptx
     if family == "ne" and dtype == "float32":  # the hint is what vectorises (once is enough)
         ptx_unaligned, _ = _compile_for_gpu(dict(config, ALIGNED=False))
