@@ -223,6 +223,8 @@ def constraint_list(
     constraints: Mapping[int, Constraint], params: list[Tensor]
 ) -> list[Constraint | None] | None:
     """One entry per parameter (None: unconstrained); None when no parameter has one."""
+    if not constraints:  # the common case, at every step
+        return None
     out = [constraints.get(id(p)) for p in params]
     return out if any(c is not None for c in out) else None
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import math
+import operator
 import os
 import platform
 import shutil
@@ -348,13 +349,21 @@ _CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-tra
 _LIBS = ("-lmvec", "-lm")
 
 
+_COMPILER: dict[tuple[str | None, ...], str | None] = {}
+
+
 def _compiler() -> str | None:
-    for name in (os.environ.get("SYNGEO_CC"), os.environ.get("CC"), "gcc", "cc"):
-        if name:
-            path = shutil.which(name)
-            if path is not None or os.environ.get("SYNGEO_CC"):
-                return path  # SYNGEO_CC set but not found: no compiler (used to force fallback)
-    return None
+    """The C compiler's path (looked up once per environment: every step asks)."""
+    env = (os.environ.get("SYNGEO_CC"), os.environ.get("CC"), os.environ.get("PATH"))
+    if env not in _COMPILER:
+        found = None
+        for name in (env[0], env[1], "gcc", "cc"):
+            if name:
+                found = shutil.which(name)
+                if found is not None or env[0]:
+                    break  # SYNGEO_CC set but not found: no compiler (used to force fallback)
+        _COMPILER[env] = found
+    return _COMPILER[env]
 
 
 def _cache_dir() -> Path:
@@ -583,13 +592,48 @@ def _call_c(
     """``cons`` (constrained kernels): per tensor, an int8 sign mask of its shape (contiguous)
     or None, and (sign where no mask, floor, ceiling, soft ceiling)."""
     sc = _scalars(kernel, lr, momentum, dampening, weight_decay, gmul, decay_ref, first, nesterov)
+    addresses = tuple(map(Tensor.data_ptr, ws)) + tuple(map(Tensor.data_ptr, gs))
+    addresses += tuple(map(Tensor.data_ptr, bs)) if bs is not None else ()
+    key = (addresses, tuple(map(Tensor.numel, ws)), threads)
+    batches = _C_BATCHES.get(key) if cons is None else None
+    if batches is None:
+        batches = _c_batches(ws, addresses, bs is not None, threads, cons)
+        if cons is None:  # the constrained arguments hold values: not cached
+            if len(_C_BATCHES) >= _TRITON_TABLES_MAX:
+                _C_BATCHES.pop(next(iter(_C_BATCHES)))
+            _C_BATCHES[key] = batches
+    if not batches:
+        return
+    if len(batches) == 1:
+        fn(*batches[0][:5], sc, *batches[0][5:])
+    else:  # the other threads take batches[1:], this one batches[0]
+        futures = [_pool(len(batches) - 1).submit(fn, *x[:5], sc, *x[5:]) for x in batches[1:]]
+        fn(*batches[0][:5], sc, *batches[0][5:])
+        for future in futures:
+            future.result()
+
+
+_C_BATCHES: dict[tuple, list[tuple]] = {}  # (addresses, sizes, threads) → ctypes arguments
+
+
+def _c_batches(
+    ws: Sequence[Tensor],
+    addresses: tuple[int, ...],
+    has_momentum: bool,
+    threads: int,
+    cons: Sequence[tuple[Tensor | None, tuple[float, float, float, float]]] | None,
+) -> list[tuple]:
+    """The kernel's arguments per thread, without the scalars: (count, w, g, b pointer arrays,
+    lengths[, masks, constraint values]). Large tensors are cut into segments, dealt out
+    largest first onto the least loaded thread."""
+    t = len(ws)
     segments: list[tuple[int, int, int, int, int, int]] = []  # w, g, b, mask, length, tensor
     total = sum(w.numel() for w in ws)
     piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
     for j, w in enumerate(ws):
         n = w.numel()
-        wp, gp = w.data_ptr(), gs[j].data_ptr()
-        bp = bs[j].data_ptr() if bs is not None else wp
+        wp, gp = addresses[j], addresses[t + j]
+        bp = addresses[2 * t + j] if has_momentum else wp
         mask = cons[j][0] if cons is not None else None
         mp = mask.data_ptr() if mask is not None else 0
         for start in range(0, n, piece):
@@ -597,7 +641,7 @@ def _call_c(
             off = 4 * start
             segments.append((wp + off, gp + off, bp + off, mp + start if mp else 0, length, j))
     if not segments:
-        return
+        return []
     if threads <= 1 or total < 2 * _MIN_SEGMENT:
         bins = [segments]
     else:
@@ -608,30 +652,24 @@ def _call_c(
             bins[k].append(seg)
             loads[k] += seg[4]
         bins = [b for b in bins if b]
-
-    def run(batch: list[tuple[int, int, int, int, int, int]]) -> None:
+    out = []
+    for batch in bins:
         k = len(batch)
         ptr = ctypes.c_void_p * k
-        args = [
+        args: tuple = (
             k,
             ptr(*(s[0] for s in batch)),
             ptr(*(s[1] for s in batch)),
             ptr(*(s[2] for s in batch)),
             (ctypes.c_int64 * k)(*(s[4] for s in batch)),
-            sc,
-        ]
+        )
         if cons is not None:
-            args.append(ptr(*((s[3] or None) for s in batch)))
-            args.append((ctypes.c_float * (4 * k))(*(v for s in batch for v in cons[s[5]][1])))
-        fn(*args)
-
-    if len(bins) == 1:
-        run(bins[0])
-    else:  # the other threads take bins[1:], this one bins[0]
-        futures = [_pool(len(bins) - 1).submit(run, batch) for batch in bins[1:]]
-        run(bins[0])
-        for future in futures:
-            future.result()
+            args += (
+                ptr(*((s[3] or None) for s in batch)),
+                (ctypes.c_float * (4 * k))(*(v for s in batch for v in cons[s[5]][1])),
+            )
+        out.append(args)
+    return out
 
 
 def cpu_kernel_available(
@@ -653,20 +691,44 @@ def cpu_kernel_available(
 _SIGN_PRESERVING = ("ne", "tsallis")
 
 
-def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
-    for j, w in enumerate(params):
-        g = grads[j]
-        if w.device.type != "cpu" or w.dtype != torch.float32 or g.dtype != torch.float32:
+_IS_CPU = operator.attrgetter("is_cpu")
+_IS_CUDA = operator.attrgetter("is_cuda")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _same_layout(
+    params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any, dtypes: Any, on_device: Any
+) -> bool:
+    """Every tensor dense, contiguous and on the device (``on_device(tensors)``); weights in
+    ``dtypes``, each gradient of its weight's dtype and shape, momentum buffers (all present or
+    ``bufs`` None) float32 of the weight's shape. Runs at every step: bulk ``map`` checks over
+    the lists (about 0.2 µs per tensor, against 2 µs for per-tensor attribute tests)."""
+    tensors = [*params, *grads, *(bufs if bufs is not None else ())]
+    try:  # a sparse tensor has no is_contiguous
+        if not all(map(Tensor.is_contiguous, tensors)):
             return False
-        if g.device != w.device or g.is_sparse or g.shape != w.shape:
+    except RuntimeError:
+        return False
+    if not on_device(tensors):
+        return False
+    kinds = list(map(_DTYPE, params))
+    if not set(kinds).issubset(dtypes) or kinds != list(map(_DTYPE, grads)):
+        return False
+    shapes = list(map(Tensor.size, params))
+    if shapes != list(map(Tensor.size, grads)):
+        return False
+    if bufs is not None:
+        if set(map(_DTYPE, bufs)) != {torch.float32} or shapes != list(map(Tensor.size, bufs)):
             return False
-        if not (w.is_contiguous() and g.is_contiguous()):
-            return False
-        if bufs is not None and bufs[j] is not None:
-            b = bufs[j]
-            if b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape:
-                return False
     return True
+
+
+def _all_cpu(tensors: list[Tensor]) -> bool:
+    return all(map(_IS_CPU, tensors))
+
+
+def _cpu_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
+    return _same_layout(params, grads, bufs, (torch.float32,), _all_cpu)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1106,20 +1168,22 @@ def _call_triton(
     return True
 
 
-def _cuda_eligible(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any) -> bool:
-    for j, w in enumerate(params):
-        g = grads[j]
-        if w.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            return False
-        if g.device != w.device or g.is_sparse or g.shape != w.shape or g.dtype != w.dtype:
-            return False
-        if not (w.is_contiguous() and g.is_contiguous()):
-            return False
-        if bufs is not None and bufs[j] is not None:
-            b = bufs[j]
-            if b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape:
-                return False
-    return True
+_HALF_OR_SINGLE = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _triton_eligible(
+    params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Any, device: torch.device
+) -> bool:
+    """Float32/bfloat16/float16 weights on ``device`` (CUDA; CPU under the interpreter),
+    float32 momentum."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+
+        def on_device(tensors: list[Tensor]) -> bool:
+            return all(map(_IS_CUDA, tensors)) and set(map(Tensor.get_device, tensors)) == {index}
+    else:
+        on_device = _all_cpu
+    return _same_layout(params, grads, bufs, _HALF_OR_SINGLE, on_device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1169,8 +1233,6 @@ def fused_step_(
     if kernel is None or kernel.family not in FAMILIES or decay not in DECAY_MODES:
         return False
     device = params[0].device
-    if any(w.device != device for w in params):
-        return False
     use_momentum = momentum != 0
     bufs = momentum_buffers if use_momentum else None
     if bufs is not None:
@@ -1192,7 +1254,8 @@ def fused_step_(
     if constrained is not None and (device.type != "cpu" or interpret):
         return False  # the Triton kernel has no constrained variant
     if device.type == "cuda" or interpret:
-        if not _cuda_eligible(params, grads, bufs) or _triton_kernel() is None:
+        ready = None if first else bufs  # the momentum buffers to check (none yet at first)
+        if not _triton_eligible(params, grads, ready, device) or _triton_kernel() is None:
             return False
         use = bufs
         if bufs is not None and first:  # float32 momentum, also for half-precision weights
@@ -1204,7 +1267,7 @@ def fused_step_(
         if ok and use is not bufs:
             bufs[:] = use  # type: ignore[index]
         return ok
-    if device.type != "cpu" or not _cpu_eligible(params, grads, bufs):
+    if device.type != "cpu" or not _cpu_eligible(params, grads, None if first else bufs):
         return False
     fn = _load(kernel, decay, use_momentum, constrained)
     if fn is None:

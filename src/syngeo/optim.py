@@ -21,6 +21,7 @@ which potential it has: everything potential-specific is a method of the
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
@@ -189,6 +190,7 @@ def _potential_to_state(phi: Potential) -> Any:
 _DUAL, _SIGN, _VERSION = "dual", "sign", "cache_version"
 _UNSAVED_STATE = frozenset({_SIGN, _VERSION})
 _CACHE_STATE = (_DUAL, _SIGN, _VERSION)
+_IS_SPARSE = operator.attrgetter("is_sparse")
 
 
 def _state_dict_post_hook(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -492,19 +494,24 @@ class MirrorDescent(Optimizer):
         grads: list[Tensor],
         momentum_buffer_list: list[Tensor | None],
         cache_list: list[Tensor | None] | None,
+        states: list[dict[str, Any]],
     ) -> None:
         phi = group["potential"]
+        use_momentum = group["momentum"] != 0
+        all_states = self.state
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
             params.append(p)
-            grads.append(p.grad)
-            state = self.state[p]
-            if group["momentum"] != 0:
+            grads.append(grad)
+            state = all_states[p]
+            states.append(state)
+            if use_momentum:
                 momentum_buffer_list.append(state.get("momentum_buffer"))
             if cache_list is not None:
                 cache_list.append(_valid_dual(state, p, phi))
-            else:  # not caching (any more): drop what could go stale
+            elif len(state) > ("momentum_buffer" in state):  # no longer caching: drop the rest
                 for k in _CACHE_STATE:
                     state.pop(k, None)
 
@@ -530,7 +537,8 @@ class MirrorDescent(Optimizer):
                 and not (group["plasticity_noise"] is not None and group["noise_space"] == "primal")
             )
             cache_list: list[Tensor | None] | None = [] if caching else None
-            self._init_group(group, params, grads, momentum_buffer_list, cache_list)
+            states: list[dict[str, Any]] = []
+            self._init_group(group, params, grads, momentum_buffer_list, cache_list, states)
             if phi.preserves_sign:
                 warn_frozen_zeros(params, self._zero_checked, self._constraints, phi.name)
 
@@ -558,11 +566,10 @@ class MirrorDescent(Optimizer):
             )
 
             if group["momentum"] != 0:
-                for p, buf in zip(params, momentum_buffer_list, strict=True):
-                    self.state[p]["momentum_buffer"] = buf
+                for state, buf in zip(states, momentum_buffer_list, strict=True):
+                    state["momentum_buffer"] = buf
             if cache_list is not None:
-                for p, cached in zip(params, cache_list, strict=True):
-                    state = self.state[p]
+                for p, state, cached in zip(params, states, cache_list, strict=True):
                     version = _version_of(p)
                     if cached is None or version is None:
                         state.pop(_DUAL, None)
@@ -766,7 +773,7 @@ def mirror_descent(
         )
     if not params:
         return
-    has_sparse_grad = any(g.is_sparse for g in grads)
+    has_sparse_grad = any(map(_IS_SPARSE, grads))
     if has_sparse_grad and not phi.is_euclidean:
         raise RuntimeError(
             f"mirror descent with the {phi} potential does not support sparse gradients; "
