@@ -495,7 +495,7 @@ _TRITON_SCRIPT = textwrap.dedent(
         return view
 
     # full blocks (unmasked path), several blocks per tensor, a last partial block, a scalar
-    shapes = ((2 * TRITON_BLOCK + 452,), (32, TRITON_BLOCK // 32), (17, 9), (5, 4, 3), ())
+    shapes = ((2 * TRITON_BLOCK + 452,), (32, TRITON_BLOCK // 32), (0, 5), (17, 9), (5, 4, 3), ())
     out, alignments = [], set()
     case = 0
     for spec in {specs!r}:
@@ -526,6 +526,8 @@ _TRITON_SCRIPT = textwrap.dedent(
                            foreach=False, **opts)
             worst = 0.0
             for j in range(len(ws)):
+                if not ws[j].numel():
+                    continue
                 bw, bb = t._bound(phi, ws[j].double(), gs[j].double(),
                                   bs[j].double() if mom else None, w64[j], opts, 0.05)
                 worst = max(worst, float(((w32[j].double() - w64[j]).abs() / bw.clamp_min(1e-300)).max()))
@@ -547,7 +549,7 @@ _TRITON_SCRIPT = textwrap.dedent(
     from syngeo.optim import mirror_descent
     mirror_descent(w64, [g.bfloat16().double() for g in gs], b64, potential="3-norm", lr=0.05,
                    momentum=0.9, foreach=False)
-    bf16_err = max(float(((a.double() - b).abs() / (b.abs() + 1e-30)).max()) for a, b in zip(wb, w64))
+    bf16_err = max(float(((a.double() - b).abs() / (b.abs() + 1e-30)).max()) for a, b in zip(wb, w64) if a.numel())
     # one call over float32 and bfloat16 tensors (two launches) = two calls, one per dtype
     ws, gs, bs = t._inputs(13, shapes)
     mixed_w = [w.bfloat16() if j % 2 else w.clone() for j, w in enumerate(ws)]
@@ -629,11 +631,17 @@ def test_triton_launch_tables_cover_every_element_once():
     w_ptrs = [w.data_ptr() for w in ws]
     assert table.tolist() == w_ptrs + [g.data_ptr() for g in gs] + w_ptrs + [20, 8, 3, 17]
     assert aligned
-    other = [torch.zeros(3), torch.zeros(17), torch.zeros(20), torch.zeros(8)]  # same count
+    other = [torch.zeros(3), torch.zeros(17), torch.zeros(0), torch.zeros(20)]  # same count
     _, tensor2, index2, _ = kernels.triton_launch_tables(other, other, None, block)
     assert list(zip(tensor2.tolist(), index2.tolist(), strict=True)) == [
-        (0, 0), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (3, 0)
-    ]  # fmt: skip
+        (0, 0),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (3, 0),
+        (3, 1),
+        (3, 2),
+    ]  # fmt: skip (an empty tensor gets no block)
     again = kernels.triton_launch_tables(ws, gs, None, block)
     assert again[0] is table and again[1] is tensor  # cached by sizes and addresses
     shifted = [base[1:21], *ws[1:]]  # 4 bytes past a 16-byte boundary

@@ -1065,7 +1065,8 @@ def _cached_table(key: tuple, make: Any) -> Any:
 def triton_launch_tables(
     ws: Sequence[Tensor], gs: Sequence[Tensor], bs: Sequence[Tensor] | None, block: int
 ) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """The tables of one multi-tensor launch over the non-empty tensors ``ws`` (one device).
+    """The tables of one multi-tensor launch over the tensors ``ws`` (one device; an empty
+    tensor gets no block).
 
     Returns ``(table, block_tensor, block_index, aligned)``: ``table`` is int64
     ``[w addresses, g addresses, b addresses, numels]`` (b = w's addresses without momentum,
@@ -1075,9 +1076,10 @@ def triton_launch_tables(
     addresses (stable from step to step while the tensors live).
     """
     device = ws[0].device
-    sizes = tuple(w.numel() for w in ws)
-    addresses = tuple(w.data_ptr() for w in ws) + tuple(g.data_ptr() for g in gs)
-    addresses += tuple(b.data_ptr() for b in bs) if bs is not None else addresses[: len(ws)]
+    sizes = tuple(map(Tensor.numel, ws))
+    addresses = tuple(map(Tensor.data_ptr, ws))
+    addresses += tuple(map(Tensor.data_ptr, gs))
+    addresses += tuple(map(Tensor.data_ptr, bs)) if bs is not None else addresses[: len(ws)]
 
     def blocks() -> tuple[Tensor, Tensor]:
         counts = torch.tensor([-(-n // block) for n in sizes], dtype=torch.int64)
@@ -1086,12 +1088,14 @@ def triton_launch_tables(
         index = torch.arange(int(counts.sum()), dtype=torch.int64) - first.repeat_interleave(counts)
         return tensor.to(device), index.to(torch.int32).to(device)
 
-    pair = _cached_table(("blocks", str(device), sizes, block), blocks)
-    table = _cached_table(
-        ("addresses", str(device), sizes, addresses),
-        lambda: torch.tensor(addresses + sizes, dtype=torch.int64).to(device),
-    )
-    return table, pair[0], pair[1], all(a % 16 == 0 for a in addresses)
+    def table() -> tuple[Tensor, bool]:
+        aligned = all(a % 16 == 0 for a in addresses)
+        return torch.tensor(addresses + sizes, dtype=torch.int64).to(device), aligned
+
+    where = str(device)
+    block_tensor, block_index = _cached_table(("blocks", where, sizes, block), blocks)
+    addressed, aligned = _cached_table(("addresses", where, sizes, addresses), table)
+    return addressed, block_tensor, block_index, aligned
 
 
 _TRITON_DTYPES = ("float32", "bfloat16", "float16")
@@ -1123,16 +1127,26 @@ def _call_triton(
     k2 = 1.0 / (x - 1.0) if family == "pnorm" else 0.0
     p0 = x if family == "hypentropy" else (x - 1.0 if family == "tsallis" else 0.0)
     p1 = lr * (1.0 - x) / x if family == "tsallis" else 0.0
-    groups: dict[torch.dtype, list[int]] = {}
-    for j, w in enumerate(ws):
-        if w.numel():
-            groups.setdefault(w.dtype, []).append(j)
+    kinds = list(map(_DTYPE, ws))
+    if len(set(kinds)) == 1:  # the common case: one launch over everything
+        groups: dict[torch.dtype, Any] = {kinds[0]: None}
+    else:
+        groups = {}
+        for j, dtype in enumerate(kinds):
+            groups.setdefault(dtype, []).append(j)
+    device_type = ws[0].device.type
     launches = []
     for dtype, idx in groups.items():
-        table, block_tensor, block_index, aligned = triton_launch_tables(
-            [ws[j] for j in idx], [gs[j] for j in idx],
-            [bs[j] for j in idx] if bs is not None else None, TRITON_BLOCK,
+        sub_ws, sub_gs, sub_bs = (
+            (ws, gs, bs) if idx is None
+            else ([ws[j] for j in idx], [gs[j] for j in idx],
+                  [bs[j] for j in idx] if bs is not None else None)
         )  # fmt: skip
+        table, block_tensor, block_index, aligned = triton_launch_tables(
+            sub_ws, sub_gs, sub_bs, TRITON_BLOCK
+        )
+        if not block_tensor.numel():
+            continue  # only empty tensors
         config = dict(
             DT=getattr(tl, str(dtype).removeprefix("torch.")),
             FAMILY=_TRITON_FAMILY[family], DECAY=DECAY_MODES.index(decay),
@@ -1140,10 +1154,10 @@ def _call_triton(
             HAS_SCALE=grad_scale is not None, HAS_INF=found_inf is not None,
             ALIGNED=aligned, BLOCK=TRITON_BLOCK,
         )  # fmt: skip
-        key = (str(ws[idx[0]].device.type), tuple(sorted((k, str(v)) for k, v in config.items())))
+        key = (device_type, dtype, *config.values())
         if key in _TRITON_FAILED:
             return False
-        launches.append((key, config, table, block_tensor, block_index, len(idx)))
+        launches.append((key, config, table, block_tensor, block_index, len(sub_ws)))
     w0 = ws[0]
     for i, (key, config, table, block_tensor, block_index, count) in enumerate(launches):
         args = (table, count, block_tensor, block_index, lr, momentum, 1.0 - dampening,
