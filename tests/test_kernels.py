@@ -488,8 +488,11 @@ _TRITON_SCRIPT = textwrap.dedent(
     from syngeo.potentials import potential
     from syngeo.kernels import TRITON_BLOCK, triton_launch_tables
 
+    dev = {device!r}
+    interp = dev == "cpu"  # Triton's interpreter on CPU tensors, else the GPU
+
     def unaligned(x):  # the same values at an address 4 bytes past a 16-byte boundary
-        buf = torch.empty(x.numel() + 1, dtype=x.dtype)
+        buf = torch.empty(x.numel() + 1, dtype=x.dtype, device=dev)
         view = buf[1:].view(x.shape)
         view.copy_(x)
         return view
@@ -506,18 +509,18 @@ _TRITON_SCRIPT = textwrap.dedent(
             decay, ref = _kernel_decay(phi, opts.get("weight_decay", 0.0),
                                        opts.get("decay_space", "auto"), opts.get("decay_to", 0.0))
             # every other case at unaligned addresses (scalar loads, no hint)
-            copy = unaligned if case % 2 else torch.clone
+            copy = unaligned if case % 2 else (lambda x: x.to(dev, copy=True))
             case += 1
             w32, g32 = [copy(w) for w in ws], [copy(g * 4.0) for g in gs]
             bufs = [copy(b) for b in bs] if mom else None
             alignments.add(triton_launch_tables(w32, g32, bufs, TRITON_BLOCK)[3])
-            scale = torch.tensor(4.0)
+            scale = torch.tensor(4.0, device=dev)
             ok = fused_step_(w32, g32, bufs, phi.step_kernel(), lr=0.05,
                              momentum=mom, dampening=opts.get("dampening", 0.0),
                              weight_decay=opts.get("weight_decay", 0.0), decay=decay,
                              decay_ref=ref, nesterov=opts.get("nesterov", False),
                              maximize=opts.get("maximize", False), grad_scale=scale,
-                             found_inf=torch.tensor(0.0), interpret=True)
+                             found_inf=torch.tensor(0.0, device=dev), interpret=interp)
             assert ok
             w64 = [w.double() for w in ws]
             b64 = [b.double() for b in bs] if mom else []
@@ -530,58 +533,61 @@ _TRITON_SCRIPT = textwrap.dedent(
                     continue
                 bw, bb = t._bound(phi, ws[j].double(), gs[j].double(),
                                   bs[j].double() if mom else None, w64[j], opts, 0.05)
-                worst = max(worst, float(((w32[j].double() - w64[j]).abs() / bw.clamp_min(1e-300)).max()))
+                worst = max(worst, float(((w32[j].double().cpu() - w64[j]).abs() / bw.clamp_min(1e-300)).max()))
                 if mom:  # the momentum written back, within its own bound
-                    worst = max(worst, float(((bufs[j].double() - b64[j]).abs() / bb.clamp_min(1e-300)).max()))
+                    worst = max(worst, float(((bufs[j].double().cpu() - b64[j]).abs() / bb.clamp_min(1e-300)).max()))
             out.append([spec, str(opts), worst])
     # found_inf skips everything; bf16 parameters keep float32 momentum
-    ws, gs, bs = t._inputs(12)
+    ws, gs, bs = ([x.to(dev) for x in xs] for xs in t._inputs(12))
     before = [w.clone() for w in ws]
     fused_step_(ws, gs, [b.clone() for b in bs], potential("ne").step_kernel(), lr=0.5,
-                momentum=0.9, found_inf=torch.tensor(1.0), interpret=True)
+                momentum=0.9, found_inf=torch.tensor(1.0, device=dev), interpret=interp)
     skipped = all(torch.equal(a, b) for a, b in zip(ws, before))
     wb = [w.bfloat16() for w in ws]
     bufs = [None] * len(wb)
     fused_step_(wb, [g.bfloat16() for g in gs], bufs, potential("3-norm").step_kernel(), lr=0.05,
-                momentum=0.9, interpret=True)
+                momentum=0.9, interpret=interp)
+    ws, gs = [w.cpu() for w in ws], [g.cpu() for g in gs]
     w64 = [w.bfloat16().double() for w in ws]
     b64 = [None] * len(ws)
     from syngeo.optim import mirror_descent
     mirror_descent(w64, [g.bfloat16().double() for g in gs], b64, potential="3-norm", lr=0.05,
                    momentum=0.9, foreach=False)
-    bf16_err = max(float(((a.double() - b).abs() / (b.abs() + 1e-30)).max()) for a, b in zip(wb, w64) if a.numel())
+    bf16_err = max(float(((a.double().cpu() - b).abs() / (b.abs() + 1e-30)).max()) for a, b in zip(wb, w64) if a.numel())
     # one call over float32 and bfloat16 tensors (two launches) = two calls, one per dtype
-    ws, gs, bs = t._inputs(13, shapes)
+    ws, gs, bs = ([x.to(dev) for x in xs] for xs in t._inputs(13, shapes))
     mixed_w = [w.bfloat16() if j % 2 else w.clone() for j, w in enumerate(ws)]
     mixed_g = [g.bfloat16() if j % 2 else g for j, g in enumerate(gs)]
     mixed_b = [b.clone() for b in bs]
     apart_w, apart_b = [w.clone() for w in mixed_w], [b.clone() for b in bs]
     step = dict(lr=0.05, momentum=0.9, nesterov=True)
-    fused_step_(mixed_w, mixed_g, mixed_b, potential("ne").step_kernel(), interpret=True, **step)
+    fused_step_(mixed_w, mixed_g, mixed_b, potential("ne").step_kernel(), interpret=interp, **step)
     for parity in (0, 1):
         idx = [j for j in range(len(ws)) if j % 2 == parity]
         sub_w, sub_b = [apart_w[j] for j in idx], [apart_b[j] for j in idx]
         fused_step_(sub_w, [mixed_g[j] for j in idx], sub_b, potential("ne").step_kernel(),
-                    interpret=True, **step)
+                    interpret=interp, **step)
         for k, j in enumerate(idx):
             apart_w[j], apart_b[j] = sub_w[k], sub_b[k]
     mixed_same = all(torch.equal(a, b) for a, b in zip(mixed_w + mixed_b, apart_w + apart_b))
-    # the interpreter lacks expm1/log1p: Kahan's forms must be accurate for tiny arguments
+    # expm1/log1p: libdevice's on the GPU, Kahan's forms in the interpreter: accurate for tiny
+    # arguments either way
     import triton, triton.language as tl
     from syngeo import _triton_step as ts
 
     x = torch.tensor([1e-9, -3e-7, 2e-5, -1e-3, 0.3, -0.6, 5.0], dtype=torch.float32)
 
     @triton.jit
-    def helpers(x_ptr, a_ptr, b_ptr, BLOCK: tl.constexpr):
+    def helpers(x_ptr, a_ptr, b_ptr, ACCURATE: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.arange(0, BLOCK)
         v = tl.load(x_ptr + offs)
-        tl.store(a_ptr + offs, ts._log1p(v))
-        tl.store(b_ptr + offs, ts._expm1(v))
+        tl.store(a_ptr + offs, ts._log1p_of(v, ACCURATE))
+        tl.store(b_ptr + offs, ts._expm1_of(v, ACCURATE))
 
-    xs = torch.cat([x, torch.zeros(1)])
+    xs = torch.cat([x, torch.zeros(1)]).to(dev)
     y1, y2 = torch.empty_like(xs), torch.empty_like(xs)
-    helpers[(1,)](xs, y1, y2, BLOCK=8)
+    helpers[(1,)](xs, y1, y2, ACCURATE=not interp, BLOCK=8)
+    xs, y1, y2 = xs.cpu(), y1.cpu(), y2.cpu()
     rel1 = ((y1.double() - torch.log1p(xs.double())).abs() / torch.log1p(xs.double()).abs().clamp_min(1e-300))[:-1]
     rel2 = ((y2.double() - torch.expm1(xs.double())).abs() / torch.expm1(xs.double()).abs().clamp_min(1e-300))[:-1]
     helper_err = max(float(rel1.max()), float(rel2.max()))
@@ -592,12 +598,15 @@ _TRITON_SCRIPT = textwrap.dedent(
 )
 
 
-def test_triton_kernel_under_the_interpreter_matches_the_reference():
-    pytest.importorskip("triton")
+def _run_triton_script(device: str) -> None:
     specs = ["3-norm", "2.5-norm", "1.5-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)"]
     script = _TRITON_SCRIPT.format(tests=os.path.dirname(__file__), specs=specs,
-                                   options=OPTIONS)  # fmt: skip
-    env = dict(os.environ, TRITON_INTERPRET="1")
+                                   options=OPTIONS, device=device)  # fmt: skip
+    env = dict(os.environ)
+    if device == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    else:
+        env.pop("TRITON_INTERPRET", None)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -605,8 +614,8 @@ def test_triton_kernel_under_the_interpreter_matches_the_reference():
 
     result = json.loads(done.stdout.strip().splitlines()[-1])
     for spec, opts, worst in result["rows"]:
-        # the Triton kernel uses exp(k·log) powers and Kahan's expm1/log1p forms; it must stay
-        # within the same bound as the C kernel
+        # the Triton kernel uses exp(k·log) powers (and Kahan's expm1/log1p forms in the
+        # interpreter); it must stay within the same bound as the C kernel
         assert worst <= 1.0, (spec, opts, worst)
     assert result["skipped"]
     assert result["helper_err"] <= 8 * EPS32  # a few ulp, also at 1e-9
@@ -616,6 +625,19 @@ def test_triton_kernel_under_the_interpreter_matches_the_reference():
     # bf16 storage: one rounding of the result to 8 bits (2^-8 relative), plus the inputs'
     assert result["bf16_err"] <= 2.0**-7
     assert math.isfinite(result["bf16_err"])
+
+
+def test_triton_kernel_under_the_interpreter_matches_the_reference():
+    pytest.importorskip("triton")
+    _run_triton_script("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_triton_kernel_on_a_gpu_matches_the_reference():
+    """The same checks on the GPU: compiled kernel, libdevice expm1/log1p, approximate
+    exp/log of the special-function unit, 128-bit vector path."""
+    pytest.importorskip("triton")
+    _run_triton_script("cuda")
 
 
 def test_triton_launch_tables_cover_every_element_once():
@@ -725,7 +747,8 @@ def test_triton_kernel_compiles_for_hopper_with_vectorised_memory_access(family,
     tl = pytest.importorskip("triton.language")
     config = dict(DT=getattr(tl, dtype), FAMILY=kernels._TRITON_FAMILY[family],
                   DECAY=kernels.DECAY_MODES.index("dual"), MOMENTUM=True, FIRST=False,
-                  NESTEROV=True, HAS_SCALE=True, HAS_INF=True, ALIGNED=True, BLOCK=1024)  # fmt: skip
+                  NESTEROV=True, HAS_SCALE=True, HAS_INF=True, ALIGNED=True, ACCURATE=True,
+                  BLOCK=1024)  # fmt: skip
     ptx, cubin = _compile_for_gpu(config)
     # every thread of 4 warps holds 1024 / 128 = 8 elements of each tensor: two 128-bit vectors
     # of float32 (momentum; float32 weights) or one of 16-bit weights. Full-block path: w, g, b

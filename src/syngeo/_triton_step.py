@@ -9,8 +9,10 @@ every address is 16-byte aligned (``ALIGNED``); the last block of each tensor is
 Parameters in float32, bfloat16 or float16 are computed in float32; momentum is float32.
 ``found_inf`` (GradScaler) is read once per program: non-zero, the program stores nothing.
 
-The functions that Triton's interpreter lacks (``expm1``, ``log1p``) are written with Kahan's
-cancellation-free forms from ``exp`` and ``log``.
+``expm1`` and ``log1p`` are libdevice's on a GPU (``ACCURATE``); Triton's interpreter has no
+libdevice, so there they are Kahan's cancellation-free forms from ``exp`` and ``log`` (accurate
+with a correctly rounded ``log``, not with the GPU's approximate one: for a change of 10⁻⁵ the
+approximate ``lg2`` alone would cost 1 % of it).
 """
 
 try:
@@ -19,6 +21,10 @@ try:
 except ImportError:  # the CPU kernels and the eager path do not need it
     triton = None
     tl = None
+try:  # CUDA's accurate expm1/log1p (not in Triton's interpreter)
+    from triton.language.extra import libdevice
+except ImportError:
+    libdevice = None
 
 if triton is not None:
 
@@ -33,6 +39,20 @@ if triton is not None:
         safe = tl.where((u == 1.0) | (u == 0.0) | (x > 80.0), 2.0, u)
         return tl.where(u == 1.0, x, tl.where((u == 0.0) | (x > 80.0), u - 1.0,
                                               (safe - 1.0) * (x / tl.log(safe))))  # fmt: skip
+
+    @triton.jit
+    def _log1p_of(x, ACCURATE: tl.constexpr):
+        if ACCURATE:
+            return libdevice.log1p(x)
+        else:
+            return _log1p(x)
+
+    @triton.jit
+    def _expm1_of(x, ACCURATE: tl.constexpr):
+        if ACCURATE:
+            return libdevice.expm1(x)
+        else:
+            return _expm1(x)
 
     @triton.jit
     def _power(a, k):  # a ≥ 0, k > 0 (log 0 = −inf gives 0)
@@ -53,7 +73,7 @@ if triton is not None:
     def _update(
         w, g, b, lr, mom, damp1, wd, gref, p0, p1, k1, k2,
         FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
-        FIRST: tl.constexpr, NESTEROV: tl.constexpr,
+        FIRST: tl.constexpr, NESTEROV: tl.constexpr, ACCURATE: tl.constexpr,
     ):  # fmt: skip
         """(new w, new momentum) from float32 w, scaled g and the old momentum b.
 
@@ -69,9 +89,9 @@ if triton is not None:
         if FAMILY == 2:
             t = w / p0
             at = tl.abs(t)
-            m = s * _log1p(at + at * (at / (1.0 + tl.sqrt(1.0 + at * at))))
+            m = s * _log1p_of(at + at * (at / (1.0 + tl.sqrt(1.0 + at * at))), ACCURATE)
         if FAMILY == 3:
-            e = _expm1(p0 * tl.log(a))
+            e = _expm1_of(p0 * tl.log(a), ACCURATE)
             m = tl.where(w == 0.0, 0.0, s * (1.0 - (p0 + 1.0) * (e / -p0)))
         if DECAY == 1:
             g = g + wd * w
@@ -95,13 +115,13 @@ if triton is not None:
             new = w * tl.exp(-lr * (s * d))
         elif FAMILY == 2:
             x = lr * d
-            em = _expm1(x)
+            em = _expm1_of(x, ACCURATE)
             h = 0.5 * em / (em + 1.0)
             new = w * (1.0 + em * h) - tl.sqrt(w * w + p0 * p0) * (h * (em + 2.0))
         else:
             y = e + s * (p1 * d)
             y = tl.where(y < -1.0, -1.0, y)
-            new = _copysign(tl.exp(_log1p(y) / p0), w)
+            new = _copysign(tl.exp(_log1p_of(y, ACCURATE) / p0), w)
         return new, b
 
     @triton.jit
@@ -110,7 +130,8 @@ if triton is not None:
         lr, mom, damp1, wd, gmul, gref, p0, p1, k1, k2, scale_ptr, found_inf_ptr,
         DT: tl.constexpr, FAMILY: tl.constexpr, DECAY: tl.constexpr, MOMENTUM: tl.constexpr,
         FIRST: tl.constexpr, NESTEROV: tl.constexpr, HAS_SCALE: tl.constexpr,
-        HAS_INF: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+        HAS_INF: tl.constexpr, ALIGNED: tl.constexpr, ACCURATE: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):  # fmt: skip
         pid = tl.program_id(0)
         go = True
@@ -138,7 +159,7 @@ if triton is not None:
                 if MOMENTUM and not FIRST:
                     b = tl.load(b_ptr + offs)
                 new, b = _update(w, g, b, lr, mom, damp1, wd, gref, p0, p1, k1, k2,
-                                 FAMILY, DECAY, MOMENTUM, FIRST, NESTEROV)  # fmt: skip
+                                 FAMILY, DECAY, MOMENTUM, FIRST, NESTEROV, ACCURATE)  # fmt: skip
                 if MOMENTUM:
                     tl.store(b_ptr + offs, b)
                 tl.store(w_ptr + offs, new.to(DT))
@@ -150,7 +171,7 @@ if triton is not None:
                 if MOMENTUM and not FIRST:
                     b = tl.load(b_ptr + offs, mask=mask, other=0.0)
                 new, b = _update(w, g, b, lr, mom, damp1, wd, gref, p0, p1, k1, k2,
-                                 FAMILY, DECAY, MOMENTUM, FIRST, NESTEROV)  # fmt: skip
+                                 FAMILY, DECAY, MOMENTUM, FIRST, NESTEROV, ACCURATE)  # fmt: skip
                 if MOMENTUM:
                     tl.store(b_ptr + offs, b, mask=mask)
                 tl.store(w_ptr + offs, new.to(DT), mask=mask)

@@ -1043,6 +1043,12 @@ def _make_triton_kernel() -> Any:
     return _triton_step.triton, _triton_step.multi_step_kernel
 
 
+def _triton_libdevice() -> bool:
+    from syngeo import _triton_step
+
+    return _triton_step.libdevice is not None
+
+
 _TRITON_FAMILY = {"pnorm": 0, "ne": 1, "hypentropy": 2, "tsallis": 3}
 #: Elements per program of the Triton kernel (4 warps: 8 float32 per thread, two 128-bit loads).
 TRITON_BLOCK = 1024
@@ -1135,6 +1141,7 @@ def _call_triton(
         for j, dtype in enumerate(kinds):
             groups.setdefault(dtype, []).append(j)
     device_type = ws[0].device.type
+    accurate = device_type == "cuda" and _triton_libdevice()  # none in the interpreter
     launches = []
     for dtype, idx in groups.items():
         sub_ws, sub_gs, sub_bs = (
@@ -1152,7 +1159,7 @@ def _call_triton(
             FAMILY=_TRITON_FAMILY[family], DECAY=DECAY_MODES.index(decay),
             MOMENTUM=bs is not None, FIRST=first, NESTEROV=nesterov,
             HAS_SCALE=grad_scale is not None, HAS_INF=found_inf is not None,
-            ALIGNED=aligned, BLOCK=TRITON_BLOCK,
+            ALIGNED=aligned, ACCURATE=accurate, BLOCK=TRITON_BLOCK,
         )  # fmt: skip
         key = (device_type, dtype, *config.values())
         if key in _TRITON_FAILED:
