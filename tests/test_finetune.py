@@ -360,6 +360,39 @@ def test_finetune_is_finite_on_a_cnn():
     assert not math.isnan(result.runs["NE"].accuracy)
 
 
+def test_the_mixed_precision_branch_trains_like_float32(monkeypatch):
+    """The AMP branch of the training loop (float16 autocast + GradScaler, CUDA-only in use)
+    run on CPU, where torch has both: the loss is scaled (the scaler sees its scale), unscaled
+    before the mirror step, and the weight change follows the float32 run. Error analysis:
+    float16 rounds each forward product to 2^-11 ≈ 5e-4 relative; the gradients of a two-layer
+    network carry a few of those, so the change over 8 steps differs by well under 3 %, while
+    a missed unscale (×2^10) or a loss left in float16 breaks it."""
+    from syngeo import finetune as ft
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    protocol = FinetuneProtocol(lrs=(0.05,), epochs=2, max_extensions=0, batch_size=16)
+    runs = {}
+    scales = []
+    for amp in (False, True):
+        if amp:
+            def mixed(protocol, device):
+                scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+                original = scaler.step
+                scaler.step = lambda opt: scales.append(scaler.get_scale()) or original(opt)
+                return torch.float16, scaler
+
+            monkeypatch.setattr(ft, "_mixed_precision", mixed)
+        torch.manual_seed(1)
+        model = TinyNet()
+        runs[amp] = (finetune_one(model, (x, y), "3-norm", protocol=protocol, seed=2), model)
+    assert scales and set(scales) == {2.0**10}  # every step saw the scaled loss, none inf
+    for name, w0 in runs[False][1].state_dict().items():
+        change32 = runs[False][0].final[name] - w0
+        change16 = runs[True][0].final[name] - w0
+        assert float((change16 - change32).norm()) <= 0.03 * float(change32.norm()), name
+
+
 def test_simsiam_objective_is_the_per_sample_simsiam_loss():
     from syngeo.finetune import simsiam_objective
     from syngeo.models import SimSiam, simsiam_loss

@@ -401,14 +401,14 @@ def _train_once(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = MirrorDescent(params, lr=lr, potential=phi, momentum=protocol.momentum)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    amp = bool(protocol.amp) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    autocast_dtype, scaler = _mixed_precision(protocol, device)
     for epoch in range(epochs):
         for batch in _epoch_batches(x.shape[0], protocol.batch_size, seed, epoch):
             idx = batch.tensor_split(world)[rank]
             xb, yb = x[idx].to(device), y[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                enabled=autocast_dtype is not None):  # fmt: skip
                 losses, _ = objective(net, xb, yb)
             # world × Σ(local losses) / global batch size: DDP's average is the global mean.
             loss = losses.sum() * (world / len(batch))
@@ -420,6 +420,17 @@ def _train_once(
             return math.inf, math.nan, True
     loss, acc = _evaluate(model, x, y, objective, device, protocol.batch_size)
     return loss, acc, not math.isfinite(loss)
+
+
+def _mixed_precision(
+    protocol: FinetuneProtocol, device: torch.device
+) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """(autocast dtype, loss scaler) of one training run: float16 autocast and a GradScaler on
+    CUDA with ``protocol.amp`` (the B.3 protocol's mixed precision), else no autocast and a
+    disabled scaler (its ``scale``/``step`` pass the loss and the step through unchanged)."""
+    if protocol.amp and device.type == "cuda":
+        return torch.float16, torch.amp.GradScaler("cuda")
+    return None, torch.amp.GradScaler(device.type, enabled=False)
 
 
 def pretrain(
