@@ -175,6 +175,35 @@ def test_torch_path_with_zeros_and_float32_tensors(monkeypatch):
     assert any("4 synapses are exactly 0 after" in w for w in dev.warnings)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_reduce_on_the_gpu_and_match_numpy(monkeypatch):
+    """Weights that are CUDA tensors: the reductions run on the GPU (spied) and the inference
+    equals NumPy's on the host copies (ranking, refined p and interval to the refinement's
+    1e-4; log-likelihoods to 1e-12 relative: float64 sums in another order)."""
+    on_device = PreparedChange._dual_on_device
+    devices = []
+
+    def spy(self, psi):
+        out = on_device(self, psi)
+        devices.append(out.delta.device.type)
+        return out
+
+    monkeypatch.setattr(PreparedChange, "_dual_on_device", spy)
+    sim = simulate_change("2.5-norm", 200_000, rng=7)
+    host = infer_geometry(sim.before, sim.after, n_bootstrap=0, rng=0)
+    gpu = infer_geometry(torch.from_numpy(sim.before).cuda(), torch.from_numpy(sim.after).cuda(),
+                         n_bootstrap=0, rng=0)  # fmt: skip
+    assert devices and set(devices) == {"cuda"}
+    assert list(host.ranking["candidate"]) == list(gpu.ranking["candidate"])
+    assert host.best_p == pytest.approx(gpu.best_p, abs=1e-4)
+    assert (host.p_interval.low, host.p_interval.high) == pytest.approx(
+        (gpu.p_interval.low, gpu.p_interval.high), abs=1e-4
+    )
+    np.testing.assert_allclose(
+        host.ranking["log_likelihood"], gpu.ranking["log_likelihood"], rtol=1e-12
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # the bootstrap interval resolves below the grid step (issue 11)
 # ------------------------------------------------------------------------------------------------
