@@ -326,6 +326,42 @@ def test_without_a_compiler_fused_falls_back_silently(monkeypatch, tmp_path, rec
 
 
 @needs_cpu_kernel
+def test_layouts_the_kernels_cannot_read_are_refused():
+    """The kernels read each tensor as numel contiguous elements of one dtype: a gradient of
+    another shape (same numel), a transposed gradient, momentum of another dtype or a weight of
+    another dtype must each leave the step to the eager path (False, nothing written)."""
+    kernel = potential("3-norm").step_kernel()
+    w = torch.randn(4, 3)
+    cases = {
+        "grad shape": ([w.clone()], [torch.randn(3, 4)], [torch.randn(4, 3)]),
+        "grad strides": ([w.clone()], [torch.randn(3, 4).t()], [torch.randn(4, 3)]),
+        "momentum dtype": ([w.clone()], [torch.randn(4, 3)], [torch.randn(4, 3).double()]),
+        "momentum shape": ([w.clone()], [torch.randn(4, 3)], [torch.randn(3, 4)]),
+        "weight dtype": ([w.double()], [torch.randn(4, 3).double()], [torch.randn(4, 3)]),
+        "grad dtype": ([w.clone()], [torch.randn(4, 3).double()], [torch.randn(4, 3)]),
+    }
+    for name, (ws, gs, bs) in cases.items():
+        before = [x.clone() for x in ws + bs]
+        assert not fused_step_(ws, gs, bs, kernel, lr=0.1, momentum=0.9), name
+        assert all(torch.equal(a, b) for a, b in zip(ws + bs, before, strict=True)), name
+    assert fused_step_(
+        [w.clone()], [torch.randn(4, 3)], [torch.randn(4, 3)], kernel, lr=0.1, momentum=0.9
+    )  # fmt: skip (the layout that is accepted)
+
+
+@needs_cpu_kernel
+def test_cached_kernel_arguments_follow_the_sizes_at_the_same_addresses():
+    """The C kernel's arguments are cached by address: a shorter tensor at the same address
+    (a view of the same storage) must not be updated over its old length."""
+    kernel = potential("ne").step_kernel()
+    storage, grads = torch.rand(300) + 0.5, torch.rand(300)
+    assert fused_step_([storage[:300]], [grads[:300]], None, kernel, lr=0.1)
+    kept = storage[100:].clone()
+    assert fused_step_([storage[:100]], [grads[:100]], None, kernel, lr=0.1)
+    assert torch.equal(storage[100:], kept)
+
+
+@needs_cpu_kernel
 def test_auto_fuses_only_large_float32_cpu_groups(monkeypatch):
     import syngeo.optim as optim
 
