@@ -205,3 +205,48 @@ def test_examples_fit_an_80_column_help_page(module):
     assert examples
     for line in examples:
         assert len(line) <= 76, f"{line!r} wraps in an 80-column help page"
+
+
+def _options_by_command():
+    """``{command: {option name: click parameter}}`` of every registered command."""
+    from syngeo.app.cli import _commands  # noqa: F401 - registers the commands
+    from syngeo.app.cli._app import _polished_command, app
+
+    group = _polished_command(app)
+    return {
+        name: {opt: param for param in cmd.params for opt in param.opts}
+        for name, cmd in group.commands.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("option", "commands"),
+    [
+        ("--json", COMMANDS),
+        ("--quiet", ["infer", "demo", "reproduce", "fit-spines", "power"]),
+        ("--workers", ["reproduce", "fit-spines", "power"]),
+        ("--bootstrap", ["infer", "demo"]),
+        ("--estimator", ["infer", "demo"]),
+    ],
+)
+def test_a_shared_option_reads_the_same_in_every_command(option, commands):
+    """Options declared once (syngeo.app.cli._options) have one help text and short form."""
+    options = _options_by_command()
+    rows = {c: (options[c][option].help, tuple(options[c][option].opts)) for c in commands}
+    assert len(set(rows.values())) == 1, rows
+
+
+def test_force_says_whether_a_rerun_resumes():
+    """A sweep resumes without --force, so its --force is only for a different run."""
+    options = _options_by_command()
+    helps = {c: options[c]["--force"].help for c in COMMANDS}
+    sweeps = {"reproduce", "power"}
+    assert {helps[c] for c in sweeps} == {"Replace the results of a different run in --out."}
+    assert {helps[c] for c in set(COMMANDS) - sweeps} == {"Replace earlier results in --out."}
+
+
+def test_the_estimators_named_for_help_are_those_of_the_inference():
+    from syngeo.app.cli.infer import ESTIMATORS
+    from syngeo.inference import ESTIMATORS as CORE
+
+    assert ESTIMATORS == CORE
