@@ -1031,7 +1031,7 @@ def connection_spread(
     correlation of 0.42 between the two volumes of a dual connection, far from 1); read the
     result as "which geometry makes the within-connection differences most Gaussian".
     """
-    from syngeo.gaussianity import cdf_distance
+    from syngeo.gaussianity import cdf_distance, gaussian_null
 
     w = _check_sizes(sizes)
     groups = pd.factorize(pd.Series(np.asarray(connections).ravel()))[0]
@@ -1053,7 +1053,7 @@ def connection_spread(
         b = pool[gen.integers(0, pool.size, size=3 * n_pairs)]
         keep = groups[a] != groups[b]
         shuffles.append((a[keep][:n_pairs], b[keep][:n_pairs]))
-    floor = [cdf_distance(gen.standard_normal(n_pairs)) for _ in range(n_shuffles)]
+    floor = gaussian_null("cdf", n_pairs, draws=n_shuffles, rng=gen)
     rows = []
     for spec in potentials:
         phi = as_potential(spec)
