@@ -639,3 +639,27 @@ def test_family_names_round_trip_for_awkward_parameters():
         assert phi.with_parameter(phi.parameter) == phi
     with pytest.raises(TypeError, match="real number"):
         Hypentropy("0.1")
+
+
+@pytest.mark.parametrize(
+    ("family", "field", "x", "name", "bounds"),
+    [
+        (Hypentropy, "beta", 0.5, "hypentropy(beta=0.5)", (0.0, math.inf)),
+        (Tsallis, "q", 0.25, "tsallis(q=0.25)", (0.0, 1.0)),
+    ],
+)
+def test_named_family_plumbing(family, field, x, name, bounds):
+    """name, parameter, with_parameter and the bounds check come from one base class."""
+    phi = family(x)
+    assert phi.name == name and phi.parameter == x == getattr(phi, field)
+    assert phi.with_parameter(0.75) == family(0.75) and phi.parameter_bounds == bounds
+    for bad in bounds:
+        with pytest.raises(InputError, match=f"{family.__name__} needs 0 < {field} <"):
+            family(bad)
+    with pytest.raises(InputError, match=f"real number {field}"):
+        family("0.5")
+
+    class Scaled(family):  # a user's subclass stays itself along the family
+        pass
+
+    assert type(Scaled(x).with_parameter(0.75)) is Scaled
