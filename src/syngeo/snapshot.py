@@ -180,6 +180,23 @@ class InitialMixture:
             "constant-lognormal",
         )
 
+    def parameters(self) -> dict[str, float]:
+        """The mixture as one flat row: ``weight_k`` of each component k, with ``value_k`` (a
+        point mass) or ``mu_k`` and ``sigma_k`` (a log-normal).
+
+        >>> InitialMixture.two_point(0.1, 0.3, 0.25).parameters()
+        {'weight_0': 0.25, 'value_0': 0.1, 'weight_1': 0.75, 'value_1': 0.3}
+        """
+        out: dict[str, float] = {}
+        for k, (comp, wk) in enumerate(zip(self.components, self.weights, strict=True)):
+            out[f"weight_{k}"] = wk
+            if isinstance(comp, PointMass):
+                out[f"value_{k}"] = comp.value
+            else:
+                out[f"mu_{k}"] = comp.mu
+                out[f"sigma_{k}"] = comp.sigma
+        return out
+
     def sample(self, n: int, gen: np.random.Generator) -> np.ndarray:
         which = gen.choice(len(self.components), size=n, p=np.asarray(self.weights))
         out = np.empty(n)
@@ -574,13 +591,7 @@ class SnapshotFit:
             "bic": self.bic,
             "converged": self.converged,
         }
-        for k, (comp, wk) in enumerate(zip(mix.components, mix.weights, strict=True)):
-            row[f"weight_{k}"] = wk
-            if isinstance(comp, PointMass):
-                row[f"value_{k}"] = comp.value
-            else:
-                row[f"mu_{k}"] = comp.mu
-                row[f"sigma_{k}"] = comp.sigma
+        row.update(mix.parameters())
         return row
 
 
