@@ -7,14 +7,7 @@ import sys
 import pytest
 
 import syngeo
-from syngeo.app.cli import main
-
-
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
+from clirun import run_cli
 
 
 @pytest.mark.parametrize(
@@ -27,16 +20,16 @@ def run_main(args, capsys):
     ],
 )
 def test_usage_errors_exit_2_without_traceback(args, message, capsys):
-    code, out, err = run_main(args, capsys)
+    code, out, err = run_cli(args, capsys)
     assert code == 2
     assert message in out + err
     assert "Traceback" not in out + err
 
 
 def test_version_and_help_exit_0(capsys):
-    code, out, _ = run_main(["--version"], capsys)
+    code, out, _ = run_cli(["--version"], capsys)
     assert code == 0 and out.strip() == f"syngeo {syngeo.__version__}"
-    code, out, _ = run_main(["--help"], capsys)
+    code, out, _ = run_cli(["--help"], capsys)
     assert code == 0 and "reproduce" in out and "infer" in out and "demo" in out
 
 
@@ -84,7 +77,7 @@ def _patch_infer(monkeypatch, exc: BaseException) -> None:
 )
 def test_a_bug_inside_a_command_shows_its_traceback_and_exits_1(monkeypatch, capsys, exc):
     _patch_infer(monkeypatch, exc)
-    code, _out, err = run_main(["infer", "before.csv", "after.csv"], capsys)
+    code, _out, err = run_cli(["infer", "before.csv", "after.csv"], capsys)
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert f"{type(exc).__name__}: " in err
@@ -106,7 +99,7 @@ def test_a_bug_inside_a_command_shows_its_traceback_and_exits_1(monkeypatch, cap
 )
 def test_input_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc, message):
     _patch_infer(monkeypatch, exc)
-    code, out, err = run_main(["infer", "before.csv", "after.csv"], capsys)
+    code, out, err = run_cli(["infer", "before.csv", "after.csv"], capsys)
     assert code == 2
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
@@ -156,7 +149,7 @@ COMMANDS = ["infer", "demo", "reproduce", "fit-spines", "power", "finetune"]
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=lambda c: " ".join(c))
 def test_help_has_plain_placeholders(command, capsys):
-    code, out, _ = run_main([*command, "--help"], capsys)
+    code, out, _ = run_cli([*command, "--help"], capsys)
     assert code == 0
     # typer's defaults were Python types in angle brackets, even for flags
     for placeholder in ("<bool>", "<list[", "<str>", "<int>", "<float>", "<path>"):
@@ -166,7 +159,7 @@ def test_help_has_plain_placeholders(command, capsys):
 
 
 def test_reproduce_help_shows_the_default_output_folder(capsys):
-    _code, out, _ = run_main(["reproduce", "--help"], capsys)
+    _code, out, _ = run_cli(["reproduce", "--help"], capsys)
     text = " ".join(out.replace("│", " ").split())
     assert "[default: (./syngeo-NAME, or ./syngeo-NAME-quick with --quick)]" in text, text
     assert "--out -o PATH" in text and "--workers -j INTEGER" in text
@@ -174,7 +167,7 @@ def test_reproduce_help_shows_the_default_output_folder(capsys):
 
 
 def test_docstring_paragraphs_reflow_in_help(capsys):
-    _code, out, _ = run_main(["reproduce", "--help"], capsys)
+    _code, out, _ = run_cli(["reproduce", "--help"], capsys)
     # the docstring breaks this sentence after "interrupted run is"; help joins the lines
     assert "interrupted run is resumed" in " ".join(out.split())
     assert not re.search(r"interrupted run is *│? *\n", out), (
