@@ -198,6 +198,12 @@ def test_gof_ks_is_centred_and_the_ranking_ks_is_not():
     assert uncentred - centred > 0.1
 
 
+def test_gaussian_null_default_draws_are_the_goodness_of_fit_draws():
+    from syngeo.diagnostics import GOF_DRAWS
+
+    assert gaussian_null("ks", 50, rng=0).shape == (GOF_DRAWS,) == (199,)
+
+
 def test_gaussian_null_input_checks():
     with pytest.raises(InputError, match="unknown statistic"):
         gaussian_null("ad", 100)

@@ -659,6 +659,11 @@ def test_named_family_plumbing(family, field, x, name, bounds):
     with pytest.raises(InputError, match=f"real number {field}"):
         family("0.5")
 
+    # the parameter is stored as a Python float (an int or NumPy scalar is converted) and
+    # printed in its shortest form
+    assert type(family(np.float32(x)).parameter) is float and type(getattr(phi, field)) is float
+    assert Hypentropy(2).name == "hypentropy(beta=2)" and type(Hypentropy(2).beta) is float
+
     class Scaled(family):  # a user's subclass stays itself along the family
         pass
 
