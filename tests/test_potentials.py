@@ -412,6 +412,20 @@ def test_negative_entropy_inverse_mixes_numpy_and_torch():
     torch.testing.assert_close(out, torch.tensor([1.0, -math.exp(-3.0)], dtype=torch.float64))
 
 
+@pytest.mark.parametrize("phi", [NegativeEntropy(), Tsallis(0.5)], ids=lambda phi: phi.name)
+def test_sign_preserving_inverse_takes_signs_of_either_kind(phi):
+    """Only the sign of ``sign`` counts, and a torch ``sign`` makes a torch result (one helper
+    serves both potentials)."""
+    w = np.array([0.5, -2.0, 0.0, 3.0])
+    u, sign = phi.grad(w), np.sign(w)
+    expected = phi.grad_inverse(u, sign=sign)
+    np.testing.assert_allclose(expected, w, rtol=1e-12)
+    np.testing.assert_allclose(phi.grad_inverse(u, sign=2.5 * w), expected, rtol=0)
+    out = phi.grad_inverse(u, sign=torch.from_numpy(sign))
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0)
+
+
 def test_pnorm_zero_weight_conventions():
     zero = torch.zeros(2, dtype=torch.float64)
     for p in P_VALUES:

@@ -540,6 +540,24 @@ class PNorm(LocalPotential):
         return f"PNorm(p={_fmt_p(self.p)})"
 
 
+def _dual_and_sign(u: Array, sign: Array | None, whose: str, under: str) -> tuple[Array, Array]:
+    """``u`` and ``sign(sign)`` as arrays of one kind (torch when either is), for the inverse
+    mirror map of a sign-preserving potential; a missing ``sign`` is an
+    :class:`~syngeo.errors.InputError` (``whose``: "negative entropy's"; ``under``: "NE")."""
+    if sign is None:
+        raise InputError(
+            f"{whose} inverse mirror map needs the sign of the weights: "
+            f"call grad_inverse(u, sign=sign(w0)) (signs never change under {under})"
+        )
+    u = _as_array(u)
+    s = _as_array(sign)
+    if _is_torch(u) and not _is_torch(s):
+        s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
+    elif _is_torch(s) and not _is_torch(u):
+        u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
+    return u, _sign(s)
+
+
 @dataclass(frozen=True, repr=False)
 class NegativeEntropy(LocalPotential):
     r"""Negative entropy :math:`\phi(w) = \sum_i |w_i| \log |w_i|` (exponentiated-gradient geometry).
@@ -587,18 +605,7 @@ class NegativeEntropy(LocalPotential):
 
     def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
         """Inverse mirror map s·exp(s·u − 1); ``sign`` (the weights' signs) is required."""
-        if sign is None:
-            raise InputError(
-                "negative entropy's inverse mirror map needs the sign of the weights: "
-                "call grad_inverse(u, sign=sign(w0)) (signs never change under NE)"
-            )
-        u = _as_array(u)
-        s = _as_array(sign)
-        if _is_torch(u) and not _is_torch(s):
-            s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
-        elif _is_torch(s) and not _is_torch(u):
-            u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
-        s = _sign(s)
+        u, s = _dual_and_sign(u, sign, "negative entropy's", "NE")
         return s * _exp(s * u - 1.0)
 
     def hessian_diag(self, w: Array) -> Array:
@@ -945,18 +952,7 @@ class Tsallis(_NamedFamily):
         """Inverse mirror map s·exp(log1p((1 − s·u)(1 − q)/q)/(q − 1)); ``sign`` is required.
 
         ±inf outside the dual domain s·u < 1/(1 − q); 0 where the sign is 0."""
-        if sign is None:
-            raise InputError(
-                "the Tsallis inverse mirror map needs the sign of the weights: "
-                "call grad_inverse(u, sign=sign(w0)) (signs never change under it)"
-            )
-        u = _as_array(u)
-        s = _as_array(sign)
-        if _is_torch(u) and not _is_torch(s):
-            s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
-        elif _is_torch(s) and not _is_torch(u):
-            u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
-        s = _sign(s)
+        u, s = _dual_and_sign(u, sign, "the Tsallis", "it")
         q = self.q
         x = (1.0 - s * u) * ((1.0 - q) / q)
         x = torch.clamp(x, min=-1.0) if _is_torch(x) else np.maximum(x, -1.0)
