@@ -7,14 +7,7 @@ import sys
 import pytest
 
 import syngeo
-from syngeo.app.cli import main
-
-
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
+from clirun import run_cli
 
 
 @pytest.mark.parametrize(
@@ -27,16 +20,16 @@ def run_main(args, capsys):
     ],
 )
 def test_usage_errors_exit_2_without_traceback(args, message, capsys):
-    code, out, err = run_main(args, capsys)
+    code, out, err = run_cli(args, capsys)
     assert code == 2
     assert message in out + err
     assert "Traceback" not in out + err
 
 
 def test_version_and_help_exit_0(capsys):
-    code, out, _ = run_main(["--version"], capsys)
+    code, out, _ = run_cli(["--version"], capsys)
     assert code == 0 and out.strip() == f"syngeo {syngeo.__version__}"
-    code, out, _ = run_main(["--help"], capsys)
+    code, out, _ = run_cli(["--help"], capsys)
     assert code == 0 and "reproduce" in out and "infer" in out and "demo" in out
 
 
@@ -84,7 +77,7 @@ def _patch_infer(monkeypatch, exc: BaseException) -> None:
 )
 def test_a_bug_inside_a_command_shows_its_traceback_and_exits_1(monkeypatch, capsys, exc):
     _patch_infer(monkeypatch, exc)
-    code, _out, err = run_main(["infer", "before.csv", "after.csv"], capsys)
+    code, _out, err = run_cli(["infer", "before.csv", "after.csv"], capsys)
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert f"{type(exc).__name__}: " in err
@@ -106,7 +99,7 @@ def test_a_bug_inside_a_command_shows_its_traceback_and_exits_1(monkeypatch, cap
 )
 def test_input_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc, message):
     _patch_infer(monkeypatch, exc)
-    code, out, err = run_main(["infer", "before.csv", "after.csv"], capsys)
+    code, out, err = run_cli(["infer", "before.csv", "after.csv"], capsys)
     assert code == 2
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
@@ -156,7 +149,7 @@ COMMANDS = ["infer", "demo", "reproduce", "fit-spines", "power", "finetune"]
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=lambda c: " ".join(c))
 def test_help_has_plain_placeholders(command, capsys):
-    code, out, _ = run_main([*command, "--help"], capsys)
+    code, out, _ = run_cli([*command, "--help"], capsys)
     assert code == 0
     # typer's defaults were Python types in angle brackets, even for flags
     for placeholder in ("<bool>", "<list[", "<str>", "<int>", "<float>", "<path>"):
@@ -166,7 +159,7 @@ def test_help_has_plain_placeholders(command, capsys):
 
 
 def test_reproduce_help_shows_the_default_output_folder(capsys):
-    _code, out, _ = run_main(["reproduce", "--help"], capsys)
+    _code, out, _ = run_cli(["reproduce", "--help"], capsys)
     text = " ".join(out.replace("│", " ").split())
     assert "[default: (./syngeo-NAME, or ./syngeo-NAME-quick with --quick)]" in text, text
     assert "--out -o PATH" in text and "--workers -j INTEGER" in text
@@ -174,7 +167,7 @@ def test_reproduce_help_shows_the_default_output_folder(capsys):
 
 
 def test_docstring_paragraphs_reflow_in_help(capsys):
-    _code, out, _ = run_main(["reproduce", "--help"], capsys)
+    _code, out, _ = run_cli(["reproduce", "--help"], capsys)
     # the docstring breaks this sentence after "interrupted run is"; help joins the lines
     assert "interrupted run is resumed" in " ".join(out.split())
     assert not re.search(r"interrupted run is *│? *\n", out), (
@@ -205,3 +198,48 @@ def test_examples_fit_an_80_column_help_page(module):
     assert examples
     for line in examples:
         assert len(line) <= 76, f"{line!r} wraps in an 80-column help page"
+
+
+def _options_by_command():
+    """``{command: {option name: click parameter}}`` of every registered command."""
+    from syngeo.app.cli import _commands  # noqa: F401 - registers the commands
+    from syngeo.app.cli._app import _polished_command, app
+
+    group = _polished_command(app)
+    return {
+        name: {opt: param for param in cmd.params for opt in param.opts}
+        for name, cmd in group.commands.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("option", "commands"),
+    [
+        ("--json", COMMANDS),
+        ("--quiet", ["infer", "demo", "reproduce", "fit-spines", "power"]),
+        ("--workers", ["reproduce", "fit-spines", "power"]),
+        ("--bootstrap", ["infer", "demo"]),
+        ("--estimator", ["infer", "demo"]),
+    ],
+)
+def test_a_shared_option_reads_the_same_in_every_command(option, commands):
+    """Options declared once (syngeo.app.cli._options) have one help text and short form."""
+    options = _options_by_command()
+    rows = {c: (options[c][option].help, tuple(options[c][option].opts)) for c in commands}
+    assert len(set(rows.values())) == 1, rows
+
+
+def test_force_says_whether_a_rerun_resumes():
+    """A sweep resumes without --force, so its --force is only for a different run."""
+    options = _options_by_command()
+    helps = {c: options[c]["--force"].help for c in COMMANDS}
+    sweeps = {"reproduce", "power"}
+    assert {helps[c] for c in sweeps} == {"Replace the results of a different run in --out."}
+    assert {helps[c] for c in set(COMMANDS) - sweeps} == {"Replace earlier results in --out."}
+
+
+def test_the_estimators_named_for_help_are_those_of_the_inference():
+    from syngeo.app.cli.infer import ESTIMATORS
+    from syngeo.inference import ESTIMATORS as CORE
+
+    assert ESTIMATORS == CORE

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from clirun import assert_bad_input, run_cli
 from syngeo.app.cli import main
 
 FIGURES = ("dual_change_histograms", "qq_plots", "score_vs_p")
@@ -24,25 +25,6 @@ OUTPUTS = {
     "report.md",
     *(f"{stem}.{ext}" for stem in FIGURES for ext in ("png", "pdf")),
 }
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:  # pragma: no cover - main always exits
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_bad_input(code: int, out: str, err: str, pattern: str) -> None:
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert pattern.lower() in lines[0].lower(), lines[0]
 
 
 @pytest.fixture(scope="module")

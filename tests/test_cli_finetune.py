@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from syngeo.app.cli import main
+from clirun import run_cli
 from syngeo.models import SmallCNN
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 def test_end_to_end_quick_run_and_cached_pretraining(tmp_path, capsys):

@@ -9,28 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syngeo.app.cli import main
+from clirun import assert_bad_input, run_cli
 from syngeo.snapshot import InitialMixture, SnapshotModel
-
-
-def run_cli(args, capsys):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:  # pragma: no cover
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_bad_input(code, out, err, pattern):
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert pattern.lower() in " ".join(lines[0].split()).lower(), lines[0]
 
 
 def _table(n=600, seed=0):

@@ -14,23 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from syngeo.app.cli import main
+from clirun import assert_bad_input, run_cli
 from syngeo.app.cli.infer import parse_candidates
 from syngeo.errors import InputError
 
 N = 3000
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run the real console entry point; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:  # pragma: no cover - main always exits
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def three_norm_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,15 +27,6 @@ def three_norm_pair(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     w0 = g.normal(0, 0.1, n)
     u = np.sign(w0) * w0**2 + 1e-3 * g.normal(size=n)
     return w0, np.sign(u) * np.abs(u) ** 0.5
-
-
-def assert_bad_input(code: int, out: str, err: str, pattern: str) -> None:
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert pattern.lower() in lines[0].lower(), lines[0]
 
 
 def _state_dict(values: np.ndarray) -> dict[str, torch.Tensor]:

@@ -9,18 +9,7 @@ import pandas as pd
 import pytest
 
 import syngeo
-from syngeo.app.cli import main
-
-
-def run_cli(args, capsys):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:  # pragma: no cover
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from clirun import run_cli
 
 
 @pytest.fixture(scope="module")

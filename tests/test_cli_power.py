@@ -8,18 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from syngeo.app.cli import main
+from clirun import run_cli
 from syngeo.app.experiments.power import POWER, Config, cells
-
-
-def _run(argv, capsys):
-    from syngeo.app.cli import _commands  # noqa: F401
-
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
-
 
 SMALL = [
     "--n",
@@ -37,7 +27,7 @@ SMALL = [
 
 def test_power_writes_report_figures_and_resumes(tmp_path, capsys):
     out = tmp_path / "plan"
-    code, stdout, err = _run(["power", *SMALL, "--out", str(out), "--quiet"], capsys)
+    code, stdout, err = run_cli(["power", *SMALL, "--out", str(out), "--quiet"], capsys)
     assert code == 0, err
     for name in ("report.md", "power.png", "confusion.png", "summary.json", "results.parquet"):
         assert (out / name).exists(), name
@@ -45,12 +35,12 @@ def test_power_writes_report_figures_and_resumes(tmp_path, capsys):
     assert len(table) == 2 * (4 + 3)  # 2 runs × (4 power cells + 3 confusion cells)
     report = (out / "report.md").read_text()
     assert "Synapses needed for 80 % power" in report and "Confusion matrix" in report
-    code, stdout, _ = _run(["power", *SMALL, "--out", str(out), "--json"], capsys)
+    code, stdout, _ = run_cli(["power", *SMALL, "--out", str(out), "--json"], capsys)
     assert code == 0
     result = json.loads(stdout)
     assert result["sweep"]["n_computed"] == 0 and result["sweep"]["n_reused"] == 7
     assert set(result["summary"]["confusion"]) == {"NE", "2-norm", "3-norm"}
-    code, stdout, _ = _run(["power", *SMALL, "--out", str(out)], capsys)  # resumed: instant
+    code, stdout, _ = run_cli(["power", *SMALL, "--out", str(out)], capsys)  # resumed: instant
     assert code == 0
     assert re.search(r"true geometry\s+noise\s+synapses needed", stdout), stdout  # a table
     assert "with 80 % power" in stdout and "wrote 8 files" in stdout
@@ -69,7 +59,7 @@ def test_power_writes_report_figures_and_resumes(tmp_path, capsys):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
-    code, _, err = _run(["power", "--runs", "1", *args, "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(["power", "--runs", "1", *args, "--out", str(tmp_path / "o")], capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
 

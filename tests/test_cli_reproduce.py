@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import typer.models
 
+from clirun import run_cli
 from syngeo.app import experiments
-from syngeo.app.cli import main
 from syngeo.app.cli._app import app
 from syngeo.app.experiments import _testing
 
@@ -29,13 +29,6 @@ def testing_experiment(monkeypatch):
         monkeypatch.setattr(app, "registered_commands", [*app.registered_commands, placeholder])
 
 
-def _run(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
-
-
 def _reference_table(n_cells: int) -> pd.DataFrame:
     config = _testing.Config(n_cells=n_cells, delay=0.0)
     return pd.DataFrame(
@@ -44,11 +37,11 @@ def _reference_table(n_cells: int) -> pd.DataFrame:
 
 
 def test_list_shows_every_registered_experiment(capsys):
-    code, out, _ = _run(["reproduce", "--list"], capsys)
+    code, out, _ = run_cli(["reproduce", "--list"], capsys)
     assert code == 0
     for name in ("fig3a", "fig6", "fig3b", "_testing"):
         assert name in out
-    code, out, _ = _run(["reproduce", "--list", "--json"], capsys)
+    code, out, _ = run_cli(["reproduce", "--list", "--json"], capsys)
     assert code == 0
     entries = {e["name"]: e for e in json.loads(out)}
     assert entries["_testing"]["figures"] == ["testing"]
@@ -57,12 +50,12 @@ def test_list_shows_every_registered_experiment(capsys):
 
 
 def test_omitting_the_name_lists_too(capsys):
-    code, out, _ = _run(["reproduce"], capsys)
+    code, out, _ = run_cli(["reproduce"], capsys)
     assert code == 0 and "fig3b" in out
 
 
 def test_unknown_name_is_one_line_and_exit_code_2(capsys, tmp_path):
-    code, _, err = _run(["reproduce", "no-such-figure", "--out", str(tmp_path / "x")], capsys)
+    code, _, err = run_cli(["reproduce", "no-such-figure", "--out", str(tmp_path / "x")], capsys)
     assert code == 2
     assert "unknown experiment 'no-such-figure'" in err
     assert len(err.strip().splitlines()) == 1
@@ -70,7 +63,7 @@ def test_unknown_name_is_one_line_and_exit_code_2(capsys, tmp_path):
 
 
 def test_help_has_an_example(capsys):
-    code, out, _ = _run(["reproduce", "--help"], capsys)
+    code, out, _ = run_cli(["reproduce", "--help"], capsys)
     assert code == 0
     assert "syngeo reproduce fig3b --quick" in out
     assert "--scheduler" in out and "--workers" in out
@@ -78,7 +71,7 @@ def test_help_has_an_example(capsys):
 
 def test_reproduce_writes_table_figures_summary_and_report(capsys, tmp_path):
     out = tmp_path / "run"
-    code, stdout, _ = _run(
+    code, stdout, _ = run_cli(
         ["reproduce", "_testing", "--quick", "--out", str(out), "--json"], capsys
     )
     assert code == 0
@@ -109,30 +102,30 @@ def test_reproduce_writes_table_figures_summary_and_report(capsys, tmp_path):
 def test_rerun_resumes_and_a_different_preset_needs_force(capsys, tmp_path):
     out = tmp_path / "run"
     argv = ["reproduce", "_testing", "--quick", "--out", str(out), "--quiet"]
-    assert _run(argv, capsys)[0] == 0
-    code, stdout, _ = _run([*argv, "--json"], capsys)
+    assert run_cli(argv, capsys)[0] == 0
+    code, stdout, _ = run_cli([*argv, "--json"], capsys)
     assert code == 0
     assert json.loads(stdout)["sweep"]["n_reused"] == 4
 
     full = ["reproduce", "_testing", "--out", str(out), "--quiet"]
-    code, _, err = _run(full, capsys)
+    code, _, err = run_cli(full, capsys)
     assert code == 2
     assert "different sweep" in err and "--force" in err
-    code, _, _ = _run([*full, "--force"], capsys)
+    code, _, _ = run_cli([*full, "--force"], capsys)
     assert code == 0
     assert len(pd.read_parquet(out / "results.parquet")) == 2 * _testing.Config().n_cells
 
 
 def test_default_out_is_in_the_working_directory(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, stdout, _ = _run(["reproduce", "_testing", "--quick"], capsys)
+    code, stdout, _ = run_cli(["reproduce", "_testing", "--quick"], capsys)
     assert code == 0
     assert (tmp_path / "syngeo-_testing-quick" / "report.md").is_file()
     assert "4 cells" in stdout and "report.md" in stdout
 
 
 def test_bad_workers_value_is_exit_code_2(capsys, tmp_path):
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["reproduce", "_testing", "--quick", "--out", str(tmp_path / "o"), "--workers", "0"],
         capsys,
     )
@@ -143,14 +136,14 @@ def test_cells_of_other_code_are_refused_with_exit_code_2_until_forced(capsys, t
     # issue 8, defect 5, through the command line: one line saying how to proceed
     out = tmp_path / "run"
     argv = ["reproduce", "_testing", "--quick", "--out", str(out), "--quiet"]
-    assert _run(argv, capsys)[0] == 0
+    assert run_cli(argv, capsys)[0] == 0
     manifest = json.loads((out / "manifest.json").read_text())
     (out / "manifest.json").write_text(json.dumps({**manifest, "definition": "f" * 16}))
-    code, _, err = _run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 2
     assert "computed by different code" in err and "--force" in err
     assert len(err.strip().splitlines()) == 1
-    code, stdout, _ = _run([*argv, "--force", "--json"], capsys)
+    code, stdout, _ = run_cli([*argv, "--force", "--json"], capsys)
     assert code == 0 and json.loads(stdout)["sweep"]["n_computed"] == 4
 
 
@@ -158,7 +151,7 @@ def test_cells_of_other_code_are_refused_with_exit_code_2_until_forced(capsys, t
 
 
 def test_the_final_summary_is_a_table_without_long_floats(capsys, tmp_path):
-    code, stdout, _ = _run(["reproduce", "_testing", "--quick", "--out", tmp_path / "o"], capsys)
+    code, stdout, _ = run_cli(["reproduce", "_testing", "--quick", "--out", tmp_path / "o"], capsys)
     assert code == 0
     assert "quantity" in stdout and "value" in stdout  # the header of the summary table
     assert "mean value" in stdout and "mean_value:" not in stdout  # not a key: value dump
@@ -170,12 +163,12 @@ def test_list_shows_the_time_and_the_cells_of_each_preset(capsys, monkeypatch):
     from syngeo.app import experiments as registry
 
     monkeypatch.setitem(registry.QUICK_SECONDS, "_testing", 12.4)
-    code, out, _ = _run(["reproduce", "--list"], capsys)
+    code, out, _ = run_cli(["reproduce", "--list"], capsys)
     assert code == 0
     line = next(line for line in out.splitlines() if line.strip().startswith("_testing"))
     assert "12 s" in line and "4 cells" in line and "8 cells" in line
     assert "fig7a (--data)" in out  # the experiments that read a dataset folder are marked
-    code, out, _ = _run(["reproduce", "--list", "--json"], capsys)
+    code, out, _ = run_cli(["reproduce", "--list", "--json"], capsys)
     entry = next(e for e in json.loads(out) if e["name"] == "_testing")
     assert (entry["quick_seconds"], entry["quick_cells"], entry["full_cells"]) == (12.4, 4, 8)
     # every registered experiment has a measured quick time
@@ -200,17 +193,17 @@ def test_data_is_passed_to_the_experiment_as_an_absolute_folder(capsys, tmp_path
     (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(b"\0")
     monkeypatch.chdir(tmp_path)
     argv = ["reproduce", "_with_data", "--quick", "--data", "mnist", "--out", "o", "--json"]
-    code, _stdout, err = _run(argv, capsys)
+    code, _stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["config"]["data_dir"] == str(tmp_path / "mnist")
     assert "--data mnist" in (tmp_path / "o" / "report.md").read_text()
     # an experiment that reads no dataset: one line, exit 2, no output folder
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["reproduce", "_testing", "--quick", "--data", "mnist", "--out", "x"], capsys
     )
     assert code == 2 and "takes no --data" in err and not (tmp_path / "x").exists()
-    code, _, err = _run(["reproduce", "_with_data", "--data", "nope", "--out", "y"], capsys)
+    code, _, err = run_cli(["reproduce", "_with_data", "--data", "nope", "--out", "y"], capsys)
     assert code == 2 and "--data nope: no such folder" in err and not (tmp_path / "y").exists()
 
 
@@ -227,7 +220,7 @@ def test_a_bad_scheduler_is_one_line_and_leaves_no_folder(capsys, tmp_path):
     ):
         out = tmp_path / "o"
         argv = ["reproduce", "_testing", "--quick", "--out", out, "--scheduler", address]
-        code, stdout, err = _run(argv, capsys)
+        code, stdout, err = run_cli(argv, capsys)
         assert code == 2, err
         assert err.strip().splitlines() == [err.strip()] and message in err
         assert "Traceback" not in stdout + err

@@ -173,6 +173,37 @@ def test_ks_null_has_lilliefors_critical_value():
     assert hi < 1.358 / math.sqrt(n)
 
 
+def test_gof_ks_is_centred_and_the_ranking_ks_is_not():
+    """Two KS statistics with one name: the goodness-of-fit null (gaussian_null "ks") centres the
+    sample (Lilliefors), the ranking's ks_statistic and GaussianityResult.ks do not (the paper's
+    zero-mean standardisation). On a change with mean 0.5 sd they differ by about Φ(0.5) − 1/2."""
+    from syngeo.diagnostics import _statistic
+    from syngeo.gaussianity import gaussian_null as defined_in_gaussianity
+    from syngeo.gaussianity import gaussianity_of_change
+
+    assert gaussian_null is defined_in_gaussianity  # one implementation, re-exported
+    x = np.random.default_rng(1).standard_normal(4000) + 0.5
+    s = x.std()
+    centred = scipy.stats.kstest((x - x.mean()) / s, "norm").statistic
+    uncentred = scipy.stats.kstest(x / s, "norm").statistic
+    assert _statistic("ks", x) == pytest.approx(centred, rel=1e-12)
+    assert gaussianity_of_change(x, rng=0).ks.statistic == pytest.approx(uncentred, rel=1e-12)
+    sim_before = np.linspace(1.0, 2.0, x.size)
+    after = sim_before + 1e-3 * x
+    fit = infer_geometry(sim_before, after, ["2-norm"], n_bootstrap=0, refine=False, rng=0)
+    # Δ = after − before is 1e-3·x to rounding (relative 1e-13 of Δ): the KS statistic moves by
+    # far less than the 1e-9 allowed
+    assert fit.ranking["ks_statistic"].iloc[0] == pytest.approx(uncentred, rel=1e-9)
+    # a shift of 0.5/1.118 sd after standardising: far apart (≈ 0.17 against ≈ 0.01)
+    assert uncentred - centred > 0.1
+
+
+def test_gaussian_null_default_draws_are_the_goodness_of_fit_draws():
+    from syngeo.diagnostics import GOF_DRAWS
+
+    assert gaussian_null("ks", 50, rng=0).shape == (GOF_DRAWS,) == (199,)
+
+
 def test_gaussian_null_input_checks():
     with pytest.raises(InputError, match="unknown statistic"):
         gaussian_null("ad", 100)

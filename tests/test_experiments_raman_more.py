@@ -139,7 +139,14 @@ def test_training_true_gradient_has_alignment_one_and_the_report_compares():
     assert np.allclose(full.bound_full, 2 * 0.04 / (0.04**2 + 1.0), rtol=0.1)
     report = exp.report(df, cfg)
     assert "holds" in report and "(raman_training.png)" in report
-    assert_figure(exp.plot(df, cfg)["raman_training"], panels=4)
+    fig = exp.plot(df, cfg)["raman_training"]
+    assert_figure(fig, panels=4)
+    # one legend below the panels (sizes, then the dashed prediction), none repeated in a panel
+    assert [ax.get_legend() for ax in fig.axes] == [None] * 4
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:2] == ["[10, 5, 10], N = 115", "[10, 20, 10], N = 430"], labels
+    assert len(labels) == 3 and labels[2].startswith("predicted steady-state G")
 
 
 def test_nstar_verdict_and_the_plus_reading():

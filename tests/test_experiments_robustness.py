@@ -285,6 +285,18 @@ def test_the_paired_standard_error_decides_ties_at_the_minimum():
     assert row["true_within_spread_of_min"] is True
 
 
+def test_gaussian_floor_band_is_the_cdf_null():
+    """Reference values: the loop it replaced (cdf_distance of default_rng(seed).standard_normal
+    draws, syngeo at 1da693b); gaussian_null draws the same numbers in blocks (rel 1e-12)."""
+    from syngeo.gaussianity import gaussian_null
+
+    band = rob.gaussian_floor_band(500, n_draws=40, seed=2)
+    assert (band.mean, band.std, band.q95) == pytest.approx(
+        (0.05718343223571622, 0.02139506783420474, 0.08860112713444218), rel=1e-12
+    )
+    assert band.mean == pytest.approx(gaussian_null("cdf", 500, draws=40, rng=2).mean(), rel=1e-15)
+
+
 def test_gaussian_floor_band_scales_as_one_over_root_n():
     # E d ≈ c/√n for a sample of n standard normals (c ≈ 1.2 from 400 draws each at
     # n = 100…20000); the Monte Carlo mean of 200 draws has a relative s.e. of about

@@ -412,6 +412,20 @@ def test_negative_entropy_inverse_mixes_numpy_and_torch():
     torch.testing.assert_close(out, torch.tensor([1.0, -math.exp(-3.0)], dtype=torch.float64))
 
 
+@pytest.mark.parametrize("phi", [NegativeEntropy(), Tsallis(0.5)], ids=lambda phi: phi.name)
+def test_sign_preserving_inverse_takes_signs_of_either_kind(phi):
+    """Only the sign of ``sign`` counts, and a torch ``sign`` makes a torch result (one helper
+    serves both potentials)."""
+    w = np.array([0.5, -2.0, 0.0, 3.0])
+    u, sign = phi.grad(w), np.sign(w)
+    expected = phi.grad_inverse(u, sign=sign)
+    np.testing.assert_allclose(expected, w, rtol=1e-12)
+    np.testing.assert_allclose(phi.grad_inverse(u, sign=2.5 * w), expected, rtol=0)
+    out = phi.grad_inverse(u, sign=torch.from_numpy(sign))
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0)
+
+
 def test_pnorm_zero_weight_conventions():
     zero = torch.zeros(2, dtype=torch.float64)
     for p in P_VALUES:
@@ -639,3 +653,32 @@ def test_family_names_round_trip_for_awkward_parameters():
         assert phi.with_parameter(phi.parameter) == phi
     with pytest.raises(TypeError, match="real number"):
         Hypentropy("0.1")
+
+
+@pytest.mark.parametrize(
+    ("family", "field", "x", "name", "bounds"),
+    [
+        (Hypentropy, "beta", 0.5, "hypentropy(beta=0.5)", (0.0, math.inf)),
+        (Tsallis, "q", 0.25, "tsallis(q=0.25)", (0.0, 1.0)),
+    ],
+)
+def test_named_family_plumbing(family, field, x, name, bounds):
+    """name, parameter, with_parameter and the bounds check come from one base class."""
+    phi = family(x)
+    assert phi.name == name and phi.parameter == x == getattr(phi, field)
+    assert phi.with_parameter(0.75) == family(0.75) and phi.parameter_bounds == bounds
+    for bad in bounds:
+        with pytest.raises(InputError, match=f"{family.__name__} needs 0 < {field} <"):
+            family(bad)
+    with pytest.raises(InputError, match=f"real number {field}"):
+        family("0.5")
+
+    # the parameter is stored as a Python float (an int or NumPy scalar is converted) and
+    # printed in its shortest form
+    assert type(family(np.float32(x)).parameter) is float and type(getattr(phi, field)) is float
+    assert Hypentropy(2).name == "hypentropy(beta=2)" and type(Hypentropy(2).beta) is float
+
+    class Scaled(family):  # a user's subclass stays itself along the family
+        pass
+
+    assert type(Scaled(x).with_parameter(0.75)) is Scaled

@@ -192,6 +192,20 @@ def test_connection_spread_singles_out_the_generating_geometry(true):
     assert table.loc[name, "variance_ratio"] < 0.5
 
 
+def test_connection_spread_gaussian_floor_is_the_cdf_null():
+    """The floor is gaussian_null("cdf") drawn from the same generator. Reference values: the
+    loop it replaced (one cdf_distance per standard-normal draw, syngeo at 1da693b), on the
+    same draws; equal up to summation order of the same numbers (rel 1e-12)."""
+    g = np.random.default_rng(3)
+    w, labels = np.exp(g.normal(size=300)), np.repeat(np.arange(100), 3)
+    table = connection_spread(w, labels, ["ne", "2-norm"], n_shuffles=30, rng=7)
+    assert table["gaussian_floor"].tolist() == pytest.approx([0.0626011198325883] * 2, rel=1e-12)
+    assert table["gaussian_floor_sd"].iloc[0] == pytest.approx(0.01695758268513472, rel=1e-12)
+    assert table["shuffled_cdf_distance"].tolist() == pytest.approx(
+        [0.05973691636821785, 0.32886875078916183], rel=1e-12
+    )  # the draws after the floor's are unchanged too
+
+
 def test_within_pairs_enumerates_all_pairs_of_each_connection():
     from syngeo.snapshot import _within_pairs
 

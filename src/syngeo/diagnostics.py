@@ -13,7 +13,9 @@ Four checks of a :class:`~syngeo.inference.GeometryFit`, each a pure function, g
     Goodness of fit: the statistic of the standardised dual change (Kolmogorov–Smirnov with the
     mean and std estimated, for the likelihood estimator; the paper's CDF distance for the cdf
     estimator) against its null distribution for this n, simulated from Gaussian samples
-    (:func:`gaussian_null`). "No candidate fits" when even the candidate with the smallest
+    (:func:`syngeo.gaussianity.gaussian_null`). The KS statistic here is centred (Lilliefors),
+    unlike the ranking's uncentred ``ks_statistic``: the test asks whether the change is
+    Gaussian at all, whatever its mean. "No candidate fits" when even the candidate with the smallest
     statistic has a Monte Carlo p-value below :data:`GOF_ALPHA`.
 :func:`influential_synapses`
     Synapses whose leave-one-out change of the winner's profile log-likelihood is far beyond
@@ -45,11 +47,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.special
 import scipy.stats
 
 from syngeo.errors import InputError
-from syngeo.gaussianity import as_weight_pair, cdf_grid, standardised_cdf_distance
+from syngeo.gaussianity import _NULL_STATISTICS, as_weight_pair, gaussian_null
 from syngeo.inference import LikelihoodEstimator, PreparedChange
 from syngeo.potentials import Potential
 from syngeo.potentials import potential as as_potential
@@ -247,53 +248,8 @@ def ne_limit(fit: Any, *, threshold: float = NE_LIMIT_LOGLIK) -> NeLimit:
 # ------------------------------------------------------------------------------------------------
 # goodness of fit against a simulated Gaussian null
 # ------------------------------------------------------------------------------------------------
-def _ks_rows(x: np.ndarray) -> np.ndarray:
-    """KS distance of each row, standardised by its own mean and std, to N(0, 1) (vectorised)."""
-    m = x.shape[1]
-    z = np.sort((x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True), axis=1)
-    f = scipy.special.ndtr(z)  # Φ, without scipy.stats' argument handling
-    i = np.arange(1, m + 1)
-    return np.maximum(np.max(i / m - f, axis=1), np.max(f - (i - 1) / m, axis=1))
-
-
-def _cdf_rows(x: np.ndarray) -> np.ndarray:
-    """The paper's uncentred CDF distance of each row (:func:`syngeo.gaussianity.cdf_distance`)."""
-    t = cdf_grid()
-    return np.array([standardised_cdf_distance(row, t, 0.0, float(np.std(row))) for row in x])
-
-
-_STATISTICS = {"ks": _ks_rows, "cdf": _cdf_rows}
-
-
 def _statistic(name: str, x: np.ndarray) -> float:
-    return float(_STATISTICS[name](np.asarray(x, dtype=np.float64)[None, :])[0])
-
-
-def gaussian_null(statistic: str, n: int, *, draws: int = GOF_DRAWS, rng: Any = 0) -> np.ndarray:
-    """The statistic of ``draws`` Gaussian samples of size ``n``: its null distribution.
-
-    ``statistic`` is ``"ks"`` (centred and standardised by the sample's own mean and std, i.e.
-    Lilliefors' null) or ``"cdf"`` (the paper's uncentred CDF distance, the "Gaussian floor").
-    Drawn in blocks of rows (one array operation per block).
-
-    Examples
-    --------
-    >>> null = gaussian_null("ks", 1000, draws=199, rng=0)
-    >>> # Lilliefors (1967): 95 % of these stay below 0.886 / sqrt(n) = 0.028 (±0.002 with 199 draws)
-    >>> 0.026 < float(np.quantile(null, 0.95)) < 0.032
-    True
-    """
-    if statistic not in _STATISTICS:
-        raise InputError(f"unknown statistic {statistic!r}: use one of {', '.join(_STATISTICS)}")
-    n = as_positive_int(n, "n")
-    draws = as_positive_int(draws, "draws")
-    gen = as_generator(rng)
-    block = max(1, min(draws, 2_000_000 // n))
-    out = [
-        _STATISTICS[statistic](gen.standard_normal((min(block, draws - s), n)))
-        for s in range(0, draws, block)
-    ]
-    return np.concatenate(out)
+    return float(_NULL_STATISTICS[name](np.asarray(x, dtype=np.float64)[None, :])[0])
 
 
 @dataclass(frozen=True)
@@ -436,7 +392,8 @@ def dual_gaussianity_test(
     far_ratio: float = GOF_FAR_RATIO,
     rng: Any = 0,
 ) -> DualGaussianityTest:
-    """Test the scored candidates' dual changes for Gaussianity against :func:`gaussian_null`.
+    """Test the scored candidates' dual changes for Gaussianity against
+    :func:`~syngeo.gaussianity.gaussian_null`.
 
     The statistic follows the fit's estimator: ``"ks"`` for the likelihood (the model fits μ and
     σ), ``"cdf"`` for the cdf estimator (the paper's uncentred distance). Synapses outside the

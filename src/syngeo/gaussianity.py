@@ -33,12 +33,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import scipy.special
 import scipy.stats
 
 from syngeo.errors import DomainError, InputError, InputTypeError
 from syngeo.potentials import PotentialLike
 from syngeo.potentials import potential as as_potential
-from syngeo.validation import as_generator
+from syngeo.validation import as_generator, as_positive_int
 
 __all__ = [
     "AndersonDarlingResult",
@@ -52,6 +53,7 @@ __all__ = [
     "change_magnitude",
     "count_at_or_below",
     "dual_change",
+    "gaussian_null",
     "gaussianity",
     "gaussianity_of_change",
     "sign_changes",
@@ -415,6 +417,68 @@ def standardised_cdf_distance(x: np.ndarray, t: np.ndarray, shift: float, scale:
 
 
 # ------------------------------------------------------------------------------------------------
+# the null distribution of a statistic, simulated from Gaussian samples
+# ------------------------------------------------------------------------------------------------
+def _ks_rows(x: np.ndarray) -> np.ndarray:
+    """KS distance of each row, *centred* and standardised by its own mean and std, to N(0, 1)
+    (vectorised).
+
+    Lilliefors' statistic: both moments estimated from the row. Not the ``ks`` of
+    :class:`GaussianityResult` (nor the ranking's ``ks_statistic``), which leaves Δ uncentred,
+    as the paper does, because the theory predicts a zero-mean change; on a change with a mean
+    the two differ.
+    """
+    m = x.shape[1]
+    z = np.sort((x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True), axis=1)
+    f = scipy.special.ndtr(z)  # Φ, without scipy.stats' argument handling
+    i = np.arange(1, m + 1)
+    return np.maximum(np.max(i / m - f, axis=1), np.max(f - (i - 1) / m, axis=1))
+
+
+def _cdf_rows(x: np.ndarray) -> np.ndarray:
+    """The paper's uncentred CDF distance of each row (:func:`cdf_distance`)."""
+    t = cdf_grid()
+    return np.array([standardised_cdf_distance(row, t, 0.0, float(np.std(row))) for row in x])
+
+
+#: The statistics :func:`gaussian_null` simulates: rows of samples -> one value per row.
+_NULL_STATISTICS = {"ks": _ks_rows, "cdf": _cdf_rows}
+
+
+def gaussian_null(statistic: str, n: int, *, draws: int = 199, rng: Any = 0) -> np.ndarray:
+    """The statistic of ``draws`` Gaussian samples of size ``n``: its null distribution.
+
+    ``statistic`` is ``"ks"`` (centred and standardised by the sample's own mean and std, i.e.
+    Lilliefors' null; not the uncentred ``ks`` of :func:`gaussianity_of_change`) or ``"cdf"``
+    (the paper's uncentred CDF distance, the "Gaussian floor": the level of
+    :func:`cdf_distance` an exactly Gaussian sample of this size reaches by chance). Sample
+    after sample from ``rng`` (an integer seed, or a ``Generator`` whose stream continues), in
+    blocks of rows (one array operation per block): the draws are those of ``draws`` calls of
+    ``rng.standard_normal(n)``.
+
+    Examples
+    --------
+    >>> null = gaussian_null("ks", 1000, draws=199, rng=0)
+    >>> # Lilliefors (1967): 95 % of these stay below 0.886 / sqrt(n) = 0.028 (±0.002 with 199 draws)
+    >>> 0.026 < float(np.quantile(null, 0.95)) < 0.032
+    True
+    """
+    if statistic not in _NULL_STATISTICS:
+        raise InputError(
+            f"unknown statistic {statistic!r}: use one of {', '.join(_NULL_STATISTICS)}"
+        )
+    n = as_positive_int(n, "n")
+    draws = as_positive_int(draws, "draws")
+    gen = as_generator(rng)
+    block = max(1, min(draws, 2_000_000 // n))
+    out = [
+        _NULL_STATISTICS[statistic](gen.standard_normal((min(block, draws - s), n)))
+        for s in range(0, draws, block)
+    ]
+    return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------------------------
 # the full Gaussianity report
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -468,7 +532,9 @@ class GaussianityResult:
     ks : StatTestResult
         Kolmogorov–Smirnov test of :math:`z = \Delta/\hat\sigma` (uncentred, as the paper)
         against N(0, 1) via ``scipy.stats.kstest``. σ̂ is estimated from the data, so the p-value
-        is conservative (Lilliefors); use it as a descriptive number.
+        is conservative (Lilliefors); use it as a descriptive number. Not the centred KS of
+        :func:`gaussian_null` (``"ks"``, the goodness-of-fit test of
+        :func:`syngeo.diagnostics.dual_gaussianity_test`), which subtracts the sample mean too.
     anderson : AndersonDarlingResult
         ``scipy.stats.anderson(Δ, "norm")`` (mean and variance estimated).
     shapiro : StatTestResult

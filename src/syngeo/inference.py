@@ -1307,7 +1307,10 @@ class GeometryFit:
     ranking : pandas.DataFrame
         One row per candidate, best first, columns ``RANKING_COLUMNS``: the estimator's rank
         (NaN for an excluded candidate), p (the candidate's ``parameter``; NaN for NE), both CDF distances, the KS statistic
-        (on a fixed subsample of ≤ 100 000 synapses), the profile log-likelihood, ΔAIC to the
+        (of the uncentred Δ/σ̂ against N(0, 1), as ``GaussianityResult.ks``, on a
+        fixed subsample of ≤ 100 000 synapses,
+        σ̂ from all; not the centred statistic of the goodness-of-fit test in
+        :mod:`syngeo.diagnostics`), the profile log-likelihood, ΔAIC to the
         best AIC, the change magnitude, the bootstrap win fraction (NaN for the refined row and
         without bootstrap), the fitted mean and std of Δ, whether the row comes from the
         refinement in p, and a note (why a candidate was excluded).
@@ -1508,6 +1511,8 @@ def _ranking_row(
     row["cdf_distance"], row["cdf_distance_centred"] = cdf.distances(dual)
     data._memo.setdefault(key, row["cdf_distance"])
     if std > 0:
+        # uncentred, as gaussianity_of_change's ks (the paper standardises without centring);
+        # diagnostics.dual_gaussianity_test uses the centred (Lilliefors) statistic instead
         z = data.ks_sample(dual.delta)
         row["ks_statistic"] = float(scipy.stats.kstest(z / std, "norm", method="asymp").statistic)
     else:

@@ -193,6 +193,20 @@ _CACHE_STATE = (_DUAL, _SIGN, _VERSION)
 _IS_SPARSE = operator.attrgetter("is_sparse")
 
 
+def _register_hooks_once(
+    optimizer: Optimizer,
+    post_hook: Callable[[Optimizer, dict[str, Any]], Any],
+    pre_hook: Callable[[Optimizer, dict[str, Any]], Any],
+) -> None:
+    """Register ``state_dict``'s post-hook and ``load_state_dict``'s pre-hook on ``optimizer``
+    unless they are already: called from ``__init__`` and again from ``__setstate__``, because
+    optimizer pickles (``copy.deepcopy``, ``torch.save(opt)``) drop hooks."""
+    if post_hook not in optimizer._optimizer_state_dict_post_hooks.values():
+        optimizer.register_state_dict_post_hook(post_hook)
+    if pre_hook not in optimizer._optimizer_load_state_dict_pre_hooks.values():
+        optimizer.register_load_state_dict_pre_hook(pre_hook)
+
+
 def _state_dict_post_hook(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
     groups = []
     for group in state_dict["param_groups"]:
@@ -437,18 +451,11 @@ class MirrorDescent(Optimizer):
         super().__init__(params, defaults)
         # GradScaler then passes grad_scale/found_inf to step() instead of unscaling the grads
         self._step_supports_amp_scaling = bool(fused)
-        self._register_state_dict_hooks()
+        _register_hooks_once(self, _state_dict_post_hook, _load_state_dict_pre_hook)
         self._constraints = as_constraint_map(
             constraints, [p for g in self.param_groups for p in g["params"]]
         )
         self._zero_checked: set[int] = set()
-
-    def _register_state_dict_hooks(self) -> None:
-        # Optimizer pickles (copy.deepcopy, torch.save(opt)) drop hooks: re-register on unpickling.
-        if _state_dict_post_hook not in self._optimizer_state_dict_post_hooks.values():
-            self.register_state_dict_post_hook(_state_dict_post_hook)
-        if _load_state_dict_pre_hook not in self._optimizer_load_state_dict_pre_hooks.values():
-            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group, validating its hyperparameters and parsing its potential."""
@@ -485,7 +492,7 @@ class MirrorDescent(Optimizer):
             group.setdefault("fused", None)
         self.__dict__.setdefault("_constraints", {})
         self.__dict__.setdefault("_zero_checked", set())
-        self._register_state_dict_hooks()
+        _register_hooks_once(self, _state_dict_post_hook, _load_state_dict_pre_hook)
 
     def _init_group(
         self,

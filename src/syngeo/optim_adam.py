@@ -67,6 +67,7 @@ from syngeo.optim import (
     _decay_term,
     _kernel_decay,
     _potential_to_state,
+    _register_hooks_once,
 )
 from syngeo.potentials import Potential, PotentialLike, potential
 
@@ -168,8 +169,7 @@ class MirrorAdam(torch.optim.Adam):
         all_params = [p for g in self.param_groups for p in g["params"]]
         self._constraints = as_constraint_map(constraints, all_params)
         self._zero_checked: set[int] = set()
-        self.register_state_dict_post_hook(_state_dict_post_hook)
-        self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        _register_hooks_once(self, _state_dict_post_hook, _load_state_dict_pre_hook)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group; its ``potential`` (if any) is parsed."""
@@ -190,11 +190,7 @@ class MirrorAdam(torch.optim.Adam):
         super().__setstate__(state)
         self.__dict__.setdefault("_constraints", {})
         self.__dict__.setdefault("_zero_checked", set())
-        # pickles (copy.deepcopy, torch.save(opt)) drop hooks: register them again
-        if _state_dict_post_hook not in self._optimizer_state_dict_post_hooks.values():
-            self.register_state_dict_post_hook(_state_dict_post_hook)
-        if _load_state_dict_pre_hook not in self._optimizer_load_state_dict_pre_hooks.values():
-            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        _register_hooks_once(self, _state_dict_post_hook, _load_state_dict_pre_hook)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

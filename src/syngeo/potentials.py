@@ -540,6 +540,24 @@ class PNorm(LocalPotential):
         return f"PNorm(p={_fmt_p(self.p)})"
 
 
+def _dual_and_sign(u: Array, sign: Array | None, whose: str, under: str) -> tuple[Array, Array]:
+    """``u`` and ``sign(sign)`` as arrays of one kind (torch when either is), for the inverse
+    mirror map of a sign-preserving potential; a missing ``sign`` is an
+    :class:`~syngeo.errors.InputError` (``whose``: "negative entropy's"; ``under``: "NE")."""
+    if sign is None:
+        raise InputError(
+            f"{whose} inverse mirror map needs the sign of the weights: "
+            f"call grad_inverse(u, sign=sign(w0)) (signs never change under {under})"
+        )
+    u = _as_array(u)
+    s = _as_array(sign)
+    if _is_torch(u) and not _is_torch(s):
+        s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
+    elif _is_torch(s) and not _is_torch(u):
+        u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
+    return u, _sign(s)
+
+
 @dataclass(frozen=True, repr=False)
 class NegativeEntropy(LocalPotential):
     r"""Negative entropy :math:`\phi(w) = \sum_i |w_i| \log |w_i|` (exponentiated-gradient geometry).
@@ -587,18 +605,7 @@ class NegativeEntropy(LocalPotential):
 
     def grad_inverse(self, u: Array, sign: Array | None = None) -> Array:
         """Inverse mirror map s·exp(s·u − 1); ``sign`` (the weights' signs) is required."""
-        if sign is None:
-            raise InputError(
-                "negative entropy's inverse mirror map needs the sign of the weights: "
-                "call grad_inverse(u, sign=sign(w0)) (signs never change under NE)"
-            )
-        u = _as_array(u)
-        s = _as_array(sign)
-        if _is_torch(u) and not _is_torch(s):
-            s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
-        elif _is_torch(s) and not _is_torch(u):
-            u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
-        s = _sign(s)
+        u, s = _dual_and_sign(u, sign, "negative entropy's", "NE")
         return s * _exp(s * u - 1.0)
 
     def hessian_diag(self, w: Array) -> Array:
@@ -685,6 +692,36 @@ def _check_family_parameter(cls: str, name: str, x: Any, low: float, high: float
     return x
 
 
+class _NamedFamily(LocalPotential):
+    """A one-parameter family written ``family(name=x)`` (hypentropy, Tsallis): the parameter is
+    the dataclass field :attr:`_field`, checked inside the open :attr:`parameter_bounds`;
+    ``name``, ``parameter`` and ``with_parameter`` follow from it. (``PNorm`` is a family too,
+    but named ``"3-norm"``.)"""
+
+    #: The family's name in ``name`` and in :func:`potential` specs (``"hypentropy"``).
+    _family: str = ""
+    #: The dataclass field holding the parameter (``"beta"``).
+    _field: str = ""
+
+    def __post_init__(self) -> None:
+        x = getattr(self, self._field)
+        x = _check_family_parameter(type(self).__name__, self._field, x, *self.parameter_bounds)
+        object.__setattr__(self, self._field, x)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"{self._family}({self._field}={_fmt_param(self.parameter)})"
+
+    @property
+    def parameter(self) -> float:  # type: ignore[override]
+        """The family parameter that inference refines."""
+        return getattr(self, self._field)
+
+    def with_parameter(self, parameter: float) -> LocalPotential:
+        """The member of this family with ``parameter``."""
+        return type(self)(parameter)
+
+
 def _asinh(x: Array) -> Array:
     return torch.asinh(x) if _is_torch(x) else np.arcsinh(x)
 
@@ -701,7 +738,7 @@ def _hypot(w: Array, beta: float) -> Array:
 
 
 @dataclass(frozen=True, repr=False)
-class Hypentropy(LocalPotential):
+class Hypentropy(_NamedFamily):
     r"""Hypentropy :math:`\phi_\beta(w) = \sum_i w_i\,\mathrm{arcsinh}(w_i/\beta) - \sqrt{w_i^2 + \beta^2}`, β > 0.
 
     The geometry of EG± ("exponentiated gradient meets gradient descent", Ghai, Hazan & Singer
@@ -733,28 +770,13 @@ class Hypentropy(LocalPotential):
 
     beta: float
 
-    def __post_init__(self) -> None:
-        beta = _check_family_parameter("Hypentropy", "beta", self.beta, 0.0, math.inf)
-        object.__setattr__(self, "beta", beta)
-
+    _family = "hypentropy"
+    _field = "beta"
     preserves_sign = False
     is_euclidean = False
     parameter_bounds = (0.0, math.inf)
     #: Where inference should search β (a hint; see docs/geometries.md).
     parameter_search_window = (0.01, 10.0)
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return f"hypentropy(beta={_fmt_param(self.beta)})"
-
-    @property
-    def parameter(self) -> float:  # type: ignore[override]
-        """β, the family parameter that inference refines."""
-        return self.beta
-
-    def with_parameter(self, parameter: float) -> Hypentropy:
-        """``Hypentropy(parameter)``."""
-        return Hypentropy(parameter)
 
     def value_elementwise(self, w: Array) -> Array:
         return w * _asinh(w / self.beta) - _hypot(w, self.beta)
@@ -857,7 +879,7 @@ def _log_abs(w: Array) -> Array:
 
 
 @dataclass(frozen=True, repr=False)
-class Tsallis(LocalPotential):
+class Tsallis(_NamedFamily):
     r"""Negative Tsallis entropy on signed weights, :math:`\phi_q(w) = \sum_i (|w_i| - |w_i|^q)/(1 - q)`, 0 < q < 1.
 
     On non-negative weights that sum to one this is the negative Tsallis entropy
@@ -899,28 +921,13 @@ class Tsallis(LocalPotential):
 
     q: float
 
-    def __post_init__(self) -> None:
-        q = _check_family_parameter("Tsallis", "q", self.q, 0.0, 1.0)
-        object.__setattr__(self, "q", q)
-
+    _family = "tsallis"
+    _field = "q"
     preserves_sign = True
     is_euclidean = False
     parameter_bounds = (0.0, 1.0)
     #: Where inference should search q (a hint; see docs/geometries.md).
     parameter_search_window = (0.01, 0.99)
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return f"tsallis(q={_fmt_param(self.q)})"
-
-    @property
-    def parameter(self) -> float:  # type: ignore[override]
-        """q, the family parameter that inference refines."""
-        return self.q
-
-    def with_parameter(self, parameter: float) -> Tsallis:
-        """``Tsallis(parameter)``."""
-        return Tsallis(parameter)
 
     def _e(self, w: Array) -> Array:
         """expm1((q−1)·log|w|)/(1−q) = (|w|^(q−1) − 1)/(1−q) (→ −log|w| as q → 1)."""
@@ -945,18 +952,7 @@ class Tsallis(LocalPotential):
         """Inverse mirror map s·exp(log1p((1 − s·u)(1 − q)/q)/(q − 1)); ``sign`` is required.
 
         ±inf outside the dual domain s·u < 1/(1 − q); 0 where the sign is 0."""
-        if sign is None:
-            raise InputError(
-                "the Tsallis inverse mirror map needs the sign of the weights: "
-                "call grad_inverse(u, sign=sign(w0)) (signs never change under it)"
-            )
-        u = _as_array(u)
-        s = _as_array(sign)
-        if _is_torch(u) and not _is_torch(s):
-            s = torch.as_tensor(s, dtype=u.dtype, device=u.device)
-        elif _is_torch(s) and not _is_torch(u):
-            u = torch.as_tensor(u, dtype=s.dtype, device=s.device)
-        s = _sign(s)
+        u, s = _dual_and_sign(u, sign, "the Tsallis", "it")
         q = self.q
         x = (1.0 - s * u) * ((1.0 - q) / q)
         x = torch.clamp(x, min=-1.0) if _is_torch(x) else np.maximum(x, -1.0)

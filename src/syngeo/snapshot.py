@@ -180,6 +180,23 @@ class InitialMixture:
             "constant-lognormal",
         )
 
+    def parameters(self) -> dict[str, float]:
+        """The mixture as one flat row: ``weight_k`` of each component k, with ``value_k`` (a
+        point mass) or ``mu_k`` and ``sigma_k`` (a log-normal).
+
+        >>> InitialMixture.two_point(0.1, 0.3, 0.25).parameters()
+        {'weight_0': 0.25, 'value_0': 0.1, 'weight_1': 0.75, 'value_1': 0.3}
+        """
+        out: dict[str, float] = {}
+        for k, (comp, wk) in enumerate(zip(self.components, self.weights, strict=True)):
+            out[f"weight_{k}"] = wk
+            if isinstance(comp, PointMass):
+                out[f"value_{k}"] = comp.value
+            else:
+                out[f"mu_{k}"] = comp.mu
+                out[f"sigma_{k}"] = comp.sigma
+        return out
+
     def sample(self, n: int, gen: np.random.Generator) -> np.ndarray:
         which = gen.choice(len(self.components), size=n, p=np.asarray(self.weights))
         out = np.empty(n)
@@ -574,13 +591,7 @@ class SnapshotFit:
             "bic": self.bic,
             "converged": self.converged,
         }
-        for k, (comp, wk) in enumerate(zip(mix.components, mix.weights, strict=True)):
-            row[f"weight_{k}"] = wk
-            if isinstance(comp, PointMass):
-                row[f"value_{k}"] = comp.value
-            else:
-                row[f"mu_{k}"] = comp.mu
-                row[f"sigma_{k}"] = comp.sigma
+        row.update(mix.parameters())
         return row
 
 
@@ -1031,7 +1042,7 @@ def connection_spread(
     correlation of 0.42 between the two volumes of a dual connection, far from 1); read the
     result as "which geometry makes the within-connection differences most Gaussian".
     """
-    from syngeo.gaussianity import cdf_distance
+    from syngeo.gaussianity import cdf_distance, gaussian_null
 
     w = _check_sizes(sizes)
     groups = pd.factorize(pd.Series(np.asarray(connections).ravel()))[0]
@@ -1053,7 +1064,7 @@ def connection_spread(
         b = pool[gen.integers(0, pool.size, size=3 * n_pairs)]
         keep = groups[a] != groups[b]
         shuffles.append((a[keep][:n_pairs], b[keep][:n_pairs]))
-    floor = [cdf_distance(gen.standard_normal(n_pairs)) for _ in range(n_shuffles)]
+    floor = gaussian_null("cdf", n_pairs, draws=n_shuffles, rng=gen)
     rows = []
     for spec in potentials:
         phi = as_potential(spec)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
+from syngeo.app.cli._options import Bootstrap, Estimator, Force, Json, Out, Quiet
 from syngeo.app.cli.infer import (
     ESTIMATORS,
     _status,
@@ -183,20 +184,12 @@ def demo_command(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of data, initial weights, bootstrap.")
     ] = 0,
-    n_bootstrap: Annotated[
-        int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples of the synapses.")
-    ] = 100,
-    estimator: Annotated[
-        str, typer.Option("--estimator", help="likelihood or cdf.")
-    ] = "likelihood",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = DEFAULT_OUT,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace earlier results in --out.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as JSON on stdout (nothing else).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    n_bootstrap: Bootstrap = 100,
+    estimator: Estimator = "likelihood",
+    out: Out = DEFAULT_OUT,
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Simulate learning under a hidden geometry, infer it, and report.
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
+from syngeo.app.cli._options import Force, Json, Out
 
 __all__ = ["run_finetune"]
 
@@ -246,13 +247,9 @@ def finetune_command(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ...", show_default=False)
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
-        "syngeo-finetune"
-    ),
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace earlier results in --out.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    out: Out = Path("syngeo-finetune"),
+    force: Force = False,
+    as_json: Json = False,
 ) -> None:
     """Finetune a network under each potential (Pogodin et al. B.3) and read every weight change
     with every candidate potential."""

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
+from syngeo.app.cli._options import Force, Json, OptionalOut, Quiet, Workers
 from syngeo.errors import DataFileError, InputError
 
 __all__ = ["fit_spines"]
@@ -226,20 +227,11 @@ def fit_spines_command(
         typer.Option("--drop-invalid", help="Drop rows without a size or with a non-positive one."),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of folds, bootstrap and shuffles.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes.")] = 2,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Write table, figures, summary and report here.", show_default=False
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace earlier results in --out.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as JSON (nothing else).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    workers: Workers = 2,
+    out: OptionalOut = None,
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Fit every geometry to one snapshot of synapse sizes (Pogodin et al. Fig. 5).
 

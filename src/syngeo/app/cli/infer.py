@@ -20,6 +20,7 @@ import numpy as np
 import typer
 
 from syngeo.app.cli._app import app, console, err_console
+from syngeo.app.cli._options import Bootstrap, Estimator, Force, Json, OptionalOut, Quiet
 from syngeo.app.formatting import fmt
 from syngeo.app.formatting import plural as _count
 from syngeo.errors import InputError
@@ -35,8 +36,10 @@ __all__ = [
     "run_infer",
 ]
 
-#: The estimators ``--estimator`` accepts (see :func:`syngeo.inference.infer_geometry`).
+#: The estimators ``--estimator`` accepts (those of :data:`syngeo.inference.ESTIMATORS`, named
+#: here so that ``--help`` does not import the inference stack).
 ESTIMATORS = ("likelihood", "cdf")
+
 
 _EPILOG = (
     "Examples:\n\n"
@@ -631,13 +634,8 @@ def infer_command(
             show_default=False,
         ),
     ] = None,
-    estimator: Annotated[
-        str, typer.Option("--estimator", help="likelihood (AIC of the dual-Gaussian model) or cdf.")
-    ] = "likelihood",
-    n_bootstrap: Annotated[
-        int,
-        typer.Option("--bootstrap", "-b", help="Bootstrap resamples of the synapses (0: none)."),
-    ] = 200,
+    estimator: Estimator = "likelihood",
+    n_bootstrap: Bootstrap = 200,
     refine: Annotated[
         bool | None,
         typer.Option(
@@ -712,19 +710,10 @@ def infer_command(
             "(relative; with --noise-abs est: absolute).",
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Write table, summary, figures and report here.", show_default=False
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace earlier results in --out.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as JSON on stdout (nothing else).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    out: OptionalOut = None,
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Infer the plasticity geometry from weights BEFORE and AFTER learning.
 

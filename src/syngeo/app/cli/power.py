@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console
+from syngeo.app.cli._options import ForceSweep, Json, Quiet, Workers
 from syngeo.errors import InputError
 from syngeo.validation import as_nonnegative_int, as_positive_float, as_positive_int, as_seed
 
@@ -185,12 +186,10 @@ def power_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder (resumable sweep).")
     ] = Path("syngeo-power"),
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Local worker processes.")] = 1,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the results of a different run in --out.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Workers = 1,
+    force: ForceSweep = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """How many synapses does an experiment need to identify the plasticity geometry?
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from syngeo.app.cli._app import app, console, fail
+from syngeo.app.cli._options import ForceSweep, Json, Quiet, Workers
 
 __all__ = ["ReproduceResult", "list_experiments", "reproduce"]
 
@@ -255,20 +256,16 @@ def reproduce_command(
             show_default="data that ship with syngeo or are generated",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Local worker processes.")] = 1,
+    workers: Workers = 1,
     scheduler: Annotated[
         str | None,
         typer.Option(
             "--scheduler", help="Address of an existing Dask scheduler (tcp://host:8786)."
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the results of a different run in --out.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    force: ForceSweep = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
     list_only: Annotated[
         bool, typer.Option("--list", help="List the experiments and exit.")
     ] = False,

@@ -724,59 +724,61 @@ _CLAIM4 = (
     "(Fig. 4B); NE reads NE-trained networks best and p-norm-trained ones worst."
 )
 
-FIG4 = Experiment(
-    name="fig4",
-    title="Pogodin et al. Fig. 4: finetuned CNNs, trained-with × read-with Gaussianity",
-    Config=DeepConfig,
-    quick=fig4_quick,
-    cells=cells,
-    run_cell=run_cell,
-    summarise=summarise,
-    plot=lambda df, c: _plot(df, c, "fig4"),
-    report=lambda df, c: _report(
-        df, c, "fig4", "Fig. 4 — finetuned CNNs read with every potential", _CLAIM4
-    ),
-    figures=("fig4", "fig4_hist"),
-    modules=("syngeo.finetune", "syngeo.models", "syngeo.data.images"),
+
+def _experiment(
+    name: str,
+    title: str,
+    config: type,
+    quick: Any,
+    heading: str,
+    claim: str,
+    data_field: str | None = None,
+) -> Experiment:
+    """One of the trained-with × read-with experiments: they differ only in the network
+    (``config``), the paper's claim and the report's heading; cells, runs, summary, figures
+    (``NAME`` and ``NAME_hist``) and report are shared."""
+    return Experiment(
+        name=name,
+        title=title,
+        Config=config,
+        quick=quick,
+        cells=cells,
+        run_cell=run_cell,
+        summarise=summarise,
+        plot=lambda df, c: _plot(df, c, name),
+        report=lambda df, c: _report(df, c, name, heading, claim),
+        figures=(name, f"{name}_hist"),
+        modules=("syngeo.finetune", "syngeo.models", "syngeo.data.images"),
+        data_field=data_field,
+    )
+
+
+FIG4 = _experiment(
+    "fig4",
+    "Pogodin et al. Fig. 4: finetuned CNNs, trained-with × read-with Gaussianity",
+    DeepConfig,
+    fig4_quick,
+    "Fig. 4 — finetuned CNNs read with every potential",
+    _CLAIM4,
 )
 
-FIG7A = Experiment(
-    name="fig7a",
-    title="Pogodin et al. Fig. 7A: an RNN on row-wise sequential digits, read with every potential",
-    Config=Fig7AConfig,
-    quick=fig7a_quick,
-    cells=cells,
-    run_cell=run_cell,
-    summarise=summarise,
-    plot=lambda df, c: _plot(df, c, "fig7a"),
-    report=lambda df, c: _report(
-        df,
-        c,
-        "fig7a",
-        "Fig. 7A — row-wise sequential RNN read with every potential",
-        "the RNN's weight changes behave like the deep networks' (Gaussian only for the trained-with potential).",
-    ),
-    figures=("fig7a", "fig7a_hist"),
-    modules=("syngeo.finetune", "syngeo.models", "syngeo.data.images"),
+FIG7A = _experiment(
+    "fig7a",
+    "Pogodin et al. Fig. 7A: an RNN on row-wise sequential digits, read with every potential",
+    Fig7AConfig,
+    fig7a_quick,
+    "Fig. 7A — row-wise sequential RNN read with every potential",
+    "the RNN's weight changes behave like the deep networks' (Gaussian only for the trained-with "
+    "potential).",
     data_field="data_dir",
 )
 
-FIG7B = Experiment(
-    name="fig7b",
-    title="Pogodin et al. Fig. 7B: SimSiam finetuned with its own loss, encoder read",
-    Config=Fig7BConfig,
-    quick=fig7b_quick,
-    cells=cells,
-    run_cell=run_cell,
-    summarise=summarise,
-    plot=lambda df, c: _plot(df, c, "fig7b"),
-    report=lambda df, c: _report(
-        df,
-        c,
-        "fig7b",
-        "Fig. 7B — SimSiam encoder read with every potential",
-        "results very similar to the supervised networks (Gaussian only for the trained-with potential).",
-    ),
-    figures=("fig7b", "fig7b_hist"),
-    modules=("syngeo.finetune", "syngeo.models", "syngeo.data.images"),
+FIG7B = _experiment(
+    "fig7b",
+    "Pogodin et al. Fig. 7B: SimSiam finetuned with its own loss, encoder read",
+    Fig7BConfig,
+    fig7b_quick,
+    "Fig. 7B — SimSiam encoder read with every potential",
+    "results very similar to the supervised networks (Gaussian only for the trained-with "
+    "potential).",
 )

@@ -49,6 +49,7 @@ from syngeo import cdf_distance, change_magnitude, sign_changes, simulate_change
 from syngeo.app.experiments.base import Experiment
 from syngeo.app.formatting import fmt, markdown_table
 from syngeo.errors import InputError, InputTypeError
+from syngeo.gaussianity import gaussian_null
 from syngeo.validation import as_int, as_positive_float, as_positive_int
 
 __all__ = [
@@ -282,8 +283,7 @@ def gaussian_floor_band(n_weights: int, *, n_draws: int = 200, seed: int = 0) ->
     """
     n_weights = as_int(n_weights, "n_weights (a distance needs a spread)", minimum=2)
     n_draws = as_int(n_draws, "n_draws (a spread needs two draws)", minimum=2)
-    rng = np.random.default_rng(seed)
-    values = np.array([cdf_distance(rng.standard_normal(n_weights)) for _ in range(n_draws)])
+    values = gaussian_null("cdf", n_weights, draws=n_draws, rng=seed)
     return GaussianFloor(
         n_weights,
         float(values.mean()),

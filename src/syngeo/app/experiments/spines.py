@@ -319,17 +319,7 @@ def _paper_rows(config: Config, w: np.ndarray) -> list[dict]:
 
 
 def _parameters(model: SnapshotModel) -> dict[str, Any]:
-    out: dict[str, Any] = {"dual_std": model.dual_std}
-    for k, (comp, wk) in enumerate(
-        zip(model.initial.components, model.initial.weights, strict=True)
-    ):
-        out[f"weight_{k}"] = wk
-        if isinstance(comp, PointMass):
-            out[f"value_{k}"] = comp.value
-        else:
-            out[f"mu_{k}"] = comp.mu
-            out[f"sigma_{k}"] = comp.sigma
-    return out
+    return {"dual_std": model.dual_std, **model.initial.parameters()}
 
 
 # --------------------------------------------------------------------------------------------

@@ -189,9 +189,14 @@ def summarise(df: pd.DataFrame, config: TrainingConfig) -> dict:
 
 
 def plot(df: pd.DataFrame, config: TrainingConfig) -> dict:
+    """Error F (top) and local task difficulty G (bottom) over cycles, true gradient (left) and
+    subsampled gradient (right); one colour per network size, explained once below the panels."""
+    from matplotlib.lines import Line2D
+
     from syngeo.app.plotting import subplots
 
     fig, axes = subplots(2, 2, width=3.6, height=2.6, squeeze=False)
+    handles = {}
     for c, mode in enumerate(("full", "subsampled")):
         for j, h in enumerate(sorted(set(df.hidden))):
             sub = df[(df.hidden == h) & (df.gradient == mode)]
@@ -199,7 +204,8 @@ def plot(df: pd.DataFrame, config: TrainingConfig) -> dict:
             F = np.array(sub.F_curve.tolist()).mean(axis=0)
             G = np.array(sub.G_curve.tolist()).mean(axis=0)
             n = int(sub.n_synapses.iloc[0])
-            axes[0][c].plot(t, F, color=f"C{j}", label=f"[10, {h}, 10], N = {n}")
+            (line,) = axes[0][c].plot(t, F, color=f"C{j}", label=f"[10, {h}, 10], N = {n}")
+            handles.setdefault(h, line)
             axes[1][c].plot(t, G, color=f"C{j}")
             axes[1][c].axhline(
                 float(sub.bound_aligned.mean()),
@@ -217,12 +223,23 @@ def plot(df: pd.DataFrame, config: TrainingConfig) -> dict:
         axes[0][c].set_yscale("log")
         axes[1][c].set_ylabel("local task difficulty G")
         axes[1][c].set_xlabel("cycle")
-        axes[0][c].legend(fontsize=LEGEND_SIZE)
-    fig.suptitle(
-        "Mean over seeds; G: trailing mean over 10 measurements; dashed: predicted steady-state "
-        "difficulty 2cγ1/(T⟨‖ẇ‖²⟩) (c = 1 for the true gradient; with γ3 = 0 both sizes share it)",
-        fontsize=7,
+    dashed = Line2D(
+        [],
+        [],
+        color="0.3",
+        ls="--",
+        lw=1,
+        label="predicted steady-state G = 2cγ1/(T⟨‖ẇ‖²⟩) (c = 1 for the true gradient; "
+        "with γ3 = 0 both sizes share it)",
     )
+    fig.legend(
+        handles=[*handles.values(), dashed],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=LEGEND_SIZE,
+        handlelength=2.4,
+    )
+    fig.suptitle("Mean over seeds; G: trailing mean over 10 measurements", fontsize=8)
     return {"raman_training": fig}
 
 
