@@ -1169,3 +1169,14 @@ def test_constrained_mixed_dtypes_keep_each_parameter_its_own_constraint(momentu
         lo, hi = cons[j].interval_bounds(runs[0][j])
         if lo is not None:
             assert ((runs[0][j] >= lo) & (runs[0][j] <= hi)).all()
+
+
+@pytest.mark.parametrize("spec", ["3-norm", "p=2.2", "1.5-norm", "ne", "hypentropy(0.05)",
+                                  "tsallis(0.5)"])  # fmt: skip
+def test_step_kernel_names_its_potential(spec):
+    """The self-tests' reference step rebuilds the potential from the kernel: same mirror map."""
+    phi = potential(spec)
+    back = phi.step_kernel().potential()
+    assert back.name == phi.name
+    w = torch.tensor([-2.0, -0.3, 0.05, 0.7, 3.0], dtype=F64)
+    torch.testing.assert_close(back.grad(w), phi.grad(w), rtol=0, atol=0)

@@ -102,6 +102,15 @@ class StepKernel:
     family: str
     parameter: float = math.nan
 
+    def potential(self) -> Any:
+        """The potential this kernel computes (through the public specification, so that the
+        kernels never name a potential class)."""
+        from syngeo.potentials import potential
+
+        spec = {"pnorm": "p={!r}", "ne": "ne", "hypentropy": "hypentropy(beta={!r})",
+                "tsallis": "tsallis(q={!r})"}[self.family]  # fmt: skip
+        return potential(spec.format(self.parameter))
+
 
 # --------------------------------------------------------------------------------------------
 # the C kernel: source generated per configuration
@@ -517,11 +526,7 @@ def reference_step(
 ) -> tuple[Tensor, Tensor | None]:
     """The fused step in plain torch on one tensor (new tensors; used for self-tests): the
     mirror form :math:`(\\nabla\\phi)^{-1}(\\nabla\\phi(w) - \\eta d)`."""
-    from syngeo.potentials import Hypentropy, NegativeEntropy, PNorm, Tsallis
-
-    family, x = kernel.family, kernel.parameter
-    phi = {"pnorm": PNorm, "ne": lambda _: NegativeEntropy(), "hypentropy": Hypentropy,
-           "tsallis": Tsallis}[family](x)  # fmt: skip
+    phi = kernel.potential()
     s = torch.sign(w)
     m = phi.grad(w)
     r = {"none": 0 * w, "primal": w, "sign": s, "dual": m - s * decay_ref}[decay]
