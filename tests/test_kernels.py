@@ -823,6 +823,27 @@ def _compile_for_gpu(config, arch=90):
 
 
 @pytest.mark.parametrize("family", sorted(kernels._TRITON_FAMILY))
+def test_every_triton_configuration_shape_compiles(family):
+    """The constexpr branches other than the full one: no momentum, no GradScaler, unaligned,
+    approximate-free interpreter functions (ACCURATE False), the first momentum step, the sign
+    and primal decays — and the full one for an A100 (sm_80) as well as sm_90."""
+    tl = pytest.importorskip("triton.language")
+    base = dict(DT=tl.float32, FAMILY=kernels._TRITON_FAMILY[family], BLOCK=1024)
+    configs = [
+        dict(DECAY=0, MOMENTUM=False, FIRST=False, NESTEROV=False, HAS_SCALE=False,
+             HAS_INF=False, ALIGNED=False, ACCURATE=False),
+        dict(DECAY=1, MOMENTUM=True, FIRST=True, NESTEROV=False, HAS_SCALE=False,
+             HAS_INF=True, ALIGNED=True, ACCURATE=True),
+        dict(DECAY=2, MOMENTUM=True, FIRST=False, NESTEROV=True, HAS_SCALE=True,
+             HAS_INF=False, ALIGNED=True, ACCURATE=True),
+    ]  # fmt: skip
+    for config in configs:
+        ptx, _ = _compile_for_gpu(dict(base, **config))
+        assert ".local" not in ptx
+    _compile_for_gpu(dict(base, **configs[2]), arch=80)
+
+
+@pytest.mark.parametrize("family", sorted(kernels._TRITON_FAMILY))
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_triton_kernel_compiles_for_hopper_with_vectorised_memory_access(family, dtype):
     """What can be checked of the CUDA kernel without a GPU: every family and parameter dtype
