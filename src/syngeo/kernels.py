@@ -1057,9 +1057,9 @@ def _triton_libdevice() -> bool:
 _TRITON_FAMILY = {"pnorm": 0, "ne": 1, "hypentropy": 2, "tsallis": 3}
 #: Elements per program of the Triton kernel (4 warps: 8 float32 per thread, two 128-bit loads).
 TRITON_BLOCK = 1024
-_TRITON_TABLES: dict[
-    tuple, Any
-] = {}  # (device, sizes, block) → block table; (…, addresses) → table
+# ("blocks", device, sizes, block) → block table; ("addresses", device, sizes, addresses) →
+# (address table, aligned)
+_TRITON_TABLES: dict[tuple, Any] = {}
 _TRITON_TABLES_MAX = 64
 _TRITON_FAILED: set[tuple] = set()  # configurations whose kernel failed to compile
 
@@ -1107,9 +1107,6 @@ def triton_launch_tables(
     block_tensor, block_index = _cached_table(("blocks", where, sizes, block), blocks)
     addressed, aligned = _cached_table(("addresses", where, sizes, addresses), table)
     return addressed, block_tensor, block_index, aligned
-
-
-_TRITON_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _call_triton(
@@ -1178,11 +1175,9 @@ def _call_triton(
                 found_inf if found_inf is not None else w0)  # fmt: skip
         try:
             step_kernel[(block_tensor.numel(),)](*args, **config)
-        except (
-            Exception
-        ) as error:  # raised before the launch (compiler, arguments): nothing written
-            if i > 0:
-                raise  # an earlier dtype group was already updated: no clean fallback
+        except Exception as error:  # before the launch (compiler, arguments): nothing written
+            if i > 0:  # an earlier dtype group of this step was already updated: no fallback
+                raise
             _TRITON_FAILED.add(key)
             warnings.warn(
                 f"syngeo's Triton kernel could not be launched ({type(error).__name__}: {error}); "
