@@ -71,10 +71,11 @@ def test_help_has_an_example(capsys):
 
 def test_reproduce_writes_table_figures_summary_and_report(capsys, tmp_path):
     out = tmp_path / "run"
-    code, stdout, _ = run_cli(
+    code, stdout, stderr = run_cli(
         ["reproduce", "_testing", "--quick", "--out", str(out), "--json"], capsys
     )
     assert code == 0
+    assert stderr == ""  # --json: no progress bar either (as `syngeo power --json`)
     payload = json.loads(stdout)
     assert payload["sweep"]["n_computed"] == 4 and payload["sweep"]["n_reused"] == 0
     for name in (

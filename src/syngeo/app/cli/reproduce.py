@@ -286,7 +286,7 @@ def reproduce_command(
             workers=workers,
             scheduler=scheduler,
             force=force,
-            quiet=quiet,
+            quiet=quiet or as_json,  # --json: stdout holds the JSON, stderr no progress bar
             data=data,
         )
     except ImportError as exc:
