@@ -632,33 +632,16 @@ def _c_batches(
     lengths[, masks, constraint values]). Large tensors are cut into segments, dealt out
     largest first onto the least loaded thread."""
     t = len(ws)
-    segments: list[tuple[int, int, int, int, int, int]] = []  # w, g, b, mask, length, tensor
-    total = sum(w.numel() for w in ws)
-    piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
-    for j, w in enumerate(ws):
-        n = w.numel()
-        wp, gp = addresses[j], addresses[t + j]
-        bp = addresses[2 * t + j] if has_momentum else wp
-        mask = cons[j][0] if cons is not None else None
-        mp = mask.data_ptr() if mask is not None else 0
-        for start in range(0, n, piece):
-            length = min(piece, n - start)
-            off = 4 * start
-            segments.append((wp + off, gp + off, bp + off, mp + start if mp else 0, length, j))
-    if not segments:
-        return []
-    if threads <= 1 or total < 2 * _MIN_SEGMENT:
-        bins = [segments]
-    else:
-        bins = [[] for _ in range(threads)]
-        loads = [0] * threads
-        for seg in sorted(segments, key=lambda s: -s[4]):  # largest first onto the least loaded
-            k = loads.index(min(loads))
-            bins[k].append(seg)
-            loads[k] += seg[4]
-        bins = [b for b in bins if b]
     out = []
-    for batch in bins:
+    for part in _deal(list(map(Tensor.numel, ws)), threads):
+        batch = []  # w, g, b, mask, length, tensor
+        for j, start, length in part:
+            wp, gp = addresses[j], addresses[t + j]
+            bp = addresses[2 * t + j] if has_momentum else wp
+            mask = cons[j][0] if cons is not None else None
+            mp = mask.data_ptr() + start if mask is not None else 0
+            off = 4 * start
+            batch.append((wp + off, gp + off, bp + off, mp, length, j))
         k = len(batch)
         ptr = ctypes.c_void_p * k
         args: tuple = (
@@ -675,6 +658,28 @@ def _c_batches(
             )
         out.append(args)
     return out
+
+
+def _deal(sizes: Sequence[int], threads: int) -> list[list[tuple[int, int, int]]]:
+    """Segments ``(tensor, start, length)`` of the tensors of these sizes, one list per
+    thread: large tensors are cut into pieces of about total / (4 · threads) elements (at
+    least ``_MIN_SEGMENT``), dealt out largest first onto the least loaded thread; one list
+    (in tensor order) for one thread or a small total. Empty tensors get no segment."""
+    total = sum(sizes)
+    if total == 0:
+        return []
+    piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total
+    segments = [(j, start, min(piece, n - start))
+                for j, n in enumerate(sizes) for start in range(0, n, piece)]  # fmt: skip
+    if threads <= 1 or total < 2 * _MIN_SEGMENT:
+        return [segments]
+    bins: list[list[tuple[int, int, int]]] = [[] for _ in range(threads)]
+    loads = [0] * threads
+    for seg in sorted(segments, key=lambda x: -x[2]):
+        k = loads.index(min(loads))
+        bins[k].append(seg)
+        loads[k] += seg[2]
+    return [b for b in bins if b]
 
 
 def cpu_kernel_available(
@@ -849,10 +854,7 @@ def _load_adam(kernel: StepKernel, config: AdamConfig) -> Any:
 
 def _adam_self_test(fn: Any, kernel: StepKernel, config: AdamConfig) -> bool:
     """The built kernel against a float64 evaluation of the same formulas on a few values."""
-    from syngeo.potentials import Hypentropy, NegativeEntropy, PNorm, Tsallis
-
-    phi = {"pnorm": PNorm, "ne": lambda _: NegativeEntropy(), "hypentropy": Hypentropy,
-           "tsallis": Tsallis}[kernel.family](kernel.parameter)  # fmt: skip
+    phi = kernel.potential()
     w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
     g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
     m1 = torch.full_like(w, 0.2)
@@ -919,28 +921,16 @@ def _call_adam(
     values = (1.0, 1.0 - beta1, beta2, 1.0 - beta2, weight_decay if coupled else 0.0, gmul,
               decay_ref, eps, p0, p1, lr * weight_decay, 1.0 - lr * weight_decay)  # fmt: skip
     sc = (ctypes.c_float * len(values))(*values)
-    total = sum(w.numel() for w in ws)
-    piece = max(_MIN_SEGMENT, -(-total // (4 * threads))) if threads > 1 else total or 1
-    segments = []
-    for j, w in enumerate(ws):
-        n = w.numel()
-        ptrs = (w.data_ptr(), gs[j].data_ptr(), m1s[j].data_ptr(), vs[j].data_ptr(),
-                vms[j].data_ptr() if vms is not None else w.data_ptr())  # fmt: skip
-        for start in range(0, n, piece):
-            off = 4 * start
-            segments.append((tuple(p + off for p in ptrs), min(piece, n - start), j))
-    if not segments:
+    bins = []
+    for part in _deal(list(map(Tensor.numel, ws)), threads):
+        batch = []  # (w, g, m, v, v_max pointers), length, tensor
+        for j, start, length in part:
+            ptrs = (ws[j].data_ptr(), gs[j].data_ptr(), m1s[j].data_ptr(), vs[j].data_ptr(),
+                    vms[j].data_ptr() if vms is not None else ws[j].data_ptr())  # fmt: skip
+            batch.append((tuple(p + 4 * start for p in ptrs), length, j))
+        bins.append(batch)
+    if not bins:
         return
-    if threads <= 1 or total < 2 * _MIN_SEGMENT:
-        bins = [segments]
-    else:
-        bins = [[] for _ in range(threads)]
-        loads = [0] * threads
-        for seg in sorted(segments, key=lambda s: -s[1]):
-            k = loads.index(min(loads))
-            bins[k].append(seg)
-            loads[k] += seg[1]
-        bins = [b for b in bins if b]
 
     def run(batch: list) -> None:
         k = len(batch)
@@ -992,15 +982,11 @@ def fused_adam_(
         return True
     if kernel is None or kernel.family not in FAMILIES or decay not in ADAM_DECAY_MODES:
         return False
-    for j, w in enumerate(params):
-        tensors = [w, grads[j], exp_avgs[j], exp_avg_sqs[j]]
-        if amsgrad:
-            tensors.append(max_exp_avg_sqs[j])
-        for t in tensors:
-            if t.device.type != "cpu" or t.dtype != torch.float32 or t.is_sparse:
-                return False
-            if not t.is_contiguous() or t.shape != w.shape:
-                return False
+    if not (
+        _cpu_eligible(params, grads, exp_avgs)
+        and _cpu_eligible(params, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None)
+    ):  # float32 CPU, dense, contiguous, one shape per parameter: moments as momentum buffers
+        return False
     fn = _load_adam(kernel, AdamConfig(decay=decay, amsgrad=amsgrad))
     if fn is None:
         return False
