@@ -434,3 +434,57 @@ def test_every_adam_configuration_builds_and_passes_its_self_test(spec, decay, a
         warnings.simplefilter("error")
         config = kernels.AdamConfig(decay=decay, amsgrad=amsgrad)
         assert kernels._load_adam(_potential(spec).step_kernel(), config) is not None
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_threads_give_the_bits_of_one_thread(amsgrad):
+    """Large tensors are cut into segments dealt over threads: every pointer (w, g, m, v and
+    v_max) must be offset to the segment, so two threads give one thread's bits exactly."""
+    kernel = _potential("3-norm").step_kernel()
+    g = torch.Generator().manual_seed(0)
+    sizes = (300_000, 70_000, 5)  # the first is cut into several segments
+    base = [torch.randn(n, generator=g) for n in sizes]
+    grads = [torch.randn(n, generator=g) for n in sizes]
+    results = []
+    for threads in (1, 2):
+        ws = [w.clone() for w in base]
+        m1 = [torch.full_like(w, 0.01) for w in ws]
+        v = [torch.full_like(w, 0.02) for w in ws]
+        vm = [torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) for w in ws]
+        steps = [torch.tensor(3.0) for _ in ws]
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            assert kernels.fused_adam_(ws, grads, m1, v, vm, steps, kernel, amsgrad=amsgrad,
+                                       beta1=0.9, beta2=0.999, lr=1e-3, eps=1e-8,
+                                       weight_decay=0.0, decay="none")  # fmt: skip
+        finally:
+            torch.set_num_threads(before)
+        results.append(ws + m1 + v + (vm if amsgrad else []))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_cpu_kernel
+def test_fused_adam_refuses_moments_it_cannot_read():
+    """Moments of another dtype, shape or layout (a state dict from elsewhere) leave the step to
+    the eager path: False and nothing changed."""
+    kernel = _potential("ne").step_kernel()
+    w, g = torch.rand(4, 3) + 0.1, torch.randn(4, 3)
+    good = torch.zeros(4, 3)
+    bad = {"float64 v": torch.zeros(4, 3, dtype=torch.float64),
+           "transposed v": torch.zeros(3, 4).t(), "shape of v": torch.zeros(3, 4)}  # fmt: skip
+    for name, v in bad.items():
+        ws = [w.clone()]
+        assert not kernels.fused_adam_(ws, [g], [good.clone()], [v], [good.clone()],
+                                       [torch.tensor(0.0)], kernel, amsgrad=False, beta1=0.9,
+                                       beta2=0.999, lr=1e-3, eps=1e-8, weight_decay=0.0,
+                                       decay="none"), name  # fmt: skip
+        assert torch.equal(ws[0], w), name
+    steps = [torch.tensor(0.0)]
+    assert not kernels.fused_adam_([w.clone()], [g], [good.clone()], [good.clone()],
+                                   [torch.zeros(4, 3, dtype=torch.float64)], steps, kernel,
+                                   amsgrad=True, beta1=0.9, beta2=0.999, lr=1e-3, eps=1e-8,
+                                   weight_decay=0.0, decay="none")  # fmt: skip
+    assert float(steps[0]) == 0.0  # the step count is not advanced when nothing ran
