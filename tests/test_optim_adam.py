@@ -385,12 +385,15 @@ def test_fused_adam_falls_back_bit_for_bit_without_a_compiler(spec, monkeypatch,
         assert torch.equal(a, b)
 
 
-def test_fused_adam_user_potential_and_constraints_take_the_eager_path(monkeypatch):
+def test_fused_adam_user_potential_is_eager_and_a_refused_kernel_falls_back(monkeypatch):
+    """A user's potential never asks for a kernel; a constrained group whose kernel is refused
+    (False) takes the eager step bit for bit."""
     from syngeo.constraints import Constraint
 
     calls = []
-    monkeypatch.setattr(kernels, "fused_adam_", lambda *a, **k: calls.append(1) or False)
+    monkeypatch.setattr(kernels, "fused_adam_", lambda *a, **k: calls.append(k) or False)
     for spec, cons in ((Quartic(), None), ("3-norm", Constraint(max_abs=0.5))):
+        calls.clear()
         runs = []
         for fused in (True, False):
             model = _model(6)
@@ -400,7 +403,111 @@ def test_fused_adam_user_potential_and_constraints_take_the_eager_path(monkeypat
             runs.append([p.detach().clone() for p in model.parameters()])
         for a, b in zip(*runs, strict=True):
             assert torch.equal(a, b)
-    assert not calls
+        if cons is None:
+            assert not calls
+        else:
+            assert calls and all(k["constraints"] is not None for k in calls)
+
+
+from test_kernels import _constrained_inputs, _constraint_cases  # noqa: E402
+
+CONSTRAINED_ADAM_OPTS = [
+    dict(),
+    dict(amsgrad=True, maximize=True),
+    dict(weight_decay=0.1, decay_space="primal"),
+    dict(weight_decay=0.1, decay_space="auto"),
+]
+
+
+def _adam_constrained_step(cls, spec, opts, case, fused, dtype, seed, clip=True):
+    import syngeo.optim_adam as oa
+
+    ws, grads, _, cons = _constrained_inputs(seed, case)
+    g = torch.Generator().manual_seed(seed + 1)
+    m0 = [(0.1 * torch.randn(w.shape, generator=g)).float() for w in ws]
+    v0 = [(0.05 * torch.rand(w.shape, generator=g) + 1e-4).float() for w in ws]
+    params = [torch.nn.Parameter(w.to(dtype)) for w in ws]
+    opt = cls(params, lr=0.01, betas=(0.8, 0.99), eps=1e-6, potential=spec, fused=fused,
+              constraints=dict(zip(params, cons, strict=True)), **opts)  # fmt: skip
+    for p, gr, m, v in zip(params, grads, m0, v0, strict=True):
+        p.grad = gr.to(dtype)
+        opt.state[p]["step"] = torch.tensor(4.0)
+        opt.state[p]["exp_avg"] = m.to(dtype).clone()
+        opt.state[p]["exp_avg_sq"] = v.to(dtype).clone()
+        if opts.get("amsgrad"):
+            opt.state[p]["max_exp_avg_sq"] = (1.5 * v).to(dtype)
+    saved = oa.project_
+    if not clip:
+        oa.project_ = lambda *a, **k: None
+    try:
+        opt.step()
+    finally:
+        oa.project_ = saved
+    return ws, grads, m0, cons, [p.detach() for p in params], opt
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("case", [*_constraint_cases(), "mixed"])
+@pytest.mark.parametrize(
+    "opts", CONSTRAINED_ADAM_OPTS,
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain",
+)  # fmt: skip
+@pytest.mark.parametrize("cls", [MirrorAdam, MirrorAdamW])
+@pytest.mark.parametrize("spec", ["3-norm", "1.5-norm", "ne", "hypentropy(0.05)", "tsallis(0.5)"])
+def test_constrained_fused_adam_matches_the_eager_projection_within_the_bound(
+    spec, cls, opts, case
+):
+    """One constrained fused Adam step against the float64 eager step. Bound: the unconstrained
+    Adam bound (test above) evaluated at the lifted weights and at the reference's *unclipped*
+    result (the clip is 1-Lipschitz; the soft factor adds two correctly rounded operations to
+    the direction, inside its C = 16 allowance), plus 2ε|w'| for the rounding of the bounds;
+    elements whose unclipped reference lies within the bound of a floor jump are skipped (at
+    most 2 here). The constraint holds exactly in float32."""
+    if spec == "ne" and opts.get("decay_space") == "primal":
+        opts = dict(opts, decay_space="auto")
+    calls = []
+    original = kernels._call_adam
+    kernels._call_adam = lambda *a, **k: (
+        calls.append(k.get("cons") is not None) or original(*a, **k)
+    )
+    try:
+        ws, grads, m0, cons, p32, _ = _adam_constrained_step(cls, spec, opts, case, True,
+                                                                torch.float32, 17)  # fmt: skip
+    finally:
+        kernels._call_adam = original
+    assert any(calls), "the constrained Adam kernel did not run"
+    _, _, _, _, p64, opt64 = _adam_constrained_step(cls, spec, opts, case, False, F64, 17)
+    _, _, _, _, raw64, _ = _adam_constrained_step(cls, spec, opts, case, False, F64, 17,
+                                                  clip=False)  # fmt: skip
+    phi = _potential(spec)
+    wd = opt64.param_groups[0]["weight_decay"]
+    ss = 0.01 / (1 - 0.8**5)
+    bc2 = math.sqrt(1 - 0.99**5)
+    skipped = 0
+    for j in range(len(ws)):
+        w = ws[j].double()
+        if phi.preserves_sign and cons[j].min_abs > 0:  # the lifted zeros, with their sign
+            w = torch.where(w == 0, torch.sign(raw64[j]) * cons[j].min_abs, w)
+        state = opt64.state[opt64.param_groups[0]["params"][j]]
+        v = state["max_exp_avg_sq"] if opts.get("amsgrad") else state["exp_avg_sq"]
+        denom = v.sqrt() / bc2 + 1e-6
+        r = phi.grad(w).abs() + 1 + w.abs()
+        d_mag = ss * (m0[j].double().abs() + grads[j].double().abs() + wd * r) / denom
+        d_mag = d_mag + 0.01 * wd * r
+        bound, _ = _bound(phi, w, d_mag, None, raw64[j], {}, 1.0)
+        bound = bound + 2 * EPS32 * p64[j].abs()
+        jump = (cons[j].min_abs > 0) & (raw64[j].abs() <= bound)
+        skipped += int(jump.sum())
+        err = (p32[j].double() - p64[j]).abs()
+        bad = ~(err <= bound) & ~jump
+        assert not bad.any(), (spec, opts, case, j, (err - bound)[bad].max().item())
+        lo, hi = cons[j].interval_bounds(p32[j])
+        if lo is not None:
+            assert ((p32[j] >= lo) & (p32[j] <= hi)).all()
+        assert (p32[j].abs() <= cons[j].max_abs).all()
+        nonzero = p32[j] != 0
+        assert (p32[j].abs()[nonzero] >= torch.tensor(cons[j].min_abs).float()).all()
+    assert skipped <= 2
 
 
 @needs_cpu_kernel

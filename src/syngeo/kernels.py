@@ -292,44 +292,11 @@ def _constrained_source(
     :func:`~syngeo.constraints.project_`, operation for operation."""
     pre, step = _c_parts(kernel, decay, momentum, target="const float nw",
                          lift=constrained.lift)  # fmt: skip
-    block = ["const float wo = w;", "const float dn = d;", "{"]
-    if constrained.lift:
-        block += [
-            "const float sd = (float)((dn > 0.f) - (dn < 0.f));",
-            "const float w = (wo == 0.f && LO > 0.f) ? (S != 0.f ? S : -sd) * LO : wo;",
-            "const float s = (float)((w > 0.f) - (w < 0.f));",
-        ]
-    else:
-        block += ["const float w = wo;"]
-    if constrained.soft:
-        block += [
-            "float f = 1.f - fabsf(w) / SM;",
-            "f = f < 0.f ? 0.f : f;",
-            "const float d = (-dn) * s >= 0.f ? -((-dn) * f) : dn;",
-        ]
-    else:
-        block += ["const float d = dn;"]
-    block += step
-    block += [
-        "const float lo = S > 0.f ? LO : -HI;",
-        "const float hi = S < 0.f ? -LO : HI;",
-        "float v = nw < lo ? lo : nw;",
-        "v = v > hi ? hi : v;",
-        "W[i] = (S == 0.f && v != 0.f && fabsf(v) < LO) ? copysignf(LO, v) : v;",
-        "}",
-    ]
-    body = "".join(f"        {line}\n" for line in pre + block)
-    head = _C_HEADER.split("void syngeo_step")[0]
-    loop = """#pragma omp simd
-      for (int64_t i = 0; i < n; i++) {
-        const float S = %s;
-        const float w = W[i];
-        const float s = (float)((w > 0.f) - (w < 0.f));
-        (void)s; (void)S;
-%s      }
-"""
-    return head + (
-        """
+    lines = [*pre, "const float dn = d;", *_constrained_block(constrained, "dn", [], step)]
+    body = "".join(f"        {line}\n" for line in lines)
+    return (
+        _C_HEADER.split("void syngeo_step")[0]
+        + """
 void syngeo_step(int64_t count, float *const *ws, const float *const *gs, float *const *bs,
                  const int64_t *ns, const float *sc, const int8_t *const *ms, const float *cs) {
   const float lr = sc[0], mom = sc[1], damp1 = sc[2], wd = sc[3], gmul = sc[4];
@@ -340,16 +307,78 @@ void syngeo_step(int64_t count, float *const *ws, const float *const *gs, float 
     float *restrict W = ws[t];
     const float *restrict G = gs[t];
     float *restrict B = bs[t];
-    const int8_t *restrict MK = ms[t];
     const int64_t n = ns[t];
-    const float SG = cs[4 * t], LO = cs[4 * t + 1], HI = cs[4 * t + 2], SM = cs[4 * t + 3];
-    (void)B; (void)SM;
-    if (MK) {
+    (void)B;
 """
-        + loop % ("(float)MK[i]", body)
+        + _masked_loops("W[i]", body)
+        + "  }\n}\n"
+    )
+
+
+def _constrained_block(
+    constrained: Constrained, direction: str, middle: list[str], step: list[str]
+) -> list[str]:
+    r"""C lines of the constrained part of a step (a nested block, which may shadow ``w``,
+    ``s`` and ``d``): the lifted zero (its sign from the mask, else from −``direction``), then
+    ``middle`` (which must define ``dn``, the dual step's direction), the soft ceiling on
+    outward steps, the step (``step``, assigning ``nw``) and the clip onto :math:`[lo, hi]` with
+    the free-sign floor: the arithmetic of :func:`syngeo.constraints.lift_zeros_`,
+    :func:`~syngeo.constraints.soften` and :func:`~syngeo.constraints.project_`, operation for
+    operation."""
+    block = ["const float wo = w;", "{"]
+    if constrained.lift:
+        block += [
+            f"const float sd = (float)(({direction} > 0.f) - ({direction} < 0.f));",
+            "const float w = (wo == 0.f && LO > 0.f) ? (S != 0.f ? S : -sd) * LO : wo;",
+            "const float s = (float)((w > 0.f) - (w < 0.f));",
+        ]
+    else:
+        block += ["const float w = wo;"]
+    block += middle
+    if constrained.soft:
+        block += [
+            "float f = 1.f - fabsf(w) / SM;",
+            "f = f < 0.f ? 0.f : f;",
+            "const float d = (-dn) * s >= 0.f ? -((-dn) * f) : dn;",
+        ]
+    else:
+        block += ["const float d = dn;"]
+    return (
+        block
+        + step
+        + [
+            "const float lo = S > 0.f ? LO : -HI;",
+            "const float hi = S < 0.f ? -LO : HI;",
+            "float cw = nw < lo ? lo : nw;",
+            "cw = cw > hi ? hi : cw;",
+            "W[i] = (S == 0.f && cw != 0.f && fabsf(cw) < LO) ? copysignf(LO, cw) : cw;",
+            "}",
+        ]
+    )
+
+
+def _masked_loops(load_w: str, body: str, cons: str = "cs") -> str:
+    """The element loop of a constrained kernel twice: with a per-weight sign mask (``MK``,
+    int8) or one sign for the tensor (``SG``); the tensor's floor, ceiling and soft ceiling
+    are ``LO``, ``HI``, ``SM`` (read from ``cons``, four floats per tensor)."""
+    loop = """#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        const float S = %s;
+        const float w = %s;
+        const float s = (float)((w > 0.f) - (w < 0.f));
+        (void)s; (void)S;
+%s      }
+"""
+    return (
+        """    const int8_t *restrict MK = ms[t];
+    const float SG = @C@[4 * t], LO = @C@[4 * t + 1], HI = @C@[4 * t + 2], SM = @C@[4 * t + 3];
+    (void)SM;
+    if (MK) {
+""".replace("@C@", cons)
+        + loop % ("(float)MK[i]", load_w, body)
         + "    } else {\n"
-        + loop % ("SG", body)
-        + "    }\n  }\n}\n"
+        + loop % ("SG", load_w, body)
+        + "    }\n"
     )
 
 
@@ -758,42 +787,61 @@ class AdamConfig:
     amsgrad: bool = False
 
 
-def adam_source(kernel: StepKernel, config: AdamConfig) -> str:
+def adam_source(
+    kernel: StepKernel, config: AdamConfig, constrained: Constrained | None = None
+) -> str:
     r"""C source of the fused dual-space Adam step (``torch.optim.adam``'s single-tensor order
     of operations: ``lerp`` for m, ``v·β₂ + (1−β₂)·g·g``, ``√v/√bc₂ + ε``, then the dual step
-    :math:`d = s_t\,(m / \mathrm{denom})` taken by the MirrorDescent step part with η = 1)."""
+    :math:`d = s_t\,(m / \mathrm{denom})` taken by the MirrorDescent step part with η = 1).
+
+    ``constrained``: :class:`syngeo.optim_adam.mirror_adam`'s constrained order — the gradient
+    and a coupled decay from the loaded weight, the zero lift with the sign of −g, the moments,
+    a decoupled decay from the lifted weight, the soft ceiling, the step, the clip
+    (:func:`_constrained_block`). A lift with the decoupled *dual* decay is not generated (its
+    mirror map of the lifted weight would come after the step's): that case stays eager."""
     decay = config.decay
     r_mode = {"dual-decoupled": "dual", "sign-decoupled": "sign"}.get(decay, decay)
     mirror_decay = "dual" if r_mode == "dual" else "none"
-    pre, step = _c_parts(kernel, mirror_decay, False, target="W[i]")
+    lift = constrained is not None and constrained.lift
+    if lift and decay == "dual-decoupled":
+        raise ValueError("no fused kernel lifts zeros under the decoupled dual decay")
+    target = "W[i]" if constrained is None else "const float nw"
+    pre, step = _c_parts(kernel, mirror_decay, False, target=target, lift=lift)
     pre = [line for line in pre if not line.startswith(("const float g =", "const float d ="))]
     r = {"none": "0.f", "primal": "w", "sign": "s", "dual": "(m - s * gref)",
          "shrink": "0.f"}[r_mode]  # fmt: skip
     coupled = decay in ("primal", "sign", "dual")
     lines = list(pre)
     lines.append(f"const float g = gmul * G[i]{f' + wd * {r}' if coupled else ''};")
-    lines.append("const float m1 = M1[i] + b1c * (g - M1[i]);")
-    lines.append("M1[i] = m1;")
-    lines.append("const float v = b2 * V[i] + b2c * g * g;")
-    lines.append("V[i] = v;")
+    moments = [
+        "const float m1 = M1[i] + b1c * (g - M1[i]);",
+        "M1[i] = m1;",
+        "const float v = b2 * V[i] + b2c * g * g;",
+        "V[i] = v;",
+    ]
     if config.amsgrad:
-        lines.append("const float vm = VM[i] > v ? VM[i] : v;")
-        lines.append("VM[i] = vm;")
-        lines.append("const float denom = sqrtf(vm) / BC2 + eps;")
+        moments.append("const float vm = VM[i] > v ? VM[i] : v;")
+        moments.append("VM[i] = vm;")
+        moments.append("const float denom = sqrtf(vm) / BC2 + eps;")
     else:
-        lines.append("const float denom = sqrtf(v) / BC2 + eps;")
+        moments.append("const float denom = sqrtf(v) / BC2 + eps;")
+    name = "d" if constrained is None else "dn"
     if decay in ("dual-decoupled", "sign-decoupled"):
-        lines.append(f"const float d = SS * (m1 / denom) + dwd * {r};")
+        moments.append(f"const float {name} = SS * (m1 / denom) + dwd * {r};")
     else:
-        lines.append("const float d = SS * (m1 / denom);")
-    body = "".join(f"      {line}\n" for line in lines + step)
+        moments.append(f"const float {name} = SS * (m1 / denom);")
+    if constrained is None:
+        body = "".join(f"      {line}\n" for line in lines + moments + step)
+    else:
+        block = _constrained_block(constrained, "g", moments, step)
+        body = "".join(f"        {line}\n" for line in lines + block)
     load_w = "W[i] * shrink" if decay == "shrink" else "W[i]"
-    return (
+    head = (
         _C_HEADER.split("void syngeo_step")[0]
         + """
 void syngeo_adam(int64_t count, float *const *ws, const float *const *gs, float *const *m1s,
                  float *const *vs, float *const *vms, const int64_t *ns, const float *sc,
-                 const float *cs) {
+                 const float *cs@EXTRA@) {
   const float lr = sc[0], b1c = sc[1], b2 = sc[2], b2c = sc[3], wd = sc[4], gmul = sc[5];
   const float gref = sc[6], eps = sc[7], P0 = sc[8], P1 = sc[9], dwd = sc[10];
   const float shrink = sc[11];
@@ -807,7 +855,16 @@ void syngeo_adam(int64_t count, float *const *ws, const float *const *gs, float 
     const int64_t n = ns[t];
     const float SS = cs[2 * t], BC2 = cs[2 * t + 1];
     (void)VM;
-#pragma omp simd
+"""
+    )
+    if constrained is not None:
+        head = head.replace(
+            "@EXTRA@", ",\n                 const int8_t *const *ms, const float *ks"
+        )
+        return head + _masked_loops(load_w, body, "ks") + "  }\n}\n"
+    return (
+        head.replace("@EXTRA@", "")
+        + """#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
       const float w = @LOAD_W@;
       const float s = (float)((w > 0.f) - (w < 0.f));
@@ -818,42 +875,48 @@ void syngeo_adam(int64_t count, float *const *ws, const float *const *gs, float 
     )
 
 
-_ADAM_LIBRARIES: dict[tuple[StepKernel, AdamConfig, str | None], Any] = {}
+_ADAM_LIBRARIES: dict[tuple[StepKernel, AdamConfig, Constrained | None, str | None], Any] = {}
 
 
-def _load_adam(kernel: StepKernel, config: AdamConfig) -> Any:
+def _load_adam(
+    kernel: StepKernel, config: AdamConfig, constrained: Constrained | None = None
+) -> Any:
     """The compiled ``syngeo_adam`` for this configuration, or None (as :func:`_load`)."""
     cc = _compiler()
-    key = (kernel, config, cc)
+    key = (kernel, config, constrained, cc)
     with _LOCK:
         if key in _ADAM_LIBRARIES:
             return _ADAM_LIBRARIES[key]
         fn = None
         if cc is not None and platform.system() == "Linux":
-            path = _build(adam_source(kernel, config), cc)
+            path = _build(adam_source(kernel, config, constrained), cc)
             if path is not None:
                 try:
                     fn = ctypes.CDLL(str(path)).syngeo_adam
                     fn.restype = None
-                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 8
+                    n_args = 8 if constrained is None else 10
+                    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * n_args
                 except (OSError, AttributeError):
                     fn = None
         _ADAM_LIBRARIES[key] = fn
-    if fn is not None and not _adam_self_test(fn, kernel, config):
+    if fn is not None and not _adam_self_test(fn, kernel, config, constrained):
         with _LOCK:
             _ADAM_LIBRARIES[key] = None
         fn = None
         warnings.warn(
-            f"the fused {kernel.family} Adam kernel ({config}) built with {cc} failed its "
-            "self-test; MirrorAdam uses the eager step instead",
+            f"the fused {kernel.family} Adam kernel ({config}, {constrained or 'unconstrained'}) "
+            f"built with {cc} failed its self-test; MirrorAdam uses the eager step instead",
             RuntimeWarning,
             stacklevel=3,
         )
     return fn
 
 
-def _adam_self_test(fn: Any, kernel: StepKernel, config: AdamConfig) -> bool:
-    """The built kernel against a float64 evaluation of the same formulas on a few values."""
+def _adam_self_test(
+    fn: Any, kernel: StepKernel, config: AdamConfig, constrained: Constrained | None = None
+) -> bool:
+    """The built kernel against a float64 evaluation of the same formulas on a few values (a
+    constrained kernel with a sign mask and a ceiling, as :func:`_self_test`)."""
     phi = kernel.potential()
     w = torch.tensor([0.3, -1.7, 2.5e-3, -4.0, 0.9, 1.1], dtype=torch.float32)
     g = torch.tensor([0.5, -0.25, 1.0, 2.0, -3.0, 0.1], dtype=torch.float32)
@@ -876,10 +939,17 @@ def _adam_self_test(fn: Any, kernel: StepKernel, config: AdamConfig) -> bool:
     if config.decay in ("dual-decoupled", "sign-decoupled"):
         d = d + lr * wd * r
     expected = phi.grad_inverse(phi.grad(x) - d, sign=s if phi.preserves_sign else None)
+    cons = None
+    if constrained is not None:
+        mask = torch.tensor([1, -1, 0, 1, -1, 0], dtype=torch.int8)
+        cons = [(mask, (0.0, 0.0, 2.0, math.inf))]
+        lo = torch.where(mask > 0, 0.0, -2.0).double()
+        hi = torch.where(mask < 0, 0.0, 2.0).double()
+        expected = torch.minimum(torch.maximum(expected, lo), hi)
     _call_adam(fn, [w], [g], [m1], [v], [vm] if config.amsgrad else None, kernel,
                lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd, decay=config.decay,
                decay_ref=0.0, gmul=1.0, step_sizes=[ss], bc2_sqrts=[bc2],
-               threads=1)  # fmt: skip
+               threads=1, cons=cons)  # fmt: skip
     ok = torch.allclose(w.double(), expected, rtol=1e-4, atol=1e-7)
     ok = (
         ok
@@ -909,7 +979,9 @@ def _call_adam(
     step_sizes: Sequence[float],
     bc2_sqrts: Sequence[float],
     threads: int,
+    cons: Sequence[tuple[Tensor | None, tuple[float, float, float, float]]] | None = None,
 ) -> None:
+    """``cons`` (constrained kernels): per tensor, as for :func:`_call_c`."""
     family, x = kernel.family, kernel.parameter
     if family == "hypentropy":
         p0, p1 = x, 0.0
@@ -923,11 +995,13 @@ def _call_adam(
     sc = (ctypes.c_float * len(values))(*values)
     bins = []
     for part in _deal(list(map(Tensor.numel, ws)), threads):
-        batch = []  # (w, g, m, v, v_max pointers), length, tensor
+        batch = []  # (w, g, m, v, v_max pointers), length, tensor, mask pointer
         for j, start, length in part:
             ptrs = (ws[j].data_ptr(), gs[j].data_ptr(), m1s[j].data_ptr(), vs[j].data_ptr(),
                     vms[j].data_ptr() if vms is not None else ws[j].data_ptr())  # fmt: skip
-            batch.append((tuple(p + 4 * start for p in ptrs), length, j))
+            mask = cons[j][0] if cons is not None else None
+            mp = mask.data_ptr() + start if mask is not None else None
+            batch.append((tuple(p + 4 * start for p in ptrs), length, j, mp))
         bins.append(batch)
     if not bins:
         return
@@ -935,6 +1009,12 @@ def _call_adam(
     def run(batch: list) -> None:
         k = len(batch)
         ptr = ctypes.c_void_p * k
+        extra: tuple = ()
+        if cons is not None:
+            extra = (
+                ptr(*(s[3] for s in batch)),
+                (ctypes.c_float * (4 * k))(*(v for s in batch for v in cons[s[2]][1])),
+            )
         fn(
             k,
             *(ptr(*(s[0][a] for s in batch)) for a in range(5)),
@@ -943,6 +1023,7 @@ def _call_adam(
             (ctypes.c_float * (2 * k))(
                 *(v for s in batch for v in (step_sizes[s[2]], bc2_sqrts[s[2]]))
             ),
+            *extra,
         )
 
     if len(bins) == 1:
@@ -972,24 +1053,42 @@ def fused_adam_(
     decay: str,
     decay_ref: float = 0.0,
     maximize: bool = False,
+    constraints: Sequence[Any] | None = None,
+    lift: bool = False,
 ) -> bool:
     r"""One fused dual-space Adam step (:class:`syngeo.MirrorAdam`'s rule) in place on float32
     CPU ``params`` and their moments; False (nothing changed, ``state_steps`` included) when no
     kernel applies. ``decay`` is one of :data:`ADAM_DECAY_MODES`; ``decay_ref`` is
     :math:`\nabla\phi(c)` of the dual decay. Bias corrections are torch's (per tensor, from its
-    step count, in double precision)."""
+    step count, in double precision).
+
+    ``constraints``: one :class:`syngeo.constraints.Constraint` per parameter; the step is then
+    :func:`syngeo.optim_adam.mirror_adam`'s constrained one (the zero lift only with
+    ``lift=True``, set by the caller for sign-preserving potentials; not with the decoupled
+    dual decay, which returns False)."""
     if not params:
         return True
     if kernel is None or kernel.family not in FAMILIES or decay not in ADAM_DECAY_MODES:
         return False
+    constrained = None
+    if constraints is not None:
+        if len(constraints) != len(params) or any(c is None for c in constraints):
+            return False
+        lift = lift and any(c.min_abs > 0 for c in constraints)
+        if lift and (kernel.family not in _SIGN_PRESERVING or decay == "dual-decoupled"):
+            return False
+        constrained = Constrained(lift=lift, soft=any(c.soft for c in constraints))
     if not (
         _cpu_eligible(params, grads, exp_avgs)
         and _cpu_eligible(params, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None)
     ):  # float32 CPU, dense, contiguous, one shape per parameter: moments as momentum buffers
         return False
-    fn = _load_adam(kernel, AdamConfig(decay=decay, amsgrad=amsgrad))
+    fn = _load_adam(kernel, AdamConfig(decay=decay, amsgrad=amsgrad), constrained)
     if fn is None:
         return False
+    cons = None
+    if constraints is not None:
+        cons = [c.kernel_arguments(w) for c, w in zip(constraints, params, strict=True)]
     step_sizes, bc2_sqrts = [], []
     for t in state_steps:
         t += 1
@@ -1000,7 +1099,7 @@ def fused_adam_(
                kernel, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                decay=decay, decay_ref=decay_ref, gmul=-1.0 if maximize else 1.0,
                step_sizes=step_sizes, bc2_sqrts=bc2_sqrts,
-               threads=torch.get_num_threads())  # fmt: skip
+               threads=torch.get_num_threads(), cons=cons)  # fmt: skip
     return True
 
 

@@ -304,15 +304,28 @@ def mirror_adam(
     if constraints is not None and len(constraints) != len(params):
         raise InputError(f"got {len(params)} parameters but {len(constraints)} constraints")
     constrained = constraints is not None and any(c is not None for c in constraints)
-    if constrained or phi.is_euclidean:
-        fused = False  # the eager projection; torch's own Adam/AdamW at p = 2
-    if fused is not False and _fused_adam(
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, phi,
-        fused=fused, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-        weight_decay=weight_decay, eps=eps, maximize=maximize, decoupled=decoupled,
-        decay_space=decay_space, decay_to=decay_to,
-    ):  # fmt: skip
-        return
+    if not constrained:
+        constraints = None
+    if phi.is_euclidean:
+        fused = False  # torch's own Adam/AdamW at p = 2 (and its eager projection)
+    if fused is not False:
+        left = _fused_adam(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, phi,
+            fused=fused, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+            weight_decay=weight_decay, eps=eps, maximize=maximize, decoupled=decoupled,
+            decay_space=decay_space, decay_to=decay_to, constraints=constraints,
+        )  # fmt: skip
+        if left is None:
+            return
+        if len(left) < len(params):  # the rest takes the eager path below
+
+            def pick(xs: list) -> list:
+                return [xs[i] for i in left] if xs else xs
+
+            params, grads, exp_avgs, exp_avg_sqs = map(pick, (params, grads, exp_avgs,
+                                                             exp_avg_sqs))  # fmt: skip
+            max_exp_avg_sqs, state_steps = pick(max_exp_avg_sqs), pick(state_steps)
+            constraints = pick(constraints) if constraints is not None else None
     kw = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps, foreach=foreach)
     primal = decay_space == "primal" or (decay_space == "auto" and not phi.preserves_sign)
     soft = constraints is not None and any(c is not None and c.soft for c in constraints)
@@ -379,24 +392,42 @@ def mirror_adam(
 
 def _fused_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, phi, *,
                 fused, amsgrad, beta1, beta2, lr, weight_decay, eps, maximize, decoupled,
-                decay_space, decay_to) -> bool:  # fmt: skip
-    """The whole group through :func:`syngeo.kernels.fused_adam_`, or False (nothing done)."""
+                decay_space, decay_to, constraints=None) -> list[int] | None:  # fmt: skip
+    """The group through :func:`syngeo.kernels.fused_adam_`: the unconstrained parameters in
+    one call, the constrained ones in another (so the former keep the plain kernel's bits);
+    returns the indices left for the eager path (None: all done)."""
+    everything = list(range(len(params)))
     step_kernel = getattr(phi, "step_kernel", None)
     kernel = step_kernel() if callable(step_kernel) else None
     if kernel is None or (isinstance(lr, Tensor) and lr.numel() != 1):
-        return False
+        return everything
     if any(t.device.type != "cpu" for t in state_steps):
-        return False
+        return everything
     if fused is None and (
         any(w.device.type != "cpu" or w.dtype != torch.float32 for w in params)
         or sum(w.numel() for w in params) < AUTO_FUSED_MIN_NUMEL
     ):
-        return False
+        return everything
     mode, ref = _kernel_decay(phi, weight_decay, decay_space, decay_to)
     if decoupled and mode != "none":
         mode = {"primal": "shrink", "dual": "dual-decoupled", "sign": "sign-decoupled"}[mode]
-    return kernels.fused_adam_(
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, kernel,
-        amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=float(lr), eps=eps,
-        weight_decay=weight_decay, decay=mode, decay_ref=ref, maximize=maximize,
-    )  # fmt: skip
+    if constraints is None:
+        parts = [(everything, None)]
+    else:
+        free = [i for i, c in enumerate(constraints) if c is None]
+        held = [i for i, c in enumerate(constraints) if c is not None]
+        parts = [(js, None if js is free else [constraints[i] for i in js])
+                 for js in (free, held) if js]  # fmt: skip
+    left: list[int] = []
+    for js, cons in parts:
+        done = kernels.fused_adam_(
+            [params[i] for i in js], [grads[i] for i in js], [exp_avgs[i] for i in js],
+            [exp_avg_sqs[i] for i in js],
+            [max_exp_avg_sqs[i] for i in js] if amsgrad else [],
+            [state_steps[i] for i in js], kernel, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+            lr=float(lr), eps=eps, weight_decay=weight_decay, decay=mode, decay_ref=ref,
+            maximize=maximize, constraints=cons, lift=phi.preserves_sign,
+        )  # fmt: skip
+        if not done:
+            left += js
+    return sorted(left) if left else None
