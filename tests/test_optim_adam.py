@@ -595,3 +595,39 @@ def test_fused_adam_refuses_moments_it_cannot_read():
                                    amsgrad=True, beta1=0.9, beta2=0.999, lr=1e-3, eps=1e-8,
                                    weight_decay=0.0, decay="none")  # fmt: skip
     assert float(steps[0]) == 0.0  # the step count is not advanced when nothing ran
+
+
+@needs_cpu_kernel
+def test_a_refused_constrained_part_alone_takes_the_eager_path(monkeypatch):
+    """Dale's law on one parameter of three. When the kernel refuses the constrained part only,
+    that parameter takes the eager step (its bits equal a fused=False run) while the others
+    keep the fused kernel's bits (equal to a run where nothing is refused)."""
+    from syngeo.constraints import Constraint, dale_mask
+
+    g = torch.Generator().manual_seed(5)
+    shapes = [(12, 10), (10,), (3, 12)]
+    mask = dale_mask(shapes[0], 6)
+    start = [torch.randn(s, generator=g) for s in shapes]
+    start[0] = mask * start[0].abs().clamp(min=1e-3)
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(3)]
+    original = kernels.fused_adam_
+
+    def run(fused, refuse):
+        if refuse:
+            monkeypatch.setattr(kernels, "fused_adam_", lambda *a, **k: (
+                False if k.get("constraints") is not None else original(*a, **k)))  # fmt: skip
+        else:
+            monkeypatch.setattr(kernels, "fused_adam_", original)
+        params = [torch.nn.Parameter(w.clone()) for w in start]
+        opt = MirrorAdam(params, lr=0.01, potential="3-norm", fused=fused,
+                         constraints={params[0]: Constraint(sign=mask, max_abs=0.5)})  # fmt: skip
+        for step in grads:
+            for p, gr in zip(params, step, strict=True):
+                p.grad = gr.clone()
+            opt.step()
+        return [p.detach().clone() for p in params]
+
+    mixed, eager, fused = run(True, True), run(False, False), run(True, False)
+    assert torch.equal(mixed[0], eager[0])
+    assert all(torch.equal(a, b) for a, b in zip(mixed[1:], fused[1:], strict=True))
+    assert not torch.equal(mixed[1], eager[1]) or not torch.equal(mixed[0], fused[0])
