@@ -6,8 +6,9 @@ other processes hits every optimizer alike; each row reports the median step tim
 over rounds of the per-round ratio to the baseline. Rows: MirrorDescent under the 2-norm,
 3-norm, negative entropy, p = 2.5, hypentropy, Tsallis, the 3-norm with dual weight decay,
 the 3-norm under Dale's law on every weight matrix, ``torch.optim.Adam(foreach=True)`` and
-MirrorAdam/MirrorAdamW (3-norm, NE, hypentropy; compare them with the Adam row) (default
-``fused=None``, which fuses the step for a group this large: syngeo.kernels), and the paper
+MirrorAdam/MirrorAdamW (3-norm, NE, hypentropy, 3-norm under Dale's law; compare them with the
+Adam row) (default ``fused=None``, which fuses the step for a group this large:
+syngeo.kernels), and the paper
 authors' optimizer written from the paper's update rule as a plain per-tensor eager loop
 (``AuthorsMD``). Targets (issue 13): 2-norm <= 1.05x, 3-norm and NE <= 1.3x, any other
 potential <= 1.6x, at 1 and 2 threads; on CUDA (``--device cuda``) the baseline is
@@ -189,6 +190,7 @@ def _candidates(args: argparse.Namespace, lr: float) -> dict[str, tuple[Callable
         "MirrorAdam NE": (lambda ps: MirrorAdam(ps, lr, potential="ne"), None),
         "MirrorAdam 2.2-norm": (lambda ps: MirrorAdam(ps, lr, potential="p=2.2"), None),
         "MirrorAdamW hypentropy": (lambda ps: MirrorAdamW(ps, lr, potential="hypentropy(beta=0.05)"), None),
+        "MirrorAdam 3-norm + Dale": (lambda ps: MirrorAdam(ps, lr, potential="3-norm", constraints=dale(ps)), None),
         "authors 3-norm": (lambda ps: AuthorsMD(ps, lr, 3.0), None),
         "authors NE": (lambda ps: AuthorsMD(ps, lr, None), None),
         "authors 2.5-norm": (lambda ps: AuthorsMD(ps, lr, 2.5), None),
@@ -220,6 +222,7 @@ def _candidates(args: argparse.Namespace, lr: float) -> dict[str, tuple[Callable
             "eager MirrorAdam 3-norm": (lambda ps: MirrorAdam(ps, lr, potential="3-norm", fused=False), None),
             "eager MirrorAdam NE": (lambda ps: MirrorAdam(ps, lr, potential="ne", fused=False), None),
             "eager MirrorAdamW hypentropy": (lambda ps: MirrorAdamW(ps, lr, potential="hypentropy(beta=0.05)", fused=False), None),
+            "eager MirrorAdam 3-norm + Dale": (lambda ps: MirrorAdam(ps, lr, potential="3-norm", constraints=dale(ps), fused=False), None),
         })  # fmt: skip
     if args.new:
         out["MirrorAdam 2-norm"] = (lambda ps: MirrorAdam(ps, lr, potential="2-norm"), None)

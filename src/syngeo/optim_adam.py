@@ -111,7 +111,10 @@ class MirrorAdam(torch.optim.Adam):
         ``True`` wherever the CPU kernel applies (float32, a potential with a
         ``step_kernel``, a working C compiler), ``None`` (default) for float32 CPU groups of at
         least ``AUTO_FUSED_MIN_NUMEL`` elements, ``False`` never. The 2-norm is always torch's
-        own Adam/AdamW; constraints and a user's potential take the eager path. Per group.
+        own Adam/AdamW; a user's potential takes the eager path. Constraints are in the kernel
+        (constrained parameters in a constrained kernel, the others in the plain one), except
+        a floor on a sign-preserving potential together with AdamW's decoupled dual decay,
+        which stays eager. Per group.
 
     Examples
     --------
