@@ -1423,6 +1423,7 @@ def test_cache_dtype_change_is_caught():
     assert all(s["dual"].dtype == F64 for s in opt.state.values())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, from dynamo's imports
 @pytest.mark.parametrize("fused", [False, True])
 def test_a_compiled_training_step_gives_the_eager_weights(fused):
     """``torch.compile`` around the whole training step (forward, backward, ``opt.step()``):
