@@ -27,23 +27,11 @@ from syngeo.finetune import (
 )
 from syngeo.inference import change_log_likelihood
 from syngeo.models import SmallCNN
-
-
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(6, 12)
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, x):
-        return self.fc(torch.tanh(self.hidden(x)))
+from tinynets import TinyNet, classification_data
 
 
 def _data(n=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 6, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (n,), generator=g)
-    return x, y
+    return classification_data(n, seed)
 
 
 def _model(seed=1):

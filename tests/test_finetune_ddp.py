@@ -19,27 +19,16 @@ import torch
 from torch import nn
 
 from syngeo.finetune import FinetuneProtocol, finetune_one
+from tinynets import TinyNet, classification_data
 
 PROTOCOL = FinetuneProtocol(lrs=(0.05, 0.2), epochs=5, max_extensions=0, batch_size=16)
 N_SAMPLES = 41  # global batches of 16, 16, 9: the last one splits 5 / 4 over the two ranks
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(6, 12)
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, x):
-        return self.fc(torch.tanh(self.hidden(x)))
-
-
 def _setup():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(N_SAMPLES, 6, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (N_SAMPLES,), generator=g)
+    x, y = classification_data(N_SAMPLES, seed=0)
     torch.manual_seed(1)
-    return Net().double(), x, y
+    return TinyNet().double(), x, y
 
 
 def _worker(rank: int, world: int, init_file: str, out: str, potential: str) -> None:
@@ -89,7 +78,7 @@ def test_two_gloo_processes_give_the_weights_of_one(tmp_path, potential):
     assert changed  # the runs did learn something
 
 
-class _BatchNormNet(Net):
+class _BatchNormNet(TinyNet):
     def __init__(self):
         super().__init__()
         self.norm = nn.BatchNorm1d(12)
@@ -106,7 +95,7 @@ def test_batch_norm_over_several_cpu_processes_is_refused():
 
     with pytest.raises(InputError, match=r"batch-norm layers \(norm\).*GPUs only"):
         _with_global_batch_norm(_BatchNormNet(), torch.device("cpu"))
-    plain = Net()
+    plain = TinyNet()
     assert _with_global_batch_norm(plain, torch.device("cpu")) is plain
 
 
