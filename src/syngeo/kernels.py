@@ -1253,24 +1253,39 @@ def _call_triton(
             return False
         launches.append((key, config, table, block_tensor, block_index, len(sub_ws)))
     w0 = ws[0]
-    for i, (key, config, table, block_tensor, block_index, count) in enumerate(launches):
-        args = (table, count, block_tensor, block_index, lr, momentum, 1.0 - dampening,
+
+    def arguments(table: Tensor, count: int, block_tensor: Tensor, block_index: Tensor) -> tuple:
+        return (table, count, block_tensor, block_index, lr, momentum, 1.0 - dampening,
                 weight_decay, gmul, decay_ref, p0, p1, k1, k2,
                 grad_scale if grad_scale is not None else w0,
                 found_inf if found_inf is not None else w0)  # fmt: skip
+
+    def refuse(key: tuple, error: Exception) -> bool:
+        _TRITON_FAILED.add(key)
+        warnings.warn(
+            f"syngeo's Triton kernel could not be launched ({type(error).__name__}: {error}); "
+            "MirrorDescent takes its eager step for this configuration",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        return False
+
+    if len(launches) > 1:  # several dtypes: compile every kernel before the first one writes
+        for key, config, table, block_tensor, block_index, count in launches:
+            try:
+                step_kernel.warmup(*arguments(table, count, block_tensor, block_index),
+                                   grid=(block_tensor.numel(),), **config)  # fmt: skip
+            except Exception as error:  # nothing written yet
+                return refuse(key, error)
+    for i, (key, config, table, block_tensor, block_index, count) in enumerate(launches):
         try:
-            step_kernel[(block_tensor.numel(),)](*args, **config)
-        except Exception as error:  # before the launch (compiler, arguments): nothing written
-            if i > 0:  # an earlier dtype group of this step was already updated: no fallback
-                raise
-            _TRITON_FAILED.add(key)
-            warnings.warn(
-                f"syngeo's Triton kernel could not be launched ({type(error).__name__}: {error}); "
-                "MirrorDescent takes its eager step for this configuration",
-                RuntimeWarning,
-                stacklevel=4,
+            step_kernel[(block_tensor.numel(),)](
+                *arguments(table, count, block_tensor, block_index), **config
             )
-            return False
+        except Exception as error:  # before the launch (compiler, arguments): nothing written
+            if i > 0:  # compiled above; an earlier dtype's tensors are already updated
+                raise
+            return refuse(key, error)
     return True
 
 
