@@ -83,6 +83,8 @@ def _planted_table(values: dict[tuple[str, str], float]) -> pd.DataFrame:
                 "log_likelihood": -d,
                 "magnitude": 0.1,
                 "reached_target": True,
+                "train_accuracy": 1.0,
+                "epochs": 30,
                 "pretrain_accuracy": 0.9,
                 "n_weights": 100,
                 "z_hist": json.dumps([1] * 40),
@@ -171,3 +173,67 @@ def test_a_rerun_reuses_the_pretrained_network_cached_in_out(tmp_path, monkeypat
     assert second["layer"].tolist() == first["layer"].tolist()
     timing = [c for c in first.columns if "second" in c or "time" in c]
     pd.testing.assert_frame_equal(second.drop(columns=timing), first.drop(columns=timing))
+
+
+def test_simsiam_pretraining_is_scored_by_a_knn_vote_on_encoder_features():
+    """fig7b has no classifier: its pretraining is scored by a k-nearest-neighbour vote on the
+    encoder's features. The vote on raw pixels of the digits is well above 0.9 (sklearn's
+    digits are nearly separable by nearest neighbours); on features that ignore the image it
+    is near chance (0.1)."""
+    import torch
+
+    from syngeo.data.images import load_digits_images
+
+    pre, held = load_digits_images().split(1200, rng=0)
+    pixels = deep._knn_accuracy(lambda x: x.flatten(1), pre, held)
+    assert pixels > 0.9
+    gen = torch.Generator().manual_seed(0)
+    blind = deep._knn_accuracy(lambda x: torch.rand(x.shape[0], 16, generator=gen), pre, held)
+    assert blind < 0.25
+    config = get("fig7b").Config(**TINY)
+    _, accuracy = deep._pretrained(config, 2)
+    assert 0.0 <= accuracy <= 1.0  # a number, not NaN
+
+
+def test_report_compares_the_diagonal_with_the_gaussian_floor():
+    """The floor is the 95th percentile of the CDF distance of exactly Gaussian samples of the
+    analysed size (100 weights here: about 0.22, since E d ~ 1/sqrt(n)); the report says whether
+    the diagonal is below it, above it, or split."""
+    names = ("2-norm", "3-norm", "NE")
+    config = deep.DeepConfig(widths=(4,), n_seeds=1)
+
+    def report(diagonal):
+        values = {(a, b): (diagonal[a] if a == b else 0.9) for a in names for b in names}
+        df = _planted_table(values)
+        return deep.summarise(df, config), deep.FIG4.report(df, config)
+
+    s, text = report(dict.fromkeys(names, 0.05))
+    assert 0.15 < s["gaussian_floor"]["4"] < 0.3
+    assert "indistinguishable from a Gaussian" in text
+    s, text = report(dict.fromkeys(names, 0.3))  # just above the floor
+    assert "Every diagonal entry is above the floor" in text
+    assert "diagonal 0.3–0.3" in text
+    s, text = report({"2-norm": 0.05, "3-norm": 0.5, "NE": 0.6})
+    assert "1 of 3 diagonal entries are within the floor, 2 above it" in text
+
+
+def test_report_names_the_cells_short_of_100_percent_training_accuracy():
+    names = ("2-norm", "NE")
+    df = _planted_table({(a, b): (0.1 if a == b else 0.5) for a in names for b in names})
+    config = deep.DeepConfig(widths=(4,), n_seeds=1, potentials=names)
+    assert "reached 100 % training accuracy: 100 % (the paper's all did)." in deep.FIG4.report(
+        df, config
+    )
+    short = df["trained_with"] == "NE"
+    df.loc[short, ["reached_target", "train_accuracy", "epochs", "magnitude"]] = (
+        False,
+        0.996,
+        150,
+        1.05,
+    )
+    s = deep.summarise(df, config)
+    assert s["fraction_reached_100_percent"] == 0.5
+    assert (
+        "short of it: width 4, NE, seed 0 (training accuracy 0.996 after 150 epochs, "
+        "magnitude 1.05)." in deep.FIG4.report(df, config)
+    )
