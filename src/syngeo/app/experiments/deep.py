@@ -551,8 +551,8 @@ def _absolute_gaussianity(s: dict) -> str:
         "Every diagonal entry is within the floor: the trained-with reading is indistinguishable "
         "from a Gaussian."
         if not above
-        else "Every diagonal entry is above the floor: the trained-with reading is the most "
-        "Gaussian of the candidates, not a Gaussian (the paper's claim is the comparison)."
+        else "Every diagonal entry is above the floor: no trained-with reading is Gaussian in "
+        "absolute terms (the paper's claim, above, compares the read-with potentials)."
         if not within
         else f"{within} of {within + above} diagonal entries are within the floor, "
         f"{above} above it."
