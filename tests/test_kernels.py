@@ -815,6 +815,7 @@ def test_a_later_dtype_that_cannot_compile_writes_nothing(monkeypatch):
     fake = SimpleNamespace(language=SimpleNamespace(float32="f32", bfloat16="b16", float16="f16"))
     monkeypatch.setattr(kernels, "_triton_kernel", lambda: (fake, FailsForBfloat16()))
     monkeypatch.setattr(kernels, "_TRITON_FAILED", set())
+    monkeypatch.setattr(kernels, "_TRITON_COMPILED", set())
     ws, gs, bs = _inputs(5)
     ws = [w.bfloat16() if j % 2 else w for j, w in enumerate(ws)]
     gs = [g.bfloat16() if j % 2 else g for j, g in enumerate(gs)]

@@ -1147,6 +1147,7 @@ TRITON_BLOCK = 1024
 _TRITON_TABLES: dict[tuple, Any] = {}
 _TRITON_TABLES_MAX = 64
 _TRITON_FAILED: set[tuple] = set()  # configurations whose kernel failed to compile
+_TRITON_COMPILED: set[tuple] = set()  # configurations compiled ahead of a mixed-dtype step
 
 
 def _cached_table(key: tuple, make: Any) -> Any:
@@ -1272,11 +1273,14 @@ def _call_triton(
 
     if len(launches) > 1:  # several dtypes: compile every kernel before the first one writes
         for key, config, table, block_tensor, block_index, count in launches:
+            if key in _TRITON_COMPILED:  # once per configuration, not on every step
+                continue
             try:
                 step_kernel.warmup(*arguments(table, count, block_tensor, block_index),
                                    grid=(block_tensor.numel(),), **config)  # fmt: skip
             except Exception as error:  # nothing written yet
                 return refuse(key, error)
+            _TRITON_COMPILED.add(key)
     for i, (key, config, table, block_tensor, block_index, count) in enumerate(launches):
         try:
             step_kernel[(block_tensor.numel(),)](

@@ -266,9 +266,8 @@ def _pretrained(config: DeepConfig, width: int) -> tuple[dict[str, torch.Tensor]
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, accuracy
 
 
+#: Neighbours in the vote that scores a SimSiam encoder (:func:`_knn_accuracy`).
 KNN_NEIGHBOURS = 10
-#: Gaussian samples drawn for the report's Gaussian floor of the CDF distance.
-GAUSSIAN_FLOOR_DRAWS = 199
 
 
 def _knn_accuracy(features: Any, reference: ImageSet, held: ImageSet) -> float:
@@ -460,6 +459,10 @@ def _diagonal_check(m: pd.DataFrame, best: str) -> list[dict]:
             }
         )
     return out
+
+
+#: Gaussian samples drawn for the report's Gaussian floor of the CDF distance.
+GAUSSIAN_FLOOR_DRAWS = 199
 
 
 def summarise(df: pd.DataFrame, config: DeepConfig) -> dict:
